@@ -1,0 +1,62 @@
+"""What every model adapter shares: loading arguments, device and dtype, timing of model calls, freeing memory.
+
+An adapter is one class per backend, constructed from a resolved local folder (a Hub snapshot or a tiny twin),
+exposing one batch call for its role. A classmethod ``build_tiny(variant, path)`` saves a randomly initialised
+twin of the same classes as the real checkpoint to ``path``.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import torch
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def timed(method: F) -> F:
+    """Adds the wall time of a model call to ``self.model_seconds`` (reported as time inside model calls)."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Adapter", *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                return method(self, *args, **kwargs)
+        finally:
+            self.model_seconds += time.perf_counter() - start
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Adapter:
+    """Base adapter. Subclasses load in ``__init__`` and decorate their batch call with :func:`timed`."""
+
+    role: str = ""
+
+    def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
+        self.path = str(path)
+        self.device = torch.device(device)
+        self.dtype = DTYPES[dtype]
+        self.trust_remote_code = trust_remote_code
+        self.model_seconds = 0.0
+
+    @classmethod
+    def build_tiny(cls, variant: str, path: Path) -> None:
+        """Save a deterministic, randomly initialised twin of this backend's model classes to ``path``."""
+        raise NotImplementedError(f"{cls.__name__} has no tiny twin")
+
+    def close(self) -> None:
+        """Drop the model and free (GPU) memory."""
+        for name in list(vars(self)):
+            if isinstance(getattr(self, name), torch.nn.Module) or name in ("model", "pipe", "processor"):
+                setattr(self, name, None)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,23 @@
+"""Stage registry, in pipeline order: one file per stage, one line each here."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+STAGES: dict[str, str] = {
+    "source": "syngen.stages.source:Source",
+    "caption": "syngen.stages.caption:Caption",
+    "synthesize": "syngen.stages.synthesize:Synthesize",
+    "phrases": "syngen.stages.phrases:Phrases",
+    "ground": "syngen.stages.ground:Ground",
+    "segment": "syngen.stages.segment:Segment",
+    "negatives": "syngen.stages.negatives:Negatives",
+    "views": "syngen.stages.views:Views",
+}
+
+
+def stage_class(name: str) -> Any:
+    """The Stage subclass registered under ``name``."""
+    module, _, cls = STAGES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)

@@ -1,0 +1,103 @@
+"""The stage contract: what a stage needs, what it adds, its config, and one batch call.
+
+A stage subclass sets ``name``, ``needs`` (columns it reads), ``adds`` (columns it writes) and ``Config``
+(a :class:`StageConfig` subclass whose fields carry their help text), and implements :meth:`Stage.process`.
+It never decides where data is stored; the runner never knows what it computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from syngen.sample import Failure, Sample
+
+
+class ModelRef(BaseModel):
+    """A model: a Hub id, a local path, or ``tiny:<name>`` for a tiny twin."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Hub id (org/name), local path, or tiny:<name> for a randomly initialised twin.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin.")
+    backend: str | None = Field(None, description="Backend adapter; defaults to the stage's (see `syngen models`).")
+    trust_remote_code: bool = Field(False, description="Allow the checkpoint's own Python code. Off unless needed.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"id": value} if isinstance(value, str) else value
+
+    @field_validator("id")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a model id, local path or tiny:<name>")
+        return value
+
+
+class StageConfig(BaseModel):
+    """Settings every stage has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(8, ge=1, description="Samples per model call; halved and retried on CUDA out-of-memory.")
+
+
+@dataclass
+class Context:
+    """What a stage may know about the run: the recipe's folder (to resolve relative paths) and the runtime."""
+
+    recipe_dir: Path
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolve_path(self, value: str | Path) -> Path:
+        """A recipe path: absolute, else relative to the recipe's folder, else to the current folder."""
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            return path
+        for base in (self.recipe_dir, Path.cwd()):
+            if (base / path).exists():
+                return base / path
+        return self.recipe_dir / path
+
+
+Update = dict[str, Any]
+Result = Update | list[Update] | Failure
+
+
+class Stage:
+    """Base class. Subclasses set the class attributes and implement :meth:`process`.
+
+    ``process`` takes a batch of samples and returns one result per sample, in order:
+    a dict of the columns added (same id), a list of such dicts each with its own ``id`` (fan-out,
+    e.g. several images per caption), or a :class:`Failure`.
+    """
+
+    name: ClassVar[str]
+    needs: ClassVar[tuple[str, ...]] = ()
+    adds: ClassVar[tuple[str, ...]] = ()
+    Config: ClassVar[type[StageConfig]] = StageConfig
+    default_backend: ClassVar[str | None] = None
+
+    def __init__(self, config: StageConfig, ctx: Context):
+        self.config = config
+        self.ctx = ctx
+        self.model: Any = None
+
+    def model_ref(self) -> ModelRef | None:
+        """The model this stage runs, or None for stages without one."""
+        return getattr(self.config, "model", None)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides this stage's output: its config (model id and revision included)."""
+        return {"stage": self.name, "config": self.config.model_dump(mode="json")}
+
+    def process(self, samples: list[Sample]) -> list[Result]:
+        raise NotImplementedError
