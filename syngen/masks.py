@@ -1,4 +1,4 @@
-"""Mask and box geometry: COCO RLE (through pycocotools), IoU, box checks.
+"""Mask and box geometry: COCO RLE (through pycocotools), IoU, box checks, box masks, erosion and edge bands.
 
 Masks are numpy bool arrays of shape (H, W); RLE dicts are ``{"size": [H, W], "counts": str}`` as
 pycocotools writes them (counts decoded to str so they serialise to JSON).
@@ -61,3 +61,35 @@ def is_valid_box(box: Sequence[float], width: int, height: int) -> bool:
     if len(box) != 4 or not all(math.isfinite(float(v)) for v in box):
         return False
     return box_area(clip_box(box, width, height)) > 0
+
+
+def box_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
+    """(H, W) bool mask of the pixels whose centres lie inside the xyxy box (``x1 <= x + 0.5 < x2``)."""
+    xs = np.arange(width) + 0.5
+    ys = np.arange(height) + 0.5
+    return ((ys >= box[1]) & (ys < box[3]))[:, None] & ((xs >= box[0]) & (xs < box[2]))[None, :]
+
+
+def share_in_box(mask: np.ndarray, box: Sequence[float]) -> float:
+    """Share of a bool mask's pixels that lie inside the xyxy box; 0.0 for an empty mask."""
+    area = mask.sum()
+    return float(np.logical_and(mask, box_mask(box, *mask.shape)).sum() / area) if area else 0.0
+
+
+def erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """A bool mask eroded by a (2r+1)-pixel square; pixels outside the image count as background."""
+    out = mask.astype(bool)
+    for axis in (0, 1):
+        # running count of background pixels; a pixel survives when its window along `axis` holds none
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius + 1, radius)
+        holes = np.cumsum(np.pad(~out, pad, constant_values=True), axis=axis, dtype=np.int32)
+        n = out.shape[axis]
+        window = np.take(holes, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis) - np.take(holes, np.arange(n), axis)
+        out = window == 0
+    return out
+
+
+def edge_band(mask: np.ndarray, width: int) -> np.ndarray:
+    """The pixels of a bool mask within ``width`` pixels (chessboard distance) of its edge or the image border."""
+    return mask & ~erode(mask, width)

@@ -7,6 +7,11 @@ tokens GroundingDINO hard-codes ([CLS] 101, [SEP] 102, "." 1012, "?" 1029).
 
 from __future__ import annotations
 
+from collections import Counter
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
+
 WORDS: tuple[str, ...] = (
     "a", "an", "the", "of", "on", "in", "with", "and", "at", "to", "is", "are", "near", "next", "left", "right",
     "top", "bottom", "front", "behind", "small", "large", "big", "little", "red", "green", "blue", "yellow",
@@ -29,3 +34,65 @@ def bert_vocab() -> dict[str, int]:
     for i in free:
         vocab[f"[unused{i}]"] = i
     return dict(sorted(vocab.items(), key=lambda kv: kv[1]))
+
+
+def clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A CLIP-style BPE vocabulary and merges, learned on WORDS, PUNCTUATION and single characters.
+
+    Every word and punctuation mark encodes as one ``</w>``-suffixed token; other text falls back to characters.
+    Pass to ``CLIPTokenizer(vocab=vocab, merges=merges)`` (merges are tuples).
+    """
+    words = [[*w[:-1], w[-1] + "</w>"] for w in [*"abcdefghijklmnopqrstuvwxyz0123456789", *WORDS, *PUNCTUATION]]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for token in sorted({t for w in words for t in w} | set("abcdefghijklmnopqrstuvwxyz0123456789")):
+        vocab[token] = len(vocab)
+    merges: list[tuple[str, str]] = []
+    while True:
+        pairs = Counter(pair for w in words for pair in zip(w, w[1:]))
+        if not pairs:
+            return vocab, merges
+        # the most frequent pair, ties broken alphabetically: plain BPE training, deterministic
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        vocab[best[0] + best[1]] = len(vocab)
+        words = [_merge(w, best) for w in words]
+
+
+def _merge(word: list[str], pair: tuple[str, str]) -> list[str]:
+    out: list[str] = []
+    for token in word:
+        if out and (out[-1], token) == pair:
+            out[-1] += token
+        else:
+            out.append(token)
+    return out
+
+
+def word_tokenizer(
+    *, unk: str, pad: str, eos: str, bos: str | None = None, extra: tuple[str, ...] = (), chat_template: str
+) -> PreTrainedTokenizerFast:
+    """A word-level fast tokenizer over WORDS and PUNCTUATION (lower-cased; unknown words become ``unk``).
+
+    Special tokens take the first ids. With ``bos``, encoding prepends it (as Llama's tokenizer does). Decoding
+    joins tokens with spaces, so a random model's answer reads as space-separated words.
+    """
+    specials = list(dict.fromkeys([unk, pad, eos, *([bos] if bos else []), *extra]))
+    vocab = {token: i for i, token in enumerate(specials + list(WORDS + PUNCTUATION))}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token=unk))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
+    )
+    if bos:
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, vocab[bos])]
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token=unk,
+        pad_token=pad,
+        eos_token=eos,
+        bos_token=bos,
+        additional_special_tokens=[t for t in extra],
+        chat_template=chat_template,
+    )

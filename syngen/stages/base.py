@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from syngen.sample import Failure, Sample
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
 
 class ModelRef(BaseModel):
     """A model: a Hub id, a local path, or ``tiny:<name>`` for a tiny twin."""
@@ -58,11 +60,12 @@ class Context:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolve_path(self, value: str | Path) -> Path:
-        """A recipe path: absolute, else relative to the recipe's folder, else to the current folder."""
+        """A recipe path: absolute, else relative to the recipe's folder, the current folder, or syngen's own
+        folder (where the bundled ``prompts/`` live), the first that exists."""
         path = Path(value).expanduser()
         if path.is_absolute():
             return path
-        for base in (self.recipe_dir, Path.cwd()):
+        for base in (self.recipe_dir, Path.cwd(), PROJECT_ROOT):
             if (base / path).exists():
                 return base / path
         return self.recipe_dir / path
@@ -91,13 +94,18 @@ class Stage:
         self.ctx = ctx
         self.model: Any = None
 
+    @classmethod
+    def provides(cls, config: StageConfig) -> tuple[str, ...]:
+        """The columns this stage adds under ``config`` (the source's depend on its kind)."""
+        return cls.adds
+
     def model_ref(self) -> ModelRef | None:
         """The model this stage runs, or None for stages without one."""
         return getattr(self.config, "model", None)
 
     def fingerprint(self) -> dict[str, Any]:
-        """What decides this stage's output: its config (model id and revision included)."""
-        return {"stage": self.name, "config": self.config.model_dump(mode="json")}
+        """What decides this stage's output: its config (model id and revision included), less batch sizes."""
+        return {"stage": self.name, "config": self.config.model_dump(mode="json", exclude={"batch_size"})}
 
     def process(self, samples: list[Sample]) -> list[Result]:
         raise NotImplementedError

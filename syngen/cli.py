@@ -1,0 +1,150 @@
+"""The `syngen` command line: run, validate, export, inspect, push, models."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic grounding and segmentation data.")
+console = Console(stderr=True)
+
+DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml"
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _load(recipe: Path):  # -> Recipe
+    from syngen.recipe import RecipeError, load_recipe
+
+    try:
+        return load_recipe(recipe)
+    except RecipeError as err:
+        _fail(str(err))
+
+
+@app.command()
+def run(
+    recipe: Path = typer.Argument(DEFAULT_RECIPE, help="Recipe YAML; default: the offline quickstart."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default outputs/<recipe name>."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N seed items."),
+    fresh: bool = typer.Option(False, "--fresh", help="Drop earlier results in the output folder and start over."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per stage."),
+) -> None:
+    """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
+    from syngen.models.loading import PreflightError
+    from syngen.runner import RunLocked
+    from syngen.runner import run as run_recipe
+
+    loaded = _load(recipe)
+    out_dir = loaded.out_dir(out)
+    try:
+        report = run_recipe(loaded, out_dir, fresh=fresh, limit=limit, progress=progress)
+    except (PreflightError, RunLocked) as err:
+        _fail(str(err))
+    print_report(report)
+    console.print(f"dataset: {out_dir / 'dataset'}   report: {out_dir / 'run.json'}")
+    if loaded.top.output.push_to_hub:
+        _push(out_dir, loaded.top.output.push_to_hub, loaded.top.output.private, loaded.top.output.revision)
+
+
+@app.command()
+def validate(recipe: Path = typer.Argument(..., help="Recipe YAML to check.")) -> None:
+    """Check a recipe against the schema without running anything."""
+    loaded = _load(recipe)
+    console.print(f"{recipe}: ok ({', '.join(loaded.stages)})")
+
+
+@app.command()
+def export(out: Path = typer.Argument(..., help="A run's output folder.")) -> None:
+    """Rewrite OUT/dataset from the stage stores (no model runs; samples not yet computed are left out)."""
+    from syngen.export import export_dataset
+    from syngen.recipe import load_recipe
+    from syngen.runner import Runner, card_info
+
+    if not (out / "recipe.yaml").exists():
+        _fail(f"{out}: not a syngen output folder (no recipe.yaml)")
+    recipe = load_recipe(out / "recipe.yaml")
+    runner = Runner(recipe, out, progress=False)
+    runner.open_stores()
+    path = export_dataset(runner.samples(compute=False), out, card_info(recipe, runner.summary))
+    console.print(f"dataset: {path}")
+
+
+@app.command()
+def inspect(
+    out: Path = typer.Argument(..., help="A run's output folder."),
+    n: int = typer.Option(16, "--n", min=1, help="Samples (and preference pairs) on the contact sheets."),
+) -> None:
+    """Print dataset statistics and write a contact sheet (PNG) and an HTML page under OUT/inspect/."""
+    from syngen.stats import format_summary, summarize
+    from syngen.viz import contact_sheet
+
+    if not (out / "dataset").exists():
+        _fail(f"{out}: no dataset folder; run a recipe first")
+    Console().print(format_summary(summarize(out)))
+    png, html = contact_sheet(out, n)
+    console.print(f"contact sheet: {png}\nhtml: {html}")
+
+
+def _push(out: Path, repo_id: str, private: bool, revision: Optional[str]) -> None:
+    from syngen.push import PushError, push_dataset
+
+    try:
+        url = push_dataset(out / "dataset", repo_id, private=private, revision=revision)
+    except PushError as err:
+        _fail(str(err))
+    console.print(f"pushed: {url}")
+
+
+@app.command()
+def push(
+    out: Path = typer.Argument(..., help="A run's output folder."),
+    repo_id: str = typer.Option(..., "--repo-id", help="Hub dataset repo (org/name)."),
+    private: bool = typer.Option(False, "--private", help="Create the repo as private."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to (created when missing)."),
+) -> None:
+    """Upload OUT/dataset to the Hub; the token comes from HF_TOKEN or `hf auth login`."""
+    _push(out, repo_id, private, revision)
+
+
+@app.command()
+def models(build: bool = typer.Option(False, "--build", help="Build (and cache) every tiny twin.")) -> None:
+    """List model backends and tiny twins."""
+    from syngen.models import BACKENDS, TINY
+    from syngen.models.loading import build_tiny
+
+    table = Table("tiny twin", "backend", "cached at" if build else "")
+    for name, (backend, _) in TINY.items():
+        table.add_row(f"tiny:{name}", backend, str(build_tiny(name)) if build else "")
+    Console().print(table)
+    Console().print("backends: " + ", ".join(BACKENDS))
+
+
+def print_report(report: dict) -> None:
+    """The run report as a table on the terminal."""
+    table = Table(title=f"run {report['recipe']} on {report['device']} ({report['total_s']:.1f} s)")
+    for col in ("stage", "in", "out", "failed", "computed", "wall s", "load s", "model s", "items/s", "peak MB"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for name, s in report["stages"].items():
+        table.add_row(
+            name, str(s["items_in"]), str(s["items_out"]), str(s["failed"]), str(s["computed"]),
+            f"{s['wall_s']:.2f}", f"{s['load_s']:.2f}", f"{s['model_s']:.2f}", f"{s['items_per_s']:.1f}",
+            f"{s['peak_mem_mb']:.0f}",
+        )
+    Console(file=sys.stderr).print(table)
+    failures = {name: s["failures"] for name, s in report["stages"].items() if s["failures"]}
+    if failures:
+        console.print("failures: " + json.dumps(failures))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,177 @@
+"""Segmenter backend: transformers' SamModel (real checkpoint: facebook/sam-vit-base), and the embedding cache that
+every SAM backend shares."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import (
+    SamConfig,
+    SamMaskDecoderConfig,
+    SamModel,
+    SamProcessor,
+    SamPromptEncoderConfig,
+    SamVisionConfig,
+)
+from transformers.models.sam import SamImageProcessorPil
+
+from syngen.models.base import Adapter, timed
+
+
+@dataclass
+class Embedding:
+    """One image's cached encoder output, with the sizes needed to map prompts in and masks out."""
+
+    features: torch.Tensor  # (1, C, h, w)
+    original_size: tuple[int, int]  # (H, W) of the image
+    input_size: tuple[int, int]  # (H, W) of the resized image inside the encoder's padded square
+
+
+class CachedSegmenter(Adapter):
+    """SAM with an LRU cache of image embeddings: ``embed`` once per image, then ``predict`` any number of prompts.
+
+    Subclasses implement ``_encode`` (a batch of images through the image encoder, one call) and ``_decode``
+    (all prompts of one image through the prompt encoder and mask decoder, one call, single-mask output).
+    """
+
+    role = "segmenter"
+
+    def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
+        super().__init__(path, device, dtype, trust_remote_code)
+        self.cache_limit = 64
+        self.encoder_calls = 0
+        self._cache: OrderedDict[str, Embedding] = OrderedDict()
+
+    @timed
+    def embed(self, images: list[Image.Image], keys: list[str]) -> None:
+        """Compute and cache the embeddings of the images whose keys are not cached, in one encoder call.
+
+        The least recently used embeddings are evicted past ``cache_limit``, never those of this call.
+        """
+        todo: dict[str, Image.Image] = {}
+        for image, key in zip(images, keys, strict=True):
+            if key in self._cache:
+                self._cache.move_to_end(key)
+            else:
+                todo.setdefault(key, image)
+        if todo:
+            for key, embedding in zip(todo, self._encode(list(todo.values())), strict=True):
+                self._cache[key] = embedding
+            self.encoder_calls += len(todo)
+        while len(self._cache) > max(self.cache_limit, len(set(keys))):
+            self._cache.popitem(last=False)
+
+    @timed
+    def predict(
+        self,
+        key: str,
+        boxes: np.ndarray | None = None,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Masks for N prompts on the image embedded under ``key``, all through the mask decoder at once.
+
+        boxes: (N, 4) xyxy pixels; points: (N, K, 2) xy pixels with labels (N, K), 1 = foreground, 0 = background.
+        Either or both. Returns masks (N, H, W) bool at the image's original size and scores (N,) (SAM's predicted
+        IoU). Raises KeyError if ``key`` was never embedded (or was evicted).
+        """
+        if key not in self._cache:
+            raise KeyError(f"no cached embedding for {key!r}: call embed() first")
+        embedding = self._cache[key]
+        if boxes is None and points is None:
+            raise ValueError("predict needs boxes, points, or both")
+        if (points is None) != (labels is None):
+            raise ValueError("points and labels go together")
+        old_h, old_w = embedding.original_size
+        new_h, new_w = embedding.input_size
+        scale = torch.tensor([new_w / old_w, new_h / old_h], device=self.device)
+        box_t = None if boxes is None else (self._floats(boxes).reshape(-1, 2, 2) * scale).reshape(-1, 4)
+        point_t = None if points is None else self._floats(points) * scale
+        label_t = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long, device=self.device)
+        if point_t is not None and (point_t.ndim != 3 or label_t.shape != point_t.shape[:2]):
+            raise ValueError(f"points must be (N, K, 2) and labels (N, K); got {tuple(point_t.shape)}, {tuple(label_t.shape)}")
+        if box_t is not None and point_t is not None and len(box_t) != len(point_t):
+            raise ValueError(f"{len(box_t)} boxes but {len(point_t)} point sets")
+        masks, scores = self._decode(embedding, box_t, point_t, label_t)
+        return masks.cpu().numpy(), scores.float().cpu().numpy()
+
+    def _floats(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
+
+    def _encode(self, images: list[Image.Image]) -> list[Embedding]:
+        """Images -> their embeddings, in one image-encoder call."""
+        raise NotImplementedError
+
+    def _decode(
+        self, embedding: Embedding, boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts already in the encoder's input coordinates -> masks (N, H, W) bool, scores (N,)."""
+        raise NotImplementedError
+
+
+class HFSam(CachedSegmenter):
+    """SAM through transformers' ``SamModel`` and ``SamProcessor``."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
+        super().__init__(path, device, dtype, trust_remote_code)
+        self.processor = SamProcessor.from_pretrained(self.path, trust_remote_code=trust_remote_code)
+        self.model = SamModel.from_pretrained(self.path, dtype=self.dtype, trust_remote_code=trust_remote_code)
+        self.model.to(self.device).eval()
+
+    def _encode(self, images: list[Image.Image]) -> list[Embedding]:
+        inputs = self.processor(images=images, return_tensors="pt")
+        features = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device, self.dtype))
+        return [
+            Embedding(features[i : i + 1], tuple(original.tolist()), tuple(resized.tolist()))
+            for i, (original, resized) in enumerate(zip(inputs["original_sizes"], inputs["reshaped_input_sizes"]))
+        ]
+
+    def _decode(
+        self, embedding: Embedding, boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.model(
+            image_embeddings=embedding.features,
+            input_boxes=None if boxes is None else boxes[None].to(self.dtype),
+            input_points=None if points is None else points[None].to(self.dtype),
+            input_labels=None if labels is None else labels[None],
+            multimask_output=False,
+        )
+        masks = self.processor.post_process_masks(
+            [outputs.pred_masks[0].float()], [embedding.original_size], [embedding.input_size]
+        )[0]
+        return masks[:, 0], outputs.iou_scores[0, :, 0]
+
+    @classmethod
+    def build_tiny(cls, variant: str, path: Path) -> None:
+        """A 32-wide, 2-layer SAM on 256-pixel inputs, with its processor."""
+        if variant != "sam":
+            raise ValueError(f"unknown SAM twin {variant!r}")
+        hidden = 32
+        config = SamConfig(
+            vision_config=SamVisionConfig(
+                hidden_size=hidden,
+                output_channels=hidden,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=256,
+                window_size=4,
+                global_attn_indexes=[1],
+                num_pos_feats=hidden // 2,  # must equal the prompt encoder's hidden_size // 2
+                mlp_dim=2 * hidden,
+            ),
+            prompt_encoder_config=SamPromptEncoderConfig(hidden_size=hidden, image_size=256),
+            mask_decoder_config=SamMaskDecoderConfig(
+                hidden_size=hidden, mlp_dim=2 * hidden, num_attention_heads=2, iou_head_hidden_dim=hidden
+            ),
+        )
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = SamModel(config).eval()
+        model.save_pretrained(path)
+        image_processor = SamImageProcessorPil(size={"longest_edge": 256}, pad_size={"height": 256, "width": 256})
+        SamProcessor(image_processor=image_processor).save_pretrained(path)

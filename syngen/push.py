@@ -1,0 +1,69 @@
+"""Push an exported dataset folder to the Hugging Face Hub.
+
+The token comes from the argument, else from huggingface_hub's usual places (``HF_TOKEN``, `hf auth login`);
+it is never read, written or echoed here. Every failure becomes a :class:`PushError` whose message says what
+went wrong and what to do, without the token.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+
+
+class PushError(RuntimeError):
+    """A push that could not be done; the message is safe to print."""
+
+
+def push_dataset(
+    dataset_dir: Path, repo_id: str, *, private: bool = False, revision: str | None = None, token: str | None = None
+) -> str:
+    """Uploads ``dataset_dir`` (as `syngen export` wrote it) to the dataset repo ``repo_id`` and returns its URL.
+
+    Creates the repo if needed (``private`` applies only to a new repo) and the branch ``revision`` if given
+    (from the default branch), then uploads the folder with ``upload_folder``, which with hf_xet commits large
+    folders in several commits and resumes an interrupted upload when run again. The local folder is only read.
+    """
+    dataset_dir = Path(dataset_dir)
+    if not repo_id or not repo_id.strip():
+        raise PushError("No repo id: pass one like `user/dataset-name` (--repo-id).")
+    if not (dataset_dir / "README.md").is_file():
+        raise PushError(f"No exported dataset at {dataset_dir} (no README.md): run `syngen export` first.")
+    api = HfApi(token=token)
+    try:
+        url = str(api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True))
+        if revision:
+            api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=dataset_dir,
+            repo_type="dataset",
+            revision=revision,
+            commit_message=f"Upload {dataset_dir.parent.name} with syngen",
+        )
+    except Exception as error:
+        raise PushError(_explain(error, repo_id, token)) from None  # the cause may carry request headers
+    return f"{url}/tree/{quote(revision, safe='')}" if revision else url
+
+
+def _explain(error: Exception, repo_id: str, token: str | None) -> str:
+    """One paragraph on why the push to ``repo_id`` failed, with any token removed."""
+    if isinstance(error, OfflineModeIsEnabled):
+        reason = "HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it to push."
+    else:
+        status = error.response.status_code if isinstance(error, HfHubHTTPError) else None
+        detail = f"{type(error).__name__}: {error}".strip()
+        if status in (401, 403):
+            reason = f"the Hub refused the credentials ({status}): check HF_TOKEN or run `hf auth login`. {detail}"
+        else:
+            reason = f"{detail}. Check the network, the repo id and that your token may write to it."
+    text = f"Could not push to the dataset repo {repo_id!r}: {reason} The local dataset was not changed."
+    if token:
+        text = text.replace(token, "***")
+    return " ".join(_TOKEN.sub("hf_***", text).split())

@@ -1,0 +1,208 @@
+"""Recipes: the YAML schema, loading, and validation whose errors name the file, the field and what was expected.
+
+A recipe has ``name``, ``source`` (the seed inputs), ``runtime``, ``output`` and ``stages`` (a mapping from
+stage name to that stage's settings; stages run in the registry's pipeline order). Each section is a pydantic
+model whose fields carry their help text; ``syngen validate`` checks a recipe without running anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from syngen.stages import STAGES, stage_class
+from syngen.stages.base import Context, StageConfig
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names the file, the field and what was expected."""
+
+
+class RuntimeConfig(BaseModel):
+    """Where and how the models run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Model dtype; auto: float16 on cuda, float32 on cpu."
+    )
+    wave_size: int = Field(64, ge=1, description="Samples per wave: every stage runs over a wave before the next.")
+    seed: int = Field(0, description="Base seed of the run.")
+
+
+class OutputConfig(BaseModel):
+    """Where results go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: str | None = Field(None, description="Output folder; default outputs/<name>. `--out` overrides it.")
+    license: str = Field("other", description="License written into the dataset card (e.g. cc-by-4.0).")
+    pretty_name: str | None = Field(None, description="Human-readable dataset name for the card.")
+    push_to_hub: str | None = Field(None, description="Hub repo id (org/name) to push to after a successful export.")
+    private: bool = Field(False, description="Create the Hub repo as private.")
+    revision: str | None = Field(None, description="Hub branch to push to (created when missing).")
+
+
+class RecipeModel(BaseModel):
+    """The top level of a recipe file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run name; names the output folder.")
+    description: str = Field("", description="Free text, copied into the dataset card.")
+    source: dict[str, Any] = Field(description="Seed inputs (see the source stage's settings).")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Device, dtype, wave size, seed.")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="Output folder, card and Hub settings.")
+    stages: dict[str, dict[str, Any] | None] = Field(
+        default_factory=dict, description="Stage name -> settings; present stages run, in pipeline order."
+    )
+
+
+@dataclass
+class Recipe:
+    """A validated recipe: the top level, each stage's config (source first, pipeline order), and its text."""
+
+    path: Path
+    text: str
+    top: RecipeModel
+    stages: dict[str, StageConfig] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.top.name
+
+    def context(self) -> Context:
+        """The runtime context stages see (device and dtype resolved)."""
+        import torch
+
+        rt = self.top.runtime
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if rt.device == "auto" else rt.device
+        dtype = ("float16" if device == "cuda" else "float32") if rt.dtype == "auto" else rt.dtype
+        return Context(recipe_dir=self.path.parent.resolve(), device=device, dtype=dtype, seed=rt.seed)
+
+    def out_dir(self, override: Path | None = None) -> Path:
+        return override or Path(self.top.output.dir or Path("outputs") / self.top.name)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file; raises :class:`RecipeError` on the first problem found."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such recipe file")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: expected a mapping of recipe fields at the top level, got {type(data).__name__}")
+    _check_keys(path, data, RecipeModel, "")
+    top = _validate(path, RecipeModel, data, "")
+    for name in top.stages:
+        if name not in STAGES or name == "source":
+            known = [s for s in STAGES if s != "source"]
+            raise RecipeError(f"{path}: stages.{name}: unknown stage{_did_you_mean(name, known)}; expected one of {', '.join(known)}")
+    raw = {"source": top.source} | {name: top.stages[name] or {} for name in STAGES if name in top.stages}
+    configs: dict[str, StageConfig] = {}
+    for name, values in raw.items():
+        where = "source" if name == "source" else f"stages.{name}"
+        cls = stage_class(name).Config
+        _check_keys(path, values, cls, where + ".")
+        configs[name] = _validate(path, cls, values, where + ".")
+    recipe = Recipe(path=path, text=text, top=top, stages=configs)
+    _fill_shared_models(recipe)
+    _check_models(recipe)
+    _check_files(recipe)
+    _check_columns(recipe)
+    return recipe
+
+
+def _validate(path: Path, model: type[BaseModel], data: Any, prefix: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = prefix + ".".join(str(p) for p in first["loc"])
+        got = first.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        raise RecipeError(f"{path}: {loc.rstrip('.') or '(top level)'}: {first['msg']}{shown}") from None
+
+
+def _check_keys(path: Path, data: Any, model: type[BaseModel], prefix: str) -> None:
+    """Unknown keys, recursively through nested models, with a did-you-mean suggestion."""
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            expected = ", ".join(fields)
+            raise RecipeError(
+                f"{path}: {prefix}{key}: unknown field{_did_you_mean(str(key), list(fields))}; expected one of {expected}"
+            )
+        annotation = fields[key].annotation
+        for candidate in getattr(annotation, "__args__", ()) + (annotation,):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                _check_keys(path, value, candidate, f"{prefix}{key}.")
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _fill_shared_models(recipe: Recipe) -> None:
+    """The negatives stage reuses the segment stage's model (and its cached image embeddings) unless told otherwise."""
+    negatives = recipe.stages.get("negatives")
+    if negatives is not None and getattr(negatives, "model", None) is None:
+        segment = recipe.stages.get("segment")
+        if segment is None:
+            raise RecipeError(f"{recipe.path}: stages.negatives.model: expected a segmenter model (or a segment stage to share)")
+        negatives.model = segment.model  # type: ignore[attr-defined]
+
+
+def _check_models(recipe: Recipe) -> None:
+    """Every model names a known backend (tiny twins: a known twin)."""
+    from syngen.models.loading import PreflightError, backend_for
+
+    for name, config in recipe.stages.items():
+        ref = getattr(config, "model", None)
+        if ref is not None:
+            try:
+                backend_for(ref, stage_class(name).default_backend)
+            except PreflightError as err:
+                raise RecipeError(f"{recipe.path}: stages.{name}.model: {err}") from None
+
+
+def _check_files(recipe: Recipe) -> None:
+    """Fields named ``path`` or ``prompt`` must name existing files or folders."""
+    ctx = Context(recipe_dir=recipe.path.parent.resolve())
+    for name, config in recipe.stages.items():
+        for key in ("path", "prompt"):
+            value = getattr(config, key, None)
+            if isinstance(value, str) and not ctx.resolve_path(value).exists():
+                where = "source" if name == "source" else f"stages.{name}"
+                raise RecipeError(
+                    f"{recipe.path}: {where}.{key}: expected an existing file or folder, but {value!r} was found "
+                    f"neither beside the recipe ({recipe.path.parent}), nor in the current folder, nor in syngen's"
+                )
+
+
+def _check_columns(recipe: Recipe) -> None:
+    """Every stage's needed columns come from the source or an earlier stage."""
+    have: set[str] = set()
+    for name, config in recipe.stages.items():
+        cls = stage_class(name)
+        missing = [c for c in cls.needs if c not in have]
+        if missing:
+            where = "source.kind" if name == "source" else f"stages.{name}"
+            raise RecipeError(
+                f"{recipe.path}: {where}: the {name} stage needs {', '.join(missing)}, which neither the source nor "
+                f"an earlier stage provides; add the stage that makes it (e.g. caption before phrases)"
+            )
+        have |= set(cls.provides(config))

@@ -1,0 +1,329 @@
+"""Runs a recipe's stages over the seed items: waves, batches, failures, resume, the run report.
+
+Stage-major in waves: for each wave of ``runtime.wave_size`` seed items every stage runs over the whole wave
+before the next stage starts, so one model is resident at a time (a model is kept only when the next stage
+runs the same one, as negatives does after segment). Samples already in a stage's store are read back instead
+of computed. A batch that raises is retried sample by sample so the bad sample alone is recorded as a failure;
+on CUDA out-of-memory the batch size is halved. Results stream into the dataset export as waves complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import shutil
+import sys
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from tqdm import tqdm
+
+from syngen.models.loading import backend_for, load, resolve
+from syngen.recipe import Recipe
+from syngen.sample import Failure, Sample
+from syngen.stages import stage_class
+from syngen.stages.base import Result, Stage
+from syngen.store import Row, StageStore, atomic_write_text, to_json
+
+
+class RunLocked(RuntimeError):
+    """Another run holds the output folder's lock."""
+
+
+@dataclass
+class StageReport:
+    """Per-stage figures of a run; in = out + failed, counting resumed samples too."""
+
+    items_in: int = 0
+    items_out: int = 0
+    failed: int = 0
+    emitted: int = 0
+    computed: int = 0
+    wall_s: float = 0.0
+    load_s: float = 0.0
+    model_s: float = 0.0
+    items_per_s: float = 0.0
+    peak_mem_mb: float = 0.0
+    failures: Counter = field(default_factory=Counter)
+    stats: Counter = field(default_factory=Counter)
+
+
+class _ModelPool:
+    """Holds at most one loaded adapter; a stage asking for another model frees the current one first."""
+
+    def __init__(self, recipe: Recipe):
+        self.ctx = recipe.context()
+        self.cache_limit = recipe.top.runtime.wave_size
+        self.key: tuple[str, str, str | None] | None = None
+        self.adapter: Any = None
+
+    def get(self, stage: Stage) -> tuple[Any, float]:
+        """The adapter for ``stage`` and the seconds spent loading it (0 when it was resident)."""
+        ref = stage.model_ref()
+        if ref is None:
+            return None, 0.0
+        key = (backend_for(ref, stage.default_backend), ref.id, ref.revision)
+        if key == self.key:
+            return self.adapter, 0.0
+        self.close()
+        self.adapter, seconds = load(ref, stage.default_backend, self.ctx.device, self.ctx.dtype)
+        if hasattr(self.adapter, "cache_limit"):
+            self.adapter.cache_limit = self.cache_limit
+        self.key = key
+        return self.adapter, seconds
+
+    def close(self) -> None:
+        if self.adapter is not None:
+            self.adapter.close()
+        self.adapter, self.key = None, None
+
+
+class Runner:
+    """One run of a recipe into an output folder. Use :meth:`samples` to stream the final samples."""
+
+    def __init__(self, recipe: Recipe, out: Path, *, limit: int | None = None, progress: bool = True):
+        self.recipe = recipe
+        self.out = out
+        self.limit = limit
+        self.progress = progress
+        self.ctx = recipe.context()
+        self.stages: list[Stage] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
+        self.reports = {stage.name: StageReport() for stage in self.stages}
+        self.stores: dict[str, StageStore] = {}
+        self.batch_size = {stage.name: stage.config.batch_size for stage in self.stages}
+        self.pool = _ModelPool(recipe)
+        self._bars: dict[str, tqdm] = {}
+        self.started = time.perf_counter()
+        self.preflight_s = 0.0
+        self.summary: dict[str, Any] = {}  # the run report, filled in when :meth:`samples` is exhausted
+
+    def preflight(self) -> None:
+        """Resolve every model before any compute (tiny twins are built here)."""
+        start = time.perf_counter()
+        for stage in self.stages:
+            ref = stage.model_ref()
+            if ref is not None:
+                resolve(ref)
+        self.preflight_s = time.perf_counter() - start
+
+    def open_stores(self) -> list[str]:
+        """Open each stage's store under its fingerprint chain; returns the stages whose old results were dropped."""
+        chain = ""
+        dropped = []
+        for stage in self.stages:
+            chain = hashlib.sha1((chain + to_json(stage.fingerprint())).encode()).hexdigest()
+            store = StageStore(self.out, stage.name)
+            if not store.open(chain):
+                dropped.append(stage.name)
+            self.stores[stage.name] = store
+        return dropped
+
+    def samples(self, compute: bool = True) -> Iterator[Sample]:
+        """The final samples, wave by wave; with ``compute=False`` only what the stores already hold."""
+        source = self.stages[0]
+        items = source.items(self.limit)  # type: ignore[attr-defined]
+        wave_size = self.recipe.top.runtime.wave_size
+        try:
+            while wave := list(islice(items, wave_size)):
+                for stage in self.stages:
+                    wave = self._run_stage(stage, wave, compute)
+                yield from wave
+            self.summary.update(self.report())
+        finally:
+            self.pool.close()
+            for bar in self._bars.values():
+                bar.close()
+
+    def _bar(self, stage: Stage) -> tqdm:
+        if stage.name not in self._bars:
+            self._bars[stage.name] = tqdm(
+                desc=f"{stage.name:>10}", unit="it", disable=not self.progress or None, leave=True, file=sys.stderr
+            )
+        return self._bars[stage.name]
+
+    def _run_stage(self, stage: Stage, wave: list[Sample], compute: bool) -> list[Sample]:
+        start = time.perf_counter()
+        report = self.reports[stage.name]
+        store = self.stores[stage.name]
+        done = store.index()
+        stored = [s["id"] for s in wave if s["id"] in done]
+        pending = [s for s in wave if s["id"] not in done]
+        rows: dict[str, list[Row]] = {}
+        if pending and compute:
+            _reset_peak_memory()
+            stage.model, load_s = self.pool.get(stage)
+            report.load_s += load_s
+            model_s0 = getattr(stage.model, "model_seconds", 0.0)
+            bar = self._bar(stage)
+            queue = list(pending)
+            while queue:
+                batch, queue = queue[: self.batch_size[stage.name]], queue[self.batch_size[stage.name] :]
+                batch_rows = [row for sample, result in zip(batch, self._process(stage, batch)) for row in _rows(sample, result)]
+                store.write(batch_rows)
+                for row in batch_rows:
+                    rows.setdefault(row["input_id"], []).append(row)
+                bar.update(len(batch))
+            report.model_s += getattr(stage.model, "model_seconds", 0.0) - model_s0
+            report.computed += len(pending)
+            report.peak_mem_mb = max(report.peak_mem_mb, _peak_memory_mb())
+        rows |= store.read(stored)
+        merged = []
+        for sample in wave:
+            sample_rows = rows.get(sample["id"])
+            if sample_rows is None:  # not computed (compute=False): not part of the result
+                continue
+            report.items_in += 1
+            outputs = _merge(sample, sample_rows, report)
+            report.items_out += bool(outputs)
+            report.emitted += len(outputs)
+            merged.extend(outputs)
+        report.wall_s += time.perf_counter() - start
+        report.items_per_s = report.computed / report.wall_s if report.wall_s else 0.0
+        return merged
+
+    def _process(self, stage: Stage, batch: list[Sample]) -> list[Result]:
+        """Results for a batch; a failing batch is split to isolate the failing samples."""
+        try:
+            results = stage.process(batch)
+            if len(results) != len(batch):
+                raise RuntimeError(f"{stage.name} returned {len(results)} results for {len(batch)} samples")
+            return results
+        except Exception as err:
+            if len(batch) == 1:
+                detail = "".join(traceback.format_exception(err)[-3:])
+                return [Failure(kind=type(err).__name__, message=str(err)[:500], detail=detail[-2000:])]
+            if _is_oom(err):
+                self.batch_size[stage.name] = max(1, len(batch) // 2)
+                _free_cuda()
+                half = self.batch_size[stage.name]
+                return self._process(stage, batch[:half]) + self._process(stage, batch[half:])
+            return [r for sample in batch for r in self._process(stage, [sample])]
+
+    def report(self) -> dict[str, Any]:
+        """The run report as written to ``run.json``."""
+        stages = {}
+        for name, rep in self.reports.items():
+            stages[name] = asdict(rep) | {"failures": dict(rep.failures), "stats": dict(rep.stats)}
+            stages[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in stages[name].items()}
+        return {
+            "recipe": self.recipe.name,
+            "recipe_path": str(self.recipe.path),
+            "device": self.ctx.device,
+            "dtype": self.ctx.dtype,
+            "total_s": round(time.perf_counter() - self.started, 3),
+            "preflight_s": round(self.preflight_s, 3),
+            "stages": stages,
+        }
+
+
+def run(recipe: Recipe, out: Path, *, fresh: bool = False, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run ``recipe`` into ``out`` (resuming by default) and export the dataset; returns the run report."""
+    from syngen.export import export_dataset
+
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(out / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunLocked(f"another syngen run is writing to {out} (lock {out / '.lock'}); wait for it or use --out") from None
+    try:
+        if fresh:
+            for name in ("stages", "dataset", "run.json"):
+                path = out / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        atomic_write_text(out / "recipe.yaml", recipe.text)
+        runner = Runner(recipe, out, limit=limit, progress=progress)
+        runner.preflight()
+        runner.open_stores()
+        export_dataset(runner.samples(), out, card_info(recipe, runner.summary))
+        report = runner.report()
+        atomic_write_text(out / "run.json", json.dumps(report, indent=2))
+        return report
+    finally:
+        lock.release()
+
+
+def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
+    """What the dataset card says about the run: recipe, models, settings, and the (filled-in-later) report."""
+    from syngen.export import CardInfo
+
+    models = {}
+    for name, cfg in recipe.stages.items():
+        ref = getattr(cfg, "model", None)
+        if ref is not None:
+            models[name] = {"id": ref.id, "revision": ref.revision}
+    settings = {name: cfg.model_dump(mode="json", exclude={"model"}) for name, cfg in recipe.stages.items()}
+    return CardInfo(
+        name=recipe.name, license=recipe.top.output.license, recipe_text=recipe.text, models=models,
+        settings=settings, report=report, pretty_name=recipe.top.output.pretty_name,
+        description=recipe.top.description,
+    )
+
+
+def _rows(sample: Sample, result: Result) -> list[Row]:
+    """Store rows for one input sample's result."""
+    if isinstance(result, Failure):
+        return [{"input_id": sample["id"], "id": None, "status": "failed", "image": None, "data": to_json(result.to_dict())}]
+    updates = result if isinstance(result, list) else [result | {"id": sample["id"]}]
+    rows = []
+    for update in updates:
+        update = dict(update)
+        out_id, image = update.pop("id"), update.pop("image", None)
+        rows.append({"input_id": sample["id"], "id": out_id, "status": "ok", "image": image, "data": to_json(update)})
+    return rows
+
+
+def _merge(sample: Sample, rows: Iterable[Row], report: StageReport) -> list[Sample]:
+    """The samples a stage produced from ``sample``, counting failures and ``*_stats`` columns into ``report``."""
+    outputs = []
+    for row in rows:
+        data = json.loads(row["data"])
+        if row["status"] == "failed":
+            report.failed += 1
+            report.failures[data["kind"]] += 1
+            continue
+        for key, value in data.items():
+            if key.endswith("_stats") and isinstance(value, dict):
+                report.stats.update({k: v for k, v in value.items() if isinstance(v, (int, float))})
+        new = sample | data | {"id": row["id"]}
+        if row["image"] is not None:
+            new["image"] = row["image"]
+        outputs.append(new)
+    return outputs
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def _free_cuda() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_memory_mb() -> float:
+    """Peak GPU memory allocated on CUDA, else the process's peak resident memory."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,134 @@
+"""views: DynRefer multi-resolution views of every region (METHODS.md §6).
+
+Needs ``image`` and ``regions``; replaces ``regions``, adding to each region ``views``: a list of
+``{"t": float, "box": [x1, y1, x2, y2], "region_box": [x1, y1, x2, y2], "size": int, "score": float | None}``,
+ordered by ``t``. The view at ``t`` has the box ``b_t = (1 - t) * b + t * (0, 0, W, H)`` clipped to the image
+(``box``, image pixels); its crop is that box resized to ``size`` x ``size``, and ``region_box`` is the region's
+box in the crop's pixels. ``t = 0`` (the region alone) is always first; ``n_views - 1`` more come from
+``candidates``: by pHash (``score(t) = Hamming(pHash(v_0), pHash(v_t)) / t``, highest first, ties to the smaller
+``t``) or at random (seeded by seed, sample id and region; score None). Crops are not stored: cut them with
+:func:`crop_view` when needed.
+
+Example::
+
+    stage = Views(Views.Config(n_views=3), ctx)
+    [update] = stage.process([sample])
+    view = update["regions"][0]["views"][1]
+    crop = crop_view(load_image(sample), view["box"], view["size"])
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Sequence
+
+import imagehash
+import numpy as np
+from PIL import Image
+from pydantic import Field, field_validator, model_validator
+
+from syngen.masks import clip_box
+from syngen.sample import Sample, load_image, make_id
+from syngen.stages.base import Result, Stage, StageConfig
+
+
+class ViewsConfig(StageConfig):
+    """Settings of the views stage."""
+
+    candidates: list[float] = Field(
+        default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 11)],
+        description="Interpolation coefficients t in (0, 1] the extra views are chosen from (0 = region, 1 = image).",
+    )
+    n_views: int = Field(3, ge=1, description="Views per region: t = 0 plus n_views - 1 chosen from the candidates.")
+    select: Literal["phash", "random"] = Field(
+        "phash", description="phash: the candidates farthest from the region view by pHash distance / t; random: seeded."
+    )
+    size: int = Field(224, ge=1, description="Side of the square view crops, in pixels.")
+    seed: int = Field(0, ge=0, description="Seed of random selection (with sample id and region).")
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < t <= 1 for t in value) or len(set(value)) != len(value):
+            raise ValueError(f"need distinct values in (0, 1], got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _enough(self) -> "ViewsConfig":
+        if self.n_views - 1 > len(self.candidates):
+            raise ValueError(f"n_views={self.n_views} needs at least {self.n_views - 1} candidates")
+        return self
+
+
+def view_box(box: Sequence[float], width: int, height: int, t: float) -> list[float]:
+    """``(1 - t) * box + t * (0, 0, width, height)``, clipped to the image."""
+    whole = (0.0, 0.0, width, height)
+    return clip_box([(1 - t) * b + t * w for b, w in zip(box, whole)], width, height)
+
+
+def crop_view(image: Image.Image, box: Sequence[float], size: int) -> Image.Image:
+    """The part of ``image`` under ``box`` (float pixel coordinates) resized to ``size`` x ``size`` (bilinear)."""
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise ValueError(f"empty view box {list(box)}")
+    return image.resize((size, size), Image.Resampling.BILINEAR, box=tuple(float(v) for v in box))
+
+
+def to_crop_coords(region_box: Sequence[float], view: Sequence[float], size: int) -> list[float]:
+    """``region_box`` (image pixels) in the pixels of ``view``'s ``size`` x ``size`` crop, clipped to the crop."""
+    sx = size / (view[2] - view[0])
+    sy = size / (view[3] - view[1])
+    box = [(region_box[0] - view[0]) * sx, (region_box[1] - view[1]) * sy,
+           (region_box[2] - view[0]) * sx, (region_box[3] - view[1]) * sy]
+    return clip_box(box, size, size)
+
+
+def phash_scores(image: Image.Image, box: Sequence[float], candidates: Sequence[float], size: int) -> dict[float, float]:
+    """``Hamming(pHash(v_0), pHash(v_t)) / t`` for each candidate ``t`` of the region ``box``."""
+    width, height = image.size
+
+    def phash(t: float) -> imagehash.ImageHash:
+        return imagehash.phash(crop_view(image, view_box(box, width, height, t), size))
+
+    region = phash(0.0)
+    return {t: (region - phash(t)) / t for t in candidates}
+
+
+def select_views(scores: dict[float, float], n: int) -> list[float]:
+    """The ``n`` candidates with the highest scores, best first; ties go to the smaller ``t``."""
+    return sorted(scores, key=lambda t: (-scores[t], t))[:n]
+
+
+class Views(Stage):
+    """Adds DynRefer views to every region (see the module docstring)."""
+
+    name: ClassVar[str] = "views"
+    needs: ClassVar[tuple[str, ...]] = ("image", "regions")
+    adds: ClassVar[tuple[str, ...]] = ("regions",)
+    Config: ClassVar[type[StageConfig]] = ViewsConfig
+    config: ViewsConfig
+
+    def process(self, samples: list[Sample]) -> list[Result]:
+        """One update per sample: ``regions`` with ``views``."""
+        return [self._views(s) for s in samples]
+
+    def _views(self, sample: Sample) -> dict[str, Any]:
+        cfg = self.config
+        regions = sample.get("regions") or []
+        image = load_image(sample) if regions else None
+        out = []
+        for i, region in enumerate(regions):
+            if cfg.select == "phash":
+                scores: dict[float, float | None] = phash_scores(image, region["box"], cfg.candidates, cfg.size)
+                chosen = select_views(scores, cfg.n_views - 1)
+            else:
+                rng = np.random.default_rng(int(make_id(cfg.seed, sample["id"], i), 16))
+                chosen = [float(t) for t in rng.choice(cfg.candidates, cfg.n_views - 1, replace=False)]
+                scores = dict.fromkeys(chosen)
+            views = []
+            for t in [0.0, *sorted(chosen)]:
+                box = view_box(region["box"], image.width, image.height, t)
+                views.append({
+                    "t": t, "box": box, "region_box": to_crop_coords(region["box"], box, cfg.size),
+                    "size": cfg.size, "score": scores.get(t),
+                })
+            out.append(dict(region, views=views))
+        return {"regions": out}

@@ -1,0 +1,141 @@
+"""Statistics of an exported dataset and its run, for `syngen inspect`.
+
+:func:`summarize` reads ``<out>/dataset`` (parquet, a batch at a time, image columns left unread) and
+``<out>/run.json``; :func:`format_summary` renders the result as rich tables. :func:`read_rows` is the reader
+the contact sheets share.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from rich.console import Group
+from rich.table import Table
+
+QUANTILES = {"min": 0.0, "p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9, "max": 1.0}
+
+
+def config_dir(dataset_dir: Path, config: str) -> Path:
+    """Where a config's parquet shards live in the Hub layout: ``<dataset_dir>/data/<config>/``."""
+    return Path(dataset_dir) / "data" / config
+
+
+def read_rows(
+    dataset_dir: Path, config: str, columns: list[str], limit: int | None = None, batch_size: int = 256
+) -> Iterator[dict[str, Any]]:
+    """Rows of a config as dicts holding only ``columns`` (Image cells as {"bytes", "path"}), shard by shard,
+    stopping after ``limit`` rows. A config that was not exported yields nothing."""
+    if limit is not None and limit <= 0:
+        return
+    count = 0
+    for shard in sorted(config_dir(dataset_dir, config).glob("*.parquet")):
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=batch_size, columns=columns):
+            for row in batch.to_pylist():
+                yield row
+                count += 1
+                if count == limit:
+                    return
+
+
+def summarize(out_dir: Path) -> dict[str, Any]:
+    """Counts and distributions of ``<out_dir>/dataset`` plus the failures recorded in ``<out_dir>/run.json``.
+
+    Returns {"images", "regions": {"total", "per_image"}, "phrases_per_caption", "box_score", "mask_score",
+    "preference": {"pairs", "by_kind", "iou"}, "stages": {stage: {"in", "out", "failed"}},
+    "failures": {stage: {kind: n}}}; counts as {"mean", "min", "max", "histogram"}, scores as
+    {"n", "mean", "min", "p10", ..., "max"} (None where there is nothing to measure).
+    """
+    dataset_dir = Path(out_dir) / "dataset"
+    regions_per_image, phrases_per_caption, box_scores, mask_scores = [], [], [], []
+    for row in read_rows(dataset_dir, "grounding", ["phrases", "regions"]):
+        regions = row["regions"] or []
+        regions_per_image.append(len(regions))
+        phrases_per_caption.append(len(row["phrases"] or []))
+        box_scores += [r["box_score"] for r in regions if r["box_score"] is not None]
+        mask_scores += [r["mask_score"] for r in regions if r["mask_score"] is not None]
+    kinds: Counter[str] = Counter()
+    ious = []
+    for row in read_rows(dataset_dir, "preference", ["kind", "iou"]):
+        kinds[row["kind"]] += 1
+        ious.append(row["iou"])
+
+    run_file = Path(out_dir) / "run.json"
+    stages = json.loads(run_file.read_text())["stages"] if run_file.is_file() else {}
+    return {
+        "images": len(regions_per_image),
+        "regions": {"total": sum(regions_per_image), "per_image": _counts(regions_per_image)},
+        "phrases_per_caption": _counts(phrases_per_caption),
+        "box_score": _quantiles(box_scores),
+        "mask_score": _quantiles(mask_scores),
+        "preference": {"pairs": sum(kinds.values()), "by_kind": dict(sorted(kinds.items())), "iou": _quantiles(ious)},
+        "stages": {name: {k: s.get(k, 0) for k in ("in", "out", "failed")} for name, s in stages.items()},
+        "failures": {name: dict(s["failures"]) for name, s in stages.items() if s.get("failures")},
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> Group:
+    """The summary as rich tables: overview, score distributions, preference kinds, stage counts and failures."""
+    overview = Table("measure", "value", title="Dataset")
+    per_image, per_caption = summary["regions"]["per_image"], summary["phrases_per_caption"]
+    overview.add_row("images", str(summary["images"]))
+    overview.add_row("regions", str(summary["regions"]["total"]))
+    overview.add_row("regions per image (mean / min / max)", _mean_min_max(per_image))
+    overview.add_row("regions per image histogram", _histogram(per_image["histogram"]))
+    overview.add_row("phrases per caption (mean / min / max)", _mean_min_max(per_caption))
+    overview.add_row("preference pairs", str(summary["preference"]["pairs"]))
+    overview.add_row("pairs by kind", _histogram(summary["preference"]["by_kind"]))
+
+    scores = Table("score", "n", "mean", *QUANTILES, title="Distributions")
+    for name, values in [
+        ("box score", summary["box_score"]),
+        ("mask score", summary["mask_score"]),
+        ("pair IoU", summary["preference"]["iou"]),
+    ]:
+        scores.add_row(name, str(values["n"]), *(_number(values[k]) for k in ["mean", *QUANTILES]))
+
+    stages = Table("stage", "in", "out", "failed", "failures", title="Run")
+    for name, counts in summary["stages"].items():
+        failures = _histogram(summary["failures"].get(name, {}))
+        stages.add_row(name, *(str(counts[k]) for k in ("in", "out", "failed")), failures)
+    return Group(overview, scores, stages)
+
+
+def _counts(values: list[int]) -> dict[str, Any]:
+    if not values:
+        return {"mean": None, "min": None, "max": None, "histogram": {}}
+    return {
+        "mean": float(np.mean(values)),
+        "min": min(values),
+        "max": max(values),
+        "histogram": dict(sorted(Counter(values).items())),
+    }
+
+
+def _quantiles(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0, "mean": None, **{name: None for name in QUANTILES}}
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "n": len(values),
+        "mean": float(array.mean()),
+        **{name: float(q) for name, q in zip(QUANTILES, np.quantile(array, list(QUANTILES.values())))},
+    }
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _mean_min_max(counts: dict[str, Any]) -> str:
+    low, high = ("-" if counts[k] is None else str(counts[k]) for k in ("min", "max"))
+    return f"{_number(counts['mean'])} / {low} / {high}"
+
+
+def _histogram(histogram: dict[Any, int]) -> str:
+    return ", ".join(f"{key}: {n}" for key, n in histogram.items()) or "-"

@@ -1,0 +1,164 @@
+"""The runner with fake stages: waves, batches, failure isolation, fan-out, OOM halving, resume, fingerprints."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import Field
+
+from syngen import stages as stage_registry
+from syngen.recipe import load_recipe
+from syngen.runner import Runner
+from syngen.sample import Failure
+from syngen.stages.base import Stage, StageConfig
+from tests.conftest import draw_shapes
+
+CALLS: Counter = Counter()
+
+
+class CaptionConfig(StageConfig):
+    suffix: str = Field("", description="Appended to every caption.")
+    oom_above: int = Field(0, description="Raise a CUDA-style out-of-memory error for batches larger than this.")
+
+
+class FakeCaption(Stage):
+    """Captions each image with its source file name; a file named bomb* raises, one named empty* fails."""
+
+    name, needs, adds, Config = "caption", ("image",), ("caption",), CaptionConfig
+
+    def process(self, samples):
+        CALLS["caption_batches"] += 1
+        if self.config.oom_above and len(samples) > self.config.oom_above:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        CALLS["caption"] += len(samples)
+        if any(s["source"]["item"].startswith("bomb") for s in samples):
+            raise ValueError("boom")
+        return [
+            Failure("empty_caption", "nothing to say") if s["source"]["item"].startswith("empty")
+            else {"caption": s["source"]["item"] + self.config.suffix}
+            for s in samples
+        ]
+
+
+class FakeSynthesize(Stage):
+    """Two outputs per caption (fan-out), each with its own id."""
+
+    name, needs, adds = "synthesize", ("caption",), ("image", "synth")
+
+    def process(self, samples):
+        CALLS["synthesize"] += len(samples)
+        return [[{"id": f"{s['id']}-{i}", "image": b"img%d" % i, "synth": {"index": i}} for i in range(2)] for s in samples]
+
+
+class FakePhrases(Stage):
+    name, needs, adds = "phrases", ("caption",), ("phrases", "phrases_stats")
+
+    def process(self, samples):
+        CALLS["phrases"] += len(samples)
+        return [{"phrases": s["caption"].split("."), "phrases_stats": {"words": 2}} for s in samples]
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    CALLS.clear()
+    for name, cls in [("caption", "FakeCaption"), ("synthesize", "FakeSynthesize"), ("phrases", "FakePhrases")]:
+        monkeypatch.setitem(stage_registry.STAGES, name, f"{__name__}:{cls}")
+
+
+def make_recipe(tmp_path: Path, files: list[str], stages: dict, wave_size: int = 2):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir(exist_ok=True)
+    for name in files:
+        if name.startswith("corrupt"):
+            (seeds / name).write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+        elif name.startswith("zero"):
+            (seeds / name).write_bytes(b"")
+        elif name.startswith("text"):
+            (seeds / name).write_text("not an image at all")
+        else:
+            draw_shapes(seed=len(name)).save(seeds / name)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "t", "source": {"kind": "images", "path": "seeds", "batch_size": 3},
+        "runtime": {"device": "cpu", "wave_size": wave_size}, "stages": stages,
+    }))
+    return load_recipe(path)
+
+
+def run_all(recipe, out: Path) -> tuple[list[dict], dict]:
+    runner = Runner(recipe, out, progress=False)
+    runner.open_stores()
+    samples = list(runner.samples())
+    return samples, runner.summary
+
+
+def test_bad_files_fail_alone_and_counts_add_up(tmp_path: Path, fakes: None) -> None:
+    files = ["a.png", "corrupt.png", "zero.jpg", "text.jpg", "bomb.png", "empty.png", "b.png"]
+    recipe = make_recipe(tmp_path, files, {"caption": {"batch_size": 4}})
+    samples, report = run_all(recipe, tmp_path / "out")
+    assert sorted(s["caption"] for s in samples) == ["a.png", "b.png"]
+    src, cap = report["stages"]["source"], report["stages"]["caption"]
+    assert (src["items_in"], src["items_out"], src["failed"]) == (7, 4, 3)
+    assert src["failures"] == {"bad_image": 3}
+    assert (cap["items_in"], cap["items_out"], cap["failed"]) == (4, 2, 2)
+    assert cap["failures"] == {"ValueError": 1, "empty_caption": 1}
+
+
+def test_fan_out_counts_inputs_and_emitted(tmp_path: Path, fakes: None) -> None:
+    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], {"caption": {}, "synthesize": {}, "phrases": {}})
+    samples, report = run_all(recipe, tmp_path / "out")
+    assert len(samples) == 6 and len({s["id"] for s in samples}) == 6
+    assert {s["image"] for s in samples} == {b"img0", b"img1"}
+    syn = report["stages"]["synthesize"]
+    assert (syn["items_in"], syn["items_out"], syn["emitted"]) == (3, 3, 6)
+    assert report["stages"]["phrases"]["stats"] == {"words": 12}
+
+
+def test_rerun_resumes_without_recomputing(tmp_path: Path, fakes: None) -> None:
+    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png", "empty.png"], {"caption": {}, "synthesize": {}})
+    first, _ = run_all(recipe, tmp_path / "out")
+    CALLS.clear()
+    second, report = run_all(recipe, tmp_path / "out")
+    assert CALLS == Counter()
+    assert [(s["id"], s.get("image")) for s in second] == [(s["id"], s.get("image")) for s in first]
+    assert report["stages"]["caption"]["computed"] == 0
+    assert report["stages"]["caption"]["failures"] == {"empty_caption": 1}
+
+
+def test_changed_settings_redo_that_stage_and_later_ones(tmp_path: Path, fakes: None) -> None:
+    files = ["a.png", "b.png"]
+    run_all(make_recipe(tmp_path, files, {"caption": {}, "synthesize": {}}), tmp_path / "out")
+    CALLS.clear()
+    samples, report = run_all(make_recipe(tmp_path, files, {"caption": {"suffix": "!"}, "synthesize": {}}), tmp_path / "out")
+    assert CALLS["caption"] == 2 and CALLS["synthesize"] == 2
+    assert report["stages"]["source"]["computed"] == 0
+    assert all(s["caption"].endswith("!") for s in samples)
+
+
+def test_limit_caps_seed_items(tmp_path: Path, fakes: None) -> None:
+    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], {"caption": {}})
+    runner = Runner(recipe, tmp_path / "out", limit=2, progress=False)
+    runner.open_stores()
+    assert [s["caption"] for s in runner.samples()] == ["a.png", "b.png"]
+
+
+def test_out_of_memory_halves_the_batch(tmp_path: Path, fakes: None) -> None:
+    recipe = make_recipe(tmp_path, [f"{c}.png" for c in "abcdefgh"], {"caption": {"batch_size": 8, "oom_above": 2}}, wave_size=8)
+    samples, report = run_all(recipe, tmp_path / "out")
+    assert len(samples) == 8 and report["stages"]["caption"]["failed"] == 0
+    assert CALLS["caption"] == 8  # every sample captioned exactly once, in batches of at most 2
+
+
+def test_compute_false_reads_only_what_is_stored(tmp_path: Path, fakes: None) -> None:
+    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], {"caption": {}}, wave_size=1)
+    runner = Runner(recipe, tmp_path / "out", limit=2, progress=False)
+    runner.open_stores()
+    list(runner.samples())
+    CALLS.clear()
+    runner = Runner(recipe, tmp_path / "out", progress=False)
+    runner.open_stores()
+    assert [s["caption"] for s in runner.samples(compute=False)] == ["a.png", "b.png"]
+    assert CALLS == Counter()
