@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+# syngen shows one progress bar per stage; the libraries' own bars (weights, parquet shards) are noise here.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic grounding and segmentation data.")
 console = Console(stderr=True)
@@ -132,15 +136,16 @@ def models(build: bool = typer.Option(False, "--build", help="Build (and cache) 
 def print_report(report: dict) -> None:
     """The run report as a table on the terminal."""
     table = Table(title=f"run {report['recipe']} on {report['device']} ({report['total_s']:.1f} s)")
-    for col in ("stage", "in", "out", "failed", "computed", "wall s", "load s", "model s", "items/s", "peak MB"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
+    for col in ("stage", "in", "out", "fail", "new", "wall s", "load s", "model s", "it/s", "peak MB"):
+        table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
     for name, s in report["stages"].items():
         table.add_row(
             name, str(s["items_in"]), str(s["items_out"]), str(s["failed"]), str(s["computed"]),
             f"{s['wall_s']:.2f}", f"{s['load_s']:.2f}", f"{s['model_s']:.2f}", f"{s['items_per_s']:.1f}",
             f"{s['peak_mem_mb']:.0f}",
         )
-    Console(file=sys.stderr).print(table)
+    out = Console(stderr=True)
+    (out if out.is_terminal else Console(stderr=True, width=120)).print(table)
     failures = {name: s["failures"] for name, s in report["stages"].items() if s["failures"]}
     if failures:
         console.print("failures: " + json.dumps(failures))

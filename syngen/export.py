@@ -8,23 +8,25 @@ whose YAML ``configs`` point ``datasets.load_dataset(folder, "grounding")`` at t
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset, DatasetInfo, Features, List, SplitDict, SplitInfo, Value
 from datasets import Image as ImageFeature
+from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCardData
 from PIL import Image
 
 from syngen.masks import decode_rle
+from syngen.push import redact
 from syngen.sample import Sample, image_bytes, load_image
-from syngen.stats import config_dir
+from syngen.stats import config_dir, stage_counts
 from syngen.viz import draw_overlay
 
 _BOX = List(Value("float32"), length=4)
@@ -94,7 +96,6 @@ PREFERENCE = Features(
 CONFIGS: dict[str, Features] = {"grounding": GROUNDING, "preference": PREFERENCE}
 _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
 _VIEW_KEYS = ("t", "box", "region_box", "size", "score")
-_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
 
 
 @dataclass
@@ -119,25 +120,20 @@ def export_dataset(
 
     Shards hold at most ``shard_rows`` rows and about ``shard_bytes`` of encoded images, so memory stays
     bounded whatever the dataset's size. The folder is built beside the old one and swapped in at the end:
-    a kill leaves the previous dataset in place. Raises ValueError when there are no samples at all.
+    a kill leaves the previous dataset in place. With no samples at all the folder holds only the card.
     """
     out_dir = Path(out_dir)
     final, building = out_dir / "dataset", out_dir / ".dataset.tmp"
     _recover(out_dir)
     models = [{"stage": stage, "id": m["id"], "revision": m.get("revision")} for stage, m in info.models.items()]
-    writers = {
-        name: _ShardWriter(config_dir(building, name), features, shard_rows, shard_bytes)
-        for name, features in CONFIGS.items()
-    }
+    writers = {name: _ShardWriter(building, name, shard_rows, shard_bytes) for name in CONFIGS}
     for sample in samples:
         writers["grounding"].add(_grounding_row(sample, models))
         for row in _preference_rows(sample):
             writers["preference"].add(row)
-    rows = {name: writer.close() for name, writer in writers.items()}
-    if not rows["grounding"]:
-        shutil.rmtree(building, ignore_errors=True)
-        raise ValueError("nothing to export: no samples reached the end of the pipeline")
-    (building / "README.md").write_text(dataset_card(info, rows), encoding="utf-8")
+    configs = {name: writer.close() for name, writer in writers.items()}
+    building.mkdir(parents=True, exist_ok=True)
+    (building / "README.md").write_text(dataset_card(info, configs), encoding="utf-8")
     if info.recipe_text:
         (building / "recipe.yaml").write_text(info.recipe_text, encoding="utf-8")
     old = out_dir / ".dataset.old"
@@ -148,9 +144,11 @@ def export_dataset(
     return final
 
 
-def dataset_card(info: CardInfo, rows: dict[str, int]) -> str:
-    """The README.md: Hub YAML metadata (configs of the non-empty configs, tasks, size, license, tags) and a body
-    with loading code, fields, models, settings, the run's counts and failures, the recipe and how to rerun it."""
+def dataset_card(info: CardInfo, configs: dict[str, DatasetInfo]) -> str:
+    """The README.md from the card info and each config's DatasetInfo (features, rows, sizes): Hub YAML metadata
+    (``configs`` and ``dataset_info`` of the non-empty configs, tasks, size, license, tags) and a body with
+    loading code, fields, models, settings, the run's counts and failures, the recipe and how to rerun it."""
+    rows = {name: config.splits["train"].num_examples for name, config in configs.items()}
     present = [name for name in CONFIGS if rows.get(name)]
     largest = max(rows.values(), default=0)
     size = next((label for limit, label in _SIZE_CATEGORIES if largest < limit), "n>1M")
@@ -163,11 +161,18 @@ def dataset_card(info: CardInfo, rows: dict[str, int]) -> str:
         size_categories=[size],
         task_categories=["image-segmentation", "object-detection", "zero-shot-object-detection"],
         tags=["synthetic", "visual-grounding", "referring-segmentation", "syngen"],
+        # datasets (5.2) caches a local folder with YAML configs by folder name and config entries only, not by the
+        # files' contents: the description, which carries the shards' checksum, keeps two exports apart.
         configs=[
-            {"config_name": name, "data_files": [{"split": "train", "path": f"data/{name}/train-*"}]}
+            {
+                "config_name": name,
+                "description": configs[name].description,
+                "data_files": [{"split": "train", "path": f"data/{name}/train-*"}],
+            }
             for name in present
         ],
     )
+    DatasetInfosDict({name: configs[name] for name in present}).to_dataset_card_data(data)
     repo_id = info.repo_id or f"<user>/{info.name}"
     description = info.description or (
         "Synthetic visual-grounding and referring-segmentation data made with syngen: images captioned and "
@@ -178,9 +183,18 @@ def dataset_card(info: CardInfo, rows: dict[str, int]) -> str:
         "grounding": "one image: caption, phrases, regions (box, SAM mask as COCO RLE, DynRefer views), overlay",
         "preference": "one (region, negative) pair: phrase as prompt, chosen and rejected masks, kind, IoU",
     }
-    configs = [f"| `{name}` | {rows.get(name, 0)} | {what[name]} |" for name in CONFIGS]
+    config_rows = [f"| `{name}` | {rows.get(name, 0)} | {what[name]} |" for name in CONFIGS]
     omitted = [name for name in CONFIGS if name not in present]
-    loading = "\n".join(f'{name} = load_dataset("{repo_id}", "{name}", split="train")' for name in present)
+    loading = [
+        "```python",
+        "from datasets import load_dataset",
+        "from pycocotools import mask as mask_utils",
+        "",
+        *(f'{name} = load_dataset("{repo_id}", "{name}", split="train")' for name in present),
+        'region = grounding[0]["regions"][0]  # masks are COCO RLE',
+        'mask = mask_utils.decode({"size": region["mask"]["size"], "counts": region["mask"]["counts"].encode()})',
+        "```",
+    ]
     body = [
         f"# {info.pretty_name or info.name}",
         "",
@@ -190,19 +204,12 @@ def dataset_card(info: CardInfo, rows: dict[str, int]) -> str:
         "",
         "| config | rows | a row is |",
         "|---|---|---|",
-        *configs,
+        *config_rows,
         "",
         *([f"Configs with no rows are not published: {', '.join(omitted)}.", ""] if omitted else []),
         "## Loading",
         "",
-        "```python",
-        "from datasets import load_dataset",
-        "from pycocotools import mask as mask_utils",
-        "",
-        loading,
-        'region = grounding[0]["regions"][0]',
-        'mask = mask_utils.decode({"size": region["mask"]["size"], "counts": region["mask"]["counts"].encode()})',
-        "```",
+        *(loading if present else ["Nothing was exported: see the run below for what failed."]),
         "",
         "## Fields",
         "",
@@ -237,7 +244,7 @@ def dataset_card(info: CardInfo, rows: dict[str, int]) -> str:
         "| stage | in | out | failed | failures | counters |",
         "|---|---|---|---|---|---|",
         *(
-            f"| {stage} | {s.get('in', 0)} | {s.get('out', 0)} | {s.get('failed', 0)} | "
+            f"| {stage} | {' | '.join(str(n) for n in stage_counts(s).values())} | "
             f"{_cell(s.get('failures') or '-')} | {_cell(s.get('stats') or '-')} |"
             for stage, s in info.report.get("stages", {}).items()
         ),
@@ -250,26 +257,28 @@ def dataset_card(info: CardInfo, rows: dict[str, int]) -> str:
         "",
         "## Reproduce",
         "",
-        "The recipe is also in this repository as `recipe.yaml`. With syngen installed:",
+        "The recipe is also in this repository as `recipe.yaml`. With syngen installed and the seed inputs it "
+        f"names at the same paths, this rebuilds the dataset in `outputs/{info.name}/dataset/`:",
         "",
         "```bash",
         "syngen run recipe.yaml",
-        f"syngen export outputs/{info.name}",
         "```",
         "",
     ]
     card = f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
-    return _TOKEN.sub("hf_***", card)
+    return redact(card)
 
 
 class _ShardWriter:
-    """Buffers rows of one config and writes them as ``train-NNNNN.parquet`` shards with datasets."""
+    """Buffers rows of one config and writes them as ``data/<config>/train-NNNNN.parquet`` shards with datasets."""
 
-    def __init__(self, folder: Path, features: Features, max_rows: int, max_bytes: int) -> None:
-        self.folder, self.features, self.max_rows, self.max_bytes = folder, features, max_rows, max_bytes
-        self.images = [name for name, feature in features.items() if isinstance(feature, ImageFeature)]
+    def __init__(self, dataset_dir: Path, config: str, max_rows: int, max_bytes: int) -> None:
+        self.config, self.folder, self.features = config, config_dir(dataset_dir, config), CONFIGS[config]
+        self.max_rows, self.max_bytes = max_rows, max_bytes
+        self.images = [name for name, feature in self.features.items() if isinstance(feature, ImageFeature)]
         self.rows: list[dict[str, Any]] = []
-        self.bytes = self.shards = self.written = 0
+        self.bytes = self.shards = self.written = self.arrow_bytes = self.file_bytes = 0
+        self.digest = hashlib.sha256()
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -277,19 +286,33 @@ class _ShardWriter:
         if len(self.rows) >= self.max_rows or self.bytes >= self.max_bytes:
             self._flush()
 
-    def close(self) -> int:
-        """Writes what is buffered; returns the number of rows written in all."""
+    def close(self) -> DatasetInfo:
+        """Writes what is buffered; returns the config's features, row count and sizes."""
         self._flush()
-        return self.written
+        splits = SplitDict()
+        splits.add(SplitInfo(name="train", num_bytes=self.arrow_bytes, num_examples=self.written))
+        return DatasetInfo(
+            description=f"syngen export, shards sha256 {self.digest.hexdigest()[:16]}",
+            config_name=self.config,
+            features=self.features,
+            splits=splits,
+            download_size=self.file_bytes,
+            dataset_size=self.arrow_bytes,
+        )
 
     def _flush(self) -> None:
         if not self.rows:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         columns = {name: [row[name] for row in self.rows] for name in self.features}
-        Dataset.from_dict(columns, features=self.features).to_parquet(
-            str(self.folder / f"train-{self.shards:05d}.parquet")
-        )
+        shard = Dataset.from_dict(columns, features=self.features)
+        path = self.folder / f"train-{self.shards:05d}.parquet"
+        shard.to_parquet(str(path))
+        self.arrow_bytes += shard.data.nbytes
+        self.file_bytes += path.stat().st_size
+        with path.open("rb") as written:
+            for chunk in iter(lambda: written.read(1 << 20), b""):
+                self.digest.update(chunk)
         self.written += len(self.rows)
         self.shards += 1
         self.rows, self.bytes = [], 0

@@ -85,8 +85,8 @@ def erode(mask: np.ndarray, radius: int) -> np.ndarray:
         pad[axis] = (radius + 1, radius)
         holes = np.cumsum(np.pad(~out, pad, constant_values=True), axis=axis, dtype=np.int32)
         n = out.shape[axis]
-        window = np.take(holes, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis) - np.take(holes, np.arange(n), axis)
-        out = window == 0
+        ahead = np.take(holes, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis)
+        out = ahead == np.take(holes, np.arange(n), axis)
     return out
 
 

@@ -66,4 +66,9 @@ def _explain(error: Exception, repo_id: str, token: str | None) -> str:
     text = f"Could not push to the dataset repo {repo_id!r}: {reason} The local dataset was not changed."
     if token:
         text = text.replace(token, "***")
-    return " ".join(_TOKEN.sub("hf_***", text).split())
+    return " ".join(redact(text).split())
+
+
+def redact(text: str) -> str:
+    """``text`` with anything shaped like a Hugging Face token (``hf_`` and 20+ letters or digits) masked."""
+    return _TOKEN.sub("hf_***", text)

@@ -78,11 +78,13 @@ class Recipe:
         return self.top.name
 
     def context(self) -> Context:
-        """The runtime context stages see (device and dtype resolved)."""
-        import torch
-
+        """The runtime context stages see (device and dtype resolved; torch is imported only for device auto)."""
         rt = self.top.runtime
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if rt.device == "auto" else rt.device
+        device = rt.device
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = ("float16" if device == "cuda" else "float32") if rt.dtype == "auto" else rt.dtype
         return Context(recipe_dir=self.path.parent.resolve(), device=device, dtype=dtype, seed=rt.seed)
 
@@ -206,3 +208,21 @@ def _check_columns(recipe: Recipe) -> None:
                 f"an earlier stage provides; add the stage that makes it (e.g. caption before phrases)"
             )
         have |= set(cls.provides(config))
+
+
+def reference_markdown() -> str:
+    """Markdown tables of the source's and every stage's settings (field, default, help), as in the README."""
+    parts = []
+    for name in STAGES:
+        cls = stage_class(name).Config
+        title = "`source`" if name == "source" else f"`stages.{name}`"
+        lines = [f"{title}:", "", "| field | default | meaning |", "| --- | --- | --- |"]
+        for field_name, info in cls.model_fields.items():
+            default = info.get_default(call_default_factory=True) if not info.is_required() else "required"
+            if isinstance(default, BaseModel):
+                default = getattr(default, "id", default)
+            shown = "required" if default == "required" else "none" if default is None else f"`{default}`"
+            shown = '`""`' if default == "" else shown
+            lines.append(f"| `{field_name}` | {shown} | {info.description or ''} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)

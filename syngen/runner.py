@@ -34,6 +34,9 @@ from syngen.stages.base import Result, Stage
 from syngen.store import Row, StageStore, atomic_write_text, to_json
 
 
+EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
+
+
 class RunLocked(RuntimeError):
     """Another run holds the output folder's lock."""
 
@@ -98,6 +101,7 @@ class Runner:
         self.stages: list[Stage] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
         self.reports = {stage.name: StageReport() for stage in self.stages}
         self.stores: dict[str, StageStore] = {}
+        self._chain = ""
         self.batch_size = {stage.name: stage.config.batch_size for stage in self.stages}
         self.pool = _ModelPool(recipe)
         self._bars: dict[str, tqdm] = {}
@@ -114,6 +118,16 @@ class Runner:
                 resolve(ref)
         self.preflight_s = time.perf_counter() - start
 
+    def state(self) -> str:
+        """A digest of what the final samples are made from: the seed item ids, the stage fingerprints and the
+        stores' part files. Equal digests mean equal results."""
+        digest = hashlib.sha1(self._chain.encode())
+        for item in self.stages[0].items(self.limit):  # type: ignore[attr-defined]
+            digest.update(item["id"].encode())
+        for name in sorted(p.name for store in self.stores.values() for p in store.dir.glob("part-*.parquet")):
+            digest.update(name.encode())
+        return digest.hexdigest()
+
     def open_stores(self) -> list[str]:
         """Open each stage's store under its fingerprint chain; returns the stages whose old results were dropped."""
         chain = ""
@@ -124,6 +138,7 @@ class Runner:
             if not store.open(chain):
                 dropped.append(stage.name)
             self.stores[stage.name] = store
+        self._chain = chain
         return dropped
 
     def samples(self, compute: bool = True) -> Iterator[Sample]:
@@ -226,8 +241,6 @@ class Runner:
 
 def run(recipe: Recipe, out: Path, *, fresh: bool = False, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Run ``recipe`` into ``out`` (resuming by default) and export the dataset; returns the run report."""
-    from syngen.export import export_dataset
-
     out.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(out / ".lock"))
     try:
@@ -236,14 +249,23 @@ def run(recipe: Recipe, out: Path, *, fresh: bool = False, limit: int | None = N
         raise RunLocked(f"another syngen run is writing to {out} (lock {out / '.lock'}); wait for it or use --out") from None
     try:
         if fresh:
-            for name in ("stages", "dataset", "run.json"):
+            for name in ("stages", "dataset", "run.json", EXPORTED_STATE):
                 path = out / name
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         atomic_write_text(out / "recipe.yaml", recipe.text)
         runner = Runner(recipe, out, limit=limit, progress=progress)
         runner.preflight()
         runner.open_stores()
-        export_dataset(runner.samples(), out, card_info(recipe, runner.summary))
+        state_file = out / EXPORTED_STATE
+        if (out / "dataset").is_dir() and state_file.exists() and state_file.read_text() == runner.state():
+            for _ in runner.samples():  # nothing to compute or export: read the stores for the report
+                pass
+        else:
+            from syngen.export import export_dataset
+
+            state_file.unlink(missing_ok=True)
+            export_dataset(runner.samples(), out, card_info(recipe, runner.summary))
+            atomic_write_text(state_file, runner.state())
         report = runner.report()
         atomic_write_text(out / "run.json", json.dumps(report, indent=2))
         return report

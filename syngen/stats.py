@@ -26,6 +26,15 @@ def config_dir(dataset_dir: Path, config: str) -> Path:
     return Path(dataset_dir) / "data" / config
 
 
+def stage_counts(stage: dict[str, Any]) -> dict[str, int]:
+    """A run report stage's {"in", "out", "failed"} (the runner writes "items_in"/"items_out"; both are read)."""
+    return {
+        "in": stage.get("in", stage.get("items_in", 0)),
+        "out": stage.get("out", stage.get("items_out", 0)),
+        "failed": stage.get("failed", 0),
+    }
+
+
 def read_rows(
     dataset_dir: Path, config: str, columns: list[str], limit: int | None = None, batch_size: int = 256
 ) -> Iterator[dict[str, Any]]:
@@ -74,7 +83,7 @@ def summarize(out_dir: Path) -> dict[str, Any]:
         "box_score": _quantiles(box_scores),
         "mask_score": _quantiles(mask_scores),
         "preference": {"pairs": sum(kinds.values()), "by_kind": dict(sorted(kinds.items())), "iou": _quantiles(ious)},
-        "stages": {name: {k: s.get(k, 0) for k in ("in", "out", "failed")} for name, s in stages.items()},
+        "stages": {name: stage_counts(s) for name, s in stages.items()},
         "failures": {name: dict(s["failures"]) for name, s in stages.items() if s.get("failures")},
     }
 
@@ -124,7 +133,7 @@ def _quantiles(values: list[float]) -> dict[str, Any]:
     return {
         "n": len(values),
         "mean": float(array.mean()),
-        **{name: float(q) for name, q in zip(QUANTILES, np.quantile(array, list(QUANTILES.values())))},
+        **{name: float(np.quantile(array, q)) for name, q in QUANTILES.items()},
     }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from syngen.masks import decode_rle
 from syngen.stats import read_rows
@@ -110,8 +110,7 @@ def _decode(image: dict[str, Any]) -> Image.Image:
 
 def _tile(image: Image.Image, tag: str) -> Image.Image:
     """``image`` scaled to fit a TILE x TILE square, centred on a dark background, ``tag`` in the corner."""
-    thumb = image.copy()
-    thumb.thumbnail((TILE, TILE))
+    thumb = ImageOps.contain(image, (TILE, TILE))
     tile = Image.new("RGB", (TILE, TILE), _BACKGROUND)
     tile.paste(thumb, ((TILE - thumb.width) // 2, (TILE - thumb.height) // 2))
     ImageDraw.Draw(tile).text((3, 3), tag, fill=(255, 255, 255), font=_font(12))
@@ -159,14 +158,14 @@ def _html(
         "margin:6px}figcaption{font-size:12px}code{font-size:11px}</style></head><body>",
         f"<h1>Grounding samples ({len(samples)})</h1><p><a href='contact_sheet.png'>contact_sheet.png</a></p>",
     ]
-    for i, (row, tile) in enumerate(zip(samples, tiles)):
+    for i, (row, tile) in enumerate(zip(samples, tiles, strict=True)):
         phrases = ", ".join(esc(p) for p in row["phrases"] or [])
         parts.append(
             f"<figure><img src='{_data_uri(tile)}' alt='sample {i}'><figcaption>#{i} <code>{esc(row['id'])}</code>"
             f"<br>{esc(row['caption'] or '')}<br><b>phrases:</b> {phrases}</figcaption></figure>"
         )
     parts.append(f"<h1>Preference pairs ({len(pairs)})</h1><p><a href='preference.png'>preference.png</a></p>")
-    for i, (row, (chosen, rejected)) in enumerate(zip(pairs, pair_tiles)):
+    for i, (row, (chosen, rejected)) in enumerate(zip(pairs, pair_tiles, strict=True)):
         parts.append(
             f"<figure><img src='{_data_uri(chosen)}' alt='pair {i} chosen'><figcaption>#{i} chosen: "
             f"{esc(row['prompt'])}</figcaption></figure><figure><img src='{_data_uri(rejected)}' "

@@ -87,7 +87,11 @@ class GroundingDino(Adapter):
             out_features=["stage2", "stage3", "stage4"],
         )
         text = BertConfig(
-            vocab_size=len(bert_vocab()), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+            vocab_size=len(bert_vocab()),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
         )
         config = GroundingDinoConfig(
             backbone_config=backbone,
@@ -109,6 +113,5 @@ class GroundingDino(Adapter):
         model.save_pretrained(path)
         # Below ~128 pixels the last feature level is 1x1 and GroupNorm fails.
         image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 128, "longest_edge": 192})
-        GroundingDinoProcessor(image_processor=image_processor, tokenizer=BertTokenizer(vocab=bert_vocab())).save_pretrained(
-            path
-        )
+        tokenizer = BertTokenizer(vocab=bert_vocab())
+        GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)

@@ -18,6 +18,7 @@ from transformers import (
 )
 
 from syngen.models.base import Adapter, timed
+from syngen.models.causal_lm import words_only
 from syngen.models.vocab import word_tokenizer
 
 # llava-hf/llava-1.5-7b-hf's template: "USER: <image>\n{prompt} ASSISTANT:"
@@ -79,7 +80,9 @@ class LlavaCaptioner(Adapter):
             pad_token_id=tokenizer.pad_token_id,
         )
         torch.manual_seed(0)
-        LlavaForConditionalGeneration(config).save_pretrained(path)
+        model = LlavaForConditionalGeneration(config).eval()
+        words_only(model, tokenizer)
+        model.save_pretrained(path)
         processor = LlavaProcessor(
             image_processor=image_processor,
             tokenizer=tokenizer,

@@ -21,7 +21,7 @@ from syngen.models import BACKENDS, TINY, backend_class
 from syngen.stages.base import ModelRef
 
 TINY_PREFIX = "tiny:"
-TINY_VERSION = "1"  # bump when a twin's architecture or tokenizer changes, so caches rebuild
+TINY_VERSION = "2"  # bump when a twin's architecture or tokenizer changes, so caches rebuild
 
 
 class PreflightError(RuntimeError):

@@ -94,7 +94,8 @@ class CachedSegmenter(Adapter):
         point_t = None if points is None else self._floats(points) * scale
         label_t = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long, device=self.device)
         if point_t is not None and (point_t.ndim != 3 or label_t.shape != point_t.shape[:2]):
-            raise ValueError(f"points must be (N, K, 2) and labels (N, K); got {tuple(point_t.shape)}, {tuple(label_t.shape)}")
+            shapes = f"{tuple(point_t.shape)} and {tuple(label_t.shape)}"
+            raise ValueError(f"points must be (N, K, 2) and labels (N, K); got {shapes}")
         if box_t is not None and point_t is not None and len(box_t) != len(point_t):
             raise ValueError(f"{len(box_t)} boxes but {len(point_t)} point sets")
         masks, scores = self._decode(embedding, box_t, point_t, label_t)

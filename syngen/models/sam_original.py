@@ -40,7 +40,7 @@ class OriginalSam(CachedSegmenter):
         for image in images:
             shape = ResizeLongestSide.get_preprocess_shape(image.height, image.width, side)
             resized = image.resize(shape[::-1], Image.Resampling.BILINEAR)
-            pixels = torch.as_tensor(np.asarray(resized), device=self.device).permute(2, 0, 1).float()
+            pixels = torch.as_tensor(np.array(resized), device=self.device).permute(2, 0, 1).float()
             batch.append(self.model.preprocess(pixels))  # normalise, pad to the square input
             sizes.append(((image.height, image.width), (resized.height, resized.width)))
         features = self.model.image_encoder(torch.stack(batch).to(self.dtype))

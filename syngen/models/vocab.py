@@ -37,21 +37,40 @@ def bert_vocab() -> dict[str, int]:
 
 
 def clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """A CLIP-style BPE vocabulary and merges, learned on WORDS, PUNCTUATION and single characters.
+    """A CLIP-style BPE vocabulary and merges: every word and punctuation mark is one ``</w>``-suffixed token.
 
-    Every word and punctuation mark encodes as one ``</w>``-suffixed token; other text falls back to characters.
-    Pass to ``CLIPTokenizer(vocab=vocab, merges=merges)`` (merges are tuples).
+    Other text falls back to characters. Pass to ``CLIPTokenizer(vocab=vocab, merges=merges)``.
     """
-    words = [[*w[:-1], w[-1] + "</w>"] for w in [*"abcdefghijklmnopqrstuvwxyz0123456789", *WORDS, *PUNCTUATION]]
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for token in sorted({t for w in words for t in w} | set("abcdefghijklmnopqrstuvwxyz0123456789")):
+    words = [[*w[:-1], w[-1] + "</w>"] for w in [*_CHARS, *WORDS, *PUNCTUATION]]
+    return _learn_bpe(words, specials=("<|startoftext|>", "<|endoftext|>"), alphabet=_CHARS)
+
+
+def byte_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A byte-level BPE vocabulary and merges (GPT-2 / Qwen2 style): every word, with and without its leading
+    space (``Ġ``), is one token; any other text falls back to the 256 byte symbols.
+
+    Pass to e.g. ``Qwen2Tokenizer(vocab=vocab, merges=merges)``; special tokens are added by the tokenizer.
+    """
+    words = [list(prefix + w) for w in WORDS + PUNCTUATION for prefix in ("", "Ġ")]
+    return _learn_bpe(words, specials=(), alphabet=pre_tokenizers.ByteLevel.alphabet())
+
+
+_CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def _learn_bpe(
+    words: list[list[str]], specials: tuple[str, ...], alphabet: list[str]
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Plain BPE training on ``words`` (lists of symbols) until each is one token; ties broken alphabetically
+    so the result is deterministic (the ``tokenizers`` trainer's tie order is not)."""
+    vocab = {token: i for i, token in enumerate(specials)}
+    for token in sorted({t for w in words for t in w} | set(alphabet)):
         vocab[token] = len(vocab)
     merges: list[tuple[str, str]] = []
     while True:
         pairs = Counter(pair for w in words for pair in zip(w, w[1:]))
         if not pairs:
             return vocab, merges
-        # the most frequent pair, ties broken alphabetically: plain BPE training, deterministic
         best = min(pairs, key=lambda pair: (-pairs[pair], pair))
         merges.append(best)
         vocab[best[0] + best[1]] = len(vocab)
@@ -93,6 +112,6 @@ def word_tokenizer(
         pad_token=pad,
         eos_token=eos,
         bos_token=bos,
-        additional_special_tokens=[t for t in extra],
+        additional_special_tokens=list(extra),
         chat_template=chat_template,
     )

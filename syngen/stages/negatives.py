@@ -57,7 +57,9 @@ class NegativesConfig(StageConfig):
     iou_band: tuple[float, float] = Field(
         (0.5, 0.9), description="[lo, hi]: a boundary negative's IoU with the positive mask must lie in it."
     )
-    semantic_max_iou: float = Field(0.05, ge=0, le=1, description="Largest IoU of a semantic negative with the positive.")
+    semantic_max_iou: float = Field(
+        0.05, ge=0, le=1, description="Largest IoU of a semantic negative with the positive mask."
+    )
     semantic_max_inside_box: float = Field(
         0.2, ge=0, le=1, description="Largest share of a semantic negative's pixels inside the positive box."
     )
@@ -218,7 +220,7 @@ class Negatives(Stage):
             stats[f"{kind}_accepted"] += 1
 
     def _acceptable(self, kind: str, negative: np.ndarray, iou: float, box: list[float]) -> bool:
-        """Whether a non-empty candidate mask meets its kind's bounds."""
+        """Whether a candidate mask is non-empty and meets the bounds of its kind."""
         cfg = self.config
         if not negative.any():
             return False

@@ -40,7 +40,8 @@ class ViewsConfig(StageConfig):
     )
     n_views: int = Field(3, ge=1, description="Views per region: t = 0 plus n_views - 1 chosen from the candidates.")
     select: Literal["phash", "random"] = Field(
-        "phash", description="phash: the candidates farthest from the region view by pHash distance / t; random: seeded."
+        "phash",
+        description="phash: the candidates farthest from the region view by pHash distance / t; random: seeded.",
     )
     size: int = Field(224, ge=1, description="Side of the square view crops, in pixels.")
     seed: int = Field(0, ge=0, description="Seed of random selection (with sample id and region).")
@@ -81,7 +82,9 @@ def to_crop_coords(region_box: Sequence[float], view: Sequence[float], size: int
     return clip_box(box, size, size)
 
 
-def phash_scores(image: Image.Image, box: Sequence[float], candidates: Sequence[float], size: int) -> dict[float, float]:
+def phash_scores(
+    image: Image.Image, box: Sequence[float], candidates: Sequence[float], size: int
+) -> dict[float, float]:
     """``Hamming(pHash(v_0), pHash(v_t)) / t`` for each candidate ``t`` of the region ``box``."""
     width, height = image.size
 
@@ -89,7 +92,7 @@ def phash_scores(image: Image.Image, box: Sequence[float], candidates: Sequence[
         return imagehash.phash(crop_view(image, view_box(box, width, height, t), size))
 
     region = phash(0.0)
-    return {t: (region - phash(t)) / t for t in candidates}
+    return {t: float(region - phash(t)) / t for t in candidates}
 
 
 def select_views(scores: dict[float, float], n: int) -> list[float]:

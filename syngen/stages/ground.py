@@ -1,0 +1,155 @@
+"""ground: box each phrase in its image with GroundingDINO (METHODS.md §1)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field
+
+from syngen.masks import box_iou, clip_box, is_valid_box
+from syngen.sample import Sample, load_image
+from syngen.stages.base import ModelRef, Result, Stage, StageConfig
+
+
+class GroundConfig(StageConfig):
+    """Settings of the ground stage."""
+
+    model: ModelRef = Field(
+        default_factory=lambda: ModelRef(id="tiny:grounder"),
+        description="GroundingDINO checkpoint, e.g. IDEA-Research/grounding-dino-tiny.",
+    )
+    box_threshold: float = Field(0.35, ge=0, le=1, description="Keep a detection whose box score is above this.")
+    text_threshold: float = Field(
+        0.25, ge=0, le=1, description="A prompt token belongs to a detection's label when its score is above this."
+    )
+    keep: Literal["best", "all"] = Field(
+        "best", description="Per phrase, keep the best-scoring box, or all boxes above box_threshold."
+    )
+    nms_iou: float | None = Field(
+        None, ge=0, le=1, description="Class-agnostic NMS across phrases at this box IoU; null turns it off."
+    )
+    max_text_tokens: int = Field(
+        256, ge=4, le=256, description="Tokens per prompt (GroundingDINO reads 256); longer phrase lists are split."
+    )
+
+
+class Ground(Stage):
+    """Boxes for a sample's phrases.
+
+    Needs ``image``, ``phrases``. Replaces ``regions`` with ``[{"phrase", "box" (xyxy pixels, clipped to the
+    image), "box_score"}]`` in phrase order, best score first; adds ``ground_stats``: ``detections`` (regions
+    kept), ``dropped_degenerate`` (NaN, zero-area or off-image boxes), ``dropped_nms``, ``unmatched_labels``
+    (detections whose label is no phrase of the prompt), ``dropped_long_phrases`` (a phrase alone over
+    ``max_text_tokens``) and ``prompts`` (model passes). An image with no detection gets ``regions = []``.
+
+    The prompt is the lower-cased phrases joined as ``"a. b. c."``; all images of a batch go through the model
+    together, one pass per prompt when a phrase list needs several.
+
+    Example::
+
+        stage = Ground(GroundConfig(), ctx)
+        stage.model = grounder  # the runner loads it
+        stage.process([{"id": "x", "image": png, "phrases": ["red circle", "blue box"]}])
+        # -> [{"regions": [{"phrase": "red circle", "box": [...], "box_score": 0.8}], "ground_stats": {...}}]
+    """
+
+    name = "ground"
+    needs = ("image", "phrases")
+    adds = ("regions", "ground_stats")
+    Config = GroundConfig
+    default_backend = "grounding-dino"
+    config: GroundConfig
+
+    def process(self, samples: list[Sample]) -> list[Result]:
+        images = [load_image(sample) for sample in samples]
+        stats = [dict.fromkeys(_STATS, 0) for _ in samples]
+        plans = [self._passes(_unique(sample["phrases"]), stat) for sample, stat in zip(samples, stats)]
+        found: list[list[dict]] = [[] for _ in samples]
+        for k in range(max(map(len, plans), default=0)):
+            todo = [i for i, plan in enumerate(plans) if k < len(plan)]
+            detections = self.model.detect(
+                [images[i] for i in todo],
+                [_prompt(plans[i][k]) for i in todo],
+                self.config.box_threshold,
+                self.config.text_threshold,
+            )
+            for i, dets in zip(todo, detections):
+                stats[i]["prompts"] += 1
+                phrases = {_key(phrase): phrase for phrase in plans[i][k]}
+                for det in dets:
+                    phrase = phrases.get(_key(det["label"]))
+                    if phrase is None:
+                        stats[i]["unmatched_labels"] += 1
+                    else:
+                        found[i].append({"phrase": phrase, "box": det["box"], "box_score": det["score"]})
+        return [
+            {"regions": self._regions(dets, image.width, image.height, stat, sample["phrases"]), "ground_stats": stat}
+            for dets, image, stat, sample in zip(found, images, stats, samples)
+        ]
+
+    def _passes(self, phrases: list[str], stats: dict[str, int]) -> list[list[str]]:
+        """The phrases split greedily into prompts of at most ``max_text_tokens`` tokens."""
+        limit = self.config.max_text_tokens
+        passes: list[list[str]] = []
+        current: list[str] = []
+        for phrase in phrases:
+            if self.model.count_tokens(_prompt([phrase])) > limit:
+                stats["dropped_long_phrases"] += 1
+                continue
+            if current and self.model.count_tokens(_prompt(current + [phrase])) > limit:
+                passes.append(current)
+                current = []
+            current.append(phrase)
+        return passes + [current] if current else passes
+
+    def _regions(
+        self, dets: list[dict], width: int, height: int, stats: dict[str, int], phrases: list[str]
+    ) -> list[dict]:
+        """Valid boxes clipped to the image, the best per phrase (or all), then NMS; in phrase order."""
+        valid = [
+            {**det, "box": clip_box(det["box"], width, height)}
+            for det in dets
+            if is_valid_box(det["box"], width, height)
+        ]
+        stats["dropped_degenerate"] += len(dets) - len(valid)
+        valid.sort(key=lambda det: -det["box_score"])
+        if self.config.keep == "best":
+            best: dict[str, dict] = {}
+            for det in valid:
+                best.setdefault(det["phrase"], det)
+            valid = list(best.values())
+        if self.config.nms_iou is not None:
+            kept: list[dict] = []
+            for det in valid:
+                if all(box_iou(det["box"], other["box"]) <= self.config.nms_iou for other in kept):
+                    kept.append(det)
+            stats["dropped_nms"] += len(valid) - len(kept)
+            valid = kept
+        order = {phrase: n for n, phrase in enumerate(phrases)}
+        valid.sort(key=lambda det: order[det["phrase"]])  # stable: best score first within a phrase
+        stats["detections"] = len(valid)
+        return valid
+
+
+_STATS = ("detections", "dropped_degenerate", "dropped_nms", "unmatched_labels", "dropped_long_phrases", "prompts")
+
+
+def _key(text: str) -> str:
+    """What a phrase and a detection label are matched on: lower-case letters and digits only (the tokenizer's
+    decoding may change spacing around punctuation)."""
+    return re.sub(r"[\W_]+", "", text.lower())
+
+
+def _unique(phrases: list[str]) -> list[str]:
+    """The phrases with those that match an earlier one (same key) removed."""
+    seen: dict[str, str] = {}
+    for phrase in phrases:
+        seen.setdefault(_key(phrase), phrase)
+    return [phrase for key, phrase in seen.items() if key]
+
+
+def _prompt(phrases: list[str]) -> str:
+    """GroundingDINO's prompt ``"a. b. c."``: lower case; "." and "?" inside a phrase (which would split it) become
+    spaces."""
+    return " ".join(" ".join(re.sub(r"[.?]", " ", phrase.lower()).split()) + "." for phrase in phrases)

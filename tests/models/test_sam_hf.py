@@ -1,0 +1,137 @@
+"""The transformers SAM adapter on its tiny twin: cached embeddings, batched prompts, masks at the image size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from syngen.models.loading import build_tiny
+from syngen.models.sam_hf import HFSam
+from tests.conftest import draw_shapes
+
+BOXES = np.array([[10, 10, 60, 50], [70, 30, 120, 90], [0, 0, 128, 96]], dtype=np.float32)
+POINTS = np.array([[[30, 30], [50, 40]], [[90, 60], [75, 35]], [[5, 5], [64, 48]]], dtype=np.float32)
+LABELS = np.array([[1, 0], [1, 1], [0, 1]])
+
+
+@pytest.fixture(scope="module")
+def twin() -> Path:
+    return build_tiny("segmenter")
+
+
+@pytest.fixture
+def sam(twin: Path) -> HFSam:
+    return HFSam(twin)
+
+
+class Calls:
+    """Counts forward calls of a module and the batch size each saw."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.batches: list[int] = []
+        module.register_forward_hook(lambda mod, args, out: self.batches.append(len(args[0]) if args else 0))
+
+
+@pytest.mark.parametrize(
+    "prompts",
+    [
+        {"boxes": BOXES},
+        {"points": POINTS[:, :1], "labels": LABELS[:, :1]},
+        {"boxes": BOXES, "points": POINTS, "labels": LABELS},
+    ],
+    ids=["boxes", "one-point-each", "boxes-and-points"],
+)
+@pytest.mark.parametrize("size", [(128, 96), (90, 140)], ids=["landscape", "portrait"])
+def test_predict_shapes_types_and_size(sam: HFSam, prompts: dict, size: tuple[int, int]) -> None:
+    sam.embed([draw_shapes(size)], ["img"])
+    decoder = Calls(sam.model.mask_decoder)
+    masks, scores = sam.predict("img", **prompts)
+    assert decoder.batches and len(decoder.batches) == 1  # all three prompts in one decoder call
+    assert masks.shape == (3, size[1], size[0]) and masks.dtype == bool
+    assert scores.shape == (3,) and scores.dtype == np.float32
+    assert masks.any()
+
+
+def test_predict_matches_the_transformers_reference_path(sam: HFSam) -> None:
+    # The full SamModel forward from pixels, with the processor scaling the prompts: the adapter must agree.
+    image = draw_shapes((90, 140), seed=3)
+    boxes = BOXES[:2]
+    points = POINTS[:2]
+    sam.embed([image], ["img"])
+    masks, scores = sam.predict("img", boxes=boxes, points=points, labels=LABELS[:2])
+    inputs = sam.processor(
+        images=image,
+        input_boxes=[boxes.tolist()],
+        input_points=[points.tolist()],
+        input_labels=[LABELS[:2].tolist()],
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        out = sam.model(**inputs, multimask_output=False)
+    sizes = inputs["original_sizes"], inputs["reshaped_input_sizes"]
+    reference = sam.processor.post_process_masks(out.pred_masks, *sizes)
+    np.testing.assert_array_equal(masks, reference[0][:, 0].numpy())
+    np.testing.assert_allclose(scores, out.iou_scores[0, :, 0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("boxes_per_image", [1, 16], ids=["1-box", "16-boxes"])
+def test_image_encoder_runs_once_per_image(sam: HFSam, boxes_per_image: int) -> None:
+    encoder = Calls(sam.model.vision_encoder)
+    images = [draw_shapes((128, 96), seed=i) for i in range(3)]
+    sam.embed(images, ["a", "b", "c"])
+    assert encoder.batches == [3]  # one batched call for the three images
+    rng = np.random.default_rng(0)
+    for key in ("a", "b", "c"):
+        corners = rng.uniform(0, 90, size=(boxes_per_image, 2))
+        masks, _ = sam.predict(key, boxes=np.concatenate([corners, corners + 30], axis=1))
+        assert len(masks) == boxes_per_image
+    sam.embed(images, ["a", "b", "c"])  # cached: no second pass
+    assert encoder.batches == [3] and sam.encoder_calls == 3
+
+
+def test_embed_batches_only_uncached_images(sam: HFSam) -> None:
+    encoder = Calls(sam.model.vision_encoder)
+    sam.embed([draw_shapes(seed=0)], ["a"])
+    sam.embed([draw_shapes(seed=0), draw_shapes(seed=1), draw_shapes(seed=1)], ["a", "b", "b"])
+    assert encoder.batches == [1, 1] and sam.encoder_calls == 2
+
+
+def test_cache_evicts_least_recently_used(sam: HFSam) -> None:
+    sam.cache_limit = 2
+    for key in ("a", "b"):
+        sam.embed([draw_shapes()], [key])
+    sam.embed([draw_shapes()], ["a"])  # touch a: b is now the oldest
+    sam.embed([draw_shapes()], ["c"])
+    sam.predict("a", boxes=BOXES)
+    sam.predict("c", boxes=BOXES)
+    with pytest.raises(KeyError, match="'b'"):
+        sam.predict("b", boxes=BOXES)
+    # A call with more images than the limit keeps all of them for the predictions that follow.
+    sam.embed([draw_shapes()] * 3, ["x", "y", "z"])
+    for key in ("x", "y", "z"):
+        sam.predict(key, boxes=BOXES)
+
+
+def test_predict_needs_an_embedding(sam: HFSam) -> None:
+    with pytest.raises(KeyError, match="embed"):
+        sam.predict("never", boxes=BOXES)
+
+
+@pytest.mark.parametrize(
+    "prompts",
+    [{}, {"points": POINTS}, {"boxes": BOXES[:2], "points": POINTS, "labels": LABELS}],
+    ids=["nothing", "points-without-labels", "count-mismatch"],
+)
+def test_predict_rejects_bad_prompts(sam: HFSam, prompts: dict) -> None:
+    sam.embed([draw_shapes()], ["img"])
+    with pytest.raises(ValueError):
+        sam.predict("img", **prompts)
+
+
+def test_tiny_twin_is_deterministic(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        HFSam.build_tiny("sam", tmp_path / name)
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()

@@ -1,0 +1,241 @@
+"""negatives stage: bounds of accepted negatives, counts, seeds, determinism, batching, and the SAM twin."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tests.floodfill import FloodFillSegmenter
+from PIL import Image
+from pydantic import ValidationError
+
+from syngen.masks import box_mask, decode_rle, encode_rle
+from syngen.sample import image_bytes
+from syngen.stages.base import Context, ModelRef
+from syngen.stages.negatives import (
+    Negatives,
+    NegativesConfig,
+    attempt_seed,
+    boundary_candidates,
+    boundary_prompt,
+    semantic_prompt,
+)
+
+W, H = 64, 48
+BACKGROUND, LEFT, RIGHT, ELLIPSE = (90, 90, 90), (200, 40, 40), (40, 40, 200), (40, 200, 40)
+
+
+def _scene() -> tuple[Image.Image, list[np.ndarray]]:
+    """A grey picture with a two-tone rectangle, an ellipse and a checkerboard patch; the two objects' masks."""
+    pixels = np.full((H, W, 3), BACKGROUND, np.uint8)
+    rect = np.zeros((H, W), bool)
+    rect[8:32, 6:30] = True  # 24 x 24: a left part of 14 columns and a right part of 10
+    pixels[8:32, 6:20] = LEFT
+    pixels[8:32, 20:30] = RIGHT
+    ys, xs = np.mgrid[:H, :W]
+    ellipse = ((xs + 0.5 - 49) / 11) ** 2 + ((ys + 0.5 - 18) / 12) ** 2 <= 1
+    pixels[ellipse] = ELLIPSE
+    checker = (xs + ys) % 2 == 0
+    patch = (xs >= 40) & (xs < 56) & (ys >= 36) & (ys < 44)
+    pixels[patch & checker] = (255, 255, 255)
+    pixels[patch & ~checker] = (0, 0, 0)
+    return Image.fromarray(pixels), [rect, ellipse]
+
+
+def _sample(sample_id: str = "scene") -> dict[str, Any]:
+    image, (rect, ellipse) = _scene()
+    return {
+        "id": sample_id,
+        "image": image_bytes(image),
+        "width": W,
+        "height": H,
+        "regions": [
+            {"phrase": phrase, "box": box, "box_score": 0.9, "mask": encode_rle(mask), "mask_score": 1.0}
+            for phrase, box, mask in [("box", [4.0, 6.0, 32.0, 34.0], rect), ("ball", [38.0, 6.0, 60.0, 30.0], ellipse)]
+        ],
+    }
+
+
+def _run(config: NegativesConfig, samples: list[dict[str, Any]], model: Any = None) -> tuple[list[dict], Any]:
+    stage = Negatives(config, Context(recipe_dir=Path(".")))
+    stage.model = model or FloodFillSegmenter()
+    return stage.process(samples), stage.model
+
+
+def _slots(config: NegativesConfig) -> int:
+    return config.boundary_per_mask + config.semantic_per_mask
+
+
+CONFIGS = [
+    NegativesConfig(),
+    NegativesConfig(points=1, boundary_per_mask=3),
+    NegativesConfig(semantic_per_mask=3, semantic_max_inside_box=0.05),
+    NegativesConfig(points=1, max_tries=1),
+    NegativesConfig(iou_band=(0.0, 1.0), seed=7),
+]
+CONFIG_IDS = ["defaults", "one-point", "strict-semantic", "one-try", "wide-band"]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_accepted_negatives_meet_their_bounds_and_counts_add_up(config: NegativesConfig) -> None:
+    sample = _sample()
+    [update], model = _run(config, [sample])
+    stats = update["negatives_stats"]
+    regions = update["regions"]
+    accepted = {"boundary": 0, "semantic": 0}
+    for region, original in zip(regions, sample["regions"]):
+        assert {k: v for k, v in region.items() if k != "negatives"} == original
+        positive = decode_rle(region["mask"])
+        inside = box_mask(region["box"], H, W)
+        masks = [decode_rle(n["mask"]) for n in region["negatives"]]
+        assert len({m.tobytes() for m in masks}) == len(masks), "duplicate negatives"
+        for negative, mask in zip(region["negatives"], masks):
+            accepted[negative["kind"]] += 1
+            union = (mask | positive).sum()
+            iou = (mask & positive).sum() / union
+            assert mask.any() and negative["iou"] == pytest.approx(iou)
+            if negative["kind"] == "boundary":
+                lo, hi = config.iou_band
+                assert lo <= iou <= hi
+                assert len(negative["points"]) == config.points == len(negative["labels"])
+                for (x, y), label in zip(negative["points"], negative["labels"]):
+                    assert inside[y, x] and positive[y, x] == (label == 0)
+            else:
+                assert iou <= config.semantic_max_iou
+                assert (mask & inside).sum() / mask.sum() <= config.semantic_max_inside_box
+                [[x, y]] = negative["points"]
+                assert negative["labels"] == [1] and not inside[y, x]
+        assert sum(n["kind"] == "boundary" for n in region["negatives"]) <= config.boundary_per_mask
+        assert sum(n["kind"] == "semantic" for n in region["negatives"]) <= config.semantic_per_mask
+    assert stats["boundary_accepted"] == accepted["boundary"] and stats["semantic_accepted"] == accepted["semantic"]
+    slots = len(regions) * _slots(config)
+    assert stats["boundary_accepted"] + stats["semantic_accepted"] + stats["gave_up"] == slots
+    assert stats["tries"] == sum(model.predict_sizes)
+    assert stats["boundary_accepted"] + stats["semantic_accepted"] <= stats["tries"] <= config.max_tries * slots
+    if config.max_tries == 1:  # every slot has pixels to draw from here, so each made exactly one try
+        assert stats["tries"] == slots
+    assert accepted["semantic"] > 0
+
+
+def test_the_scene_yields_both_acceptances_and_give_ups() -> None:
+    # the two-tone rectangle gives in-band boundary negatives (its left part: IoU 336/576); the ellipse can't
+    [update], _ = _run(NegativesConfig(points=1, boundary_per_mask=3), [_sample()])
+    rect, ellipse = update["regions"]
+    assert [n["iou"] for n in rect["negatives"] if n["kind"] == "boundary"] == [pytest.approx(336 / 576)]
+    assert not [n for n in ellipse["negatives"] if n["kind"] == "boundary"]
+    # three slots per region; the rectangle's other two found only the duplicate of the first
+    assert update["negatives_stats"]["gave_up"] == 2 + 3
+
+
+def test_recorded_seed_reproduces_points_and_mask() -> None:
+    config = NegativesConfig(points=2)
+    [update], model = _run(config, [_sample()])
+    attempts = {
+        attempt_seed(config.seed, "scene", r, kind, slot, a)
+        for r in range(2) for kind in ("boundary", "semantic") for slot in range(3) for a in range(config.max_tries)
+    }
+    checked = 0
+    for region in update["regions"]:
+        positive = decode_rle(region["mask"])
+        for negative in region["negatives"]:
+            assert negative["seed"] in attempts
+            if negative["kind"] == "boundary":
+                overflow, omission = boundary_candidates(positive, region["box"], config.edge_band)
+                prompt = boundary_prompt(overflow, omission, config.points, negative["seed"])
+                boxes = np.array([region["box"]])
+            else:
+                prompt = semantic_prompt(~box_mask(region["box"], H, W), negative["seed"])
+                boxes = None
+            assert prompt == (negative["points"], negative["labels"])
+            masks, _ = model.predict("scene", boxes=boxes, points=np.array([prompt[0]]), labels=np.array([prompt[1]]))
+            assert np.array_equal(masks[0], decode_rle(negative["mask"]))
+            checked += 1
+    assert checked >= 2
+
+
+def test_results_are_deterministic_and_depend_on_the_seed() -> None:
+    samples = [_sample("a"), _sample("b")]
+    first, _ = _run(NegativesConfig(points=1), samples)
+    again, _ = _run(NegativesConfig(points=1), samples)
+    assert first == again
+    other, _ = _run(NegativesConfig(points=1, seed=1), samples)
+    def negatives(updates: list[dict]) -> list:
+        return [r["negatives"] for u in updates for r in u["regions"]]
+
+    assert negatives(other) != negatives(first)
+
+
+def test_one_predict_call_per_kind_and_round_for_all_regions_of_an_image() -> None:
+    config = NegativesConfig(boundary_per_mask=2, semantic_per_mask=1, max_tries=4)
+    [update], model = _run(config, [_sample()])
+    assert model.predict_sizes[:2] == [2 * 2, 2 * 1]  # round 1: every region's boundary slots, then semantic
+    assert len(model.predict_sizes) <= 2 * config.max_tries
+    assert model.encoder_calls == 1
+
+
+def test_regions_without_usable_masks_give_up_without_tries() -> None:
+    sample = _sample()
+    sample["regions"][0]["mask"] = None
+    sample["regions"][1]["mask"] = encode_rle(np.zeros((H, W), bool))
+    bare = {"id": "bare", "image": sample["image"], "regions": []}
+    config = NegativesConfig()
+    (update, empty), model = _run(config, [sample, bare])
+    assert [r["negatives"] for r in update["regions"]] == [[], []]
+    nothing = {"boundary_accepted": 0, "semantic_accepted": 0, "tries": 0}
+    assert update["negatives_stats"] == {**nothing, "gave_up": 2 * _slots(config)}
+    assert empty == {"regions": [], "negatives_stats": {**nothing, "gave_up": 0}}
+    assert list(model.pixels) == ["scene"]  # the sample without regions is not embedded
+
+
+def test_boundary_prompt_mixes_kinds_and_falls_back() -> None:
+    overflow = np.zeros((4, 5), bool)
+    overflow[0, 1] = True
+    omission = np.zeros((4, 5), bool)
+    omission[3, 4] = True
+    points, labels = boundary_prompt(overflow, omission, 40, seed=3)
+    assert {tuple(p) for p, l in zip(points, labels) if l == 1} == {(1, 0)}
+    assert {tuple(p) for p, l in zip(points, labels) if l == 0} == {(4, 3)}
+    assert 0 < sum(labels) < 40
+    assert boundary_prompt(overflow, np.zeros_like(omission), 3, seed=3) == ([[1, 0]] * 3, [1, 1, 1])
+    assert boundary_prompt(np.zeros_like(overflow), omission, 2, seed=3) == ([[4, 3]] * 2, [0, 0])
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"iou_band": (0.9, 0.5)}, {"iou_band": (-0.1, 0.5)}, {"iou_band": (0.5, 1.2)}, {"max_tries": 0}, {"points": 0},
+     {"semantic_max_iou": 1.5}, {"unknown": 1}],
+    ids=["band-inverted", "band-below-0", "band-above-1", "no-tries", "no-points", "iou-above-1", "extra-field"],
+)
+def test_config_rejects_bad_values(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        NegativesConfig(**fields)
+
+
+def test_config_fields_carry_help_text() -> None:
+    assert all(field.description for field in NegativesConfig.model_fields.values())
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("syngen.models.sam_hf") is None, reason="syngen.models.sam_hf is not written yet"
+)
+def test_sam_twin_reuses_the_segment_embedding() -> None:
+    from syngen.models.loading import load
+
+    model, _ = load(ModelRef(id="tiny:segmenter"), "sam", "cpu", "float32")
+    samples = [_sample("a"), _sample("b")]
+    image, _ = _scene()
+    model.embed([image, image], ["a", "b"])  # what the segment stage does
+    calls = model.encoder_calls
+    config = NegativesConfig(max_tries=3, iou_band=(0.0, 1.0))
+    updates, _ = _run(config, samples, model)
+    assert model.encoder_calls == calls
+    for update in updates:
+        stats = update["negatives_stats"]
+        assert stats["boundary_accepted"] + stats["semantic_accepted"] + stats["gave_up"] == 2 * _slots(config)
+        assert 0 < stats["tries"] <= config.max_tries * 2 * _slots(config)
+        for region in update["regions"]:
+            for negative in region["negatives"]:
+                assert decode_rle(negative["mask"]).shape == (H, W)

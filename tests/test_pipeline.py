@@ -1,0 +1,99 @@
+"""The quickstart end to end through the CLI: output, rerun without model work, SIGKILL at any moment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from syngen.masks import decode_rle
+
+REPO = Path(__file__).resolve().parent.parent
+QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+
+
+def syngen(*args: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "syngen.cli", *args]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    return out
+
+
+def rows(out: Path, config: str) -> list[dict]:
+    files = sorted((out / "dataset" / "data" / config).glob("*.parquet"))
+    return [row for f in files for row in pq.read_table(f).to_pylist()]
+
+
+def comparable(out: Path) -> list[tuple]:
+    """Grounding rows without the columns that legitimately differ between runs (none expected to)."""
+    return sorted(
+        (r["id"], r["caption"], tuple(r["phrases"]), r["image"]["bytes"], json.dumps(r["regions"], sort_keys=True))
+        for r in rows(out, "grounding")
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "quickstart"
+    finish(syngen("run", str(QUICKSTART), "--out", str(out), "--no-progress"))
+    return out
+
+
+def test_quickstart_makes_both_configs(reference: Path) -> None:
+    report = json.loads((reference / "run.json").read_text())
+    for name, stage in report["stages"].items():
+        assert stage["items_in"] == stage["items_out"] + stage["failed"], name
+    grounding = rows(reference, "grounding")
+    assert len(grounding) == report["stages"]["views"]["items_out"] > 0
+    regions = [r for row in grounding for r in row["regions"]]
+    assert regions, "the quickstart should produce regions"
+    for row in grounding:
+        for region in row["regions"]:
+            assert decode_rle(region["mask"]).shape == (row["height"], row["width"])
+    assert (reference / "dataset" / "README.md").exists()
+
+
+def test_rerun_does_no_model_work(reference: Path) -> None:
+    before = comparable(reference)
+    finish(syngen("run", str(QUICKSTART), "--out", str(reference), "--no-progress"))
+    report = json.loads((reference / "run.json").read_text())
+    assert all(stage["computed"] == 0 and stage["load_s"] == 0 for stage in report["stages"].values())
+    assert comparable(reference) == before
+
+
+def test_second_run_on_same_folder_is_locked(reference: Path) -> None:
+    from filelock import FileLock
+
+    with FileLock(str(reference / ".lock")):
+        proc = syngen("run", str(QUICKSTART), "--out", str(reference), "--no-progress")
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "another syngen run" in out
+
+
+def test_sigkill_at_any_moment_then_rerun_matches(reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    for parts_before_kill in (1, 5, 12):
+        proc = syngen("run", str(QUICKSTART), "--out", str(out), "--no-progress")
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            if len(list(out.glob("stages/*/part-*.parquet"))) >= parts_before_kill:
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finish(syngen("run", str(QUICKSTART), "--out", str(out), "--no-progress"))
+    assert comparable(out) == comparable(reference)
+    for stage in (out / "stages").iterdir():  # every input stored exactly once
+        ids = [i for p in stage.glob("part-*.parquet") for i in set(pq.read_table(p, columns=["input_id"]).column(0).to_pylist())]
+        assert len(ids) == len(set(ids)), stage.name

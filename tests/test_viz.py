@@ -1,0 +1,138 @@
+"""Viz: overlay pixels land where the masks and boxes are; contact sheets and the HTML page respect n."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from syngen.export import export_dataset
+from syngen.masks import encode_rle
+from syngen.viz import CHOSEN, PALETTE, REJECTED, TILE, contact_sheet, draw_overlay
+from tests.conftest import draw_shapes
+from tests.test_export import GREY, HEIGHT, WIDTH, make_info, make_region, make_sample, rect_mask
+
+ALPHA = 0.45
+
+
+def blended(colour: tuple[int, int, int]) -> np.ndarray:
+    """What a grey pixel becomes under a mask of ``colour`` (computed apart from draw_overlay's code)."""
+    return np.round((1 - ALPHA) * np.array(GREY) + ALPHA * np.array(colour)).astype(int)
+
+
+def grey() -> Image.Image:
+    return Image.new("RGB", (WIDTH, HEIGHT), GREY)
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image).astype(int)
+
+
+@pytest.mark.parametrize(
+    ("box", "mask_box"),
+    [((10, 30, 70, 90), (20, 40, 60, 80)), ((64, 8, 128, 96), (70, 30, 120, 90)), ((0, 0, 50, 50), (0, 0, 50, 50))],
+    ids=["mask-inside-box", "box-at-right-edge", "mask-fills-box-at-origin"],
+)
+def test_mask_colour_inside_and_not_outside(box: tuple, mask_box: tuple) -> None:
+    mask = rect_mask(*mask_box)
+    out = pixels(draw_overlay(grey(), [{"phrase": "", "box": list(box), "mask": encode_rle(mask)}]))
+    x1, y1, x2, y2 = box
+    interior = mask.copy()
+    interior[: y1 + 3], interior[y2 - 3 :], interior[:, : x1 + 3], interior[:, x2 - 3 :] = False, False, False, False
+    assert (out[interior] == blended(PALETTE[0])).all()
+    outside_box = np.ones_like(mask)
+    outside_box[max(0, y1 - 1) : y2 + 1, max(0, x1 - 1) : x2 + 1] = False
+    assert (out[outside_box] == GREY).all()
+    assert (out[~mask & ~outside_box] != blended(PALETTE[0])).all(axis=-1).all()  # no mask colour outside the mask
+
+
+def test_box_outline_and_label_in_the_region_colour() -> None:
+    regions = [{"phrase": "cup", "box": [20.0, 40.0, 60.0, 80.0]}, {"phrase": "dog", "box": [70.0, 30.0, 120.0, 90.0]}]
+    out = pixels(draw_overlay(grey(), regions))
+    assert (out[60, 20] == PALETTE[0]).all() and (out[79, 40] == PALETTE[0]).all()  # left and bottom edges
+    assert (out[60, 70] == PALETTE[1]).all() and (out[60, 119] == PALETTE[1]).all()
+    assert (out[60, 40] == GREY).all()  # no mask: the inside stays as it was
+    label = out[:40, 20:60]  # just above the first box
+    assert ((label == PALETTE[0]).all(axis=-1)).sum() > 20
+    assert ((label != PALETTE[0]) & (label != GREY)).any(axis=-1).sum() > 5  # the text's ink
+
+
+def test_palette_override_and_overlapping_masks() -> None:
+    masks = [rect_mask(10, 10, 60, 60), rect_mask(40, 40, 100, 90)]
+    regions = [{"phrase": "", "box": [0.0, 0.0, 1.0, 1.0], "mask": encode_rle(m)} for m in masks]
+    out = pixels(draw_overlay(grey(), regions, palette=[CHOSEN, REJECTED]))
+    assert (out[20, 20] == blended(CHOSEN)).all() and (out[80, 90] == blended(REJECTED)).all()
+    overlap = np.round((1 - ALPHA) * blended(CHOSEN) + ALPHA * np.array(REJECTED)).astype(int)
+    assert np.abs(out[50, 50] - overlap).max() <= 1
+
+
+def test_no_regions_leaves_the_image_unchanged() -> None:
+    picture = draw_shapes()
+    assert (pixels(draw_overlay(picture, [])) == pixels(picture)).all()
+
+
+def test_mask_of_another_size_is_refused() -> None:
+    region = {"phrase": "", "box": [0.0, 0.0, 5.0, 5.0], "mask": encode_rle(np.ones((10, 10), bool))}
+    with pytest.raises(ValueError, match="size"):
+        draw_overlay(grey(), [region])
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five images: the first with no regions, the others one region with a boundary and a semantic negative."""
+    out = tmp_path_factory.mktemp("out")
+    samples = [make_sample(0, [])]
+    samples += [make_sample(i, [make_region((10, 10, 50, 40), kinds=("boundary", "semantic"))]) for i in range(1, 5)]
+    samples[1]["caption"] = "a <b>bold</b> & caption"
+    export_dataset(samples, out, make_info(), shard_rows=2)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("n", "sheet_size", "pairs_size", "figures"),
+    [(1, (1, 1), (2, 1), 1), (3, (2, 2), (4, 2), 3), (5, (3, 2), (4, 3), 5), (16, (3, 2), (4, 4), 5)],
+    ids=["one", "three", "five", "more-than-there-are"],
+)
+def test_contact_sheets_respect_n(out: Path, n: int, sheet_size: tuple, pairs_size: tuple, figures: int) -> None:
+    sheet, page = contact_sheet(out, n)
+    assert sheet == out / "inspect/contact_sheet.png" and page == out / "inspect/index.html"
+    columns, rows = sheet_size
+    assert Image.open(sheet).size == (columns * TILE, rows * TILE)
+    columns, rows = pairs_size
+    assert Image.open(out / "inspect/preference.png").size == (columns * TILE, rows * TILE)
+    html = page.read_text()
+    assert len(re.findall(r"alt='sample \d+'", html)) == figures
+    assert len(re.findall(r"alt='pair \d+ (?:chosen|rejected)'", html)) == 2 * min(n, 8)
+
+
+def test_html_holds_captions_phrases_and_pairs_as_text(out: Path) -> None:
+    _, page = contact_sheet(out, 2)
+    html = page.read_text()
+    assert "a &lt;b&gt;bold&lt;/b&gt; &amp; caption" in html and "<b>bold</b>" not in html
+    assert "red box, ball" in html and "img0001" in html
+    assert "boundary, IoU 0.500" in html and "semantic, IoU 0.000" in html
+    assert html.count("data:image/jpeg;base64,") == 2 + 2 * 2
+
+
+def test_sheet_tiles_show_the_overlay(out: Path) -> None:
+    sheet, _ = contact_sheet(out, 2)
+    image = pixels(Image.open(sheet).convert("RGB"))
+    scale = TILE / WIDTH  # 128 x 96 images fill the tile's width, centred vertically
+    top = (TILE - round(HEIGHT * scale)) // 2
+    x, y = round(35 * scale), top + round(32 * scale)  # inside the mask (10..50, 10..40) of sample 1, tile 2
+    assert np.abs(image[y, TILE + x] - blended(PALETTE[0])).max() <= 4
+    assert np.abs(image[y, x] - GREY).max() <= 4  # sample 0 has no regions
+
+
+def test_zero_samples_and_zero_pairs(tmp_path: Path) -> None:
+    export_dataset([make_sample(0, [])], tmp_path, make_info())
+    sheet, page = contact_sheet(tmp_path, 4)
+    assert Image.open(sheet).size == (TILE, TILE)
+    assert Image.open(tmp_path / "inspect/preference.png").size == (TILE, TILE)
+    assert "Preference pairs (0)" in page.read_text()
+    export_dataset([], tmp_path, make_info())
+    sheet, page = contact_sheet(tmp_path, 4)
+    assert "Grounding samples (0)" in page.read_text() and Image.open(sheet).size == (TILE, TILE)
