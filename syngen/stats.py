@@ -27,12 +27,8 @@ def config_dir(dataset_dir: Path, config: str) -> Path:
 
 
 def stage_counts(stage: dict[str, Any]) -> dict[str, int]:
-    """A run report stage's {"in", "out", "failed"} (the runner writes "items_in"/"items_out"; both are read)."""
-    return {
-        "in": stage.get("in", stage.get("items_in", 0)),
-        "out": stage.get("out", stage.get("items_out", 0)),
-        "failed": stage.get("failed", 0),
-    }
+    """A run report stage's {"in", "out", "failed"}."""
+    return {"in": stage["items_in"], "out": stage["items_out"], "failed": stage["failed"]}
 
 
 def read_rows(

@@ -10,8 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import datasets
 import pyarrow.parquet as pq
 import pytest
+import yaml
+from huggingface_hub import DatasetCard
+from typer.testing import CliRunner
+
+from syngen.cli import app
 
 from syngen.masks import decode_rle
 
@@ -61,7 +67,11 @@ def test_quickstart_makes_both_configs(reference: Path) -> None:
     for row in grounding:
         for region in row["regions"]:
             assert decode_rle(region["mask"]).shape == (row["height"], row["width"])
-    assert (reference / "dataset" / "README.md").exists()
+    pairs = datasets.load_dataset(str(reference / "dataset"), "preference", split="train")
+    assert len(pairs) == report["stages"]["negatives"]["stats"]["boundary_accepted"] + report["stages"]["negatives"]["stats"]["semantic_accepted"]
+    assert pairs[0]["chosen_mask"].size == (pairs[0]["image"].width, pairs[0]["image"].height)
+    card = DatasetCard.load(reference / "dataset" / "README.md")
+    assert {c["config_name"] for c in card.data["configs"]} == {"grounding", "preference"}
 
 
 def test_rerun_does_no_model_work(reference: Path) -> None:
@@ -97,3 +107,29 @@ def test_sigkill_at_any_moment_then_rerun_matches(reference: Path, tmp_path: Pat
     for stage in (out / "stages").iterdir():  # every input stored exactly once
         ids = [i for p in stage.glob("part-*.parquet") for i in set(pq.read_table(p, columns=["input_id"]).column(0).to_pylist())]
         assert len(ids) == len(set(ids)), stage.name
+
+
+def test_missing_model_fails_before_any_compute(tmp_path: Path) -> None:
+    recipe = yaml.safe_load(QUICKSTART.read_text())
+    recipe["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
+    recipe["stages"]["ground"]["model"] = "some-org/grounder-not-cached"
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 2 and "some-org/grounder-not-cached" in result.output and "hf download" in result.output
+    assert not list((tmp_path / "out").glob("stages/*/part-*.parquet"))
+
+
+def test_recipe_push_to_hub_pushes_after_export(reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import syngen.push
+
+    sent = {}
+    monkeypatch.setattr(syngen.push, "push_dataset", lambda folder, repo_id, **kw: sent.update(folder=folder, repo_id=repo_id, **kw) or "url")
+    recipe = yaml.safe_load(QUICKSTART.read_text())
+    recipe["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
+    recipe["output"] |= {"push_to_hub": "me/quick", "private": True, "revision": "v1"}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(reference), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert sent == {"folder": reference / "dataset", "repo_id": "me/quick", "private": True, "revision": "v1"}

@@ -15,8 +15,8 @@ from tests.test_export import make_info, make_region, make_sample
 BOX_SCORES = [0.1, 0.2, 0.3, 0.4, 0.5]
 RUN = {
     "stages": {
-        "ground": {"in": 4, "out": 3, "failed": 1, "failures": {"no_phrases": 1}},
-        "segment": {"in": 3, "out": 3, "failed": 0, "failures": {}},
+        "ground": {"items_in": 4, "items_out": 3, "failed": 1, "failures": {"no_phrases": 1}},
+        "segment": {"items_in": 3, "items_out": 3, "failed": 0, "failures": {}},
         "negatives": {"items_in": 3, "items_out": 1, "failed": 2, "failures": {"timeout": 1, "ValueError": 1}},
     }
 }
