@@ -68,18 +68,26 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML to check.")) -
 
 
 @app.command()
-def export(out: Path = typer.Argument(..., help="A run's output folder.")) -> None:
+def export(
+    out: Path = typer.Argument(..., help="A run's output folder."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="The run's recipe; default: the one run.json names."),
+) -> None:
     """Rewrite OUT/dataset from the stage stores (no model runs; samples not yet computed are left out)."""
     from syngen.export import export_dataset
-    from syngen.recipe import load_recipe
     from syngen.runner import Runner, card_info
+    from syngen.store import StaleStore
 
-    if not (out / "recipe.yaml").exists():
-        _fail(f"{out}: not a syngen output folder (no recipe.yaml)")
-    recipe = load_recipe(out / "recipe.yaml")
-    runner = Runner(recipe, out, progress=False)
-    runner.open_stores()
-    path = export_dataset(runner.samples(compute=False), out, card_info(recipe, runner.summary))
+    if recipe is None:
+        if not (out / "run.json").exists():
+            _fail(f"{out}: no run.json saying which recipe made it; pass --recipe")
+        recipe = Path(json.loads((out / "run.json").read_text())["recipe_path"])
+    loaded = _load(recipe)
+    runner = Runner(loaded, out, progress=False)
+    try:
+        runner.open_stores(drop_stale=False)
+    except StaleStore as err:
+        _fail(f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe")
+    path = export_dataset(runner.samples(compute=False), out, card_info(loaded, runner.summary))
     console.print(f"dataset: {path}")
 
 
@@ -126,9 +134,9 @@ def models(build: bool = typer.Option(False, "--build", help="Build (and cache) 
     from syngen.models import BACKENDS, TINY
     from syngen.models.loading import build_tiny
 
-    table = Table("tiny twin", "backend", "cached at" if build else "")
+    table = Table("tiny twin", "backend", *(["cached at"] if build else []))
     for name, (backend, _) in TINY.items():
-        table.add_row(f"tiny:{name}", backend, str(build_tiny(name)) if build else "")
+        table.add_row(f"tiny:{name}", backend, *([str(build_tiny(name))] if build else []))
     Console().print(table)
     Console().print("backends: " + ", ".join(BACKENDS))
 

@@ -128,14 +128,15 @@ class Runner:
             digest.update(name.encode())
         return digest.hexdigest()
 
-    def open_stores(self) -> list[str]:
-        """Open each stage's store under its fingerprint chain; returns the stages whose old results were dropped."""
+    def open_stores(self, drop_stale: bool = True) -> list[str]:
+        """Open each stage's store under its fingerprint chain; returns the stages whose old results were dropped
+        (with ``drop_stale=False``, raises :class:`~syngen.store.StaleStore` instead of dropping)."""
         chain = ""
         dropped = []
         for stage in self.stages:
             chain = hashlib.sha1((chain + to_json(stage.fingerprint())).encode()).hexdigest()
             store = StageStore(self.out, stage.name)
-            if not store.open(chain):
+            if not store.open(chain, drop_stale=drop_stale):
                 dropped.append(stage.name)
             self.stores[stage.name] = store
         self._chain = chain
@@ -230,7 +231,7 @@ class Runner:
             stages[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in stages[name].items()}
         return {
             "recipe": self.recipe.name,
-            "recipe_path": str(self.recipe.path),
+            "recipe_path": str(self.recipe.path.resolve()),
             "device": self.ctx.device,
             "dtype": self.ctx.dtype,
             "total_s": round(time.perf_counter() - self.started, 3),

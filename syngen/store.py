@@ -29,6 +29,10 @@ SCHEMA = pa.schema(
 Row = dict[str, Any]
 
 
+class StaleStore(RuntimeError):
+    """A stage folder made under another fingerprint, where dropping it was not allowed."""
+
+
 def to_json(value: Any) -> str:
     """JSON text of stage output; numpy scalars and arrays become plain numbers and lists."""
 
@@ -50,11 +54,15 @@ class StageStore:
         self.rank = rank
         self._index: dict[str, Path] | None = None
 
-    def open(self, fingerprint: str) -> bool:
-        """Make the folder ready for ``fingerprint``; False when earlier results were dropped as stale."""
+    def open(self, fingerprint: str, *, drop_stale: bool = True) -> bool:
+        """Make the folder ready for ``fingerprint``; False when earlier results were dropped as stale.
+
+        With ``drop_stale=False`` a different fingerprint raises :class:`StaleStore` instead."""
         marker = self.dir / "fingerprint.json"
         kept = True
         if marker.exists() and json.loads(marker.read_text()).get("fingerprint") != fingerprint:
+            if not drop_stale:
+                raise StaleStore(f"{self.dir} was made with other settings than the recipe's")
             shutil.rmtree(self.dir)
             kept = False
         self.dir.mkdir(parents=True, exist_ok=True)

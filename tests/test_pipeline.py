@@ -133,3 +133,19 @@ def test_recipe_push_to_hub_pushes_after_export(reference: Path, tmp_path: Path,
     result = CliRunner().invoke(app, ["run", str(path), "--out", str(reference), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert sent == {"folder": reference / "dataset", "repo_id": "me/quick", "private": True, "revision": "v1"}
+
+
+def test_export_rewrites_the_same_dataset_and_never_drops_results(reference: Path, tmp_path: Path) -> None:
+    before = comparable(reference)
+    result = CliRunner().invoke(app, ["export", str(reference)])
+    assert result.exit_code == 0, result.output
+    assert comparable(reference) == before
+    changed = yaml.safe_load(QUICKSTART.read_text())
+    changed["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
+    changed["stages"]["ground"]["box_threshold"] = 0.5
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    parts = sorted(reference.glob("stages/*/part-*.parquet"))
+    result = CliRunner().invoke(app, ["export", str(reference), "--recipe", str(path)])
+    assert result.exit_code == 2 and "other settings" in result.output
+    assert sorted(reference.glob("stages/*/part-*.parquet")) == parts
