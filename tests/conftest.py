@@ -33,11 +33,6 @@ def draw_shapes(size: tuple[int, int] = (128, 96), seed: int = 0) -> Image.Image
 
 
 @pytest.fixture
-def shapes_image() -> Image.Image:
-    return draw_shapes()
-
-
-@pytest.fixture
 def seed_dir(tmp_path: Path) -> Path:
     """A folder of four small PNG/JPEG seed images, one in a subfolder."""
     root = tmp_path / "seeds"

@@ -38,8 +38,6 @@ def timed(method: F) -> F:
 class Adapter:
     """Base adapter. Subclasses load in ``__init__`` and decorate their batch call with :func:`timed`."""
 
-    role: str = ""
-
     def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
         self.path = str(path)
         self.device = torch.device(device)

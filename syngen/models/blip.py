@@ -22,7 +22,6 @@ from syngen.models.vocab import PUNCTUATION, WORDS, bert_vocab
 class BlipCaptioner(Adapter):
     """Captions images with BLIP; the prompt is BLIP's conditional text prefix and is left out of the caption."""
 
-    role = "captioner"
 
     def __init__(self, path: str | Path, **kwargs: Any):
         super().__init__(path, **kwargs)

@@ -31,7 +31,6 @@ CHAT_TEMPLATE = (
 class CausalLM(Adapter):
     """Answers single-turn chat prompts with a causal LM: chat template, left padding, greedy decoding."""
 
-    role = "llm"
 
     def __init__(self, path: str | Path, **kwargs: Any):
         super().__init__(path, **kwargs)

@@ -29,7 +29,6 @@ _SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linea
 class DiffusersTextToImage(Adapter):
     """Generates one image per prompt, each from its own seeded generator (same seed, same image, any batch)."""
 
-    role = "text-to-image"
 
     def __init__(self, path: str | Path, **kwargs: Any):
         super().__init__(path, **kwargs)

@@ -25,7 +25,6 @@ from syngen.models.vocab import bert_vocab
 class GroundingDino(Adapter):
     """Open-vocabulary detection: one text prompt (``"a. b. c."``) per image, boxes in pixels with text labels."""
 
-    role = "grounder"
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
         super().__init__(path, device, dtype, trust_remote_code)

@@ -36,7 +36,6 @@ CHAT_TEMPLATE = (
 class LlavaCaptioner(Adapter):
     """Describes images with LLaVA: the prompt is the user's instruction, sent with the image via the chat template."""
 
-    role = "captioner"
 
     def __init__(self, path: str | Path, **kwargs: Any):
         super().__init__(path, **kwargs)

@@ -7,7 +7,7 @@ It never decides where data is stored; the runner never knows what it computes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -57,7 +57,6 @@ class Context:
     device: str = "cpu"
     dtype: str = "float32"
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def resolve_path(self, value: str | Path) -> Path:
         """A recipe path: absolute, else relative to the recipe's folder, the current folder, or syngen's own
