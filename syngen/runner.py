@@ -30,7 +30,7 @@ from syngen.models.loading import backend_for, load, resolve
 from syngen.recipe import Recipe
 from syngen.sample import Failure, Sample
 from syngen.stages import stage_class
-from syngen.stages.base import Result, Stage
+from syngen.stages.base import Context, Result, Stage
 from syngen.store import Row, StageStore, atomic_write_text, to_json
 
 
@@ -62,9 +62,9 @@ class StageReport:
 class _ModelPool:
     """Holds at most one loaded adapter; a stage asking for another model frees the current one first."""
 
-    def __init__(self, recipe: Recipe):
-        self.ctx = recipe.context()
-        self.cache_limit = recipe.top.runtime.wave_size
+    def __init__(self, ctx: Context, cache_limit: int):
+        self.ctx = ctx
+        self.cache_limit = cache_limit
         self.key: tuple[str, str, str | None] | None = None
         self.adapter: Any = None
 
@@ -103,7 +103,7 @@ class Runner:
         self.stores: dict[str, StageStore] = {}
         self._chain = ""
         self.batch_size = {stage.name: stage.config.batch_size for stage in self.stages}
-        self.pool = _ModelPool(recipe)
+        self.pool = _ModelPool(self.ctx, recipe.top.runtime.wave_size)
         self._bars: dict[str, tqdm] = {}
         self.started = time.perf_counter()
         self.preflight_s = 0.0

@@ -103,8 +103,13 @@ class Stage:
         return getattr(self.config, "model", None)
 
     def fingerprint(self) -> dict[str, Any]:
-        """What decides this stage's output: its config (model id and revision included), less batch sizes."""
-        return {"stage": self.name, "config": self.config.model_dump(mode="json", exclude={"batch_size"})}
+        """What decides this stage's output: its config (model id and revision included; a tiny twin's version),
+        less batch sizes. Pin ``revision`` to make a Hub checkpoint part of it for good."""
+        from syngen.models.loading import TINY_PREFIX, TINY_VERSION
+
+        ref = self.model_ref()
+        tiny = {"tiny_version": TINY_VERSION} if ref is not None and ref.id.startswith(TINY_PREFIX) else {}
+        return {"stage": self.name, "config": self.config.model_dump(mode="json", exclude={"batch_size"})} | tiny
 
     def process(self, samples: list[Sample]) -> list[Result]:
         raise NotImplementedError
