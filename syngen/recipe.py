@@ -122,6 +122,7 @@ def load_recipe(path: str | Path) -> Recipe:
     _check_models(recipe)
     _check_files(recipe)
     _check_columns(recipe)
+    _check_stages_build(recipe)
     return recipe
 
 
@@ -194,6 +195,17 @@ def _check_files(recipe: Recipe) -> None:
                     f"neither beside the recipe ({recipe.path.parent}), nor in the current folder, nor in syngen's "
                     f"own folder ({PROJECT_ROOT})"
                 )
+
+
+def _check_stages_build(recipe: Recipe) -> None:
+    """Every stage can be set up from its settings (e.g. its prompt file has the placeholders it needs)."""
+    ctx = Context(recipe_dir=recipe.path.parent.resolve())
+    for name, config in recipe.stages.items():
+        try:
+            stage_class(name)(config, ctx)
+        except (ValueError, OSError) as err:
+            where = "source" if name == "source" else f"stages.{name}"
+            raise RecipeError(f"{recipe.path}: {where}: {err}") from None
 
 
 def _check_columns(recipe: Recipe) -> None:

@@ -66,6 +66,14 @@ def test_bad_recipe_names_file_field_and_expectation(tmp_path: Path, change, fie
     assert expected in message, message
 
 
+def test_prompt_without_placeholder(tmp_path: Path) -> None:
+    (tmp_path / "p.txt").write_text("List the phrases.")
+    recipe = base()
+    recipe["stages"]["phrases"] = {"prompt": "p.txt"}
+    with pytest.raises(RecipeError, match=r"stages\.phrases: .*p\.txt has no \{caption\} placeholder"):
+        load_recipe(write(tmp_path, recipe))
+
+
 def test_not_yaml_mapping(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text("- just\n- a list\n")
