@@ -33,7 +33,6 @@ class RuntimeConfig(BaseModel):
         "auto", description="Model dtype; auto: float16 on cuda, float32 on cpu."
     )
     wave_size: int = Field(64, ge=1, description="Samples per wave: every stage runs over a wave before the next.")
-    seed: int = Field(0, description="Base seed of the run.")
 
 
 class OutputConfig(BaseModel):
@@ -86,7 +85,7 @@ class Recipe:
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = ("float16" if device == "cuda" else "float32") if rt.dtype == "auto" else rt.dtype
-        return Context(recipe_dir=self.path.parent.resolve(), device=device, dtype=dtype, seed=rt.seed)
+        return Context(recipe_dir=self.path.parent.resolve(), device=device, dtype=dtype)
 
     def out_dir(self, override: Path | None = None) -> Path:
         return override or Path(self.top.output.dir or Path("outputs") / self.top.name)
@@ -224,11 +223,12 @@ def _check_columns(recipe: Recipe) -> None:
 
 
 def reference_markdown() -> str:
-    """Markdown tables of the source's and every stage's settings (field, default, help), as in the README."""
+    """Markdown tables of the runtime, output, source and every stage's settings (field, default, help), as in
+    the README."""
+    sections = [("`runtime`", RuntimeConfig), ("`output`", OutputConfig)]
+    sections += [("`source`" if n == "source" else f"`stages.{n}`", stage_class(n).Config) for n in STAGES]
     parts = []
-    for name in STAGES:
-        cls = stage_class(name).Config
-        title = "`source`" if name == "source" else f"`stages.{name}`"
+    for title, cls in sections:
         lines = [f"{title}:", "", "| field | default | meaning |", "| --- | --- | --- |"]
         for field_name, info in cls.model_fields.items():
             default = info.get_default(call_default_factory=True) if not info.is_required() else "required"

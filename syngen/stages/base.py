@@ -56,7 +56,6 @@ class Context:
     recipe_dir: Path
     device: str = "cpu"
     dtype: str = "float32"
-    seed: int = 0
 
     def resolve_path(self, value: str | Path) -> Path:
         """A recipe path: absolute, else relative to the recipe's folder, the current folder, or syngen's own
