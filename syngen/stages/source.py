@@ -93,13 +93,20 @@ class Source(Stage):
         if isinstance(value, Image.Image):
             data = image_bytes(value, value.format or "PNG")
         elif isinstance(value, dict):
-            data = value.get("bytes") or Path(value["path"]).read_bytes()
+            data = value.get("bytes") or self._image_path(value["path"]).read_bytes()
+        elif isinstance(value, str):  # a column of file paths
+            data = self._image_path(value).read_bytes()
         else:
             data = value
         result = _checked_image(data)
         if cfg.caption_column and isinstance(result, dict):
             result["caption"] = str(row[cfg.caption_column] or "")
         return result
+
+    def _image_path(self, value: str) -> Path:
+        """A path from a dataset row: absolute, or relative to the dataset's folder."""
+        root = self._root()
+        return Path(value) if Path(value).is_absolute() else (root if root.is_dir() else root.parent) / value
 
     # captions ----------------------------------------------------------------------------------------------
     def _caption_lines(self) -> list[str]:

@@ -78,6 +78,16 @@ def test_parquet_files(tmp_path: Path) -> None:
     assert [result["width"] for _, result in loaded] == [128, 128]
 
 
+def test_parquet_with_image_paths_and_a_missing_file(tmp_path: Path) -> None:
+    draw_shapes(seed=1).save(tmp_path / "one.png")
+    datasets.Dataset.from_dict({"image": ["one.png", "gone.png"]}).to_parquet(str(tmp_path / "rows.parquet"))
+    src = source(tmp_path, kind="dataset", path="rows.parquet")
+    present, missing = src.items()
+    assert src.process([present])[0]["width"] == 128
+    with pytest.raises(FileNotFoundError):  # the runner records it as this sample's failure
+        src.process([missing])
+
+
 @pytest.mark.parametrize(
     "name, text, expected",
     [
