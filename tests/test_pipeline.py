@@ -149,3 +149,20 @@ def test_export_rewrites_the_same_dataset_and_never_drops_results(reference: Pat
     result = CliRunner().invoke(app, ["export", str(reference), "--recipe", str(path)])
     assert result.exit_code == 2 and "other settings" in result.output
     assert sorted(reference.glob("stages/*/part-*.parquet")) == parts
+
+
+def test_inspect_writes_sheets_and_page(reference: Path) -> None:
+    result = CliRunner().invoke(app, ["inspect", str(reference), "--n", "4"])
+    assert result.exit_code == 0, result.output
+    for name in ("contact_sheet.png", "preference.png", "index.html"):
+        assert (reference / "inspect" / name).stat().st_size > 0
+    assert "preference pairs" in result.output
+
+
+def test_push_offline_fails_cleanly_and_leaves_the_dataset(reference: Path) -> None:
+    before = {p: p.read_bytes() for p in (reference / "dataset").rglob("*") if p.is_file()}
+    start = time.monotonic()
+    result = CliRunner().invoke(app, ["push", str(reference), "--repo-id", "me/quick"])
+    assert result.exit_code == 2 and "HF_HUB_OFFLINE" in result.output
+    assert time.monotonic() - start < 10
+    assert {p: p.read_bytes() for p in (reference / "dataset").rglob("*") if p.is_file()} == before
