@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -13,7 +14,7 @@ from syngen import stages as stage_registry
 from syngen.recipe import load_recipe
 from syngen.runner import Runner
 from syngen.sample import Failure
-from syngen.stages.base import Stage, StageConfig
+from syngen.stages.base import ModelRef, Stage, StageConfig
 from tests.conftest import draw_shapes
 
 CALLS: Counter = Counter()
@@ -59,6 +60,56 @@ class FakePhrases(Stage):
     def process(self, samples):
         CALLS["phrases"] += len(samples)
         return [{"phrases": s["caption"].split("."), "phrases_stats": {"words": 2}} for s in samples]
+
+
+class ModelConfig(StageConfig):
+    model: ModelRef = Field(default_factory=lambda: ModelRef(id="org/one", backend="blip"), description="A model.")
+
+
+class FakeModelCaption(Stage):
+    name, needs, adds, Config = "caption", ("image",), ("caption",), ModelConfig
+
+    def process(self, samples):
+        return [{"caption": self.model.name} for _ in samples]
+
+
+class FakeModelPhrases(FakeModelCaption):
+    name, needs, adds = "phrases", ("caption",), ("phrases",)
+
+    def process(self, samples):
+        return [{"phrases": [self.model.name]} for _ in samples]
+
+
+class FakeAdapter:
+    alive: ClassVar[int] = 0
+    most_alive: ClassVar[int] = 0
+    loads: ClassVar[list[str]] = []
+
+    def __init__(self, name: str):
+        self.name = name
+        FakeAdapter.alive += 1
+        FakeAdapter.most_alive = max(FakeAdapter.most_alive, FakeAdapter.alive)
+        FakeAdapter.loads.append(name)
+
+    def close(self) -> None:
+        FakeAdapter.alive -= 1
+
+
+@pytest.mark.parametrize(
+    "phrases_model, expected_loads",
+    [("org/two", ["org/one", "org/two"] * 2), ("org/one", ["org/one"])],
+    ids=["different-models-swap", "same-model-stays-resident"],
+)
+def test_one_model_resident_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phrases_model: str, expected_loads: list[str]) -> None:
+    monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeModelCaption")
+    monkeypatch.setitem(stage_registry.STAGES, "phrases", f"{__name__}:FakeModelPhrases")
+    monkeypatch.setattr("syngen.runner.load", lambda ref, backend, device, dtype: (FakeAdapter(ref.id), 0.0))
+    FakeAdapter.alive, FakeAdapter.most_alive, FakeAdapter.loads = 0, 0, []
+    stages = {"caption": {}, "phrases": {"model": {"id": phrases_model, "backend": "blip"}}}
+    samples, _ = run_all(make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2), tmp_path / "out")
+    assert [s["phrases"] for s in samples] == [[phrases_model]] * 3
+    assert FakeAdapter.most_alive == 1 and FakeAdapter.alive == 0
+    assert FakeAdapter.loads == expected_loads  # 2 waves: a model is loaded again only after another one
 
 
 @pytest.fixture
