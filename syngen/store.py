@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,13 @@ class StageStore:
         if self._index is None:
             self._index = {}
             for part in sorted(self.dir.glob("part-*.parquet")):
-                for input_id in pq.read_table(part, columns=["input_id"]).column(0).to_pylist():
+                try:
+                    ids = pq.read_table(part, columns=["input_id"]).column(0).to_pylist()
+                except (OSError, pa.ArrowException) as err:  # damaged outside syngen: set aside, its samples redone
+                    part.rename(part.with_name(f"corrupt-{part.name}"))
+                    warnings.warn(f"{part} is unreadable ({err}); moved aside, its samples will be recomputed")
+                    continue
+                for input_id in ids:
                     self._index[input_id] = part
         return self._index
 

@@ -46,3 +46,16 @@ def test_to_json_converts_numpy() -> None:
     assert to_json({"a": np.float32(0.5), "b": np.arange(3), "c": np.int64(2)}) == '{"a":0.5,"b":[0,1,2],"c":2}'
     with pytest.raises(TypeError, match="cannot store object"):
         to_json({"x": object()})
+
+
+def test_unreadable_part_is_set_aside(tmp_path: Path) -> None:
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    store.write([row("a", "a")])
+    store.write([row("b", "b")])
+    damaged = sorted(store.dir.glob("part-*.parquet"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:20])
+    reopened = StageStore(tmp_path, "caption")
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert set(reopened.index()) == {"b"}
+    assert (store.dir / f"corrupt-{damaged.name}").exists()
