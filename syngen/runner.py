@@ -128,19 +128,16 @@ class Runner:
             digest.update(name.encode())
         return digest.hexdigest()
 
-    def open_stores(self, drop_stale: bool = True) -> list[str]:
-        """Open each stage's store under its fingerprint chain; returns the stages whose old results were dropped
-        (with ``drop_stale=False``, raises :class:`~syngen.store.StaleStore` instead of dropping)."""
+    def open_stores(self, drop_stale: bool = True) -> None:
+        """Open each stage's store under its fingerprint chain, dropping results made under other settings
+        (with ``drop_stale=False``, raises :class:`~syngen.store.StaleStore` instead)."""
         chain = ""
-        dropped = []
         for stage in self.stages:
             chain = hashlib.sha1((chain + to_json(stage.fingerprint())).encode()).hexdigest()
             store = StageStore(self.out, stage.name)
-            if not store.open(chain, drop_stale=drop_stale):
-                dropped.append(stage.name)
+            store.open(chain, drop_stale=drop_stale)
             self.stores[stage.name] = store
         self._chain = chain
-        return dropped
 
     def samples(self, compute: bool = True) -> Iterator[Sample]:
         """The final samples, wave by wave; with ``compute=False`` only what the stores already hold."""
