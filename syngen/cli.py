@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -38,8 +37,8 @@ def _load(recipe: Path):  # -> Recipe
 @app.command()
 def run(
     recipe: Path = typer.Argument(DEFAULT_RECIPE, help="Recipe YAML; default: the offline quickstart."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default outputs/<recipe name>."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N seed items."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder; default outputs/<recipe name>."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Use at most N seed items."),
     fresh: bool = typer.Option(False, "--fresh", help="Drop earlier results in the output folder and start over."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per stage."),
 ) -> None:
@@ -70,7 +69,7 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML to check.")) -
 @app.command()
 def export(
     out: Path = typer.Argument(..., help="A run's output folder."),
-    recipe: Optional[Path] = typer.Option(None, "--recipe", help="The run's recipe; default: the one run.json names."),
+    recipe: Path | None = typer.Option(None, "--recipe", help="The run's recipe; default: the one run.json names."),
 ) -> None:
     """Rewrite OUT/dataset from the stage stores (no model runs; samples not yet computed are left out)."""
     from syngen.export import export_dataset
@@ -107,7 +106,7 @@ def inspect(
     console.print(f"contact sheet: {png}\nhtml: {html}")
 
 
-def _push(out: Path, repo_id: str, private: bool, revision: Optional[str]) -> None:
+def _push(out: Path, repo_id: str, private: bool, revision: str | None) -> None:
     from syngen.push import PushError, push_dataset
 
     try:
@@ -122,7 +121,7 @@ def push(
     out: Path = typer.Argument(..., help="A run's output folder."),
     repo_id: str = typer.Option(..., "--repo-id", help="Hub dataset repo (org/name)."),
     private: bool = typer.Option(False, "--private", help="Create the repo as private."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to (created when missing)."),
+    revision: str | None = typer.Option(None, "--revision", help="Branch to push to (created when missing)."),
 ) -> None:
     """Upload OUT/dataset to the Hub; the token comes from HF_TOKEN or `hf auth login`."""
     _push(out, repo_id, private, revision)
@@ -148,8 +147,15 @@ def print_report(report: dict) -> None:
         table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
     for name, s in report["stages"].items():
         table.add_row(
-            name, str(s["items_in"]), str(s["items_out"]), str(s["failed"]), str(s["computed"]),
-            f"{s['wall_s']:.2f}", f"{s['load_s']:.2f}", f"{s['model_s']:.2f}", f"{s['items_per_s']:.1f}",
+            name,
+            str(s["items_in"]),
+            str(s["items_out"]),
+            str(s["failed"]),
+            str(s["computed"]),
+            f"{s['wall_s']:.2f}",
+            f"{s['load_s']:.2f}",
+            f"{s['model_s']:.2f}",
+            f"{s['items_per_s']:.1f}",
             f"{s['peak_mem_mb']:.0f}",
         )
     out = Console(stderr=True)

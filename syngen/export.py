@@ -107,7 +107,9 @@ class CardInfo:
     recipe_text: str = ""
     models: dict[str, dict[str, str | None]] = field(default_factory=dict)  # stage -> {"id", "revision"}
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> config dict
-    report: dict[str, Any] = field(default_factory=dict)  # run report: {"stages": {stage: {"items_in", "items_out", ...}}}
+    report: dict[str, Any] = field(
+        default_factory=dict
+    )  # run report: {"stages": {stage: {"items_in", "items_out", ...}}}
     pretty_name: str | None = None
     description: str | None = None
     repo_id: str | None = None  # shown in the card's loading code; "<user>/<name>" when unknown

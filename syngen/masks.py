@@ -7,7 +7,8 @@ pycocotools writes them (counts decoded to str so they serialise to JSON).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils

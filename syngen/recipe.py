@@ -108,7 +108,9 @@ def load_recipe(path: str | Path) -> Recipe:
     for name in top.stages:
         if name not in STAGES or name == "source":
             known = [s for s in STAGES if s != "source"]
-            raise RecipeError(f"{path}: stages.{name}: unknown stage{_did_you_mean(name, known)}; expected one of {', '.join(known)}")
+            raise RecipeError(
+                f"{path}: stages.{name}: unknown stage{_did_you_mean(name, known)}; expected one of {', '.join(known)}"
+            )
     raw = {"source": top.source} | {name: top.stages[name] or {} for name in STAGES if name in top.stages}
     configs: dict[str, StageConfig] = {}
     for name, values in raw.items():
@@ -164,7 +166,9 @@ def _fill_shared_models(recipe: Recipe) -> None:
     if negatives is not None and getattr(negatives, "model", None) is None:
         segment = recipe.stages.get("segment")
         if segment is None:
-            raise RecipeError(f"{recipe.path}: stages.negatives.model: expected a segmenter model (or a segment stage to share)")
+            raise RecipeError(
+                f"{recipe.path}: stages.negatives.model: expected a segmenter model (or a segment stage to share)"
+            )
         negatives.model = segment.model  # type: ignore[attr-defined]
 
 

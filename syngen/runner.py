@@ -33,7 +33,6 @@ from syngen.stages import stage_class
 from syngen.stages.base import Context, Result, Stage
 from syngen.store import Row, StageStore, atomic_write_text, to_json
 
-
 EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
 
 
@@ -179,7 +178,9 @@ class Runner:
             queue = list(pending)
             while queue:
                 batch, queue = queue[: self.batch_size[stage.name]], queue[self.batch_size[stage.name] :]
-                batch_rows = [row for sample, result in zip(batch, self._process(stage, batch)) for row in _rows(sample, result)]
+                batch_rows = [
+                    row for sample, result in zip(batch, self._process(stage, batch)) for row in _rows(sample, result)
+                ]
                 store.write(batch_rows)
                 for row in batch_rows:
                     rows.setdefault(row["input_id"], []).append(row)
@@ -237,14 +238,18 @@ class Runner:
         }
 
 
-def run(recipe: Recipe, out: Path, *, fresh: bool = False, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
+def run(
+    recipe: Recipe, out: Path, *, fresh: bool = False, limit: int | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Run ``recipe`` into ``out`` (resuming by default) and export the dataset; returns the run report."""
     out.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(out / ".lock"))
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise RunLocked(f"another syngen run is writing to {out} (lock {out / '.lock'}); wait for it or use --out") from None
+        raise RunLocked(
+            f"another syngen run is writing to {out} (lock {out / '.lock'}); wait for it or use --out"
+        ) from None
     try:
         if fresh:
             for name in ("stages", "dataset", "run.json", EXPORTED_STATE):
@@ -282,8 +287,13 @@ def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
             models[name] = {"id": ref.id, "revision": ref.revision}
     settings = {name: cfg.model_dump(mode="json", exclude={"model"}) for name, cfg in recipe.stages.items()}
     return CardInfo(
-        name=recipe.name, license=recipe.top.output.license, recipe_text=recipe.text, models=models,
-        settings=settings, report=report, pretty_name=recipe.top.output.pretty_name,
+        name=recipe.name,
+        license=recipe.top.output.license,
+        recipe_text=recipe.text,
+        models=models,
+        settings=settings,
+        report=report,
+        pretty_name=recipe.top.output.pretty_name,
         description=recipe.top.description,
     )
 
@@ -291,7 +301,9 @@ def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
 def _rows(sample: Sample, result: Result) -> list[Row]:
     """Store rows for one input sample's result."""
     if isinstance(result, Failure):
-        return [{"input_id": sample["id"], "id": None, "status": "failed", "image": None, "data": to_json(result.to_dict())}]
+        return [
+            {"input_id": sample["id"], "id": None, "status": "failed", "image": None, "data": to_json(result.to_dict())}
+        ]
     updates = result if isinstance(result, list) else [result | {"id": sample["id"]}]
     rows = []
     for update in updates:

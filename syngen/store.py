@@ -25,7 +25,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SCHEMA = pa.schema(
-    [("input_id", pa.string()), ("id", pa.string()), ("status", pa.string()), ("image", pa.binary()), ("data", pa.string())]
+    [
+        ("input_id", pa.string()),
+        ("id", pa.string()),
+        ("status", pa.string()),
+        ("image", pa.binary()),
+        ("data", pa.string()),
+    ]
 )
 Row = dict[str, Any]
 

@@ -10,7 +10,7 @@ number of prompts of each predict call.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image

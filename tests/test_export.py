@@ -46,15 +46,32 @@ def make_region(box: tuple[int, int, int, int], phrase: str = "red box", kinds: 
         "mask": encode_rle(rect_mask(*box)),
         "mask_score": 0.75,
         "negatives": [
-            {"kind": kind, "points": [[x1 + 1.0, y1 + 1.0]], "labels": [1], "iou": 0.5 if kind == "boundary" else 0.0,
-             "seed": 7, "mask": encode_rle(negatives[kind]), "score": 0.25}
+            {
+                "kind": kind,
+                "points": [[x1 + 1.0, y1 + 1.0]],
+                "labels": [1],
+                "iou": 0.5 if kind == "boundary" else 0.0,
+                "seed": 7,
+                "mask": encode_rle(negatives[kind]),
+                "score": 0.25,
+            }
             for kind in kinds
         ],
         "views": [
-            {"t": 0.0, "box": [float(v) for v in box], "region_box": [0.0, 0.0, 224.0, 224.0], "size": 224,
-             "score": None},
-            {"t": 1.0, "box": [0.0, 0.0, float(WIDTH), float(HEIGHT)], "region_box": [float(v) for v in box],
-             "size": 224, "score": 3.0},
+            {
+                "t": 0.0,
+                "box": [float(v) for v in box],
+                "region_box": [0.0, 0.0, 224.0, 224.0],
+                "size": 224,
+                "score": None,
+            },
+            {
+                "t": 1.0,
+                "box": [0.0, 0.0, float(WIDTH), float(HEIGHT)],
+                "region_box": [float(v) for v in box],
+                "size": 224,
+                "score": 3.0,
+            },
         ],
     }
 
@@ -81,8 +98,17 @@ def make_info(**overrides: Any) -> CardInfo:
         "recipe_text": "name: demo\nstages:\n  ground:\n    box_threshold: 0.35\n",
         "models": {"ground": {"id": "IDEA-Research/grounding-dino-base", "revision": "abc123"}},
         "settings": {"ground": {"box_threshold": 0.35, "model": {"id": "x"}}, "negatives": {"iou_band": [0.5, 0.9]}},
-        "report": {"stages": {"ground": {"items_in": 4, "items_out": 3, "failed": 1, "failures": {"no_phrases": 1},
-                                         "stats": {"dropped_degenerate": 2}}}},
+        "report": {
+            "stages": {
+                "ground": {
+                    "items_in": 4,
+                    "items_out": 3,
+                    "failed": 1,
+                    "failures": {"no_phrases": 1},
+                    "stats": {"dropped_degenerate": 2},
+                }
+            }
+        },
     }
     return CardInfo(**{**values, **overrides})
 
@@ -96,8 +122,11 @@ SAMPLES = [
 
 
 def folder_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +155,10 @@ def test_layout_has_both_configs_in_shards_of_at_most_shard_rows(exported: Path)
         "data/preference/train-00000.parquet",
         "recipe.yaml",
     ]
-    assert [pq.read_metadata(exported / "data/grounding" / f).num_rows for f in ("train-00000.parquet",
-                                                                               "train-00001.parquet")] == [3, 1]
+    assert [
+        pq.read_metadata(exported / "data/grounding" / f).num_rows
+        for f in ("train-00000.parquet", "train-00001.parquet")
+    ] == [3, 1]
     assert b"huggingface" in pq.read_schema(exported / "data/grounding/train-00000.parquet").metadata
     assert not list(exported.parent.glob(".dataset*"))
 
@@ -147,8 +178,12 @@ def test_grounding_rows_round_trip(grounding: datasets.Dataset) -> None:
     assert region["views"] == source["views"]
     assert "negatives" not in region
     assert row["provenance"] == {
-        "source_kind": "folder", "source_item": "seed0.png", "synth_seed": 100, "synth_index": 0,
-        "synth_parent": "seed0", "synth_prompt": "a red box",
+        "source_kind": "folder",
+        "source_item": "seed0.png",
+        "synth_seed": 100,
+        "synth_index": 0,
+        "synth_parent": "seed0",
+        "synth_prompt": "a red box",
         "models": [{"stage": "ground", "id": "IDEA-Research/grounding-dino-base", "revision": "abc123"}],
     }
 
@@ -233,8 +268,14 @@ def test_card_never_holds_a_token() -> None:
 
 @pytest.mark.parametrize(
     ("rows", "category"),
-    [(1, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"), (54_321, "10K<n<100K"), (999_999, "100K<n<1M"),
-     (3_000_000, "n>1M")],
+    [
+        (1, "n<1K"),
+        (999, "n<1K"),
+        (1000, "1K<n<10K"),
+        (54_321, "10K<n<100K"),
+        (999_999, "100K<n<1M"),
+        (3_000_000, "n>1M"),
+    ],
     ids=["one", "999", "1000", "54k", "999k", "3M"],
 )
 def test_size_category_follows_the_largest_config(rows: int, category: str) -> None:

@@ -60,8 +60,12 @@ def test_decode_rle_accepts_bytes_counts() -> None:
 
 @pytest.mark.parametrize(
     "a,b",
-    [([0, 0, 10, 10], [5, 5, 15, 15]), ([0, 0, 10, 10], [20, 20, 30, 30]), ([2, 3, 8.5, 9], [2, 3, 8.5, 9]),
-     ([0, 0, 10, 10], [2, 2, 4, 4])],
+    [
+        ([0, 0, 10, 10], [5, 5, 15, 15]),
+        ([0, 0, 10, 10], [20, 20, 30, 30]),
+        ([2, 3, 8.5, 9], [2, 3, 8.5, 9]),
+        ([0, 0, 10, 10], [2, 2, 4, 4]),
+    ],
     ids=["overlap", "disjoint", "identical", "nested"],
 )
 def test_box_iou_matches_pycocotools(a: list[float], b: list[float]) -> None:
@@ -80,8 +84,11 @@ def test_box_area(box: list[float], area: float) -> None:
 
 @pytest.mark.parametrize(
     "box,clipped",
-    [([-5, -1, 50, 30], [0.0, 0.0, 40.0, 30.0]), ([1, 2, 3, 4], [1.0, 2.0, 3.0, 4.0]),
-     ([50, 40, 60, 45], [40.0, 30.0, 40.0, 30.0])],
+    [
+        ([-5, -1, 50, 30], [0.0, 0.0, 40.0, 30.0]),
+        ([1, 2, 3, 4], [1.0, 2.0, 3.0, 4.0]),
+        ([50, 40, 60, 45], [40.0, 30.0, 40.0, 30.0]),
+    ],
     ids=["overhang", "inside", "outside"],
 )
 def test_clip_box(box: list[float], clipped: list[float]) -> None:
@@ -90,8 +97,14 @@ def test_clip_box(box: list[float], clipped: list[float]) -> None:
 
 @pytest.mark.parametrize(
     "box,valid",
-    [([1, 1, 5, 5], True), ([1, 1, 1, 5], False), ([50, 50, 60, 60], False), ([0, 0, math.nan, 5], False),
-     ([0, 0, math.inf, 5], False), ([0, 0, 5], False)],
+    [
+        ([1, 1, 5, 5], True),
+        ([1, 1, 1, 5], False),
+        ([50, 50, 60, 60], False),
+        ([0, 0, math.nan, 5], False),
+        ([0, 0, math.inf, 5], False),
+        ([0, 0, 5], False),
+    ],
     ids=["ok", "zero-width", "off-image", "nan", "inf", "three-values"],
 )
 def test_is_valid_box(box: list[float], valid: bool) -> None:
@@ -100,8 +113,12 @@ def test_is_valid_box(box: list[float], valid: bool) -> None:
 
 @pytest.mark.parametrize(
     "box,rows,cols",
-    [([1, 2, 4, 3], [2], [1, 2, 3]), ([0.4, 0, 1.6, 1], [0], [0, 1]), ([0.6, 0, 1.4, 1], [0], []),
-     ([-3, -3, 100, 100], list(range(5)), list(range(6)))],
+    [
+        ([1, 2, 4, 3], [2], [1, 2, 3]),
+        ([0.4, 0, 1.6, 1], [0], [0, 1]),
+        ([0.6, 0, 1.4, 1], [0], []),
+        ([-3, -3, 100, 100], list(range(5)), list(range(6))),
+    ],
     ids=["integer", "covers-centres", "misses-centres", "overhang"],
 )
 def test_box_mask_takes_pixels_whose_centres_are_inside(box: list[float], rows: list[int], cols: list[int]) -> None:
@@ -112,8 +129,12 @@ def test_box_mask_takes_pixels_whose_centres_are_inside(box: list[float], rows: 
 
 @pytest.mark.parametrize(
     "mask,box,share",
-    [(_rect((10, 10), 0, 0, 4, 4), [0, 0, 2, 4], 0.5), (_rect((10, 10), 0, 0, 4, 4), [5, 5, 9, 9], 0.0),
-     (np.zeros((10, 10), bool), [0, 0, 10, 10], 0.0), (_rect((10, 10), 2, 2, 4, 4), [0, 0, 10, 10], 1.0)],
+    [
+        (_rect((10, 10), 0, 0, 4, 4), [0, 0, 2, 4], 0.5),
+        (_rect((10, 10), 0, 0, 4, 4), [5, 5, 9, 9], 0.0),
+        (np.zeros((10, 10), bool), [0, 0, 10, 10], 0.0),
+        (_rect((10, 10), 2, 2, 4, 4), [0, 0, 10, 10], 1.0),
+    ],
     ids=["half", "none", "empty-mask", "all"],
 )
 def test_share_in_box(mask: np.ndarray, box: list[float], share: float) -> None:

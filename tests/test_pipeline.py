@@ -18,7 +18,6 @@ from huggingface_hub import DatasetCard
 from typer.testing import CliRunner
 
 from syngen.cli import app
-
 from syngen.masks import decode_rle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,7 +67,11 @@ def test_quickstart_makes_both_configs(reference: Path) -> None:
         for region in row["regions"]:
             assert decode_rle(region["mask"]).shape == (row["height"], row["width"])
     pairs = datasets.load_dataset(str(reference / "dataset"), "preference", split="train")
-    assert len(pairs) == report["stages"]["negatives"]["stats"]["boundary_accepted"] + report["stages"]["negatives"]["stats"]["semantic_accepted"]
+    assert (
+        len(pairs)
+        == report["stages"]["negatives"]["stats"]["boundary_accepted"]
+        + report["stages"]["negatives"]["stats"]["semantic_accepted"]
+    )
     assert pairs[0]["chosen_mask"].size == (pairs[0]["image"].width, pairs[0]["image"].height)
     card = DatasetCard.load(reference / "dataset" / "README.md")
     assert {c["config_name"] for c in card.data["configs"]} == {"grounding", "preference"}
@@ -105,7 +108,11 @@ def test_sigkill_at_any_moment_then_rerun_matches(reference: Path, tmp_path: Pat
     finish(syngen("run", str(QUICKSTART), "--out", str(out), "--no-progress"))
     assert comparable(out) == comparable(reference)
     for stage in (out / "stages").iterdir():  # every input stored exactly once
-        ids = [i for p in stage.glob("part-*.parquet") for i in set(pq.read_table(p, columns=["input_id"]).column(0).to_pylist())]
+        ids = [
+            i
+            for p in stage.glob("part-*.parquet")
+            for i in set(pq.read_table(p, columns=["input_id"]).column(0).to_pylist())
+        ]
         assert len(ids) == len(set(ids)), stage.name
 
 
@@ -120,11 +127,17 @@ def test_missing_model_fails_before_any_compute(tmp_path: Path) -> None:
     assert not list((tmp_path / "out").glob("stages/*/part-*.parquet"))
 
 
-def test_recipe_push_to_hub_pushes_after_export(reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recipe_push_to_hub_pushes_after_export(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import syngen.push
 
     sent = {}
-    monkeypatch.setattr(syngen.push, "push_dataset", lambda folder, repo_id, **kw: sent.update(folder=folder, repo_id=repo_id, **kw) or "url")
+    monkeypatch.setattr(
+        syngen.push,
+        "push_dataset",
+        lambda folder, repo_id, **kw: sent.update(folder=folder, repo_id=repo_id, **kw) or "url",
+    )
     recipe = yaml.safe_load(QUICKSTART.read_text())
     recipe["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
     recipe["output"] |= {"push_to_hub": "me/quick", "private": True, "revision": "v1"}

@@ -73,17 +73,26 @@ def test_sends_repo_folder_privacy_and_revision(
     assert names == ["create_repo", "create_branch", "upload_folder"] if revision else ["create_repo", "upload_folder"]
     create = calls[0][1]
     assert (create["repo_id"], create["repo_type"], create["private"], create["exist_ok"]) == (
-        "me/demo", "dataset", private, True
+        "me/demo",
+        "dataset",
+        private,
+        True,
     )
     assert create["token"] == TOKEN
     if revision:
         branch = calls[1][1]
         assert (branch["repo_id"], branch["branch"], branch["repo_type"], branch["exist_ok"]) == (
-            "me/demo", revision, "dataset", True
+            "me/demo",
+            revision,
+            "dataset",
+            True,
         )
     upload = calls[-1][1]
     assert (upload["repo_id"], Path(upload["folder_path"]), upload["repo_type"], upload["revision"]) == (
-        "me/demo", dataset_dir, "dataset", revision
+        "me/demo",
+        dataset_dir,
+        "dataset",
+        revision,
     )
     assert snapshot(dataset_dir) == before
 

@@ -9,7 +9,9 @@ CI = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
 
 
 def test_recipe_reference_matches_the_configs() -> None:
-    assert reference_markdown() in README, "regenerate the README's settings tables with syngen.recipe.reference_markdown()"
+    assert reference_markdown() in README, (
+        "regenerate the README's settings tables with syngen.recipe.reference_markdown()"
+    )
 
 
 def test_quick_start_commands_and_ci_agree() -> None:

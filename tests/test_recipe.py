@@ -20,7 +20,11 @@ def write(tmp_path: Path, recipe: dict) -> Path:
 
 
 def base() -> dict:
-    return {"name": "t", "source": {"kind": "images", "path": "seeds"}, "stages": {"caption": {"model": "tiny:captioner-blip"}}}
+    return {
+        "name": "t",
+        "source": {"kind": "images", "path": "seeds"},
+        "stages": {"caption": {"model": "tiny:captioner-blip"}},
+    }
 
 
 @pytest.mark.parametrize("name", ["quickstart.yaml", "synground.yaml"])
@@ -28,7 +32,16 @@ def test_bundled_recipes_validate(tmp_path: Path, name: str) -> None:
     data = yaml.safe_load((REPO / "recipes" / name).read_text())
     data["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")  # synground's is the user's folder
     recipe = load_recipe(write(tmp_path, data))
-    assert list(recipe.stages) == ["source", "caption", "synthesize", "phrases", "ground", "segment", "negatives", "views"]
+    assert list(recipe.stages) == [
+        "source",
+        "caption",
+        "synthesize",
+        "phrases",
+        "ground",
+        "segment",
+        "negatives",
+        "views",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -37,22 +50,45 @@ def test_bundled_recipes_validate(tmp_path: Path, name: str) -> None:
         (lambda r: r.update(nmae="x"), "nmae", "did you mean 'name'"),
         (lambda r: r["stages"]["caption"].update(batch_sz=2), "stages.caption.batch_sz", "did you mean 'batch_size'"),
         (lambda r: r["stages"].update(captoin={}), "stages.captoin", "did you mean 'caption'"),
-        (lambda r: r["stages"]["caption"].update(batch_size=0), "stages.caption.batch_size", "greater than or equal to 1"),
+        (
+            lambda r: r["stages"]["caption"].update(batch_size=0),
+            "stages.caption.batch_size",
+            "greater than or equal to 1",
+        ),
         (lambda r: r["stages"]["caption"].update(batch_size="many"), "stages.caption.batch_size", "valid integer"),
         (lambda r: r["source"].update(kind="videos"), "source.kind", "'images', 'dataset' or 'captions'"),
         (lambda r: r["source"].update(path="nowhere"), "source.path", "expected an existing file or folder"),
         (lambda r: r["stages"]["caption"].update(prompt="missing.txt"), "stages.caption.prompt", "existing file"),
-        (lambda r: r["stages"].update(ground={"box_threshold": 1.5}), "stages.ground.box_threshold", "less than or equal to 1"),
-        (lambda r: r["stages"]["caption"].update(model={"id": "x/y", "backend": "nope"}), "stages.caption.model", "unknown backend"),
+        (
+            lambda r: r["stages"].update(ground={"box_threshold": 1.5}),
+            "stages.ground.box_threshold",
+            "less than or equal to 1",
+        ),
+        (
+            lambda r: r["stages"]["caption"].update(model={"id": "x/y", "backend": "nope"}),
+            "stages.caption.model",
+            "unknown backend",
+        ),
         (lambda r: r["stages"]["caption"].update(model="tiny:nothing"), "stages.caption.model", "unknown tiny twin"),
         (lambda r: r["runtime"].update(wave_size=0), "runtime.wave_size", "greater than or equal to 1"),
         (lambda r: r.pop("name"), "name", "Field required"),
         (lambda r: r["stages"].update(phrases={}) or r["stages"].pop("caption"), "stages.phrases", "needs caption"),
     ],
     ids=[
-        "unknown-top-key", "unknown-stage-key", "unknown-stage", "batch-size-zero", "wrong-type", "bad-source-kind",
-        "missing-source-folder", "missing-prompt-file", "threshold-above-one", "unknown-backend", "unknown-tiny-twin",
-        "wave-size-zero", "missing-name", "stage-input-missing",
+        "unknown-top-key",
+        "unknown-stage-key",
+        "unknown-stage",
+        "batch-size-zero",
+        "wrong-type",
+        "bad-source-kind",
+        "missing-source-folder",
+        "missing-prompt-file",
+        "threshold-above-one",
+        "unknown-backend",
+        "unknown-tiny-twin",
+        "wave-size-zero",
+        "missing-name",
+        "stage-input-missing",
     ],
 )
 def test_bad_recipe_names_file_field_and_expectation(tmp_path: Path, change, field: str, expected: str) -> None:

@@ -38,7 +38,8 @@ class FakeCaption(Stage):
         if any(s["source"]["item"].startswith("bomb") for s in samples):
             raise ValueError("boom")
         return [
-            Failure("empty_caption", "nothing to say") if s["source"]["item"].startswith("empty")
+            Failure("empty_caption", "nothing to say")
+            if s["source"]["item"].startswith("empty")
             else {"caption": s["source"]["item"] + self.config.suffix}
             for s in samples
         ]
@@ -51,7 +52,9 @@ class FakeSynthesize(Stage):
 
     def process(self, samples):
         CALLS["synthesize"] += len(samples)
-        return [[{"id": f"{s['id']}-{i}", "image": b"img%d" % i, "synth": {"index": i}} for i in range(2)] for s in samples]
+        return [
+            [{"id": f"{s['id']}-{i}", "image": b"img%d" % i, "synth": {"index": i}} for i in range(2)] for s in samples
+        ]
 
 
 class FakePhrases(Stage):
@@ -100,7 +103,9 @@ class FakeAdapter:
     [("org/two", ["org/one", "org/two"] * 2), ("org/one", ["org/one"])],
     ids=["different-models-swap", "same-model-stays-resident"],
 )
-def test_one_model_resident_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phrases_model: str, expected_loads: list[str]) -> None:
+def test_one_model_resident_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phrases_model: str, expected_loads: list[str]
+) -> None:
     monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeModelCaption")
     monkeypatch.setitem(stage_registry.STAGES, "phrases", f"{__name__}:FakeModelPhrases")
     monkeypatch.setattr("syngen.runner.load", lambda ref, backend, device, dtype: (FakeAdapter(ref.id), 0.0))
@@ -132,10 +137,16 @@ def make_recipe(tmp_path: Path, files: list[str], stages: dict, wave_size: int =
         else:
             draw_shapes(seed=len(name)).save(seeds / name)
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "t", "source": {"kind": "images", "path": "seeds", "batch_size": 3},
-        "runtime": {"device": "cpu", "wave_size": wave_size}, "stages": stages,
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "t",
+                "source": {"kind": "images", "path": "seeds", "batch_size": 3},
+                "runtime": {"device": "cpu", "wave_size": wave_size},
+                "stages": stages,
+            }
+        )
+    )
     return load_recipe(path)
 
 
@@ -173,7 +184,7 @@ def test_rerun_resumes_without_recomputing(tmp_path: Path, fakes: None) -> None:
     first, _ = run_all(recipe, tmp_path / "out")
     CALLS.clear()
     second, report = run_all(recipe, tmp_path / "out")
-    assert CALLS == Counter()
+    assert Counter() == CALLS
     assert [(s["id"], s.get("image")) for s in second] == [(s["id"], s.get("image")) for s in first]
     assert report["stages"]["caption"]["computed"] == 0
     assert report["stages"]["caption"]["failures"] == {"empty_caption": 1}
@@ -183,7 +194,9 @@ def test_changed_settings_redo_that_stage_and_later_ones(tmp_path: Path, fakes: 
     files = ["a.png", "b.png"]
     run_all(make_recipe(tmp_path, files, {"caption": {}, "synthesize": {}}), tmp_path / "out")
     CALLS.clear()
-    samples, report = run_all(make_recipe(tmp_path, files, {"caption": {"suffix": "!"}, "synthesize": {}}), tmp_path / "out")
+    samples, report = run_all(
+        make_recipe(tmp_path, files, {"caption": {"suffix": "!"}, "synthesize": {}}), tmp_path / "out"
+    )
     assert CALLS["caption"] == 2 and CALLS["synthesize"] == 2
     assert report["stages"]["source"]["computed"] == 0
     assert all(s["caption"].endswith("!") for s in samples)
@@ -197,7 +210,9 @@ def test_limit_caps_seed_items(tmp_path: Path, fakes: None) -> None:
 
 
 def test_out_of_memory_halves_the_batch(tmp_path: Path, fakes: None) -> None:
-    recipe = make_recipe(tmp_path, [f"{c}.png" for c in "abcdefgh"], {"caption": {"batch_size": 8, "oom_above": 2}}, wave_size=8)
+    recipe = make_recipe(
+        tmp_path, [f"{c}.png" for c in "abcdefgh"], {"caption": {"batch_size": 8, "oom_above": 2}}, wave_size=8
+    )
     samples, report = run_all(recipe, tmp_path / "out")
     assert len(samples) == 8 and report["stages"]["caption"]["failed"] == 0
     assert CALLS["caption"] == 8  # every sample captioned exactly once, in batches of at most 2
@@ -212,4 +227,4 @@ def test_compute_false_reads_only_what_is_stored(tmp_path: Path, fakes: None) ->
     runner = Runner(recipe, tmp_path / "out", progress=False)
     runner.open_stores()
     assert [s["caption"] for s in runner.samples(compute=False)] == ["a.png", "b.png"]
-    assert CALLS == Counter()
+    assert Counter() == CALLS

@@ -55,8 +55,17 @@ def test_counts_and_histograms(out: Path) -> None:
 def test_score_quantiles(out: Path) -> None:
     box = summarize(out)["box_score"]
     # hand-computed linear-interpolation quantiles of 0.1, 0.2, 0.3, 0.4, 0.5
-    expected = {"n": 5, "mean": 0.3, "min": 0.1, "p10": 0.14, "p25": 0.2, "p50": 0.3, "p75": 0.4, "p90": 0.46,
-                "max": 0.5}
+    expected = {
+        "n": 5,
+        "mean": 0.3,
+        "min": 0.1,
+        "p10": 0.14,
+        "p25": 0.2,
+        "p50": 0.3,
+        "p75": 0.4,
+        "p90": 0.46,
+        "max": 0.5,
+    }
     assert box == pytest.approx(expected, abs=1e-6)
     assert summarize(out)["mask_score"]["p50"] == pytest.approx(0.7, abs=1e-6)
 
@@ -79,8 +88,19 @@ def test_without_run_report_or_pairs(tmp_path: Path) -> None:
     summary = summarize(tmp_path)
     assert (summary["stages"], summary["failures"]) == ({}, {})
     assert summary["preference"] == {
-        "pairs": 0, "by_kind": {}, "iou": {"n": 0, "mean": None, "min": None, "p10": None, "p25": None,
-                                          "p50": None, "p75": None, "p90": None, "max": None},
+        "pairs": 0,
+        "by_kind": {},
+        "iou": {
+            "n": 0,
+            "mean": None,
+            "min": None,
+            "p10": None,
+            "p25": None,
+            "p50": None,
+            "p75": None,
+            "p90": None,
+            "max": None,
+        },
     }
     assert summary["box_score"]["n"] == 0
     text = render(summary)
@@ -95,13 +115,21 @@ def render(summary: dict) -> str:
 
 def test_format_summary_shows_the_numbers(out: Path) -> None:
     text = render(summarize(out))
-    for expected in ["images", "0: 1, 1: 2, 3: 1", "boundary: 3, semantic: 1", "1.250 / 0 / 3", "0.460",
-                     "timeout: 1, ValueError: 1", "no_phrases: 1"]:
+    for expected in [
+        "images",
+        "0: 1, 1: 2, 3: 1",
+        "boundary: 3, semantic: 1",
+        "1.250 / 0 / 3",
+        "0.460",
+        "timeout: 1, ValueError: 1",
+        "no_phrases: 1",
+    ]:
         assert expected in text
 
 
-@pytest.mark.parametrize(("limit", "expected"), [(None, 4), (2, 2), (4, 4), (10, 4), (0, 0)],
-                         ids=["all", "fewer", "exact", "more", "zero"])
+@pytest.mark.parametrize(
+    ("limit", "expected"), [(None, 4), (2, 2), (4, 4), (10, 4), (0, 0)], ids=["all", "fewer", "exact", "more", "zero"]
+)
 def test_read_rows_stops_at_limit_across_shards(out: Path, limit: int | None, expected: int) -> None:
     rows = list(read_rows(out / "dataset", "grounding", ["id"], limit=limit, batch_size=1))
     assert [row["id"] for row in rows] == [f"img{i:04d}" for i in range(expected)]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import gc
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -24,7 +25,7 @@ def timed(method: F) -> F:
     """Adds the wall time of a model call to ``self.model_seconds`` (reported as time inside model calls)."""
 
     @functools.wraps(method)
-    def wrapper(self: "Adapter", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: Adapter, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         try:
             with torch.inference_mode():

@@ -22,13 +22,16 @@ from syngen.models.vocab import PUNCTUATION, WORDS, bert_vocab
 class BlipCaptioner(Adapter):
     """Captions images with BLIP; the prompt is BLIP's conditional text prefix and is left out of the caption."""
 
-
     def __init__(self, path: str | Path, **kwargs: Any):
         super().__init__(path, **kwargs)
         self.processor = BlipProcessor.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
-        self.model = BlipForConditionalGeneration.from_pretrained(
-            self.path, dtype=self.dtype, trust_remote_code=self.trust_remote_code
-        ).to(self.device).eval()
+        self.model = (
+            BlipForConditionalGeneration.from_pretrained(
+                self.path, dtype=self.dtype, trust_remote_code=self.trust_remote_code
+            )
+            .to(self.device)
+            .eval()
+        )
 
     @timed
     def caption(self, images: list[Image.Image], prompt: str, max_new_tokens: int) -> list[str]:

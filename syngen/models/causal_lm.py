@@ -31,15 +31,16 @@ CHAT_TEMPLATE = (
 class CausalLM(Adapter):
     """Answers single-turn chat prompts with a causal LM: chat template, left padding, greedy decoding."""
 
-
     def __init__(self, path: str | Path, **kwargs: Any):
         super().__init__(path, **kwargs)
         self.tokenizer = AutoTokenizer.from_pretrained(
             self.path, padding_side="left", trust_remote_code=self.trust_remote_code
         )
-        self.model = AutoModelForCausalLM.from_pretrained(
-            self.path, dtype=self.dtype, trust_remote_code=self.trust_remote_code
-        ).to(self.device).eval()
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype, trust_remote_code=self.trust_remote_code)
+            .to(self.device)
+            .eval()
+        )
 
     @timed
     def chat(self, prompts: list[str], max_new_tokens: int) -> list[str]:
@@ -57,7 +58,7 @@ class CausalLM(Adapter):
             do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        answers = self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        answers = self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         return [answer.strip() for answer in answers]
 
     @classmethod
@@ -81,9 +82,16 @@ class CausalLM(Adapter):
         )
         tokenizer.chat_template = CHAT_TEMPLATE
         config = Qwen2Config(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024, tie_word_embeddings=False,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=1024,
+            tie_word_embeddings=False,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
         )
         torch.manual_seed(0)
         model = Qwen2ForCausalLM(config).eval()

@@ -29,7 +29,6 @@ _SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linea
 class DiffusersTextToImage(Adapter):
     """Generates one image per prompt, each from its own seeded generator (same seed, same image, any batch)."""
 
-
     def __init__(self, path: str | Path, **kwargs: Any):
         super().__init__(path, **kwargs)
         diffusers_logging.disable_progress_bar()  # syngen shows its own progress per stage
@@ -78,8 +77,16 @@ class DiffusersTextToImage(Adapter):
         vocab, merges = clip_bpe()
         tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
         text = dict(
-            vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            max_position_embeddings=77, projection_dim=32, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            projection_dim=32,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
         )
         torch.manual_seed(0)
         vae = AutoencoderKL(

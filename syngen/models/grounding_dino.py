@@ -25,13 +25,16 @@ from syngen.models.vocab import bert_vocab
 class GroundingDino(Adapter):
     """Open-vocabulary detection: one text prompt (``"a. b. c."``) per image, boxes in pixels with text labels."""
 
-
     def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
         super().__init__(path, device, dtype, trust_remote_code)
         self.processor = AutoProcessor.from_pretrained(self.path, trust_remote_code=trust_remote_code)
-        self.model = AutoModelForZeroShotObjectDetection.from_pretrained(
-            self.path, dtype=self.dtype, trust_remote_code=trust_remote_code
-        ).to(self.device).eval()
+        self.model = (
+            AutoModelForZeroShotObjectDetection.from_pretrained(
+                self.path, dtype=self.dtype, trust_remote_code=trust_remote_code
+            )
+            .to(self.device)
+            .eval()
+        )
         self._special = set(self.processor.tokenizer.all_special_tokens)
 
     def count_tokens(self, text: str) -> int:

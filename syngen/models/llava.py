@@ -36,14 +36,17 @@ CHAT_TEMPLATE = (
 class LlavaCaptioner(Adapter):
     """Describes images with LLaVA: the prompt is the user's instruction, sent with the image via the chat template."""
 
-
     def __init__(self, path: str | Path, **kwargs: Any):
         super().__init__(path, **kwargs)
         self.processor = AutoProcessor.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
         self.processor.tokenizer.padding_side = "left"
-        self.model = LlavaForConditionalGeneration.from_pretrained(
-            self.path, dtype=self.dtype, trust_remote_code=self.trust_remote_code
-        ).to(self.device).eval()
+        self.model = (
+            LlavaForConditionalGeneration.from_pretrained(
+                self.path, dtype=self.dtype, trust_remote_code=self.trust_remote_code
+            )
+            .to(self.device)
+            .eval()
+        )
 
     @timed
     def caption(self, images: list[Image.Image], prompt: str, max_new_tokens: int) -> list[str]:
@@ -53,7 +56,7 @@ class LlavaCaptioner(Adapter):
         inputs = self.processor(images=images, text=[text] * len(images), padding=True, return_tensors="pt")
         inputs = inputs.to(self.device, self.dtype)
         out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        answers = self.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        answers = self.processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         return [answer.strip() for answer in answers]
 
     @classmethod
@@ -65,13 +68,24 @@ class LlavaCaptioner(Adapter):
         image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
         config = LlavaConfig(
             vision_config=CLIPVisionConfig(
-                hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                image_size=32, patch_size=8, projection_dim=32,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=32,
+                patch_size=8,
+                projection_dim=32,
             ),
             text_config=LlamaConfig(
-                vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                vocab_size=len(tokenizer),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                max_position_embeddings=512,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id,
             ),
             image_token_index=tokenizer.convert_tokens_to_ids("<image>"),

@@ -35,7 +35,7 @@ def cache_dir() -> Path:
 def backend_for(ref: ModelRef, default: str | None) -> str:
     """The backend a reference runs on: a tiny twin's own, else the ref's, else the stage's default."""
     if ref.id.startswith(TINY_PREFIX):
-        name = ref.id[len(TINY_PREFIX):]
+        name = ref.id[len(TINY_PREFIX) :]
         if name not in TINY:
             raise PreflightError(f"unknown tiny twin {ref.id!r}; known: {', '.join('tiny:' + n for n in TINY)}")
         return TINY[name][0]
@@ -68,7 +68,7 @@ def resolve(ref: ModelRef) -> Path:
     """A local folder (or file, for single-file checkpoints) holding the model ``ref`` names."""
     if ref.id.startswith(TINY_PREFIX):
         backend_for(ref, None)
-        return build_tiny(ref.id[len(TINY_PREFIX):])
+        return build_tiny(ref.id[len(TINY_PREFIX) :])
     local = Path(ref.id).expanduser()
     if local.exists():
         return local

@@ -39,7 +39,6 @@ class CachedSegmenter(Adapter):
     (all prompts of one image through the prompt encoder and mask decoder, one call, single-mask output).
     """
 
-
     def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
         super().__init__(path, device, dtype, trust_remote_code)
         self.cache_limit = 64

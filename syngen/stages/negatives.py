@@ -64,7 +64,9 @@ class NegativesConfig(StageConfig):
         0.2, ge=0, le=1, description="Largest share of a semantic negative's pixels inside the positive box."
     )
     edge_band: float = Field(
-        0.1, gt=0, le=1,
+        0.1,
+        gt=0,
+        le=1,
         description="Width of the band along the mask's edge where omission points are drawn, as a share of the "
         "box's shorter side (at least 1 pixel).",
     )
@@ -212,10 +214,17 @@ class Negatives(Stage):
                 np.array_equal(negative, decode_rle(n["mask"])) for n in accepted
             ):
                 continue
-            accepted.append({
-                "kind": kind, "points": points, "labels": labels, "iou": iou, "seed": seed,
-                "mask": encode_rle(negative), "score": float(score),
-            })
+            accepted.append(
+                {
+                    "kind": kind,
+                    "points": points,
+                    "labels": labels,
+                    "iou": iou,
+                    "seed": seed,
+                    "mask": encode_rle(negative),
+                    "score": float(score),
+                }
+            )
             slot.done = True
             stats[f"{kind}_accepted"] += 1
 

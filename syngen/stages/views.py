@@ -19,7 +19,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
 
 import imagehash
 import numpy as np
@@ -54,7 +55,7 @@ class ViewsConfig(StageConfig):
         return value
 
     @model_validator(mode="after")
-    def _enough(self) -> "ViewsConfig":
+    def _enough(self) -> ViewsConfig:
         if self.n_views - 1 > len(self.candidates):
             raise ValueError(f"n_views={self.n_views} needs at least {self.n_views - 1} candidates")
         return self
@@ -77,8 +78,12 @@ def to_crop_coords(region_box: Sequence[float], view: Sequence[float], size: int
     """``region_box`` (image pixels) in the pixels of ``view``'s ``size`` x ``size`` crop, clipped to the crop."""
     sx = size / (view[2] - view[0])
     sy = size / (view[3] - view[1])
-    box = [(region_box[0] - view[0]) * sx, (region_box[1] - view[1]) * sy,
-           (region_box[2] - view[0]) * sx, (region_box[3] - view[1]) * sy]
+    box = [
+        (region_box[0] - view[0]) * sx,
+        (region_box[1] - view[1]) * sy,
+        (region_box[2] - view[0]) * sx,
+        (region_box[3] - view[1]) * sy,
+    ]
     return clip_box(box, size, size)
 
 
@@ -129,9 +134,14 @@ class Views(Stage):
             views = []
             for t in [0.0, *sorted(chosen)]:
                 box = view_box(region["box"], image.width, image.height, t)
-                views.append({
-                    "t": t, "box": box, "region_box": to_crop_coords(region["box"], box, cfg.size),
-                    "size": cfg.size, "score": scores.get(t),
-                })
+                views.append(
+                    {
+                        "t": t,
+                        "box": box,
+                        "region_box": to_crop_coords(region["box"], box, cfg.size),
+                        "size": cfg.size,
+                        "score": scores.get(t),
+                    }
+                )
             out.append(dict(region, views=views))
         return {"regions": out}

@@ -42,8 +42,17 @@ def tiny_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         torch.manual_seed(0)
         return Sam(
             image_encoder=ImageEncoderViT(
-                depth=2, embed_dim=32, img_size=256, mlp_ratio=2, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-                num_heads=2, patch_size=16, qkv_bias=True, use_rel_pos=True, global_attn_indexes=[1], window_size=4,
+                depth=2,
+                embed_dim=32,
+                img_size=256,
+                mlp_ratio=2,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+                num_heads=2,
+                patch_size=16,
+                qkv_bias=True,
+                use_rel_pos=True,
+                global_attn_indexes=[1],
+                window_size=4,
                 out_chans=32,
             ),
             prompt_encoder=PromptEncoder(
@@ -52,7 +61,9 @@ def tiny_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             mask_decoder=MaskDecoder(
                 num_multimask_outputs=3,
                 transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=2),
-                transformer_dim=32, iou_head_depth=3, iou_head_hidden_dim=32,
+                transformer_dim=32,
+                iou_head_depth=3,
+                iou_head_hidden_dim=32,
             ),
             pixel_mean=[123.675, 116.28, 103.53],
             pixel_std=[58.395, 57.12, 57.375],

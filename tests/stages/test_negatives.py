@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.floodfill import FloodFillSegmenter
 from PIL import Image
 from pydantic import ValidationError
 
@@ -23,6 +22,7 @@ from syngen.stages.negatives import (
     boundary_prompt,
     semantic_prompt,
 )
+from tests.floodfill import FloodFillSegmenter
 
 W, H = 64, 48
 BACKGROUND, LEFT, RIGHT, ELLIPSE = (90, 90, 90), (200, 40, 40), (40, 40, 200), (40, 200, 40)
@@ -135,7 +135,10 @@ def test_recorded_seed_reproduces_points_and_mask() -> None:
     [update], model = _run(config, [_sample()])
     attempts = {
         attempt_seed(config.seed, "scene", r, kind, slot, a)
-        for r in range(2) for kind in ("boundary", "semantic") for slot in range(3) for a in range(config.max_tries)
+        for r in range(2)
+        for kind in ("boundary", "semantic")
+        for slot in range(3)
+        for a in range(config.max_tries)
     }
     checked = 0
     for region in update["regions"]:
@@ -162,6 +165,7 @@ def test_results_are_deterministic_and_depend_on_the_seed() -> None:
     again, _ = _run(NegativesConfig(points=1), samples)
     assert first == again
     other, _ = _run(NegativesConfig(points=1, seed=1), samples)
+
     def negatives(updates: list[dict]) -> list:
         return [r["negatives"] for u in updates for r in u["regions"]]
 
@@ -205,8 +209,15 @@ def test_boundary_prompt_mixes_kinds_and_falls_back() -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{"iou_band": (0.9, 0.5)}, {"iou_band": (-0.1, 0.5)}, {"iou_band": (0.5, 1.2)}, {"max_tries": 0}, {"points": 0},
-     {"semantic_max_iou": 1.5}, {"unknown": 1}],
+    [
+        {"iou_band": (0.9, 0.5)},
+        {"iou_band": (-0.1, 0.5)},
+        {"iou_band": (0.5, 1.2)},
+        {"max_tries": 0},
+        {"points": 0},
+        {"semantic_max_iou": 1.5},
+        {"unknown": 1},
+    ],
     ids=["band-inverted", "band-below-0", "band-above-1", "no-tries", "no-points", "iou-above-1", "extra-field"],
 )
 def test_config_rejects_bad_values(fields: dict[str, Any]) -> None:

@@ -72,7 +72,9 @@ def test_saved_dataset_with_captions(tmp_path: Path) -> None:
 
 
 def test_parquet_files(tmp_path: Path) -> None:
-    ds = datasets.Dataset.from_dict({"image": [draw_shapes(seed=i) for i in range(2)]}, features=datasets.Features({"image": datasets.Image()}))
+    ds = datasets.Dataset.from_dict(
+        {"image": [draw_shapes(seed=i) for i in range(2)]}, features=datasets.Features({"image": datasets.Image()})
+    )
     ds.to_parquet(str(tmp_path / "part.parquet"))
     loaded = load_all(source(tmp_path, kind="dataset", path="part.parquet"))
     assert [result["width"] for _, result in loaded] == [128, 128]
@@ -92,7 +94,11 @@ def test_parquet_with_image_paths_and_a_missing_file(tmp_path: Path) -> None:
     "name, text, expected",
     [
         ("c.txt", "a red circle\n\n  a dog on grass  \n", ["a red circle", "a dog on grass"]),
-        ("c.jsonl", '{"caption": "a cat"}\n{"caption": ""}\nnot json\n{"other": 1}\n', ["a cat", "empty_caption", "bad_json", "bad_json"]),
+        (
+            "c.jsonl",
+            '{"caption": "a cat"}\n{"caption": ""}\nnot json\n{"other": 1}\n',
+            ["a cat", "empty_caption", "bad_json", "bad_json"],
+        ),
     ],
     ids=["text-lines", "jsonl-with-bad-lines"],
 )

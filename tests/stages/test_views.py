@@ -30,8 +30,13 @@ def _run(config: ViewsConfig, samples: list[dict[str, Any]]) -> list[dict[str, A
 
 def _sample(image: Image.Image, boxes: list[list[float]], sample_id: str = "s") -> dict[str, Any]:
     regions = [{"phrase": f"p{i}", "box": box, "box_score": 1.0} for i, box in enumerate(boxes)]
-    return {"id": sample_id, "image": image_bytes(image), "width": image.width, "height": image.height,
-            "regions": regions}
+    return {
+        "id": sample_id,
+        "image": image_bytes(image),
+        "width": image.width,
+        "height": image.height,
+        "regions": regions,
+    }
 
 
 def _framed_noise() -> Image.Image:
@@ -44,9 +49,13 @@ def _framed_noise() -> Image.Image:
 
 @pytest.mark.parametrize(
     "box,t,expected",
-    [([40, 40, 60, 60], 0.0, [40, 40, 60, 60]), ([40, 40, 60, 60], 0.5, [20, 20, 80, 70]),
-     ([40, 40, 60, 60], 1.0, [0, 0, 100, 80]), ([10, 20, 30, 40], 0.25, [7.5, 15, 47.5, 50]),
-     ([-10, 5, 50, 90], 0.2, [0, 4, 60, 80])],
+    [
+        ([40, 40, 60, 60], 0.0, [40, 40, 60, 60]),
+        ([40, 40, 60, 60], 0.5, [20, 20, 80, 70]),
+        ([40, 40, 60, 60], 1.0, [0, 0, 100, 80]),
+        ([10, 20, 30, 40], 0.25, [7.5, 15, 47.5, 50]),
+        ([-10, 5, 50, 90], 0.2, [0, 4, 60, 80]),
+    ],
     ids=["t0-region", "t0.5", "t1-image", "t0.25", "clipped"],
 )
 def test_view_box_follows_the_formula(box: list[float], t: float, expected: list[float]) -> None:
@@ -55,9 +64,11 @@ def test_view_box_follows_the_formula(box: list[float], t: float, expected: list
 
 @pytest.mark.parametrize(
     "region,view,size,expected",
-    [([40, 40, 60, 60], [20, 20, 80, 70], 224, [20 * 224 / 60, 20 * 224 / 50, 40 * 224 / 60, 40 * 224 / 50]),
-     ([40, 40, 60, 60], [40, 40, 60, 60], 224, [0, 0, 224, 224]),
-     ([-10, 5, 50, 90], [0, 4, 60, 80], 30, [0, 30 / 76, 25, 30])],
+    [
+        ([40, 40, 60, 60], [20, 20, 80, 70], 224, [20 * 224 / 60, 20 * 224 / 50, 40 * 224 / 60, 40 * 224 / 50]),
+        ([40, 40, 60, 60], [40, 40, 60, 60], 224, [0, 0, 224, 224]),
+        ([-10, 5, 50, 90], [0, 4, 60, 80], 30, [0, 30 / 76, 25, 30]),
+    ],
     ids=["inside", "same-box", "region-overhangs-image"],
 )
 def test_region_box_in_crop_pixels(region: list[float], view: list[float], size: int, expected: list[float]) -> None:
@@ -104,8 +115,12 @@ def test_phash_selects_the_views_that_differ_most_per_t() -> None:
 
 @pytest.mark.parametrize(
     "scores,n,expected",
-    [({0.1: 1.0, 0.5: 3.0, 1.0: 2.0}, 2, [0.5, 1.0]), ({0.3: 2.0, 0.2: 2.0, 0.9: 1.0}, 2, [0.2, 0.3]),
-     ({0.4: 0.0, 0.1: 0.0}, 1, [0.1]), ({0.1: 5.0}, 0, [])],
+    [
+        ({0.1: 1.0, 0.5: 3.0, 1.0: 2.0}, 2, [0.5, 1.0]),
+        ({0.3: 2.0, 0.2: 2.0, 0.9: 1.0}, 2, [0.2, 0.3]),
+        ({0.4: 0.0, 0.1: 0.0}, 1, [0.1]),
+        ({0.1: 5.0}, 0, []),
+    ],
     ids=["by-score", "tie-smaller-t", "all-zero", "none-wanted"],
 )
 def test_select_views(scores: dict[float, float], n: int, expected: list[float]) -> None:
@@ -144,10 +159,26 @@ def test_one_view_and_no_regions() -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{"candidates": [0.0, 0.5]}, {"candidates": [0.5, 1.2]}, {"candidates": []}, {"candidates": [0.5, 0.5]},
-     {"n_views": 0}, {"n_views": 4, "candidates": [0.5, 1.0]}, {"select": "best"}, {"size": 0}],
-    ids=["t-zero", "t-above-1", "no-candidates", "duplicates", "no-views", "too-few-candidates", "unknown-select",
-         "size-zero"],
+    [
+        {"candidates": [0.0, 0.5]},
+        {"candidates": [0.5, 1.2]},
+        {"candidates": []},
+        {"candidates": [0.5, 0.5]},
+        {"n_views": 0},
+        {"n_views": 4, "candidates": [0.5, 1.0]},
+        {"select": "best"},
+        {"size": 0},
+    ],
+    ids=[
+        "t-zero",
+        "t-above-1",
+        "no-candidates",
+        "duplicates",
+        "no-views",
+        "too-few-candidates",
+        "unknown-select",
+        "size-zero",
+    ],
 )
 def test_config_rejects_bad_values(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
