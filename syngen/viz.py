@@ -3,6 +3,7 @@
 :func:`draw_overlay` is the one drawing function: masks filled in colour, boxes outlined, phrases written.
 :func:`contact_sheet` reads an exported dataset and writes ``<out>/inspect/contact_sheet.png`` (grounding
 samples), ``preference.png`` (chosen and rejected masks side by side) and ``index.html`` (both, with text).
+:func:`draw_heatmap` and :func:`heatmap_sheet` draw Grad-CAM heat maps for ``syngen eval pointing --heatmaps``.
 """
 
 from __future__ import annotations
@@ -92,6 +93,34 @@ def contact_sheet(out_dir: Path, n: int = 16) -> tuple[Path, Path]:
     page = folder / "index.html"
     page.write_text(_html(samples, tiles, pairs, pair_tiles), encoding="utf-8")
     return sheet, page
+
+
+def draw_heatmap(
+    image: Image.Image, heat: np.ndarray, boxes: Sequence[Sequence[float]], phrase: str, alpha: float = 0.5
+) -> Image.Image:
+    """``image`` with ``heat`` ((H, W) in [0, 1], at the image's size) blended in as a blue-to-red ramp, each of
+    ``boxes`` outlined (the first labelled with ``phrase``) and the heat map's first argmax ringed."""
+    if heat.shape != (image.height, image.width):
+        raise ValueError(f"heat map of size {list(heat.shape)} on an image of size {[image.height, image.width]}")
+    h = np.clip(heat, 0, 1)[..., None] * 4
+    ramp = np.clip(1.5 - np.abs(h - np.array([3.0, 2.0, 1.0])), 0, 1) * 255  # jet: blue, cyan, yellow, red
+    pixels = (1 - alpha) * np.asarray(image.convert("RGB"), dtype=np.float32) + alpha * ramp
+    regions = [{"box": box, "phrase": phrase if i == 0 else ""} for i, box in enumerate(boxes)]
+    out = draw_overlay(Image.fromarray(pixels.round().astype(np.uint8)), regions, [(255, 255, 255)])
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    r = max(2, round(min(out.size) / 40))
+    ImageDraw.Draw(out).ellipse([x - r, y - r, x + r, y + r], outline=(255, 255, 255), width=max(1, r // 2))
+    return out
+
+
+def heatmap_sheet(rows: Sequence[Sequence[tuple[Image.Image, str]]], path: Path) -> Path:
+    """Writes a PNG of ``rows`` (each a list of (drawn image, tag) columns, e.g. baseline then trained) as tiles
+    in a grid; returns ``path``."""
+    columns = max((len(row) for row in rows), default=1)
+    tiles = [_tile(image, tag) for row in rows for image, tag in row]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _grid(tiles, columns, "no regions").save(path)
+    return Path(path)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -11,6 +11,7 @@ Roles and their batch calls (inputs and outputs are plain Python / numpy / PIL):
 - segmenter: ``embed(images, keys)`` caches image embeddings (encoder runs once per uncached key, batched);
   ``predict(key, boxes=None, points=None, labels=None) -> (masks (N, H, W) bool, scores (N,) float)``;
   ``encoder_calls`` counts images through the image encoder.
+- image-text matching (the AMC policy): ``model`` and ``processor`` attributes, called by the trainer.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 # backend name -> "module:Class"
 BACKENDS: dict[str, str] = {
     "blip": "syngen.models.blip:BlipCaptioner",
+    "blip-itm": "syngen.models.blip_itm:BlipItm",
     "llava": "syngen.models.llava:LlavaCaptioner",
     "diffusers": "syngen.models.diffusers_t2i:DiffusersTextToImage",
     "causal-lm": "syngen.models.causal_lm:CausalLM",
@@ -38,6 +40,7 @@ TINY: dict[str, tuple[str, str]] = {
     "llm": ("causal-lm", "qwen2"),
     "grounder": ("grounding-dino", "grounding-dino"),
     "segmenter": ("sam", "sam"),
+    "itm-blip": ("blip-itm", "blip-itm"),
 }
 
 

@@ -1,0 +1,157 @@
+"""AMC on the tiny BLIP ITM twin: the loss against hand-computed values, Grad-CAM against an independent
+computation, box masks, hard negatives, and a short run that moves the heat map into the boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from syngen.models.blip_itm import BlipItm
+from syngen.models.loading import build_tiny
+from syngen.train.amc import amc_loss, box_masks, check_layer, gradcam, hard_negatives, in_box_ratio, match, normalise
+from tests.conftest import draw_shapes
+
+T = torch.tensor
+
+
+def _case(heats: list, masks: list) -> tuple[torch.Tensor, torch.Tensor]:
+    return T(heats, dtype=torch.float32), T(masks, dtype=torch.float32)
+
+
+# (heat maps, masks, L_mean, L_max, samples used), worked by hand from METHODS.md §5 with the default margins.
+LOSS_CASES = [
+    pytest.param([[[1, 0], [0, 0]]], [[[1, 0], [0, 0]]], 0.0, 0.0, 1, id="heat-in-box"),
+    # mean_in 0, mean_out 1/3: 1/3 - 0 + 0.1; max_out 1, max_in 0: 1 - 0 + 0.5
+    pytest.param([[[0, 1], [0, 0]]], [[[1, 0], [0, 0]]], 0.1 + 1 / 3, 1.5, 1, id="heat-out-of-box"),
+    pytest.param([[[0, 1], [0, 0]]], [[[0, 0], [0, 0]]], 0.0, 0.0, 0, id="empty-mask"),
+    # full mask: mean_out and max_out are 0; mean_in 0.15 > 0.1; max_in 0.3: 0 - 0.3 + 0.5
+    pytest.param([[[0.2, 0.1], [0, 0.3]]], [[[1, 1], [1, 1]]], 0.0, 0.2, 1, id="full-mask"),
+    # two box sizes, sums over the batch: mean_in (0.2 + 1.8) / 4, mean_out (2.2 + 0) / 4 -> 0.55 - 0.5 + 0.1;
+    # max terms per sample: 0.9 - 0.2 + 0.5 = 1.2 and max(0, 0 - 1 + 0.5) = 0, mean 0.6
+    pytest.param(
+        [[[0.2, 0.9], [0.9, 0.4]], [[1, 0.4], [0.4, 0]]],
+        [[[1, 0], [0, 0]], [[1, 1], [1, 0]]],
+        0.15,
+        0.6,
+        2,
+        id="two-box-sizes",
+    ),
+    pytest.param(
+        [[[0.5, 0.5], [0.5, 0.5]], [[0, 1], [0, 0]]],
+        [[[0, 0], [0, 0]], [[1, 0], [0, 0]]],
+        0.1 + 1 / 3,
+        1.5,
+        1,
+        id="empty-mask-left-out-of-batch",
+    ),
+]
+
+
+@pytest.mark.parametrize("heats, masks, l_mean, l_max, used", LOSS_CASES)
+def test_amc_loss_equals_the_formula(heats: list, masks: list, l_mean: float, l_max: float, used: int) -> None:
+    heat, mask = _case(heats, masks)
+    out = amc_loss(heat, mask)
+    assert out.used == used
+    assert out.mean.item() == pytest.approx(l_mean, abs=1e-6)
+    assert out.max.item() == pytest.approx(l_max, abs=1e-6)
+    assert out.loss.item() == pytest.approx(0.2 * l_mean + 0.8 * l_max, abs=1e-6)
+
+
+def test_amc_loss_margins_and_weights_are_settings() -> None:
+    heat, mask = _case([[[0, 1], [0, 0]]], [[[1, 0], [0, 0]]])
+    out = amc_loss(heat, mask, mean_margin=0.0, max_margin=0.0, mean_weight=1.0, max_weight=2.0)
+    assert out.loss.item() == pytest.approx(1 / 3 + 2 * 1.0)
+
+
+def test_in_box_ratio() -> None:
+    heat, mask = _case([[[1, 3], [0, 0]], [[0, 0], [0, 0]]], [[[1, 0], [0, 0]], [[1, 0], [0, 0]]])
+    assert in_box_ratio(heat, mask).tolist() == [0.25, 0.0]
+
+
+@pytest.mark.parametrize(
+    "box, image_size, expected",
+    [
+        pytest.param([0, 0, 2, 2], (4, 4), [[1, 1, 0, 0], [1, 1, 0, 0], [0] * 4, [0] * 4], id="same-size"),
+        # an 8x4 image squeezed to 4x4: x halves, y stays
+        pytest.param([4, 2, 8, 4], (8, 4), [[0] * 4, [0] * 4, [0, 0, 1, 1], [0, 0, 1, 1]], id="resized"),
+        pytest.param([1.6, 1.6, 2.4, 2.4], (4, 4), [[0] * 4, [0] * 4, [0] * 4, [0] * 4], id="box-between-centres"),
+    ],
+)
+def test_box_masks_cover_pixel_centres(box: list, image_size: tuple, expected: list) -> None:
+    assert box_masks([box], [image_size], (4, 4))[0].tolist() == expected
+
+
+def test_hard_negatives_pick_the_most_similar_allowed() -> None:
+    sim = T([[0.9, 0.8, 0.1], [0.7, 0.9, 0.3], [0.2, 0.6, 0.5]])
+    allowed = T([[0, 1, 1], [1, 0, 1], [0, 0, 0]], dtype=torch.bool)
+    assert hard_negatives(sim, allowed).tolist() == [1, 0, -1]
+
+
+@pytest.fixture(scope="module")
+def itm() -> BlipItm:
+    return BlipItm(build_tiny("itm-blip"))
+
+
+def test_twin_uses_the_real_checkpoint_classes(itm: BlipItm) -> None:
+    assert type(itm.model).__name__ == "BlipForImageTextRetrieval"
+    assert type(itm.processor).__name__ == "BlipProcessor"
+    assert check_layer(itm.model, -4) == 0  # the default layer is a cross-attention layer before the last
+
+
+@pytest.mark.parametrize("layer", [pytest.param(-1, id="last"), pytest.param(3, id="last-by-index"), 4, -5])
+def test_gradcam_layer_must_come_before_the_last(itm: BlipItm, layer: int) -> None:
+    with pytest.raises(ValueError, match="gradcam_layer"):
+        check_layer(itm.model, layer)
+
+
+def test_gradcam_equals_an_independent_computation(itm: BlipItm) -> None:
+    model, layer = itm.model, 1
+    texts = ["a red circle on the left", "dog"]  # different lengths: padding must not count
+    inputs = itm.processor(
+        images=[draw_shapes(seed=0), draw_shapes(seed=3)], text=texts, padding=True, return_tensors="pt"
+    )
+    mask = inputs["attention_mask"]
+    assert mask[1].sum() < mask.shape[1]
+
+    # independent: a forward hook keeps the layer's attention probabilities; backward gives their gradient
+    kept = {}
+
+    def hook(module, args, output):  # noqa: ANN001, ANN202
+        output[1].retain_grad()
+        kept["attn"] = output[1]
+
+    module = model.text_encoder.encoder.layer[layer].crossattention.self
+    handle = module.register_forward_hook(hook)
+    try:
+        logits = model(**inputs).itm_score
+    finally:
+        handle.remove()
+    model.zero_grad()
+    logits[:, 1].sum().backward()
+    attn = kept["attn"].detach().numpy()[..., 1:]
+    grad = np.maximum(kept["attn"].grad.numpy()[..., 1:], 0)
+    expected = []
+    for b in range(2):
+        n = int(mask[b].sum())  # real tokens come first
+        cam = (attn[b, :, :n] * grad[b, :, :n]).mean(axis=(0, 1))
+        expected.append(np.maximum(cam, 0).reshape(8, 8))
+
+    embeds = model.vision_model(pixel_values=inputs["pixel_values"]).last_hidden_state
+    m = match(model, embeds, inputs["input_ids"], mask, layer)
+    raw = gradcam(m, mask, (8, 8))
+    np.testing.assert_allclose(raw.detach().numpy(), np.stack(expected), rtol=1e-5, atol=1e-12)
+    assert raw.detach().max() > 0
+
+    # normalised as AMC does: (g - min) / (max + 1e-7), per sample (at the grid's own size: no resampling)
+    flat = np.stack(expected).reshape(2, -1)
+    flat = flat - flat.min(1, keepdims=True)
+    flat = flat / (flat.max(1, keepdims=True) + 1e-7)
+    np.testing.assert_allclose(normalise(raw, (8, 8)).detach().numpy().reshape(2, -1), flat, rtol=1e-5, atol=1e-6)
+
+    # upsampled to the input size and still differentiable down to the model's weights (create_graph)
+    heat = normalise(raw, (64, 64))
+    assert heat.shape == (2, 64, 64)
+    model.zero_grad()
+    heat[:, :32].sum().backward()
+    assert model.vision_model.embeddings.patch_embedding.weight.grad.abs().sum() > 0
