@@ -33,6 +33,13 @@ class RuntimeConfig(BaseModel):
         "auto", description="Model dtype; auto: float16 on cuda, float32 on cpu."
     )
     wave_size: int = Field(64, ge=1, description="Samples per wave: every stage runs over a wave before the next.")
+    memory_budget: float | None = Field(
+        None,
+        ge=0,
+        description="GiB the loaded models may take together; models stay loaded across waves while they fit, the "
+        "least recently used is freed when the next does not. none: the device's memory (GPU memory on cuda, RAM "
+        "on cpu); 0: one model at a time.",
+    )
 
 
 class OutputConfig(BaseModel):
