@@ -86,7 +86,12 @@ def export(
         runner.open_stores(drop_stale=False)
     except StaleStore as err:
         _fail(f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe")
-    path = export_dataset(runner.samples(compute=False), out, card_info(loaded, runner.summary))
+    path = export_dataset(
+        runner.samples(compute=False),
+        out,
+        card_info(loaded, runner.summary),
+        embed_images=loaded.top.output.embed_images,
+    )
     console.print(f"dataset: {path}")
 
 

@@ -52,6 +52,11 @@ class OutputConfig(BaseModel):
     pretty_name: str | None = Field(None, description="Human-readable dataset name for the card.")
     push_to_hub: str | None = Field(None, description="Hub repo id (org/name) to push to after a successful export.")
     private: bool = Field(False, description="Create the Hub repo as private.")
+    embed_images: bool = Field(
+        False,
+        description="Store a copy of the image in every preference pair (self-contained rows, a much larger "
+        "dataset); by default pairs refer to their grounding row by image_id (syngen.data.load_preference joins).",
+    )
     revision: str | None = Field(None, description="Hub branch to push to (created when missing).")
 
 

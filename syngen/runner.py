@@ -100,6 +100,8 @@ class Runner:
         """A digest of what the final samples are made from: the seed item ids, the stage fingerprints and the
         stores' part files. Equal digests mean equal results."""
         digest = hashlib.sha1(self._chain.encode())
+        if self.recipe.top.output.embed_images:  # the dataset's layout
+            digest.update(b"embed_images")
         for item in self.stages[0].items(self.limit):  # type: ignore[attr-defined]
             digest.update(item["id"].encode())
         for name in sorted(p.name for store in self.stores.values() for p in store.dir.glob("part-*.parquet")):
@@ -252,7 +254,12 @@ def run(
             from syngen.export import export_dataset
 
             state_file.unlink(missing_ok=True)
-            export_dataset(runner.samples(), out, card_info(recipe, runner.summary))
+            export_dataset(
+                runner.samples(),
+                out,
+                card_info(recipe, runner.summary),
+                embed_images=recipe.top.output.embed_images,
+            )
             atomic_write_text(state_file, runner.state())
         report = runner.report()
         atomic_write_text(out / "run.json", json.dumps(report, indent=2))
