@@ -10,12 +10,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from syngen.train.cli import eval_app, train_app
+
 # syngen shows one progress bar per stage; the libraries' own bars (weights, parquet shards) are noise here.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic grounding and segmentation data.")
 console = Console(stderr=True)
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
 
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml"
 
