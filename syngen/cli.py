@@ -10,12 +10,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from syngen.train.cli import eval_app, train_app
+
 # syngen shows one progress bar per stage; the libraries' own bars (weights, parquet shards) are noise here.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic grounding and segmentation data.")
 console = Console(stderr=True)
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
 
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml"
 
@@ -86,7 +90,12 @@ def export(
         runner.open_stores(drop_stale=False)
     except StaleStore as err:
         _fail(f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe")
-    path = export_dataset(runner.samples(compute=False), out, card_info(loaded, runner.summary))
+    path = export_dataset(
+        runner.samples(compute=False),
+        out,
+        card_info(loaded, runner.summary),
+        embed_images=loaded.top.output.embed_images,
+    )
     console.print(f"dataset: {path}")
 
 
@@ -143,7 +152,7 @@ def models(build: bool = typer.Option(False, "--build", help="Build (and cache) 
 def print_report(report: dict) -> None:
     """The run report as a table on the terminal."""
     table = Table(title=f"run {report['recipe']} on {report['device']} ({report['total_s']:.1f} s)")
-    for col in ("stage", "in", "out", "fail", "new", "wall s", "load s", "model s", "it/s", "peak MB"):
+    for col in ("stage", "in", "out", "fail", "new", "wall s", "loads", "load s", "model s", "it/s", "peak MB"):
         table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
     for name, s in report["stages"].items():
         table.add_row(
@@ -153,6 +162,7 @@ def print_report(report: dict) -> None:
             str(s["failed"]),
             str(s["computed"]),
             f"{s['wall_s']:.2f}",
+            str(s.get("loads", 0)),
             f"{s['load_s']:.2f}",
             f"{s['model_s']:.2f}",
             f"{s['items_per_s']:.1f}",
@@ -160,6 +170,8 @@ def print_report(report: dict) -> None:
         )
     out = Console(stderr=True)
     (out if out.is_terminal else Console(stderr=True, width=120)).print(table)
+    if report.get("model_loads"):
+        console.print("model loads: " + ", ".join(f"{m} x{n}" for m, n in report["model_loads"].items()))
     failures = {name: s["failures"] for name, s in report["stages"].items() if s["failures"]}
     if failures:
         console.print("failures: " + json.dumps(failures))

@@ -1,7 +1,9 @@
 """Export: final samples to a Hub-layout dataset folder with two configs and a dataset card.
 
 ``<out>/dataset/`` holds ``data/grounding/train-00000.parquet ...`` (one row per image),
-``data/preference/train-00000.parquet ...`` (one row per (region, negative) pair), ``README.md`` (the card,
+``data/preference/train-00000.parquet ...`` (one row per (region, negative) pair; by default without the image,
+which the pair's ``image_id`` finds in ``grounding``: :func:`syngen.data.load_preference` joins them; with
+``embed_images`` each pair carries its image for self-contained rows), ``README.md`` (the card,
 whose YAML ``configs`` point ``datasets.load_dataset(folder, "grounding")`` at the shards) and
 ``recipe.yaml``. A config with no rows is left out: no folder, no ``configs`` entry, a line in the card.
 """
@@ -76,7 +78,6 @@ PREFERENCE = Features(
         "id": Value("string"),
         "image_id": Value("string"),
         "region_index": Value("int32"),
-        "image": ImageFeature(),
         "prompt": Value("string"),
         "box": _BOX,
         "chosen": _RLE,
@@ -92,6 +93,9 @@ PREFERENCE = Features(
         "seed": Value("int64"),
     }
 )
+
+# the preference config with each pair's image embedded (output.embed_images), for self-contained rows
+PREFERENCE_EMBEDDED = Features({**PREFERENCE, "image": ImageFeature()})
 
 CONFIGS: dict[str, Features] = {"grounding": GROUNDING, "preference": PREFERENCE}
 _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
@@ -116,9 +120,17 @@ class CardInfo:
 
 
 def export_dataset(
-    samples: Iterable[Sample], out_dir: Path, info: CardInfo, *, shard_rows: int = 1000, shard_bytes: int = 256 << 20
+    samples: Iterable[Sample],
+    out_dir: Path,
+    info: CardInfo,
+    *,
+    embed_images: bool = False,
+    shard_rows: int = 1000,
+    shard_bytes: int = 256 << 20,
 ) -> Path:
     """Writes ``<out_dir>/dataset`` from final samples (read once, as a stream) and returns its path.
+
+    Each image is stored once, in ``grounding``; with ``embed_images`` every preference pair carries a copy too.
 
     Shards hold at most ``shard_rows`` rows and about ``shard_bytes`` of encoded images, so memory stays
     bounded whatever the dataset's size. The folder is built beside the old one and swapped in at the end:
@@ -128,11 +140,14 @@ def export_dataset(
     final, building = out_dir / "dataset", out_dir / ".dataset.tmp"
     _recover(out_dir)
     models = [{"stage": stage, "id": m["id"], "revision": m.get("revision")} for stage, m in info.models.items()]
-    writers = {name: _ShardWriter(building, name, shard_rows, shard_bytes) for name in CONFIGS}
+    features = CONFIGS | ({"preference": PREFERENCE_EMBEDDED} if embed_images else {})
+    writers = {name: _ShardWriter(building, name, features[name], shard_rows, shard_bytes) for name in CONFIGS}
     for sample in samples:
         writers["grounding"].add(_grounding_row(sample, models))
         for row in _preference_rows(sample):
-            writers["preference"].add(row)
+            writers["preference"].add(
+                row | ({"image": {"bytes": sample["image"], "path": None}} if embed_images else {})
+            )
     configs = {name: writer.close() for name, writer in writers.items()}
     building.mkdir(parents=True, exist_ok=True)
     (building / "README.md").write_text(dataset_card(info, configs), encoding="utf-8")
@@ -193,6 +208,14 @@ def dataset_card(info: CardInfo, configs: dict[str, DatasetInfo]) -> str:
         "from pycocotools import mask as mask_utils",
         "",
         *(f'{name} = load_dataset("{repo_id}", "{name}", split="train")' for name in present),
+        *(
+            [
+                "# pairs refer to their image in `grounding` by `image_id`; syngen joins them:",
+                f'# from syngen.data import load_preference; pairs = load_preference("{repo_id}")',
+            ]
+            if "preference" in present
+            else []
+        ),
         'region = grounding[0]["regions"][0]  # masks are COCO RLE',
         'mask = mask_utils.decode({"size": region["mask"]["size"], "counts": region["mask"]["counts"].encode()})',
         "```",
@@ -219,8 +242,9 @@ def dataset_card(info: CardInfo, configs: dict[str, DatasetInfo]) -> str:
         "`box` [x1, y1, x2, y2] in pixels, `box_score`, `mask` (COCO RLE: `size` [h, w], `counts`), `mask_score`, "
         "`views` (`t`, `box`, `region_box`, `size`, `score`)), `overlay` (the image with masks and boxes drawn), "
         "`provenance` (source, synthesis seed/index/parent/prompt, model ids).",
-        "- `preference`: `id`, `image_id` (the grounding row), `region_index`, `image`, `prompt` (the phrase), "
-        "`box`, `chosen` and `rejected` (COCO RLE), `chosen_mask` and `rejected_mask` (PNG), `kind` "
+        "- `preference`: `id`, `image_id` (the `grounding` row holding the image; `syngen.data.load_preference` "
+        "joins it, or `image` is in the row when the recipe sets `output.embed_images`), `region_index`, `prompt` "
+        "(the phrase), `box`, `chosen` and `rejected` (COCO RLE), `chosen_mask` and `rejected_mask` (PNG), `kind` "
         "(`boundary` or `semantic`), `iou` (rejected vs chosen), `chosen_score`, `rejected_score`, `points`, "
         "`labels` and `seed` (the SAM prompt that made the rejected mask).",
         "",
@@ -274,8 +298,8 @@ def dataset_card(info: CardInfo, configs: dict[str, DatasetInfo]) -> str:
 class _ShardWriter:
     """Buffers rows of one config and writes them as ``data/<config>/train-NNNNN.parquet`` shards with datasets."""
 
-    def __init__(self, dataset_dir: Path, config: str, max_rows: int, max_bytes: int) -> None:
-        self.config, self.folder, self.features = config, config_dir(dataset_dir, config), CONFIGS[config]
+    def __init__(self, dataset_dir: Path, config: str, features: Features, max_rows: int, max_bytes: int) -> None:
+        self.config, self.folder, self.features = config, config_dir(dataset_dir, config), features
         self.max_rows, self.max_bytes = max_rows, max_bytes
         self.images = [name for name, feature in self.features.items() if isinstance(feature, ImageFeature)]
         self.rows: list[dict[str, Any]] = []
@@ -334,7 +358,7 @@ def _recover(out_dir: Path) -> None:
 def _grounding_row(sample: Sample, models: list[dict[str, Any]]) -> dict[str, Any]:
     regions = sample.get("regions") or []
     overlay = io.BytesIO()
-    draw_overlay(load_image(sample), regions).save(overlay, format="JPEG", quality=90)
+    draw_overlay(load_image(sample), regions).save(overlay, format="JPEG", quality=80)
     source, synth = sample.get("source") or {}, sample.get("synth") or {}
     item = source.get("item")
     return {
@@ -381,7 +405,6 @@ def _preference_rows(sample: Sample) -> list[dict[str, Any]]:
                     "id": f"{sample['id']}-{r}-{n}",
                     "image_id": sample["id"],
                     "region_index": r,
-                    "image": {"bytes": sample["image"], "path": None},
                     "prompt": region["phrase"],
                     "box": region["box"],
                     "chosen": region["mask"],

@@ -1,8 +1,9 @@
 """Runs a recipe's stages over the seed items: waves, batches, failures, resume, the run report.
 
 Stage-major in waves: for each wave of ``runtime.wave_size`` seed items every stage runs over the whole wave
-before the next stage starts, so one model is resident at a time (a model is kept only when the next stage
-runs the same one, as negatives does after segment). Samples already in a stage's store are read back instead
+before the next stage starts. Models come from a :class:`~syngen.models.pool.ModelPool`: loaded once per run
+and kept resident across waves while they fit ``runtime.memory_budget``, the least recently used freed when
+the next one does not fit. Samples already in a stage's store are read back instead
 of computed. A batch that raises is retried sample by sample so the bad sample alone is recorded as a failure;
 on CUDA out-of-memory the batch size is halved. Results stream into the dataset export as waves complete.
 """
@@ -26,11 +27,12 @@ from typing import Any
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from syngen.models.loading import backend_for, load, resolve
+from syngen.models.loading import resolve
+from syngen.models.pool import ModelPool, device_memory_bytes
 from syngen.recipe import Recipe
 from syngen.sample import Failure, Sample
 from syngen.stages import stage_class
-from syngen.stages.base import Context, Result, Stage
+from syngen.stages.base import Result, Stage
 from syngen.store import Row, StageStore, atomic_write_text, to_json
 
 EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
@@ -51,41 +53,12 @@ class StageReport:
     computed: int = 0
     wall_s: float = 0.0
     load_s: float = 0.0
+    loads: int = 0
     model_s: float = 0.0
     items_per_s: float = 0.0
     peak_mem_mb: float = 0.0
     failures: Counter = field(default_factory=Counter)
     stats: Counter = field(default_factory=Counter)
-
-
-class _ModelPool:
-    """Holds at most one loaded adapter; a stage asking for another model frees the current one first."""
-
-    def __init__(self, ctx: Context, cache_limit: int):
-        self.ctx = ctx
-        self.cache_limit = cache_limit
-        self.key: tuple[str, str, str | None] | None = None
-        self.adapter: Any = None
-
-    def get(self, stage: Stage) -> tuple[Any, float]:
-        """The adapter for ``stage`` and the seconds spent loading it (0 when it was resident)."""
-        ref = stage.model_ref()
-        if ref is None:
-            return None, 0.0
-        key = (backend_for(ref, stage.default_backend), ref.id, ref.revision)
-        if key == self.key:
-            return self.adapter, 0.0
-        self.close()
-        self.adapter, seconds = load(ref, stage.default_backend, self.ctx.device, self.ctx.dtype)
-        if hasattr(self.adapter, "cache_limit"):
-            self.adapter.cache_limit = self.cache_limit
-        self.key = key
-        return self.adapter, seconds
-
-    def close(self) -> None:
-        if self.adapter is not None:
-            self.adapter.close()
-        self.adapter, self.key = None, None
 
 
 class Runner:
@@ -102,7 +75,13 @@ class Runner:
         self.stores: dict[str, StageStore] = {}
         self._chain = ""
         self.batch_size = {stage.name: stage.config.batch_size for stage in self.stages}
-        self.pool = _ModelPool(self.ctx, recipe.top.runtime.wave_size)
+        budget = recipe.top.runtime.memory_budget
+        self.pool = ModelPool(
+            self.ctx.device,
+            self.ctx.dtype,
+            device_memory_bytes(self.ctx.device) if budget is None else int(budget * 2**30),
+            cache_limit=recipe.top.runtime.wave_size,
+        )
         self._bars: dict[str, tqdm] = {}
         self.started = time.perf_counter()
         self.preflight_s = 0.0
@@ -121,6 +100,8 @@ class Runner:
         """A digest of what the final samples are made from: the seed item ids, the stage fingerprints and the
         stores' part files. Equal digests mean equal results."""
         digest = hashlib.sha1(self._chain.encode())
+        if self.recipe.top.output.embed_images:  # the dataset's layout
+            digest.update(b"embed_images")
         for item in self.stages[0].items(self.limit):  # type: ignore[attr-defined]
             digest.update(item["id"].encode())
         for name in sorted(p.name for store in self.stores.values() for p in store.dir.glob("part-*.parquet")):
@@ -171,8 +152,12 @@ class Runner:
         rows: dict[str, list[Row]] = {}
         if pending and compute:
             _reset_peak_memory()
-            stage.model, load_s = self.pool.get(stage)
+            loads = self.pool.loads.total()
+            stage.model, load_s = self.pool.get(stage.model_ref(), stage.default_backend)
+            if hasattr(stage.model, "cache_limit"):  # e.g. SAM's embeddings: the whole wave after fan-out
+                stage.model.cache_limit = max(stage.model.cache_limit, len(wave))
             report.load_s += load_s
+            report.loads += self.pool.loads.total() - loads
             model_s0 = getattr(stage.model, "model_seconds", 0.0)
             bar = self._bar(stage)
             queue = list(pending)
@@ -216,6 +201,7 @@ class Runner:
                 return [Failure(kind=type(err).__name__, message=str(err)[:500], detail=detail[-2000:])]
             if _is_oom(err):
                 self.batch_size[stage.name] = max(1, len(batch) // 2)
+                self.pool.free_others(stage.model)
                 _free_cuda()
                 half = self.batch_size[stage.name]
                 return self._process(stage, batch[:half]) + self._process(stage, batch[half:])
@@ -235,6 +221,7 @@ class Runner:
             "total_s": round(time.perf_counter() - self.started, 3),
             "preflight_s": round(self.preflight_s, 3),
             "stages": stages,
+            "model_loads": dict(self.pool.loads),
         }
 
 
@@ -267,7 +254,12 @@ def run(
             from syngen.export import export_dataset
 
             state_file.unlink(missing_ok=True)
-            export_dataset(runner.samples(), out, card_info(recipe, runner.summary))
+            export_dataset(
+                runner.samples(),
+                out,
+                card_info(recipe, runner.summary),
+                embed_images=recipe.top.output.embed_images,
+            )
             atomic_write_text(state_file, runner.state())
         report = runner.report()
         atomic_write_text(out / "run.json", json.dumps(report, indent=2))

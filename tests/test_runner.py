@@ -84,6 +84,8 @@ class FakeModelPhrases(FakeModelCaption):
 
 
 class FakeAdapter:
+    """A loaded model of 1 GiB that counts how many are alive at once."""
+
     alive: ClassVar[int] = 0
     most_alive: ClassVar[int] = 0
     loads: ClassVar[list[str]] = []
@@ -94,27 +96,44 @@ class FakeAdapter:
         FakeAdapter.most_alive = max(FakeAdapter.most_alive, FakeAdapter.alive)
         FakeAdapter.loads.append(name)
 
+    def memory_bytes(self) -> int:
+        return 2**30
+
     def close(self) -> None:
         FakeAdapter.alive -= 1
 
 
 @pytest.mark.parametrize(
-    "phrases_model, expected_loads",
-    [("org/two", ["org/one", "org/two"] * 2), ("org/one", ["org/one"])],
-    ids=["different-models-swap", "same-model-stays-resident"],
+    "phrases_model, budget_gib, expected_loads, most_alive",
+    [
+        pytest.param("org/two", 4, ["org/one", "org/two"], 2, id="both-fit-each-loaded-once"),
+        pytest.param("org/two", 1.5, ["org/one", "org/two"] * 3, 1, id="one-fits-swapped-every-wave"),
+        pytest.param("org/two", 0, ["org/one", "org/two"] * 3, 1, id="zero-budget-one-at-a-time"),
+        pytest.param("org/one", 1.5, ["org/one"], 1, id="same-model-shared-by-two-stages"),
+    ],
 )
-def test_one_model_resident_at_a_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phrases_model: str, expected_loads: list[str]
+def test_models_stay_resident_across_waves_while_they_fit(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    phrases_model: str,
+    budget_gib: float,
+    expected_loads: list[str],
+    most_alive: int,
 ) -> None:
     monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeModelCaption")
     monkeypatch.setitem(stage_registry.STAGES, "phrases", f"{__name__}:FakeModelPhrases")
-    monkeypatch.setattr("syngen.runner.load", lambda ref, backend, device, dtype: (FakeAdapter(ref.id), 0.0))
+    monkeypatch.setattr("syngen.models.pool.load", lambda ref, backend, device, dtype: (FakeAdapter(ref.id), 0.0))
+    monkeypatch.setattr("syngen.models.pool._estimate", lambda ref, dtype: 2**30)  # its weight files' size
     FakeAdapter.alive, FakeAdapter.most_alive, FakeAdapter.loads = 0, 0, []
     stages = {"caption": {}, "phrases": {"model": {"id": phrases_model, "backend": "blip"}}}
-    samples, _ = run_all(make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2), tmp_path / "out")
+    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=1)  # three waves
+    recipe.top.runtime.memory_budget = budget_gib
+    samples, report = run_all(recipe, tmp_path / "out")
     assert [s["phrases"] for s in samples] == [[phrases_model]] * 3
-    assert FakeAdapter.most_alive == 1 and FakeAdapter.alive == 0
-    assert FakeAdapter.loads == expected_loads  # 2 waves: a model is loaded again only after another one
+    assert FakeAdapter.loads == expected_loads
+    assert FakeAdapter.most_alive == most_alive and FakeAdapter.alive == 0  # all freed at the end
+    assert report["model_loads"] == dict(Counter(expected_loads))
+    assert report["stages"]["caption"]["loads"] + report["stages"]["phrases"]["loads"] == len(expected_loads)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ BACKENDS: dict[str, str] = {
     "grounding-dino": "syngen.models.grounding_dino:GroundingDino",
     "sam": "syngen.models.sam_hf:HFSam",
     "segment-anything": "syngen.models.sam_original:OriginalSam",
+    "clip-text": "syngen.models.clip_text:ClipText",
 }
 
 # tiny twin name (as in `tiny:<name>`) -> (backend, variant passed to build_tiny)
@@ -40,6 +41,7 @@ TINY: dict[str, tuple[str, str]] = {
     "llm": ("causal-lm", "qwen2"),
     "grounder": ("grounding-dino", "grounding-dino"),
     "segmenter": ("sam", "sam"),
+    "text-encoder": ("clip-text", "clip"),
     "itm-blip": ("blip-itm", "blip-itm"),
 }
 

@@ -51,6 +51,16 @@ class Adapter:
         """Save a deterministic, randomly initialised twin of this backend's model classes to ``path``."""
         raise NotImplementedError(f"{cls.__name__} has no tiny twin")
 
+    def memory_bytes(self) -> int:
+        """Bytes of the parameters and buffers of the adapter's modules (a diffusers pipeline's components too)."""
+        tensors: dict[int, torch.Tensor] = {}
+        for value in vars(self).values():
+            parts = getattr(value, "components", {}).values() if not isinstance(value, torch.nn.Module) else [value]
+            for module in parts:
+                if isinstance(module, torch.nn.Module):
+                    tensors |= {id(t): t for t in (*module.parameters(), *module.buffers())}
+        return sum(t.numel() * t.element_size() for t in tensors.values())
+
     def close(self) -> None:
         """Drop the model and free (GPU) memory."""
         for name in list(vars(self)):

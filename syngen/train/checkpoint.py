@@ -1,0 +1,124 @@
+"""The checkpoint format: a folder that the model class's ``from_pretrained`` reads, plus the training facts.
+
+``<out>/checkpoint-<step>/`` (intermediate) and ``<out>/`` itself (the final model) each hold:
+
+- what the objective's ``save`` writes: safetensors weights, ``config.json``, tokenizer/processor files;
+- ``training_config.json``: the options the run used;
+- ``trainer_state.json``: ``{"step", "epoch", "objective"}``;
+- ``README.md``: a model card naming the dataset and the base checkpoints.
+
+Intermediate checkpoints also hold ``state/`` (accelerate's ``save_state``: optimizer, scheduler, RNG and
+sampler states) for ``--resume``. Folders are written under a temporary name and renamed when complete, so a
+kill while saving never leaves a half checkpoint that ``--resume`` would pick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCardData
+
+from syngen.push import PushError, _explain
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """The complete intermediate checkpoints in ``out``, oldest first."""
+    if not Path(out).is_dir():
+        return []
+    found = [p for p in Path(out).iterdir() if _CHECKPOINT.match(p.name) and (p / "trainer_state.json").exists()]
+    return sorted(found, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)))  # type: ignore[union-attr]
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """A checkpoint's ``trainer_state.json``."""
+    return json.loads((Path(folder) / "trainer_state.json").read_text(encoding="utf-8"))
+
+
+def write_model_folder(
+    folder: Path,
+    save_model: Any,
+    config: Any,
+    state: dict[str, Any],
+    card: dict[str, Any],
+    staging: Path | None = None,
+) -> Path:
+    """Writes a model folder: ``save_model(path)``, ``training_config.json``, the card, ``trainer_state.json``.
+
+    With ``staging`` (a folder that may already hold ``state/``), everything is written there and the folder is
+    then swapped in for ``folder`` (an existing one is replaced); without it, files are written in place (the
+    final model, beside the output folder's checkpoints and metrics).
+    """
+    folder = Path(folder)
+    path = Path(staging) if staging is not None else folder
+    path.mkdir(parents=True, exist_ok=True)
+    save_model(path)
+    (path / "training_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2), encoding="utf-8")
+    (path / "README.md").write_text(model_card(config, state, card), encoding="utf-8")
+    # trainer_state.json last: its presence marks the folder complete
+    (path / "trainer_state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+    if path != folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        path.rename(folder)
+    return folder
+
+
+def prune(out: Path, keep: int) -> None:
+    """Deletes all but the ``keep`` newest intermediate checkpoints (``keep`` = 0 keeps all)."""
+    if keep > 0:
+        for old in checkpoints(out)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def model_card(config: Any, state: dict[str, Any], card: dict[str, Any]) -> str:
+    """The README.md of a checkpoint: Hub metadata (base models, dataset, tags) and how it was trained."""
+    base = [m for m in card.get("base_models", []) if m and not str(m).startswith("tiny:")]
+    data = ModelCardData(
+        library_name="syngen",
+        tags=["syngen", *card.get("tags", [])],
+        base_model=base or None,
+        datasets=[config.data] if _looks_like_hub_id(config.data) else None,
+    )
+    options = "\n".join(f"- `{k}`: `{v}`" for k, v in dataclasses.asdict(config).items() if k != "push_to_hub")
+    text = (
+        f"---\n{data.to_yaml()}\n---\n\n# {state.get('objective', 'syngen')} checkpoint\n\n"
+        f"{card.get('description', '')}\n\n"
+        f"Trained with `syngen train {state.get('objective', '')}` on `{config.data}` (split `{config.split}`) "
+        f"for {state.get('step', 0)} optimizer steps ({state.get('epoch', 0):.2f} epochs).\n\n"
+        f"Base checkpoints: {', '.join(f'`{m}`' for m in card.get('base_models', [])) or 'none'}.\n\n"
+        f"## Training options\n\n{options}\n"
+    )
+    return text
+
+
+def _looks_like_hub_id(data: str) -> bool:
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", data)) and not Path(data).exists()
+
+
+def push_model(folder: Path, repo_id: str, *, private: bool = False) -> str:
+    """Uploads a model folder (without intermediate checkpoints and logs) to the Hub model repo ``repo_id``.
+
+    The token comes from huggingface_hub's usual places (``HF_TOKEN``, `hf auth login`); a failure raises
+    :class:`~syngen.push.PushError` with a message that is safe to print.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        url = str(api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True))
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            repo_type="model",
+            ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**", "metrics.jsonl", "embeddings/**", ".*"],
+            commit_message="Upload model trained with syngen",
+        )
+    except Exception as error:
+        raise PushError(_explain(error, repo_id, None).replace("dataset", "model")) from None
+    return url

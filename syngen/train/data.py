@@ -1,0 +1,90 @@
+"""Training data: resolving a DATASET argument and reading the ``grounding`` regions and ``preference`` pairs.
+
+DATASET is a syngen output folder (its ``dataset/`` is used), a dataset folder, or a Hub dataset id. Pairs are
+read with :func:`syngen.data.load_preference`, so they may embed their image or refer to the ``grounding``
+row's image by ``image_id``. Items are plain dicts; masks are decoded from COCO RLE when an item is read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import datasets
+from torch.utils.data import Dataset
+
+from syngen.data import load_preference
+from syngen.masks import decode_rle
+
+
+def dataset_path(spec: str) -> str:
+    """The folder or Hub id to load: ``<spec>/dataset`` for a syngen output folder, else ``spec``."""
+    inner = Path(spec) / "dataset"
+    return str(inner) if (inner / "README.md").exists() else spec
+
+
+def load_split(spec: str, config: str, split: str) -> datasets.Dataset:
+    """Config ``config`` (``grounding`` or ``preference``) of the dataset ``spec``, split ``split``.
+
+    Raises FileNotFoundError with a readable message when the dataset, config or split is not there.
+    """
+    path = dataset_path(spec)
+    try:
+        if config == "preference":
+            return load_preference(path, split=split)
+        return datasets.load_dataset(path, config, split=split)
+    except (FileNotFoundError, ValueError, KeyError, datasets.exceptions.DatasetNotFoundError) as err:
+        raise FileNotFoundError(f"{spec}: cannot read the {config!r} config, split {split!r}: {err}") from None
+
+
+class RegionDataset(Dataset):
+    """One item per region of the ``grounding`` config: ``{"key", "image", "phrase", "mask"}``.
+
+    ``key`` is the image's id (stable across epochs, for the embedding cache); ``mask`` is (H, W) bool.
+    Regions without a mask or phrase are skipped.
+    """
+
+    def __init__(self, rows: datasets.Dataset):
+        self.rows = rows.select_columns(["id", "image", "regions"])
+        regions = rows.select_columns(["regions"])["regions"]
+        self.index = [
+            (row, i)
+            for row, found in enumerate(regions)
+            for i, region in enumerate(found or [])
+            if region.get("mask") and region.get("phrase")
+        ]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        row, i = self.index[item]
+        record = self.rows[row]
+        region = record["regions"][i]
+        return {
+            "key": record["id"],
+            "image": record["image"].convert("RGB"),
+            "phrase": region["phrase"],
+            "mask": decode_rle(region["mask"]),
+        }
+
+
+class PairDataset(Dataset):
+    """One item per ``preference`` pair: ``{"index", "key", "image", "phrase", "chosen", "rejected"}``."""
+
+    def __init__(self, pairs: datasets.Dataset):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        pair = self.pairs[item]
+        return {
+            "index": item,
+            "key": pair.get("image_id") or "",
+            "image": pair["image"].convert("RGB"),
+            "phrase": pair["prompt"],
+            "chosen": decode_rle(pair["chosen"]),
+            "rejected": decode_rle(pair["rejected"]),
+        }

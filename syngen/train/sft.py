@@ -1,0 +1,129 @@
+"""``syngen train sft``: the text-promptable SAM policy trained with BCE + Dice on the ``grounding`` masks.
+
+Expected dataset: the ``grounding`` config (one row per image: ``id``, ``image``, ``regions`` = [{``phrase``,
+``mask`` (COCO RLE)}, ...]). Each region's phrase is a prompt and its mask the target. Logged: ``loss``,
+``loss/bce``, ``loss/dice`` (on the final mask; ``loss`` also holds the coarse mask's term).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from syngen.train.config import SamTrainConfig, SftConfig
+from syngen.train.data import RegionDataset, load_split
+from syngen.train.objective import Objective
+from syngen.train.policy import EmbeddingCache, TextPromptableSam, image_key, mask_target
+
+
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean binary cross-entropy over the valid pixels: (B, S, S) -> (B,)."""
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return (loss * valid).sum((1, 2)) / valid.sum((1, 2)).clamp(min=1)
+
+
+def masked_dice(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Per-sample Dice loss ``1 − (2|p·t| + ε) / (|p| + |t| + ε)`` over the valid pixels: (B, S, S) -> (B,)."""
+    prob = torch.sigmoid(logits) * valid
+    target = target * valid
+    return 1 - (2 * (prob * target).sum((1, 2)) + eps) / (prob.sum((1, 2)) + target.sum((1, 2)) + eps)
+
+
+class SamObjective(Objective):
+    """What the SAM policy's objectives share: the policy, the embedding cache, batching and the forward pass."""
+
+    config: SamTrainConfig
+    mask_keys: tuple[str, ...] = ()  # item keys holding (H, W) masks to turn into decoder-resolution targets
+
+    def __init__(self, config: SamTrainConfig):
+        super().__init__(config)
+        self.policy: TextPromptableSam | None = None
+        disk = Path(config.out) / "embeddings" if config.disk_cache else None
+        self.cache = EmbeddingCache(config.embedding_cache if config.freeze_image_encoder else 0, disk)
+
+    def make_policy(self) -> TextPromptableSam:
+        raise NotImplementedError
+
+    def build(self, device: torch.device) -> torch.nn.Module:
+        self.policy = self.make_policy().to(device)
+        self.policy.sam.vision_encoder.requires_grad_(not self.config.freeze_image_encoder)
+        return self.policy
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Items -> ``{"keys", "images", "input_ids", "attention_mask", "valid", <mask key>: (B, S, S), ...}``."""
+        assert self.policy is not None
+        size, mask_size = self.policy.image_size, self.policy.mask_size
+        batch: dict[str, Any] = {
+            "keys": [image_key(item["key"], item["image"]) for item in items],
+            "images": [item["image"] for item in items],
+            **self.policy.tokenize([item["phrase"] for item in items]),
+        }
+        if "index" in items[0]:
+            batch["index"] = torch.tensor([item["index"] for item in items])
+        for name in self.mask_keys:
+            targets, valid = zip(*(mask_target(item[name], size, mask_size) for item in items), strict=True)
+            batch[name] = torch.stack(targets)
+            batch["valid"] = torch.stack(valid)
+        return batch
+
+    def batch_size(self, batch: dict[str, Any]) -> int:
+        return len(batch["keys"])
+
+    def embeddings(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's image embeddings: from the cache, or through the encoder with gradients when it trains."""
+        assert self.policy is not None
+        if not self.config.freeze_image_encoder:
+            return self.policy.encode_images(batch["images"])
+        return self.cache.embeddings(self.policy, batch["images"], batch["keys"])
+
+    def forward(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mask logits, coarse logits), each (B, S, S) float32."""
+        masks, coarse = model(self.embeddings(batch), batch["input_ids"], batch["attention_mask"])
+        return masks.float(), coarse.float()
+
+    def save(self, model: torch.nn.Module, folder: Path) -> None:
+        model.save_pretrained(folder)  # type: ignore[operator]
+
+    def card(self) -> dict[str, Any]:
+        assert self.policy is not None
+        return {
+            "base_models": self.policy.base_models,
+            "tags": ["referring-segmentation", "sam", self.name],
+            "description": "A text-promptable SAM (ReferSAM-style prompter on SAM's mask decoder), "
+            "loaded with `TextPromptableSam.load(folder)` from `syngen.train.policy`.",
+        }
+
+
+class SftObjective(SamObjective):
+    """BCE + Dice on each region's mask, plus ``coarse_weight`` × the same on the coarse mask."""
+
+    name = "sft"
+    config_class = SftConfig
+    config: SftConfig
+    mask_keys = ("mask",)
+    progress_metrics = ("loss", "loss/bce", "loss/dice")
+
+    def make_policy(self) -> TextPromptableSam:
+        c = self.config
+        return TextPromptableSam.from_parts(
+            c.sam,
+            c.text_encoder,
+            prompter_layers=c.prompter_layers,
+            prompter_heads=c.prompter_heads,
+            sparse_queries=c.sparse_queries,
+            train_text_encoder=c.train_text_encoder,
+        )
+
+    def dataset(self) -> RegionDataset:
+        return RegionDataset(load_split(self.config.data, "grounding", self.config.split))
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        masks, coarse = self.forward(model, batch)
+        target, valid = batch["mask"], batch["valid"]
+        bce, dice = masked_bce(masks, target, valid).mean(), masked_dice(masks, target, valid).mean()
+        coarse_loss = masked_bce(coarse, target, valid).mean() + masked_dice(coarse, target, valid).mean()
+        loss = bce + dice + self.config.coarse_weight * coarse_loss
+        return loss, {"loss/bce": bce.detach(), "loss/dice": dice.detach()}
