@@ -7,12 +7,25 @@ heat maps (B, H, W) in [0, 1] at the model's input size, box masks (B, H, W) in 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import datasets
+import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import BlipForImageTextRetrieval
+from PIL import Image
+from transformers import BlipForImageTextRetrieval, BlipProcessor
+
+from syngen.models.blip_itm import BlipItm
+from syngen.models.loading import PreflightError, resolve
+from syngen.stages.base import ModelRef
+from syngen.train.config import AmcConfig
+from syngen.train.data import RegionDataset, load_split
+from syngen.train.loop import TrainError
+from syngen.train.objective import Objective
 
 
 @dataclass
@@ -137,85 +150,106 @@ def hard_negatives(sim: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     return torch.where(allowed.any(1), best, torch.full_like(best, -1))
 
 
-@dataclass
-class AmcBatch:
-    """Collated regions: one row per (image, phrase, box). ``groups`` ids the image of each row (rows of one
-    image, or with one phrase, are never each other's negatives)."""
-
-    pixel_values: torch.Tensor
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    masks: torch.Tensor
-    groups: list[str]
-    phrases: list[str]
-
-
-def amc_step(
-    model: BlipForImageTextRetrieval,
-    batch: AmcBatch,
-    layer: int,
-    weights: dict[str, float],
-    min_heat: float,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The training loss ``itm_weight · L_ITM + amc_weight · L_AMC`` of one batch and its logged figures.
+class AmcModel(torch.nn.Module):
+    """BLIP ITM wrapped with the AMC settings, so that one ``forward`` (what DDP sees) gives the training loss.
 
     ``weights`` holds ``itm_weight``, ``amc_weight`` and :func:`amc_loss`'s margins and term weights. Samples whose
     raw Grad-CAM peak is below ``min_heat`` (a random model's maps are ~1e-13) are left out of the AMC loss:
     normalising them divides by ~1e-7 and explodes the gradients.
     """
-    image_embeds = model.vision_model(pixel_values=batch.pixel_values).last_hidden_state
-    side = int(round((image_embeds.shape[1] - 1) ** 0.5))
-    pos = match(model, image_embeds, batch.input_ids, batch.attention_mask, layer)
-    raw = gradcam(pos, batch.attention_mask, (side, side))
-    heat = normalise(raw, tuple(batch.pixel_values.shape[-2:]))
-    live = raw.flatten(1).max(1).values >= min_heat
-    amc = amc_loss(
-        heat,
-        batch.masks * live[:, None, None],
-        **{k: weights[k] for k in ("mean_margin", "max_margin", "mean_weight", "max_weight")},
+
+    def __init__(self, itm: BlipForImageTextRetrieval, layer: int, weights: dict[str, float], min_heat: float):
+        super().__init__()
+        self.itm = itm
+        self.layer = check_layer(itm, layer)
+        self.weights = weights
+        self.min_heat = min_heat
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        masks: torch.Tensor,
+        allowed: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``itm_weight · L_ITM + amc_weight · L_AMC`` of a batch (see :func:`collate`) and its logged figures."""
+        w = self.weights
+        image_embeds = self.itm.vision_model(pixel_values=pixel_values).last_hidden_state
+        pos = match(self.itm, image_embeds, input_ids, attention_mask, self.layer)
+        raw = gradcam(pos, attention_mask, patch_grid(image_embeds))
+        heat = normalise(raw, tuple(pixel_values.shape[-2:]))
+        live = raw.detach().flatten(1).max(1).values >= self.min_heat
+        terms = {k: w[k] for k in ("mean_margin", "max_margin", "mean_weight", "max_weight")}
+        amc = amc_loss(heat, masks * live[:, None, None], **terms)
+        itm = itm_loss(self.itm, image_embeds, input_ids, attention_mask, allowed, pos.logits)
+        loss = w["itm_weight"] * itm + w["amc_weight"] * amc.loss
+        boxed = masks.flatten(1).sum(1) > 0
+        ratio = in_box_ratio(heat.detach(), masks)[boxed]
+        logs = {
+            "loss/amc": amc.loss.detach(),
+            "loss/amc_mean": amc.mean.detach(),
+            "loss/amc_max": amc.max.detach(),
+            "loss/itm": itm.detach(),
+            "in_box_ratio": ratio.mean() if len(ratio) else heat.new_zeros(()),
+            "amc_samples": heat.new_tensor(float(amc.used)),
+        }
+        return loss, logs
+
+
+def patch_grid(image_embeds: torch.Tensor) -> tuple[int, int]:
+    """The (square) patch grid of ViT embeddings (B, 1 + h·w, D)."""
+    side = round((image_embeds.shape[1] - 1) ** 0.5)
+    return side, side
+
+
+def collate(processor: BlipProcessor, items: list[dict[str, Any]], max_length: int) -> dict[str, torch.Tensor]:
+    """Region items (``image``, ``phrase``, ``box``, ``key``) -> the keyword arguments of :class:`AmcModel`:
+    processor outputs, box ``masks`` at the input size, and ``allowed`` (B, B): pairs that may serve as each
+    other's ITM negatives (another image and another phrase)."""
+    images = [item["image"] for item in items]
+    phrases = [item["phrase"] for item in items]
+    inputs = processor(
+        images=images, text=phrases, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
     )
-    itm = itm_loss(model, image_embeds, batch, pos.logits)
-    loss = weights["itm_weight"] * itm + weights["amc_weight"] * amc.loss
-    ratio = in_box_ratio(heat.detach(), batch.masks)[batch.masks.flatten(1).sum(1) > 0]
-    logs = {
-        "loss": loss.item(),
-        "loss/amc": amc.loss.item(),
-        "loss/amc_mean": amc.mean.item(),
-        "loss/amc_max": amc.max.item(),
-        "loss/itm": itm.item(),
-        "in_box_ratio": ratio.mean().item() if len(ratio) else 0.0,
-        "amc/samples": float(amc.used),
+    size = tuple(inputs["pixel_values"].shape[-2:])
+    masks = box_masks([item["box"] for item in items], [image.size for image in images], size)
+    keys = [item["key"] for item in items]
+    allowed = torch.tensor(
+        [[keys[i] != keys[j] and phrases[i] != phrases[j] for j in range(len(items))] for i in range(len(items))]
+    )
+    return {
+        "pixel_values": inputs["pixel_values"],
+        "input_ids": inputs["input_ids"],
+        "attention_mask": inputs["attention_mask"],
+        "masks": masks,
+        "allowed": allowed,
     }
-    return loss, logs
 
 
 def itm_loss(
-    model: BlipForImageTextRetrieval, image_embeds: torch.Tensor, batch: AmcBatch, pos_logits: torch.Tensor
+    model: BlipForImageTextRetrieval,
+    image_embeds: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    allowed: torch.Tensor,
+    pos_logits: torch.Tensor,
 ) -> torch.Tensor:
     """Cross-entropy of the ITM head on the positives (label 1) and on in-batch hard negatives (label 0): for each
-    image the most similar other text, for each text the most similar other image (by BLIP's unimodal
-    projections), never a row of the same image or the same phrase."""
+    image the most similar ``allowed`` text, for each text the most similar ``allowed`` image (by BLIP's unimodal
+    projections, as ALBEF and BLIP pick them, but the hardest rather than sampled)."""
     with torch.no_grad():
-        text = model.text_encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        text = model.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         text_feat = F.normalize(model.text_proj(text[:, 0]), dim=-1)
         image_feat = F.normalize(model.vision_proj(image_embeds[:, 0]), dim=-1)
         sim = image_feat @ text_feat.t()
-        n = len(batch.groups)
-        allowed = torch.tensor(
-            [
-                [batch.groups[i] != batch.groups[j] and batch.phrases[i] != batch.phrases[j] for j in range(n)]
-                for i in range(n)
-            ],
-            dtype=torch.bool,
-            device=sim.device,
-        )
         neg_text = hard_negatives(sim, allowed)  # per image
         neg_image = hard_negatives(sim.t(), allowed.t())  # per text
     rows_i = torch.nonzero(neg_text >= 0)[:, 0]
     rows_t = torch.nonzero(neg_image >= 0)[:, 0]
     images = torch.cat([image_embeds[rows_i], image_embeds[neg_image[rows_t]]])
-    ids = torch.cat([batch.input_ids[neg_text[rows_i]], batch.input_ids[rows_t]])
-    att = torch.cat([batch.attention_mask[neg_text[rows_i]], batch.attention_mask[rows_t]])
+    ids = torch.cat([input_ids[neg_text[rows_i]], input_ids[rows_t]])
+    att = torch.cat([attention_mask[neg_text[rows_i]], attention_mask[rows_t]])
     logits = pos_logits
     if len(ids):
         image_atts = torch.ones(images.shape[:-1], dtype=torch.long, device=images.device)
@@ -226,3 +260,104 @@ def itm_loss(
     labels = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
     labels[: len(pos_logits)] = 1
     return F.cross_entropy(logits, labels)
+
+
+class AmcObjective(Objective):
+    """``syngen train amc``: AMC + ITM on each ``grounding`` region (phrase, box) with BLIP ITM."""
+
+    name = "amc"
+    config_class = AmcConfig
+    config: AmcConfig
+    progress_metrics = ("loss", "loss/amc", "loss/itm", "in_box_ratio")
+
+    def build(self, device: torch.device) -> torch.nn.Module:
+        c = self.config
+        self.itm = load_itm(c.model, device)
+        weights = {k: getattr(c, k) for k in ("itm_weight", "amc_weight", *_AMC_TERMS)}
+        try:
+            return AmcModel(self.itm.model.train(), c.gradcam_layer, weights, c.min_heat)
+        except ValueError as err:
+            raise TrainError(str(err)) from None
+
+    def dataset(self) -> RegionDataset:
+        return RegionDataset(load_split(self.config.data, "grounding", self.config.split), require=("phrase", "box"))
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return collate(self.itm.processor, items, self.config.max_length)
+
+    def batch_size(self, batch: dict[str, torch.Tensor]) -> int:
+        return len(batch["input_ids"])
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+        return model(**batch)
+
+    def save(self, model: torch.nn.Module, folder: Path) -> None:
+        model.itm.save_pretrained(folder)  # type: ignore[operator, union-attr]
+        self.itm.processor.save_pretrained(folder)
+
+    def card(self) -> dict[str, Any]:
+        return {
+            "base_models": [self.config.model],
+            "tags": ["image-text-matching", "visual-grounding", "blip", "amc"],
+            "description": "BLIP image-text matching fine-tuned with attention mask consistency (AMC, Yang et al., "
+            "CVPR 2023): its Grad-CAM heat map of a phrase is trained to fall inside the phrase's box. Load it with "
+            "`BlipForImageTextRetrieval.from_pretrained(folder)`; score it with `syngen eval pointing`.",
+        }
+
+
+_AMC_TERMS = ("mean_margin", "max_margin", "mean_weight", "max_weight")
+
+
+def load_itm(model: str, device: torch.device | str = "cpu") -> BlipItm:
+    """BLIP ITM from a Hub id, a local folder (an ``amc`` output or checkpoint) or ``tiny:itm-blip``."""
+    try:
+        path = resolve(ModelRef(id=model))
+    except PreflightError as err:
+        raise TrainError(str(err)) from None
+    return BlipItm(path, device=str(device))
+
+
+@dataclass
+class Phrase:
+    """One pointing-game query: a phrase on an image with all of its boxes (xyxy pixels)."""
+
+    key: str
+    image: Image.Image
+    phrase: str
+    boxes: list[list[float]]
+
+
+def grounding_phrases(rows: datasets.Dataset) -> Iterator[Phrase]:
+    """The ``grounding`` rows' regions grouped by (image, phrase): each phrase once with every box it has."""
+    for row in rows:
+        boxes: dict[str, list[list[float]]] = {}
+        for region in row["regions"] or []:
+            if region.get("phrase") and region.get("box"):
+                boxes.setdefault(region["phrase"], []).append(list(region["box"]))
+        for phrase, found in boxes.items():
+            yield Phrase(row["id"], row["image"].convert("RGB"), phrase, found)
+
+
+def heatmaps(itm: BlipItm, phrases: Sequence[Phrase], layer: int, max_length: int = 35) -> torch.Tensor:
+    """Normalised Grad-CAM maps (B, h, w) on the patch grid, one per phrase (gradients, but no training graph)."""
+    model = itm.model.eval()
+    index = check_layer(model, layer)
+    inputs = itm.processor(
+        images=[p.image for p in phrases],
+        text=[p.phrase for p in phrases],
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+    ).to(itm.device)
+    embeds = model.vision_model(pixel_values=inputs["pixel_values"]).last_hidden_state
+    m = match(model, embeds, inputs["input_ids"], inputs["attention_mask"], index)
+    raw = gradcam(m, inputs["attention_mask"], patch_grid(embeds), create_graph=False).detach()
+    grid = tuple(raw.shape[-2:])
+    return normalise(raw, grid).cpu()
+
+
+def upsample(heat: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """A (h, w) heat map at the image ``size`` (width, height), bicubic as the pointing game does, in [0, 1]."""
+    up = F.interpolate(heat[None, None].float(), size=(size[1], size[0]), mode="bicubic", align_corners=False)
+    return up[0, 0].clamp(0, 1).numpy()

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from syngen.train.config import (
+    AmcConfig,
     ConfigError,
     DpoConfig,
     SftConfig,
@@ -31,6 +32,7 @@ from syngen.train.config import (
 OBJECTIVES: dict[str, tuple[type[TrainConfig], str]] = {
     "sft": (SftConfig, "syngen.train.sft:SftObjective"),
     "dpo": (DpoConfig, "syngen.train.dpo:DpoObjective"),
+    "amc": (AmcConfig, "syngen.train.amc:AmcObjective"),
 }
 
 train_app = typer.Typer(no_args_is_help=True, help="Train on a syngen dataset (accelerate: CPU, GPU, multi-GPU).")

@@ -239,3 +239,41 @@ class DpoConfig(SamTrainConfig):
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
         check_positive(self, "beta")
         check_positive(self, "sft_weight", allow_zero=True)
+
+
+@dataclass
+class AmcConfig(TrainConfig):
+    """``syngen train amc``: attention mask consistency on BLIP image-text matching, from the ``grounding`` boxes."""
+
+    model: str = field(
+        default="Salesforce/blip-itm-base-coco",
+        metadata={"help": "BlipForImageTextRetrieval checkpoint (Hub id, local folder, or tiny:itm-blip)."},
+    )
+    lr: float = field(default=1e-5, metadata={"help": "Peak learning rate (AdamW)."})
+    gradcam_layer: int = field(
+        default=-4,
+        metadata={
+            "help": "Text-encoder layer whose cross-attention gives Grad-CAM; negative counts from the end (-4 = "
+            "layer 8 of BLIP's 12, as AMC uses on ALBEF). Not the last layer: its per-token maps are zero."
+        },
+    )
+    max_length: int = field(default=35, metadata={"help": "Phrase tokens kept (longer phrases are truncated)."})
+    amc_weight: float = field(default=1.0, metadata={"help": "Weight of the AMC loss."})
+    itm_weight: float = field(default=1.0, metadata={"help": "Weight of the ITM loss (in-batch hard negatives)."})
+    mean_margin: float = field(default=0.1, metadata={"help": "Margin of the AMC mean term (in-box vs out-of-box)."})
+    max_margin: float = field(default=0.5, metadata={"help": "Margin of the AMC max term (in-box vs out-of-box)."})
+    mean_weight: float = field(default=0.2, metadata={"help": "Weight of the AMC mean term inside the AMC loss."})
+    max_weight: float = field(default=0.8, metadata={"help": "Weight of the AMC max term inside the AMC loss."})
+    min_heat: float = field(
+        default=1e-10,
+        metadata={
+            "help": "Samples whose raw Grad-CAM peak is below this are left out of the AMC loss (a random model's "
+            "maps are ~1e-13; normalising them explodes the gradients)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "max_length")
+        check_positive(self, "amc_weight", "itm_weight", "mean_margin", "max_margin", allow_zero=True)
+        check_positive(self, "mean_weight", "max_weight", "min_heat", allow_zero=True)

@@ -38,20 +38,20 @@ def load_split(spec: str, config: str, split: str) -> datasets.Dataset:
 
 
 class RegionDataset(Dataset):
-    """One item per region of the ``grounding`` config: ``{"key", "image", "phrase", "mask"}``.
+    """One item per region of the ``grounding`` config: ``{"key", "image", "phrase", "box", "mask"}``.
 
-    ``key`` is the image's id (stable across epochs, for the embedding cache); ``mask`` is (H, W) bool.
-    Regions without a mask or phrase are skipped.
+    ``key`` is the image's id (stable across epochs, for the embedding cache); ``box`` is xyxy pixels; ``mask``
+    is (H, W) bool, or None when the region has none. Regions missing a field of ``require`` are skipped.
     """
 
-    def __init__(self, rows: datasets.Dataset):
+    def __init__(self, rows: datasets.Dataset, require: tuple[str, ...] = ("phrase", "mask")):
         self.rows = rows.select_columns(["id", "image", "regions"])
         regions = rows.select_columns(["regions"])["regions"]
         self.index = [
             (row, i)
             for row, found in enumerate(regions)
             for i, region in enumerate(found or [])
-            if region.get("mask") and region.get("phrase")
+            if all(region.get(name) for name in require)
         ]
 
     def __len__(self) -> int:
@@ -65,7 +65,8 @@ class RegionDataset(Dataset):
             "key": record["id"],
             "image": record["image"].convert("RGB"),
             "phrase": region["phrase"],
-            "mask": decode_rle(region["mask"]),
+            "box": region.get("box"),
+            "mask": decode_rle(region["mask"]) if region.get("mask") else None,
         }
 
 
