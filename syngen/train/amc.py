@@ -7,7 +7,9 @@ heat maps (B, H, W) in [0, 1] at the model's input size, box masks (B, H, W) in 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import itertools
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,12 @@ from transformers import BlipForImageTextRetrieval, BlipProcessor
 from syngen.models.blip_itm import BlipItm
 from syngen.models.loading import PreflightError, resolve
 from syngen.stages.base import ModelRef
+from syngen.train._pointing import pointing_accuracy, pointing_hit
 from syngen.train.config import AmcConfig
 from syngen.train.data import RegionDataset, load_split
 from syngen.train.loop import TrainError
 from syngen.train.objective import Objective
+from syngen.viz import draw_heatmap, heatmap_sheet
 
 
 @dataclass
@@ -361,3 +365,80 @@ def upsample(heat: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """A (h, w) heat map at the image ``size`` (width, height), bicubic as the pointing game does, in [0, 1]."""
     up = F.interpolate(heat[None, None].float(), size=(size[1], size[0]), mode="bicubic", align_corners=False)
     return up[0, 0].clamp(0, 1).numpy()
+
+
+@dataclass
+class Pointing:
+    """Pointing-game outcome of one model: a hit per phrase and the first ``keep`` heat maps at image size."""
+
+    model: str
+    hits: list[bool]
+    maps: list[np.ndarray]
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "phrases": len(self.hits),
+            "hits": sum(self.hits),
+            "accuracy": pointing_accuracy(self.hits),
+        }
+
+
+def pointing(
+    model: str, phrases: Iterable[Phrase], layer: int, batch_size: int, keep: int, device: str = "cpu"
+) -> Pointing:
+    """Scores ``model`` on ``phrases`` (METHODS.md §7), ``batch_size`` phrases per forward pass."""
+    itm = load_itm(model, device)
+    try:
+        check_layer(itm.model, layer)
+    except ValueError as err:
+        raise TrainError(str(err)) from None
+    result = Pointing(model, [], [])
+    for batch in batched(phrases, batch_size):
+        for p, heat in zip(batch, heatmaps(itm, batch, layer), strict=True):
+            result.hits.append(pointing_hit(heat, p.boxes, p.image.size))
+            if len(result.maps) < keep:
+                result.maps.append(upsample(heat, p.image.size))
+    itm.close()
+    return result
+
+
+def evaluate_pointing(
+    model: str,
+    data: str,
+    split: str = "train",
+    baseline: str | None = None,
+    heatmaps_n: int = 0,
+    out: Path = Path("pointing"),
+    layer: int = -4,
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """``syngen eval pointing``: scores ``model`` (and ``baseline``) on the ``grounding`` phrases of ``data``,
+    writes ``<out>/pointing.json`` and, with ``heatmaps_n``, ``<out>/heatmaps.png`` (baseline beside trained)."""
+    rows = load_split(data, "grounding", split)
+    runs = [
+        pointing(m, grounding_phrases(rows), layer, batch_size, heatmaps_n, device)
+        for m in filter(None, [baseline, model])
+    ]
+    report = {"data": data, "split": split, "gradcam_layer": layer, "results": [r.row() for r in runs]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pointing.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    if heatmaps_n:
+        queries = list(itertools.islice(grounding_phrases(rows), heatmaps_n))
+        tags = ["baseline", "trained"] if baseline else ["model"]
+        sheet = [
+            [
+                (draw_heatmap(q.image, run.maps[i], q.boxes, q.phrase), f"#{i} {tag}")
+                for run, tag in zip(runs, tags, strict=True)
+            ]
+            for i, q in enumerate(queries)
+        ]
+        report["heatmaps"] = str(heatmap_sheet(sheet, out / "heatmaps.png"))
+    return report
+
+
+def batched(items: Iterable[Phrase], n: int) -> Iterator[list[Phrase]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, n)):
+        yield chunk

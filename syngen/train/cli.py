@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -108,3 +108,41 @@ def reference_markdown() -> str:
     return "\n\n".join(
         f"#### `syngen train {name}`\n\n{options_table(config_class)}" for name, (config_class, _) in OBJECTIVES.items()
     )
+
+
+@eval_app.command("pointing")
+def pointing(
+    model: Annotated[
+        str, typer.Option(help="BLIP ITM checkpoint: a `syngen train amc` output, Hub id or tiny:itm-blip.")
+    ],
+    data: Annotated[
+        str, typer.Option(help="Dataset with a `grounding` config: a syngen output folder, dataset folder or Hub id.")
+    ],
+    split: Annotated[str, typer.Option(help="Dataset split.")] = "train",
+    baseline: Annotated[str | None, typer.Option(help="Also score this (untrained) checkpoint, side by side.")] = None,
+    heatmaps: Annotated[int, typer.Option(help="Write a PNG sheet of the first N phrases' heat maps.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for pointing.json and heatmaps.png.")] = Path("pointing"),
+    gradcam_layer: Annotated[int, typer.Option(help="Text-encoder layer for Grad-CAM (as in training).")] = -4,
+    batch_size: Annotated[int, typer.Option(help="Phrases per forward pass.")] = 8,
+    cpu: Annotated[bool, typer.Option(help="Run on CPU even when a GPU is there.")] = False,
+) -> None:
+    """Pointing-game accuracy (METHODS.md §7): the Grad-CAM heat map's first argmax strictly inside a box of the
+    phrase. Prints a table and writes it as JSON."""
+    import torch
+    from rich.table import Table
+
+    from syngen.train.amc import evaluate_pointing
+    from syngen.train.loop import TrainError
+
+    device = "cuda" if torch.cuda.is_available() and not cpu else "cpu"
+    try:
+        report = evaluate_pointing(model, data, split, baseline, heatmaps, out, gradcam_layer, batch_size, device)
+    except (TrainError, FileNotFoundError) as err:
+        fail(str(err))
+    table = Table(title=f"pointing game on {data} ({split})")
+    for column in ("model", "phrases", "hits", "accuracy"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in report["results"]:
+        table.add_row(row["model"], str(row["phrases"]), str(row["hits"]), f"{row['accuracy']:.4f}")
+    Console().print(table)
+    console.print(f"report: {out / 'pointing.json'}" + (f"   heat maps: {report['heatmaps']}" if heatmaps else ""))

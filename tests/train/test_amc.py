@@ -3,14 +3,35 @@ computation, box masks, hard negatives, and a short run that moves the heat map 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from transformers import BlipForImageTextRetrieval
 
 from syngen.models.blip_itm import BlipItm
 from syngen.models.loading import build_tiny
-from syngen.train.amc import amc_loss, box_masks, check_layer, gradcam, hard_negatives, in_box_ratio, match, normalise
+from syngen.train.amc import (
+    AmcObjective,
+    amc_loss,
+    box_masks,
+    check_layer,
+    evaluate_pointing,
+    gradcam,
+    hard_negatives,
+    in_box_ratio,
+    match,
+    normalise,
+)
+from syngen.train.checkpoint import read_state
+from syngen.train.config import AmcConfig
+from syngen.train.loop import TrainError, train
+from syngen.viz import TILE
 from tests.conftest import draw_shapes
+from tests.train.shapes import make_shapes_dataset
 
 T = torch.tensor
 
@@ -155,3 +176,46 @@ def test_gradcam_equals_an_independent_computation(itm: BlipItm) -> None:
     model.zero_grad()
     heat[:, :32].sum().backward()
     assert model.vision_model.embeddings.patch_embedding.weight.grad.abs().sum() > 0
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), images=4)
+
+
+def test_training_moves_the_heat_map_into_the_boxes(shapes: Path, tmp_path: Path) -> None:
+    """A red square and a blue circle at seeded places; the phrase names one. All 8 regions form every batch, so
+    step 1 (logged before the first update) is the step-0 value on the same data as the last steps."""
+    config = AmcConfig(
+        data=str(shapes), out=str(tmp_path / "amc"), model="tiny:itm-blip", batch_size=8, lr=1e-3, max_steps=25,
+        log_steps=1, save_steps=0,
+    )  # fmt: skip
+    out = train(AmcObjective(config))
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in logged] == list(range(1, 26))
+    assert {"loss", "loss/amc", "loss/itm", "in_box_ratio", "loss/amc_mean", "loss/amc_max"} <= set(logged[0])
+    assert all(m["amc_samples"] == 8 for m in logged)  # no map was below min_heat
+    first, last = logged[0], logged[-3:]
+    amc_end = sum(m["loss/amc"] for m in last) / 3
+    ratio_end = sum(m["in_box_ratio"] for m in last) / 3
+    print(f"AMC loss {first['loss/amc']:.4f} -> {amc_end:.4f};", end=" ")
+    print(f"in-box ratio {first['in_box_ratio']:.4f} -> {ratio_end:.4f}")
+    assert amc_end < 0.5 * first["loss/amc"]
+    assert ratio_end > first["in_box_ratio"] + 0.2
+    trained = BlipForImageTextRetrieval.from_pretrained(out)
+    assert type(trained).__name__ == "BlipForImageTextRetrieval"
+    assert read_state(out)["objective"] == "amc"
+
+
+def test_a_last_layer_setting_fails_before_training(shapes: Path, tmp_path: Path) -> None:
+    config = AmcConfig(data=str(shapes), out=str(tmp_path / "x"), model="tiny:itm-blip", gradcam_layer=-1)
+    with pytest.raises(TrainError, match="gradcam_layer -1"):
+        train(AmcObjective(config))
+
+
+def test_pointing_eval_scores_the_baseline_and_draws_the_sheet(shapes: Path, tmp_path: Path) -> None:
+    report = evaluate_pointing("tiny:itm-blip", str(shapes), baseline="tiny:itm-blip", heatmaps_n=3, out=tmp_path)
+    assert json.loads((tmp_path / "pointing.json").read_text()) == {k: v for k, v in report.items() if k != "heatmaps"}
+    baseline, model = report["results"]
+    assert baseline == model and baseline["phrases"] == 8  # two phrases on each of four images
+    assert Image.open(report["heatmaps"]).size == (2 * TILE, 3 * TILE)
