@@ -187,3 +187,29 @@ def test_push_offline_fails_cleanly_and_leaves_the_dataset(reference: Path) -> N
     assert result.exit_code == 2 and "HF_HUB_OFFLINE" in result.output
     assert time.monotonic() - start < 10
     assert {p: p.read_bytes() for p in (reference / "dataset").rglob("*") if p.is_file()} == before
+
+
+def test_train_amc_then_eval_pointing_on_the_quickstart(reference: Path, tmp_path: Path) -> None:
+    """The README's AMC example on the quickstart's output, through the CLI."""
+    from typer.testing import CliRunner
+
+    from syngen.cli import app
+
+    runner = CliRunner()
+    amc = tmp_path / "amc"
+    trained = runner.invoke(
+        app,
+        ["train", "amc", "--data", str(reference), "--out", str(amc), "--model", "tiny:itm-blip", "--max-steps", "2"],
+    )
+    assert trained.exit_code == 0, trained.output
+    assert [json.loads(line)["step"] for line in (amc / "metrics.jsonl").read_text().splitlines()] == [2]
+    scored = runner.invoke(
+        app,
+        ["eval", "pointing", "--model", str(amc), "--baseline", "tiny:itm-blip", "--data", str(reference)]
+        + ["--heatmaps", "8", "--out", str(tmp_path / "pointing")],
+    )
+    assert scored.exit_code == 0, scored.output
+    report = json.loads((tmp_path / "pointing" / "pointing.json").read_text())
+    phrases = len({(row["id"], r["phrase"]) for row in rows(reference, "grounding") for r in row["regions"]})
+    assert [r["phrases"] for r in report["results"]] == [phrases, phrases]
+    assert (tmp_path / "pointing" / "heatmaps.png").exists()
