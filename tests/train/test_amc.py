@@ -27,7 +27,7 @@ from syngen.train.amc import (
     normalise,
 )
 from syngen.train.checkpoint import read_state
-from syngen.train.config import AmcConfig
+from syngen.train.config import AmcConfig, options_table
 from syngen.train.loop import TrainError, train
 from syngen.viz import TILE
 from tests.conftest import draw_shapes
@@ -219,3 +219,8 @@ def test_pointing_eval_scores_the_baseline_and_draws_the_sheet(shapes: Path, tmp
     baseline, model = report["results"]
     assert baseline == model and baseline["phrases"] == 8  # two phrases on each of four images
     assert Image.open(report["heatmaps"]).size == (2 * TILE, 3 * TILE)
+
+
+def test_readme_lists_the_amc_options() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert options_table(AmcConfig) in readme, "regenerate the README's AMC options with options_table(AmcConfig)"
