@@ -410,12 +410,15 @@ def evaluate_pointing(
     baseline: str | None = None,
     heatmaps_n: int = 0,
     out: Path = Path("pointing"),
-    layer: int = -4,
+    layer: int | None = None,
     batch_size: int = 8,
     device: str = "cpu",
 ) -> dict[str, Any]:
     """``syngen eval pointing``: scores ``model`` (and ``baseline``) on the ``grounding`` phrases of ``data``,
-    writes ``<out>/pointing.json`` and, with ``heatmaps_n``, ``<out>/heatmaps.png`` (baseline beside trained)."""
+    writes ``<out>/pointing.json`` and, with ``heatmaps_n``, ``<out>/heatmaps.png`` (baseline beside trained).
+    ``layer`` None = the ``gradcam_layer`` ``model`` was trained with (its ``training_config.json``), else -4."""
+    if layer is None:
+        layer = trained_layer(model)
     rows = load_split(data, "grounding", split)
     runs = [
         pointing(m, grounding_phrases(rows), layer, batch_size, heatmaps_n, device)
@@ -436,6 +439,14 @@ def evaluate_pointing(
         ]
         report["heatmaps"] = str(heatmap_sheet(sheet, out / "heatmaps.png"))
     return report
+
+
+def trained_layer(model: str) -> int:
+    """The ``gradcam_layer`` of an ``amc`` output or checkpoint folder; the default (-4) for anything else."""
+    saved = Path(model) / "training_config.json"
+    if saved.is_file():
+        return int(json.loads(saved.read_text(encoding="utf-8")).get("gradcam_layer", -4))
+    return -4
 
 
 def batched(items: Iterable[Phrase], n: int) -> Iterator[list[Phrase]]:

@@ -122,7 +122,10 @@ def pointing(
     baseline: Annotated[str | None, typer.Option(help="Also score this (untrained) checkpoint, side by side.")] = None,
     heatmaps: Annotated[int, typer.Option(help="Write a PNG sheet of the first N phrases' heat maps.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder for pointing.json and heatmaps.png.")] = Path("pointing"),
-    gradcam_layer: Annotated[int, typer.Option(help="Text-encoder layer for Grad-CAM (as in training).")] = -4,
+    gradcam_layer: Annotated[
+        int | None,
+        typer.Option(help="Text-encoder layer for Grad-CAM; default: the one --model was trained with, or -4."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Phrases per forward pass.")] = 8,
     cpu: Annotated[bool, typer.Option(help="Run on CPU even when a GPU is there.")] = False,
 ) -> None:

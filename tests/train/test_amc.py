@@ -25,6 +25,7 @@ from syngen.train.amc import (
     in_box_ratio,
     match,
     normalise,
+    trained_layer,
 )
 from syngen.train.checkpoint import read_state
 from syngen.train.config import AmcConfig, options_table
@@ -224,3 +225,9 @@ def test_pointing_eval_scores_the_baseline_and_draws_the_sheet(shapes: Path, tmp
 def test_readme_lists_the_amc_options() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert options_table(AmcConfig) in readme, "regenerate the README's AMC options with options_table(AmcConfig)"
+
+
+def test_pointing_uses_the_layer_the_checkpoint_was_trained_with(tmp_path: Path) -> None:
+    (tmp_path / "training_config.json").write_text(json.dumps({"gradcam_layer": 1}))
+    assert trained_layer(str(tmp_path)) == 1
+    assert trained_layer("tiny:itm-blip") == -4
