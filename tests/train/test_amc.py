@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from transformers import BlipForImageTextRetrieval
 
 from syngen.models.blip_itm import BlipItm
@@ -27,7 +28,7 @@ from syngen.train.amc import (
     normalise,
     trained_layer,
 )
-from syngen.train.checkpoint import read_state
+from syngen.train.checkpoint import checkpoints, read_state
 from syngen.train.config import AmcConfig, options_table
 from syngen.train.loop import TrainError, train
 from syngen.viz import TILE
@@ -231,3 +232,22 @@ def test_pointing_uses_the_layer_the_checkpoint_was_trained_with(tmp_path: Path)
     (tmp_path / "training_config.json").write_text(json.dumps({"gradcam_layer": 1}))
     assert trained_layer(str(tmp_path)) == 1
     assert trained_layer("tiny:itm-blip") == -4
+
+
+def test_resume_from_a_checkpoint_gives_the_same_model(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = {"data": str(shapes), "model": "tiny:itm-blip", "batch_size": 3, "lr": 1e-3, "max_steps": 3}
+    first = train(AmcObjective(AmcConfig(out=str(tmp_path / "a"), save_steps=2, **options)))
+    assert [p.name for p in checkpoints(first)] == ["checkpoint-2"]
+    assert BlipForImageTextRetrieval.from_pretrained(first / "checkpoint-2").config.text_config.num_hidden_layers == 4
+    before = load_file(first / "model.safetensors")
+    calls = []
+    loss = AmcObjective.loss
+    monkeypatch.setattr(AmcObjective, "loss", lambda self, model, batch: calls.append(1) or loss(self, model, batch))
+    again = train(AmcObjective(AmcConfig(out=str(first), resume=True, save_steps=2, **options)))  # redoes step 3
+    assert len(calls) == 1  # only step 3 ran again
+    after = load_file(again / "model.safetensors")
+    assert before.keys() == after.keys()
+    for key in before:
+        torch.testing.assert_close(before[key], after[key], msg=key)
