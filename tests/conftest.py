@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -19,6 +21,15 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tiny twins cached for the whole session (or in $SYNGEN_CACHE when set); HF caches in a temp folder."""
     os.environ.setdefault("SYNGEN_CACHE", str(tmp_path_factory.mktemp("syngen-cache")))
     os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf-home"))
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for tiny-model training and inference: on a shared 2-core machine more only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def draw_shapes(size: tuple[int, int] = (128, 96), seed: int = 0) -> Image.Image:

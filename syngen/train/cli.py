@@ -110,6 +110,45 @@ def reference_markdown() -> str:
     )
 
 
+@eval_app.command("ris")
+def eval_ris(
+    model: Annotated[str, typer.Option("--model", help="Policy checkpoint folder (or Hub id) from `syngen train`.")],
+    data: Annotated[str, typer.Option("--data", help="A syngen dataset, or a RefCOCO-style dataset or parquet files.")],
+    split: Annotated[str, typer.Option("--split", help="Split to score.")] = "train",
+    image_column: Annotated[str, typer.Option(help="RefCOCO-style: the image column.")] = "image",
+    text_column: Annotated[str, typer.Option(help="RefCOCO-style: the expression(s) column.")] = "sentences",
+    mask_column: Annotated[
+        str, typer.Option(help="RefCOCO-style: the mask column (RLE or polygons).")
+    ] = "segmentation",
+    batch_size: Annotated[int, typer.Option(min=1, help="Expressions per forward pass.")] = 8,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score at most N expressions.")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON report path; default: beside the checkpoint.")] = None,
+) -> None:
+    """Referring segmentation: oIoU, mIoU, gIoU and Prec@0.5-0.9 of a checkpoint on a dataset."""
+    from rich.table import Table
+
+    from syngen.evaluate import evaluate_ris, report_path, write_report
+
+    try:
+        report = evaluate_ris(
+            model,
+            data,
+            split,
+            image_column=image_column,
+            text_column=text_column,
+            mask_column=mask_column,
+            batch_size=batch_size,
+            limit=limit,
+        )
+    except (OSError, ValueError) as err:  # FileNotFoundError is an OSError
+        fail(str(err))
+    table = Table("metric", "value", title=f"ris: {model} on {data} [{split}]")
+    for name, value in report["metrics"].items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    console.print(f"report: {write_report(report, out or report_path(model, data, split))}")
+
+
 @eval_app.command("pointing")
 def pointing(
     model: Annotated[

@@ -1,0 +1,70 @@
+"""`syngen train sft`, `syngen train dpo` and `syngen eval ris` from the command line, as the README shows them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from syngen.cli import app
+from tests.train.shapes import make_shapes_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--sam", "tiny:segmenter", "--text-encoder", "tiny:text-encoder", "--prompter-heads", "2"]
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_sft_then_dpo_from_a_config_file_then_eval(tmp_path: Path) -> None:
+    data = make_shapes_dataset(tmp_path / "shapes", images=2, kinds=("dilated",))
+    invoke("train", "sft", "--data", str(data), "--out", str(tmp_path / "sft"), "--max-steps", "2", *TINY)
+    config = tmp_path / "dpo.yaml"
+    config.write_text(f"data: {data}\ninit: {tmp_path / 'sft'}\nmax_steps: 5\nbeta: 0.2\nloss_type: hinge\n")
+    invoke(
+        "train", "dpo", "--config", str(config), "--out", str(tmp_path / "dpo"), "--max-steps", "2", "--log-steps", "1"
+    )
+    used = json.loads((tmp_path / "dpo" / "training_config.json").read_text())
+    assert (used["max_steps"], used["beta"], used["loss_type"]) == (2, 0.2, "hinge")  # the command line wins
+    logged = [json.loads(line) for line in (tmp_path / "dpo" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in logged] == [1, 2]
+    for name in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
+        assert name in logged[0]
+    assert {"logps/chosen", "logps/rejected", "learning_rate", "samples_per_second"} <= set(logged[0])
+    card = (tmp_path / "dpo" / "README.md").read_text()
+    assert str(tmp_path / "sft") in card and "tiny:segmenter" in card
+    output = invoke("eval", "ris", "--model", str(tmp_path / "dpo"), "--data", str(data))
+    report = json.loads((tmp_path / "dpo" / "eval-ris-shapes-train.json").read_text())
+    assert report["metrics"]["n"] == 4 and "mIoU" in output
+
+
+def test_a_missing_dataset_fails_with_its_name(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["train", "sft", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path), *TINY]
+    )
+    assert result.exit_code == 2
+    assert "nowhere" in result.output and "grounding" in result.output
+
+
+@pytest.mark.slow
+def test_quickstart_output_through_sft_dpo_and_eval(tmp_path: Path) -> None:
+    """The README's trainer example, as subprocesses, on `syngen run recipes/quickstart.yaml`'s output."""
+
+    def syngen(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "syngen.cli", *args], cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    out = tmp_path / "quickstart"
+    syngen("run", "recipes/quickstart.yaml", "--out", str(out), "--no-progress")
+    syngen("train", "sft", "--data", str(out), "--out", str(tmp_path / "sft"), "--max-steps", "4", *TINY)
+    syngen("train", "dpo", "--data", str(out), "--init", str(tmp_path / "sft"), "--out", str(tmp_path / "dpo"),
+           "--max-steps", "4")  # fmt: skip
+    syngen("eval", "ris", "--model", str(tmp_path / "dpo"), "--data", str(out))
+    assert json.loads((tmp_path / "dpo" / "eval-ris-quickstart-train.json").read_text())["metrics"]["n"] > 0
