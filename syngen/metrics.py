@@ -7,6 +7,10 @@ and ground-truth masks.
 - ``mIoU`` = mean of I_i / U_i with IoU = 0 when U_i = 0 (LAVT's convention).
 - ``gIoU`` = the same mean with IoU = 1 when both masks are empty (gRefCOCO / LISA's convention).
 - ``Prec@X`` for X in 0.5 … 0.9: share of expressions with IoU ≥ X (IoU as in ``mIoU``).
+
+Pointing game (as AMC and SynGround evaluate): a phrase's heat map, upsampled bicubically to the image, points at
+the centre of its first argmax pixel; a hit when that point lies strictly inside any of the phrase's boxes.
+Accuracy = hits / phrases.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 PRECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -43,3 +49,25 @@ def ris_metrics(intersections: Sequence[int], unions: Sequence[int]) -> dict[str
     for x in PRECISION_THRESHOLDS:
         scores[f"Prec@{x}"] = float((iou >= x).mean())
     return scores
+
+
+def upsample(heatmap: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A (h, w) heat map resampled bicubically to the image ``size`` (width, height) (unchanged at that size)."""
+    heat = torch.as_tensor(heatmap, dtype=torch.float32)
+    width, height = size
+    if heat.shape == (height, width):
+        return heat
+    return F.interpolate(heat[None, None], size=(height, width), mode="bicubic", align_corners=False)[0, 0]
+
+
+def pointing_hit(heatmap: np.ndarray | torch.Tensor, boxes: Sequence[Sequence[float]], size: tuple[int, int]) -> bool:
+    """Pointing game for one phrase: ``heatmap`` (h, w) upsampled to the image ``size`` (width, height), its first
+    argmax pixel (row-major), a hit when that pixel's centre lies strictly inside any of ``boxes`` (xyxy pixels)."""
+    index = int(upsample(heatmap, size).flatten().argmax())
+    x, y = index % size[0] + 0.5, index // size[0] + 0.5
+    return any(x1 < x < x2 and y1 < y < y2 for x1, y1, x2, y2 in boxes)
+
+
+def pointing_accuracy(hits: Sequence[bool]) -> float:
+    """Pointing-game accuracy: hits / phrases (0 for no phrase)."""
+    return sum(hits) / len(hits) if hits else 0.0

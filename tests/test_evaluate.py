@@ -1,4 +1,5 @@
-"""`syngen eval ris`: RefCOCO-style tables (RLE or polygons, sentence lists) and syngen datasets score alike."""
+"""`syngen eval ris` and `syngen eval pointing`: RefCOCO-style tables (RLE or polygons, sentence lists, boxes) and
+syngen datasets score alike."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from syngen.cli import app
-from syngen.evaluate import evaluate_ris, sentences, to_mask
+from syngen.evaluate import evaluate_pointing, evaluate_ris, pointing_examples, sentences, to_mask, trained_layer
 from syngen.masks import decode_rle, encode_rle
 from syngen.train.policy import TextPromptableSam
+from syngen.viz import TILE
 from tests.train.shapes import make_shapes_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -107,3 +111,77 @@ def test_perfect_predictions_score_one(policy: Path, tmp_path: Path, monkeypatch
     scores = evaluate_ris(str(policy), str(shapes), batch_size=3)["metrics"]
     assert scores["n"] == 4
     assert all(scores[k] == 1.0 for k in ("oIoU", "mIoU", "gIoU", "Prec@0.9"))
+
+
+def test_pointing_scores_a_baseline_beside_the_model_and_draws_the_sheet(tmp_path: Path) -> None:
+    shapes = make_shapes_dataset(tmp_path / "shapes", images=2, kinds=())
+    result = CliRunner().invoke(
+        app,
+        ["eval", "pointing", "--model", "tiny:itm-blip", "--baseline", "tiny:itm-blip", "--data", str(shapes),
+         "--heatmaps", "3", "--batch-size", "3", "--out", str(tmp_path / "pointing.json")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "pointing.json").read_text())
+    assert report["metrics"] == report["baseline"]["metrics"]  # the same checkpoint twice
+    assert report["metrics"]["n"] == 4 and report["gradcam_layer"] == -4  # two phrases on each of two images
+    assert 0 <= report["metrics"]["accuracy"] == report["metrics"]["hits"] / 4 <= 1
+    assert Image.open(tmp_path / "pointing-heatmaps.png").size == (2 * TILE, 3 * TILE)
+    assert "accuracy" in result.output and "baseline" in result.output
+
+
+def test_perfect_heat_maps_point_into_every_box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With each heat map replaced by its box, every phrase is a hit: the pipeline around the model is exact."""
+    shapes = make_shapes_dataset(tmp_path / "shapes", images=2, kinds=())
+
+    def box_maps(itm, images, phrases, layer):  # noqa: ANN001, ANN202
+        maps = []
+        for image, phrase in zip(images, phrases, strict=True):
+            ex = next(e for e in pointing_examples(str(shapes), "train", "", "", "", "") if e["phrase"] == phrase
+                      and e["image"].tobytes() == image.tobytes())  # fmt: skip
+            heat = torch.zeros(image.height, image.width)
+            x1, y1, x2, y2 = (round(v) for v in ex["boxes"][0])
+            heat[y1 + 1 : y2 - 1, x1 + 1 : x2 - 1] = 1
+            maps.append(heat)
+        return maps
+
+    monkeypatch.setattr("syngen.train.amc.heatmaps", box_maps)
+    assert evaluate_pointing("tiny:itm-blip", str(shapes), batch_size=3)["metrics"] == {
+        "n": 4,
+        "hits": 4,
+        "accuracy": 1.0,
+    }
+
+
+@pytest.mark.parametrize("source", ["bbox", "mask"])
+def test_refcoco_style_boxes_as_coco_xywh_or_from_the_mask(tmp_path: Path, source: str) -> None:
+    shapes = make_shapes_dataset(tmp_path / "shapes", images=1, kinds=())
+    grounding = datasets.load_dataset(str(shapes / "dataset"), "grounding", split="train")
+    regions = grounding[0]["regions"]
+    rows = {"image": [grounding[0]["image"]] * 2, "sentences": [[r["phrase"]] for r in regions]}
+    if source == "bbox":
+        rows["bbox"] = [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in (r["box"] for r in regions)]
+    else:
+        rows["segmentation"] = [r["mask"] for r in regions]
+    table = tmp_path / "refs.parquet"
+    datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image()).to_parquet(str(table))
+    found = list(pointing_examples(str(table), "train", "image", "sentences", "bbox", "segmentation"))
+    native = list(pointing_examples(str(shapes), "train", "", "", "", ""))
+    assert [(e["phrase"], e["boxes"]) for e in found] == [(e["phrase"], e["boxes"]) for e in native]
+
+
+def test_syngen_regions_with_one_phrase_are_one_query_with_every_box(tmp_path: Path) -> None:
+    from syngen.export import CardInfo, export_dataset
+    from tests.train.shapes import make_sample
+
+    sample = make_sample(0, ())
+    sample["regions"] = sample["regions"] + [dict(sample["regions"][0], box=[0.0, 0.0, 4.0, 4.0])]
+    export_dataset(iter([sample]), tmp_path / "two", CardInfo(name="two"))
+    found = {e["phrase"]: e["boxes"] for e in pointing_examples(str(tmp_path / "two"), "train", "", "", "", "")}
+    assert found["red square"][1:] == [[0.0, 0.0, 4.0, 4.0]] and len(found["red square"]) == 2
+    assert len(found["blue circle"]) == 1
+
+
+def test_pointing_uses_the_layer_the_checkpoint_was_trained_with(tmp_path: Path) -> None:
+    (tmp_path / "training_config.json").write_text(json.dumps({"gradcam_layer": 1}))
+    assert trained_layer(str(tmp_path)) == 1
+    assert trained_layer("tiny:itm-blip") == -4

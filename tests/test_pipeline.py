@@ -206,10 +206,10 @@ def test_train_amc_then_eval_pointing_on_the_quickstart(reference: Path, tmp_pat
     scored = runner.invoke(
         app,
         ["eval", "pointing", "--model", str(amc), "--baseline", "tiny:itm-blip", "--data", str(reference)]
-        + ["--heatmaps", "8", "--out", str(tmp_path / "pointing")],
+        + ["--heatmaps", "8"],
     )
     assert scored.exit_code == 0, scored.output
-    report = json.loads((tmp_path / "pointing" / "pointing.json").read_text())
+    report = json.loads((amc / "eval-pointing-quickstart-train.json").read_text())
     phrases = len({(row["id"], r["phrase"]) for row in rows(reference, "grounding") for r in row["regions"]})
-    assert [r["phrases"] for r in report["results"]] == [phrases, phrases]
-    assert (tmp_path / "pointing" / "heatmaps.png").exists()
+    assert report["metrics"]["n"] == report["baseline"]["metrics"]["n"] == phrases
+    assert (amc / "eval-pointing-quickstart-train-heatmaps.png").exists()

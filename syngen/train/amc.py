@@ -7,15 +7,11 @@ heat maps (B, H, W) in [0, 1] at the model's input size, box masks (B, H, W) in 
 
 from __future__ import annotations
 
-import itertools
-import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import datasets
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -24,12 +20,10 @@ from transformers import BlipForImageTextRetrieval, BlipProcessor
 from syngen.models.blip_itm import BlipItm
 from syngen.models.loading import PreflightError, resolve
 from syngen.stages.base import ModelRef
-from syngen.train._pointing import pointing_accuracy, pointing_hit
 from syngen.train.config import AmcConfig
 from syngen.train.data import RegionDataset, load_split
 from syngen.train.loop import TrainError
 from syngen.train.objective import Objective
-from syngen.viz import draw_heatmap, heatmap_sheet
 
 
 @dataclass
@@ -321,34 +315,15 @@ def load_itm(model: str, device: torch.device | str = "cpu") -> BlipItm:
     return BlipItm(path, device=str(device))
 
 
-@dataclass
-class Phrase:
-    """One pointing-game query: a phrase on an image with all of its boxes (xyxy pixels)."""
-
-    key: str
-    image: Image.Image
-    phrase: str
-    boxes: list[list[float]]
-
-
-def grounding_phrases(rows: datasets.Dataset) -> Iterator[Phrase]:
-    """The ``grounding`` rows' regions grouped by (image, phrase): each phrase once with every box it has."""
-    for row in rows:
-        boxes: dict[str, list[list[float]]] = {}
-        for region in row["regions"] or []:
-            if region.get("phrase") and region.get("box"):
-                boxes.setdefault(region["phrase"], []).append(list(region["box"]))
-        for phrase, found in boxes.items():
-            yield Phrase(row["id"], row["image"].convert("RGB"), phrase, found)
-
-
-def heatmaps(itm: BlipItm, phrases: Sequence[Phrase], layer: int, max_length: int = 35) -> torch.Tensor:
-    """Normalised Grad-CAM maps (B, h, w) on the patch grid, one per phrase (gradients, but no training graph)."""
+def heatmaps(
+    itm: BlipItm, images: Sequence[Image.Image], phrases: Sequence[str], layer: int, max_length: int = 35
+) -> torch.Tensor:
+    """Normalised Grad-CAM maps (B, h, w) on the patch grid, one per (image, phrase) (no training graph)."""
     model = itm.model.eval()
     index = check_layer(model, layer)
     inputs = itm.processor(
-        images=[p.image for p in phrases],
-        text=[p.phrase for p in phrases],
+        images=list(images),
+        text=list(phrases),
         padding=True,
         truncation=True,
         max_length=max_length,
@@ -357,99 +332,4 @@ def heatmaps(itm: BlipItm, phrases: Sequence[Phrase], layer: int, max_length: in
     embeds = model.vision_model(pixel_values=inputs["pixel_values"]).last_hidden_state
     m = match(model, embeds, inputs["input_ids"], inputs["attention_mask"], index)
     raw = gradcam(m, inputs["attention_mask"], patch_grid(embeds), create_graph=False).detach()
-    grid = tuple(raw.shape[-2:])
-    return normalise(raw, grid).cpu()
-
-
-def upsample(heat: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """A (h, w) heat map at the image ``size`` (width, height), bicubic as the pointing game does, in [0, 1]."""
-    up = F.interpolate(heat[None, None].float(), size=(size[1], size[0]), mode="bicubic", align_corners=False)
-    return up[0, 0].clamp(0, 1).numpy()
-
-
-@dataclass
-class Pointing:
-    """Pointing-game outcome of one model: a hit per phrase and the first ``keep`` heat maps at image size."""
-
-    model: str
-    hits: list[bool]
-    maps: list[np.ndarray]
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "phrases": len(self.hits),
-            "hits": sum(self.hits),
-            "accuracy": pointing_accuracy(self.hits),
-        }
-
-
-def pointing(
-    model: str, phrases: Iterable[Phrase], layer: int, batch_size: int, keep: int, device: str = "cpu"
-) -> Pointing:
-    """Scores ``model`` on ``phrases`` (METHODS.md §7), ``batch_size`` phrases per forward pass."""
-    itm = load_itm(model, device)
-    try:
-        check_layer(itm.model, layer)
-    except ValueError as err:
-        raise TrainError(str(err)) from None
-    result = Pointing(model, [], [])
-    for batch in batched(phrases, batch_size):
-        for p, heat in zip(batch, heatmaps(itm, batch, layer), strict=True):
-            result.hits.append(pointing_hit(heat, p.boxes, p.image.size))
-            if len(result.maps) < keep:
-                result.maps.append(upsample(heat, p.image.size))
-    itm.close()
-    return result
-
-
-def evaluate_pointing(
-    model: str,
-    data: str,
-    split: str = "train",
-    baseline: str | None = None,
-    heatmaps_n: int = 0,
-    out: Path = Path("pointing"),
-    layer: int | None = None,
-    batch_size: int = 8,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """``syngen eval pointing``: scores ``model`` (and ``baseline``) on the ``grounding`` phrases of ``data``,
-    writes ``<out>/pointing.json`` and, with ``heatmaps_n``, ``<out>/heatmaps.png`` (baseline beside trained).
-    ``layer`` None = the ``gradcam_layer`` ``model`` was trained with (its ``training_config.json``), else -4."""
-    if layer is None:
-        layer = trained_layer(model)
-    rows = load_split(data, "grounding", split)
-    runs = [
-        pointing(m, grounding_phrases(rows), layer, batch_size, heatmaps_n, device)
-        for m in filter(None, [baseline, model])
-    ]
-    report = {"data": data, "split": split, "gradcam_layer": layer, "results": [r.row() for r in runs]}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pointing.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    if heatmaps_n:
-        queries = list(itertools.islice(grounding_phrases(rows), heatmaps_n))
-        tags = ["baseline", "trained"] if baseline else ["model"]
-        sheet = [
-            [
-                (draw_heatmap(q.image, run.maps[i], q.boxes, q.phrase), f"#{i} {tag}")
-                for run, tag in zip(runs, tags, strict=True)
-            ]
-            for i, q in enumerate(queries)
-        ]
-        report["heatmaps"] = str(heatmap_sheet(sheet, out / "heatmaps.png"))
-    return report
-
-
-def trained_layer(model: str) -> int:
-    """The ``gradcam_layer`` of an ``amc`` output or checkpoint folder; the default (-4) for anything else."""
-    saved = Path(model) / "training_config.json"
-    if saved.is_file():
-        return int(json.loads(saved.read_text(encoding="utf-8")).get("gradcam_layer", -4))
-    return -4
-
-
-def batched(items: Iterable[Phrase], n: int) -> Iterator[list[Phrase]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, n)):
-        yield chunk
+    return normalise(raw, tuple(raw.shape[-2:])).cpu()

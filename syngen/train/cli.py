@@ -150,41 +150,57 @@ def eval_ris(
 
 
 @eval_app.command("pointing")
-def pointing(
-    model: Annotated[
-        str, typer.Option(help="BLIP ITM checkpoint: a `syngen train amc` output, Hub id or tiny:itm-blip.")
-    ],
-    data: Annotated[
-        str, typer.Option(help="Dataset with a `grounding` config: a syngen output folder, dataset folder or Hub id.")
-    ],
-    split: Annotated[str, typer.Option(help="Dataset split.")] = "train",
-    baseline: Annotated[str | None, typer.Option(help="Also score this (untrained) checkpoint, side by side.")] = None,
-    heatmaps: Annotated[int, typer.Option(help="Write a PNG sheet of the first N phrases' heat maps.")] = 0,
-    out: Annotated[Path, typer.Option(help="Folder for pointing.json and heatmaps.png.")] = Path("pointing"),
-    gradcam_layer: Annotated[
-        int | None,
-        typer.Option(help="Text-encoder layer for Grad-CAM; default: the one --model was trained with, or -4."),
+def eval_pointing(
+    model: Annotated[str, typer.Option("--model", help="BLIP ITM checkpoint from `syngen train amc` (or Hub id).")],
+    data: Annotated[str, typer.Option("--data", help="A syngen dataset, or a RefCOCO-style dataset or parquet files.")],
+    split: Annotated[str, typer.Option("--split", help="Split to score.")] = "train",
+    baseline: Annotated[
+        str | None, typer.Option(help="Also score this checkpoint (e.g. the untrained one), side by side.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Phrases per forward pass.")] = 8,
-    cpu: Annotated[bool, typer.Option(help="Run on CPU even when a GPU is there.")] = False,
+    image_column: Annotated[str, typer.Option(help="RefCOCO-style: the image column.")] = "image",
+    text_column: Annotated[str, typer.Option(help="RefCOCO-style: the expression(s) column.")] = "sentences",
+    box_column: Annotated[str, typer.Option(help="RefCOCO-style: the box column (COCO x, y, width, height).")] = "bbox",
+    mask_column: Annotated[
+        str,
+        typer.Option(help="RefCOCO-style: the mask column, whose bounding box is used when there is no box column."),
+    ] = "segmentation",
+    gradcam_layer: Annotated[
+        int | None, typer.Option(help="Text-encoder layer for Grad-CAM; default: the one --model was trained with.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Phrases per forward pass.")] = 8,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score at most N phrases.")] = None,
+    heatmaps: Annotated[int, typer.Option(min=0, help="Draw the first N phrases' heat maps into a PNG sheet.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="JSON report path; default: beside the checkpoint.")] = None,
 ) -> None:
-    """Pointing-game accuracy (METHODS.md §7): the Grad-CAM heat map's first argmax strictly inside a box of the
-    phrase. Prints a table and writes it as JSON."""
-    import torch
+    """Pointing game: the share of phrases whose Grad-CAM heat map peaks strictly inside one of their boxes."""
     from rich.table import Table
 
-    from syngen.train.amc import evaluate_pointing
+    from syngen.evaluate import evaluate_pointing, report_path, write_report
     from syngen.train.loop import TrainError
 
-    device = "cuda" if torch.cuda.is_available() and not cpu else "cpu"
+    path = out or report_path(model, data, split, "pointing")
     try:
-        report = evaluate_pointing(model, data, split, baseline, heatmaps, out, gradcam_layer, batch_size, device)
-    except (TrainError, FileNotFoundError) as err:
+        report = evaluate_pointing(
+            model,
+            data,
+            split,
+            baseline=baseline,
+            image_column=image_column,
+            text_column=text_column,
+            box_column=box_column,
+            mask_column=mask_column,
+            batch_size=batch_size,
+            limit=limit,
+            layer=gradcam_layer,
+            heatmaps=heatmaps,
+            sheet=path.with_name(path.stem + "-heatmaps.png"),
+        )
+    except (OSError, ValueError, TrainError) as err:
         fail(str(err))
-    table = Table(title=f"pointing game on {data} ({split})")
-    for column in ("model", "phrases", "hits", "accuracy"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for row in report["results"]:
-        table.add_row(row["model"], str(row["phrases"]), str(row["hits"]), f"{row['accuracy']:.4f}")
+    columns = ["baseline", "model"] if baseline else ["model"]
+    table = Table("metric", *columns, title=f"pointing: {model} on {data} [{split}]")
+    runs = [report["baseline"]["metrics"], report["metrics"]] if baseline else [report["metrics"]]
+    for name in ("n", "hits", "accuracy"):
+        table.add_row(name, *(f"{run[name]:.4f}" if name == "accuracy" else str(run[name]) for run in runs))
     Console().print(table)
-    console.print(f"report: {out / 'pointing.json'}" + (f"   heat maps: {report['heatmaps']}" if heatmaps else ""))
+    console.print(f"report: {write_report(report, path)}" + (f"   heat maps: {report['heatmaps']}" if heatmaps else ""))

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 from transformers import BlipForImageTextRetrieval
 
@@ -20,18 +19,15 @@ from syngen.train.amc import (
     amc_loss,
     box_masks,
     check_layer,
-    evaluate_pointing,
     gradcam,
     hard_negatives,
     in_box_ratio,
     match,
     normalise,
-    trained_layer,
 )
 from syngen.train.checkpoint import checkpoints, read_state
 from syngen.train.config import AmcConfig, options_table
 from syngen.train.loop import TrainError, train
-from syngen.viz import TILE
 from tests.conftest import draw_shapes
 from tests.train.shapes import make_shapes_dataset
 
@@ -215,23 +211,9 @@ def test_a_last_layer_setting_fails_before_training(shapes: Path, tmp_path: Path
         train(AmcObjective(config))
 
 
-def test_pointing_eval_scores_the_baseline_and_draws_the_sheet(shapes: Path, tmp_path: Path) -> None:
-    report = evaluate_pointing("tiny:itm-blip", str(shapes), baseline="tiny:itm-blip", heatmaps_n=3, out=tmp_path)
-    assert json.loads((tmp_path / "pointing.json").read_text()) == {k: v for k, v in report.items() if k != "heatmaps"}
-    baseline, model = report["results"]
-    assert baseline == model and baseline["phrases"] == 8  # two phrases on each of four images
-    assert Image.open(report["heatmaps"]).size == (2 * TILE, 3 * TILE)
-
-
 def test_readme_lists_the_amc_options() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert options_table(AmcConfig) in readme, "regenerate the README's AMC options with options_table(AmcConfig)"
-
-
-def test_pointing_uses_the_layer_the_checkpoint_was_trained_with(tmp_path: Path) -> None:
-    (tmp_path / "training_config.json").write_text(json.dumps({"gradcam_layer": 1}))
-    assert trained_layer(str(tmp_path)) == 1
-    assert trained_layer("tiny:itm-blip") == -4
 
 
 def test_resume_from_a_checkpoint_gives_the_same_model(
