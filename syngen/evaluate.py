@@ -188,6 +188,7 @@ def pointing_examples(
     for row in table.select_columns([image_column, text_column, box_source]):
         image = row[image_column]
         image = (image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB")
+        box: list[float] | None
         if box_source == box_column:
             x, y, w, h = map(float, row[box_column])
             box = [x, y, x + w, y + h]

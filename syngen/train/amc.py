@@ -56,7 +56,7 @@ def match(
 
 def check_layer(model: BlipForImageTextRetrieval, layer: int) -> int:
     """``layer`` as a non-negative index; raises ValueError when it is out of range or the last layer."""
-    n = model.config.text_config.num_hidden_layers
+    n = model.config.text_config.num_hidden_layers  # type: ignore[union-attr]
     index = layer % n if -n <= layer < n else None
     if index is None or index == n - 1:
         raise ValueError(
@@ -176,7 +176,7 @@ class AmcModel(torch.nn.Module):
         image_embeds = self.itm.vision_model(pixel_values=pixel_values).last_hidden_state
         pos = match(self.itm, image_embeds, input_ids, attention_mask, self.layer)
         raw = gradcam(pos, attention_mask, patch_grid(image_embeds))
-        heat = normalise(raw, tuple(pixel_values.shape[-2:]))
+        heat = normalise(raw, (pixel_values.shape[-2], pixel_values.shape[-1]))
         live = raw.detach().flatten(1).max(1).values >= self.min_heat
         terms = {k: w[k] for k in ("mean_margin", "max_margin", "mean_weight", "max_weight")}
         amc = amc_loss(heat, masks * live[:, None, None], **terms)
@@ -332,4 +332,4 @@ def heatmaps(
     embeds = model.vision_model(pixel_values=inputs["pixel_values"]).last_hidden_state
     m = match(model, embeds, inputs["input_ids"], inputs["attention_mask"], index)
     raw = gradcam(m, inputs["attention_mask"], patch_grid(embeds), create_graph=False).detach()
-    return normalise(raw, tuple(raw.shape[-2:])).cpu()
+    return normalise(raw, (raw.shape[-2], raw.shape[-1])).cpu()
