@@ -19,3 +19,11 @@ def test_quick_start_commands_and_ci_agree() -> None:
     assert commands[0].endswith("syngen run recipes/quickstart.yaml")
     assert commands[1] in CI, "CI must run the README's test command"
     assert all("torch==2.13.0" in c for c in commands[:2]), "an unpinned torch pulls CUDA wheels on CPU machines"
+
+
+def test_trainer_options_tables_match_the_configs() -> None:
+    from syngen.train.cli import reference_markdown as training_reference
+
+    assert training_reference() in README, (
+        "regenerate the README's trainer options with syngen.train.cli.reference_markdown()"
+    )

@@ -53,8 +53,11 @@ def train(objective: Objective) -> Path:
     if main:
         out.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
-    model = objective.build(accelerator.device)
-    dataset = objective.dataset()
+    # the main process first: it builds tiny twins and dataset caches (transformers' save_pretrained writes
+    # weights only on rank 0), the others then read them
+    with accelerator.main_process_first():
+        model = objective.build(accelerator.device)
+        dataset = objective.dataset()
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise TrainError(f"{config.data}: no training examples for `{objective.name}` in split {config.split!r}")
     params = [p for p in model.parameters() if p.requires_grad]

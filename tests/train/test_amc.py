@@ -26,7 +26,7 @@ from syngen.train.amc import (
     normalise,
 )
 from syngen.train.checkpoint import checkpoints, read_state
-from syngen.train.config import AmcConfig, options_table
+from syngen.train.config import AmcConfig
 from syngen.train.loop import TrainError, train
 from tests.conftest import draw_shapes
 from tests.train.shapes import make_shapes_dataset
@@ -209,11 +209,6 @@ def test_a_last_layer_setting_fails_before_training(shapes: Path, tmp_path: Path
     config = AmcConfig(data=str(shapes), out=str(tmp_path / "x"), model="tiny:itm-blip", gradcam_layer=-1)
     with pytest.raises(TrainError, match="gradcam_layer -1"):
         train(AmcObjective(config))
-
-
-def test_readme_lists_the_amc_options() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert options_table(AmcConfig) in readme, "regenerate the README's AMC options with options_table(AmcConfig)"
 
 
 def test_resume_from_a_checkpoint_gives_the_same_model(
