@@ -17,7 +17,6 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic grounding and segmentation data.")
 console = Console(stderr=True)
 
-DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml"
 
 
 def _fail(message: str) -> None:
@@ -36,18 +35,19 @@ def _load(recipe: Path):  # -> Recipe
 
 @app.command()
 def run(
-    recipe: Path = typer.Argument(DEFAULT_RECIPE, help="Recipe YAML; default: the offline quickstart."),
+    recipe: Path | None = typer.Argument(None, help="Recipe YAML; default: the offline quickstart bundled with syngen."),
     out: Path | None = typer.Option(None, "--out", help="Output folder; default outputs/<recipe name>."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use at most N seed items."),
     fresh: bool = typer.Option(False, "--fresh", help="Drop earlier results in the output folder and start over."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per stage."),
 ) -> None:
     """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
+    from syngen.assets import quickstart_recipe
     from syngen.models.loading import PreflightError
     from syngen.runner import RunLocked
     from syngen.runner import run as run_recipe
 
-    loaded = _load(recipe)
+    loaded = _load(recipe or quickstart_recipe())
     out_dir = loaded.out_dir(out)
     try:
         report = run_recipe(loaded, out_dir, fresh=fresh, limit=limit, progress=progress)

@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from syngen.assets import assets_dir
 from syngen.sample import Failure, Sample
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ModelRef(BaseModel):
@@ -58,12 +58,12 @@ class Context:
     dtype: str = "float32"
 
     def resolve_path(self, value: str | Path) -> Path:
-        """A recipe path: absolute, else relative to the recipe's folder, the current folder, or syngen's own
-        folder (where the bundled ``prompts/`` live), the first that exists."""
+        """A recipe path: absolute, else relative to the recipe's folder, the current folder, or the files bundled
+        with syngen (where ``prompts/`` live), the first that exists."""
         path = Path(value).expanduser()
         if path.is_absolute():
             return path
-        for base in (self.recipe_dir, Path.cwd(), PROJECT_ROOT):
+        for base in (self.recipe_dir, Path.cwd(), assets_dir()):
             if (base / path).exists():
                 return base / path
         return self.recipe_dir / path
