@@ -18,7 +18,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic gr
 console = Console(stderr=True)
 
 
-
 def _fail(message: str) -> None:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(2)
@@ -35,11 +34,16 @@ def _load(recipe: Path):  # -> Recipe
 
 @app.command()
 def run(
-    recipe: Path | None = typer.Argument(None, help="Recipe YAML; default: the offline quickstart bundled with syngen."),
+    recipe: Path | None = typer.Argument(
+        None, help="Recipe YAML; default: the offline quickstart bundled with syngen."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Output folder; default outputs/<recipe name>."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use at most N seed items."),
     fresh: bool = typer.Option(False, "--fresh", help="Drop earlier results in the output folder and start over."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per stage."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Compute the samples that failed before again (and nothing else)."
+    ),
 ) -> None:
     """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
     from syngen.assets import quickstart_recipe
@@ -50,7 +54,7 @@ def run(
     loaded = _load(recipe or quickstart_recipe())
     out_dir = loaded.out_dir(out)
     try:
-        report = run_recipe(loaded, out_dir, fresh=fresh, limit=limit, progress=progress)
+        report = run_recipe(loaded, out_dir, fresh=fresh, limit=limit, progress=progress, retry_failed=retry_failed)
     except (PreflightError, RunLocked) as err:
         _fail(str(err))
     print_report(report)

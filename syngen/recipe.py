@@ -15,8 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from syngen.stages import STAGES, stage_class
 from syngen.assets import assets_dir
+from syngen.stages import STAGES, stage_class
 from syngen.stages.base import Context, StageConfig
 
 

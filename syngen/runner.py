@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import resource
 import shutil
 import sys
@@ -34,6 +36,8 @@ from syngen.stages.base import Context, Result, Stage
 from syngen.store import Row, StageStore, atomic_write_text, to_json
 
 EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
+FAILURES = "failures.jsonl"  # every recorded failure with its seed item, rewritten whenever the samples are read
+log = logging.getLogger(__name__)
 
 
 class RunLocked(RuntimeError):
@@ -139,20 +143,36 @@ class Runner:
         self._chain = chain
 
     def samples(self, compute: bool = True) -> Iterator[Sample]:
-        """The final samples, wave by wave; with ``compute=False`` only what the stores already hold."""
+        """The final samples, wave by wave; with ``compute=False`` only what the stores already hold.
+
+        Every failure met on the way (computed now or stored earlier) goes to ``OUT/failures.jsonl``, which is
+        replaced when the stream is exhausted."""
         source = self.stages[0]
         items = source.items(self.limit)  # type: ignore[attr-defined]
         wave_size = self.recipe.top.runtime.wave_size
+        failures = self.out / f".tmp-{FAILURES}"
         try:
-            while wave := list(islice(items, wave_size)):
-                for stage in self.stages:
-                    wave = self._run_stage(stage, wave, compute)
-                yield from wave
+            with failures.open("w", encoding="utf-8") as self._failures:
+                while wave := list(islice(items, wave_size)):
+                    for stage in self.stages:
+                        wave = self._run_stage(stage, wave, compute)
+                    yield from wave
+            os.replace(failures, self.out / FAILURES)
             self.summary.update(self.report())
         finally:
+            failures.unlink(missing_ok=True)
             self.pool.close()
             for bar in self._bars.values():
                 bar.close()
+
+    def retry_failed(self) -> int:
+        """Drops the stored failures of every stage (open the stores first), so the next :meth:`samples` computes
+        those samples again and nothing else; returns how many were dropped."""
+        dropped = {name: store.drop_failed() for name, store in self.stores.items()}
+        for name, n in dropped.items():
+            if n:
+                log.info("retrying %d failed sample(s) of stage %s", n, name)
+        return sum(dropped.values())
 
     def _bar(self, stage: Stage) -> tqdm:
         if stage.name not in self._bars:
@@ -196,6 +216,9 @@ class Runner:
                 continue
             report.items_in += 1
             outputs = _merge(sample, sample_rows, report)
+            for row in sample_rows:
+                if row["status"] == "failed":
+                    self._failures.write(to_json(failure_record(stage.name, sample, json.loads(row["data"]))) + "\n")
             report.items_out += bool(outputs)
             report.emitted += len(outputs)
             merged.extend(outputs)
@@ -239,9 +262,16 @@ class Runner:
 
 
 def run(
-    recipe: Recipe, out: Path, *, fresh: bool = False, limit: int | None = None, progress: bool = True
+    recipe: Recipe,
+    out: Path,
+    *,
+    fresh: bool = False,
+    limit: int | None = None,
+    progress: bool = True,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
-    """Run ``recipe`` into ``out`` (resuming by default) and export the dataset; returns the run report."""
+    """Run ``recipe`` into ``out`` (resuming by default; with ``retry_failed`` the failed samples are computed
+    again) and export the dataset; returns the run report."""
     out.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(out / ".lock"))
     try:
@@ -252,13 +282,15 @@ def run(
         ) from None
     try:
         if fresh:
-            for name in ("stages", "dataset", "run.json", EXPORTED_STATE):
+            for name in ("stages", "dataset", "run.json", EXPORTED_STATE, FAILURES):
                 path = out / name
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         atomic_write_text(out / "recipe.yaml", recipe.text)
         runner = Runner(recipe, out, limit=limit, progress=progress)
         runner.preflight()
         runner.open_stores()
+        if retry_failed:
+            runner.retry_failed()
         state_file = out / EXPORTED_STATE
         if (out / "dataset").is_dir() and state_file.exists() and state_file.read_text() == runner.state():
             for _ in runner.samples():  # nothing to compute or export: read the stores for the report
@@ -296,6 +328,21 @@ def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
         pretty_name=recipe.top.output.pretty_name,
         description=recipe.top.description,
     )
+
+
+def failure_record(stage: str, sample: Sample, failure: dict[str, Any]) -> dict[str, Any]:
+    """A line of ``failures.jsonl``: the stage, the seed item the sample came from (its file name, dataset index
+    or captions line, as the source names it), the sample id, the failure's kind, message and traceback tail."""
+    source = sample.get("source") or {}
+    return {
+        "stage": stage,
+        "item": source.get("item"),
+        "source": source.get("kind"),
+        "id": sample["id"],
+        "kind": failure["kind"],
+        "message": failure["message"],
+        "detail": failure.get("detail", ""),
+    }
 
 
 def _rows(sample: Sample, result: Result) -> list[Row]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SCHEMA = pa.schema(
@@ -105,6 +106,27 @@ class StageStore:
         index = self.index()
         for row in rows:
             index[row["input_id"]] = part
+
+    def drop_failed(self) -> int:
+        """Removes the failed rows, so their samples count as not done and are computed again; returns how many.
+
+        Each part file holding failures is replaced, atomically and under the same name, by one without them
+        (removed when nothing else is left); parts without failures are only read for their status column."""
+        dropped = 0
+        for part in sorted(set(self.index().values())):
+            if "failed" not in pq.read_table(part, columns=["status"]).column(0).to_pylist():
+                continue
+            table = pq.read_table(part)
+            kept = table.filter(pc.not_equal(table["status"], "failed"))
+            dropped += table.num_rows - kept.num_rows
+            if kept.num_rows:
+                tmp = self.dir / f".tmp-{part.name}"
+                pq.write_table(kept, tmp)
+                os.replace(tmp, part)
+            else:
+                part.unlink()
+        self._index = None
+        return dropped
 
     def read(self, input_ids: list[str]) -> dict[str, list[Row]]:
         """The stored rows of each given input id, in written order."""

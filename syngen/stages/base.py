@@ -17,7 +17,6 @@ from syngen.assets import assets_dir
 from syngen.sample import Failure, Sample
 
 
-
 class ModelRef(BaseModel):
     """A model: a Hub id, a local path, or ``tiny:<name>`` for a tiny twin."""
 
