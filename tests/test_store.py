@@ -59,3 +59,19 @@ def test_unreadable_part_is_set_aside(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="unreadable"):
         assert set(reopened.index()) == {"b"}
     assert (store.dir / f"corrupt-{damaged.name}").exists()
+
+
+def test_drop_failed_keeps_the_successes_in_place(tmp_path: Path) -> None:
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    store.write([row("a", "a"), row("b", None, "failed"), row("c", "c")])
+    store.write([row("d", None, "failed")])
+    store.write([row("e", "e")])
+    before = {p.name: p.read_bytes() for p in store.dir.glob("part-*.parquet")}
+    assert store.drop_failed() == 2
+    assert set(store.index()) == {"a", "c", "e"} and set(StageStore(tmp_path, "caption").index()) == {"a", "c", "e"}
+    after = {p.name: p.read_bytes() for p in store.dir.glob("part-*.parquet")}
+    assert len(after) == 2 and set(after) < set(before)  # the all-failed part is gone, the others keep their names
+    assert [after[name] == before[name] for name in sorted(after)].count(True) == 1  # the clean part is untouched
+    assert [r["id"] for r in store.read(["a", "c"])["a"] + store.read(["c"])["c"]] == ["a", "c"]
+    assert not list(store.dir.glob(".tmp-*")) and store.drop_failed() == 0
