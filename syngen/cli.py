@@ -74,6 +74,9 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML to check.")) -
 def export(
     out: Path = typer.Argument(..., help="A run's output folder."),
     recipe: Path | None = typer.Option(None, "--recipe", help="The run's recipe; default: the one run.json names."),
+    repo_id: str | None = typer.Option(
+        None, "--repo-id", help="Hub repo the card's loading code names; default: the recipe's output.push_to_hub."
+    ),
 ) -> None:
     """Rewrite OUT/dataset from the stage stores (no model runs; samples not yet computed are left out)."""
     from syngen.export import export_dataset
@@ -90,7 +93,8 @@ def export(
         runner.open_stores(drop_stale=False)
     except StaleStore as err:
         _fail(f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe")
-    path = export_dataset(runner.samples(compute=False), out, card_info(loaded, runner.summary))
+    info = card_info(loaded, runner.summary, repo_id)
+    path = export_dataset(runner.samples(compute=False), out, info, stages=loaded.stages)
     console.print(f"dataset: {path}")
 
 

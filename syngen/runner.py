@@ -299,7 +299,7 @@ def run(
             from syngen.export import export_dataset
 
             state_file.unlink(missing_ok=True)
-            export_dataset(runner.samples(), out, card_info(recipe, runner.summary))
+            export_dataset(runner.samples(), out, card_info(recipe, runner.summary), stages=recipe.stages)
             atomic_write_text(state_file, runner.state())
         report = runner.report()
         atomic_write_text(out / "run.json", json.dumps(report, indent=2))
@@ -308,8 +308,9 @@ def run(
         lock.release()
 
 
-def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
-    """What the dataset card says about the run: recipe, models, settings, and the (filled-in-later) report."""
+def card_info(recipe: Recipe, report: dict[str, Any], repo_id: str | None = None) -> Any:
+    """What the dataset card says about the run: recipe, models, settings, the (filled-in-later) report, and the
+    Hub repo (``repo_id``, else the recipe's ``output.push_to_hub``)."""
     from syngen.export import CardInfo
 
     models = {}
@@ -327,6 +328,7 @@ def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
         report=report,
         pretty_name=recipe.top.output.pretty_name,
         description=recipe.top.description,
+        repo_id=repo_id or recipe.top.output.push_to_hub,
     )
 
 

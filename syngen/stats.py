@@ -55,8 +55,9 @@ def summarize(out_dir: Path) -> dict[str, Any]:
     Returns {"images", "regions": {"total", "per_image"}, "phrases_per_caption", "box_score", "mask_score",
     "preference": {"pairs", "by_kind", "iou"}, "stages": {stage: {"in", "out", "failed"}},
     "failures": {stage: {kind: n}}, "reasons": [{"stage", "kind", "count", "items", "message"}] (from
-    ``failures.jsonl``, most common first, with the first few seed items and one message)}; counts as {"mean", "min", "max", "histogram"}, scores as
-    {"n", "mean", "min", "p10", ..., "max"} (None where there is nothing to measure).
+    ``failures.jsonl``, most common first, with the first few seed items and one message)}; counts as
+    {"mean", "min", "max", "histogram"}, scores as {"n", "mean", "min", "p10", ..., "max"} (None where there is
+    nothing to measure).
     """
     dataset_dir = Path(out_dir) / "dataset"
     regions_per_image, phrases_per_caption, box_scores, mask_scores = [], [], [], []

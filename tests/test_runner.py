@@ -270,8 +270,8 @@ def test_failures_name_their_seed_items_and_retry_recomputes_only_them(tmp_path:
     assert {name: s["failed"] for name, s in report["stages"].items()} == {"source": 1, "caption": 1}
     for stage, rows in before.items():  # the earlier part files kept their successes, and lost only the failures
         assert stored_rows(out, stage, {row[0] for row in rows}) == {row for row in rows if row[2] == "ok"}
-    grounding = pq.read_table(out / "dataset/data/grounding", columns=["caption"]).column(0).to_pylist()
-    assert sorted(grounding) == ["a.png", "b.png", "corrupt.png"]
+    provenance = pq.read_table(out / "dataset/data/grounding", columns=["provenance"]).column(0).to_pylist()
+    assert sorted(p["source_item"] for p in provenance) == ["a.png", "b.png", "corrupt.png"]
 
     CALLS.clear()
     report = run(recipe, out, progress=False)

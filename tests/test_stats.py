@@ -10,7 +10,7 @@ from rich.console import Console
 
 from syngen.export import export_dataset
 from syngen.stats import format_summary, read_rows, summarize
-from tests.test_export import make_info, make_region, make_sample
+from tests.export.test_export import make_info, make_region, make_sample
 
 BOX_SCORES = [0.1, 0.2, 0.3, 0.4, 0.5]
 RUN = {
