@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from filelock import FileLock, Timeout
 from tqdm import tqdm
@@ -111,6 +111,7 @@ class Runner:
         self.started = time.perf_counter()
         self.preflight_s = 0.0
         self.summary: dict[str, Any] = {}  # the run report, filled in when :meth:`samples` is exhausted
+        self._failures: TextIO  # where :meth:`samples` writes the failures it meets (the next failures.jsonl)
 
     def preflight(self) -> None:
         """Resolve every model before any compute (tiny twins are built here)."""
