@@ -78,7 +78,7 @@ def contact_sheet(out_dir: Path, n: int = 16) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
 
     samples = list(read_rows(dataset_dir, "grounding", ["id", "image", "caption", "phrases", "regions"], limit=n))
-    tiles = [_tile(draw_overlay(_decode(row["image"]), row["regions"]), f"#{i}") for i, row in enumerate(samples)]
+    tiles = [_tile(draw_overlay(_decode(row["image"]), row["regions"] or []), f"#{i}") for i, row in enumerate(samples)]
     sheet = folder / "contact_sheet.png"
     _grid(tiles, math.ceil(math.sqrt(len(tiles))), "no samples").save(sheet)
 
