@@ -161,8 +161,8 @@ def models(build: Annotated[bool, typer.Option("--build", help="Build (and cache
     from syngen.models.twins import TINY
 
     table = Table("tiny twin", "backend", *(["cached at"] if build else []))
-    for name, (backend, _) in TINY.items():
-        table.add_row(f"tiny:{name}", backend, *([str(build_tiny(name))] if build else []))
+    for name, twin in TINY.items():
+        table.add_row(f"tiny:{name}", twin.backend or "(trainer only)", *([str(build_tiny(name))] if build else []))
     Console().print(table)
     Console().print("backends: " + ", ".join(f"{name} ({spec.role})" for name, spec in BACKENDS.items()))
 
