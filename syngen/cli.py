@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -32,7 +31,7 @@ DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "quickstar
 class _Commands(TyperGroup):
     """The command group; a :class:`SyngenError` from any command becomes its message and exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # a click Context (typer vendors click; Any fits either)
         try:
             return super().invoke(ctx)
         except SyngenError as err:

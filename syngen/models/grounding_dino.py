@@ -54,7 +54,9 @@ class GroundingDino(Adapter):
         return [
             [
                 {"label": self._strip_special(label), "box": [float(v) for v in box], "score": float(score)}
-                for label, box, score in zip(result["text_labels"], result["boxes"].float(), result["scores"].float())
+                for label, box, score in zip(
+                    result["text_labels"], result["boxes"].float(), result["scores"].float(), strict=True
+                )
             ]
             for result in results
         ]
