@@ -22,6 +22,9 @@ def twin() -> Path:
     return build_tiny("segmenter")
 
 
+NOTHING_DROPPED = {"dropped_empty": 0, "filtered_mask_score": 0, "filtered_outside_box": 0}
+
+
 def region(phrase: str, box: list[float]) -> dict[str, Any]:
     return {"phrase": phrase, "box": box, "box_score": 0.8}
 
@@ -54,10 +57,11 @@ def test_masks_at_the_image_size_one_embedding_per_image(twin: Path) -> None:
     results = run(sam, samples)
     assert sam.encoder_calls == 2  # the sample without regions is not embedded
     assert len(decoder_calls) == 2  # all boxes of an image in one decoder call
-    assert results[2] == {"regions": [], "segment_stats": {"masks": 0, "dropped_empty": 0}}
+    assert results[2] == {"regions": [], "segment_stats": {"masks": 0, **NOTHING_DROPPED}}
     for (width, height), s, result in zip(sizes, samples, results):
         regions = result["regions"]
-        assert result["segment_stats"] == {"masks": len(regions), "dropped_empty": len(s["regions"]) - len(regions)}
+        dropped = {"dropped_empty": len(s["regions"]) - len(regions)}
+        assert result["segment_stats"] == {"masks": len(regions), **NOTHING_DROPPED, **dropped}
         for before, after in zip(s["regions"], regions):
             mask = rle_to_mask(after["mask"])
             assert mask.shape == (height, width) and mask.any()
@@ -94,5 +98,5 @@ def test_empty_masks_are_dropped_and_counted() -> None:
     [result] = run(segmenter, [sample(0, (128, 96), regions)])
     assert [r["phrase"] for r in result["regions"]] == ["a", "c"]
     assert [r["mask_score"] for r in result["regions"]] == pytest.approx([0.1, 0.6333333])
-    assert result["segment_stats"] == {"masks": 2, "dropped_empty": 2}
+    assert result["segment_stats"] == {"masks": 2, **NOTHING_DROPPED, "dropped_empty": 2}
     assert segmenter.embedded == ["s0"]
