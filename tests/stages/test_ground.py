@@ -40,7 +40,8 @@ class FakeGrounder:
         found = []
         for prompt in prompts:
             phrases = prompt[:-1].split(". ")
-            found.append([d | {"phrase": phrases.index(d["phrase"])} for d in self.detections if d["phrase"] in phrases])
+            mine = [d for d in self.detections if d["phrase"] in phrases]
+            found.append([d | {"phrase": phrases.index(d["phrase"])} for d in mine])
         return found
 
 
@@ -266,7 +267,7 @@ def test_end_to_end_on_the_tiny_twin(twin: GroundingDino) -> None:
     results = run(twin, samples, box_threshold=0.3, text_threshold=0.0, keep="all")
     # text_threshold 0 labels each detection with its whole prompt; token scores still place it in one phrase.
     assert results[0]["regions"] and results[1]["regions"]
-    for result, phrases in zip(results, (["red circle"], ["blue box", "cat"])):
+    for result, phrases in zip(results, (["red circle"], ["blue box", "cat"]), strict=True):
         assert result["ground_stats"]["detections"] == len(result["regions"])
         assert result["ground_stats"]["no_phrase"] == 0
         for region in result["regions"]:
