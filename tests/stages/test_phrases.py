@@ -54,7 +54,10 @@ def test_parse_phrases_keeps_the_first_max_phrases() -> None:
     assert parse_phrases("dog, hat, table, ball", CAPTION, max_words=4, max_phrases=2) == ["dog", "hat"]
 
 
-SCENE = "A young woman in a red coat walks a small dog past the old church while a man's hat lies on the wet street near two bicycles."
+SCENE = (
+    "A young woman in a red coat walks a small dog past the old church while a man's hat lies on the wet street "
+    "near two bicycles."
+)
 
 # Realistic LLM answers and the phrases a person would take from them (max_words 4, max_phrases 10).
 ANSWERS = [
@@ -181,7 +184,7 @@ ANSWERS = [
     pytest.param('["a young woman in a red coat", "a red coat"]', ["a red coat"], id="too-long"),
     pytest.param('["woman in", "small do", "dog"]', ["woman in", "dog"], id="whole-words-only"),
     pytest.param(
-        "Here are the phrases from the description:\n\n- a young woman\n- the wet street\n\nLet me know if you need more!",
+        "Here are the phrases from the description:\n\n- a young woman\n- the wet street\n\nAnything else?",
         ["a young woman", "the wet street"],
         id="preamble-and-closing",
     ),
