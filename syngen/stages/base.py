@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import JsonDict
 
 from syngen.sample import Failure, Sample
 
@@ -43,7 +44,7 @@ class ModelRef(BaseModel):
 
 # ``json_schema_extra`` of a setting added after results were stored: left at its default it stays out of the
 # stage's fingerprint, so an upgrade keeps those results (the default keeps the earlier behaviour).
-ADDED_LATER = {"added_later": True}
+ADDED_LATER: JsonDict = {"added_later": True}
 
 
 class StageConfig(BaseModel):
