@@ -43,7 +43,7 @@ def run(recipe_path: Path, out: Path, floodfill: bool) -> dict[str, Any]:
 
     recipe = load_recipe(recipe_path)
     if floodfill:
-        from tests.floodfill import FloodFillSegmenter
+        from tests.fakes import FloodFillSegmenter
 
         segmenter = FloodFillSegmenter()
         original = runner._ModelPool.get
