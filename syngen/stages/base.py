@@ -23,7 +23,17 @@ from syngen.sample import Failure, Sample
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["ADDED_LATER", "Context", "ModelRef", "ModelStageConfig", "Result", "SourceStage", "Stage", "StageConfig", "Update"]
+__all__ = [
+    "ADDED_LATER",
+    "Context",
+    "ModelRef",
+    "ModelStageConfig",
+    "Result",
+    "SourceStage",
+    "Stage",
+    "StageConfig",
+    "Update",
+]
 
 
 # ``json_schema_extra`` of a setting added after results were stored: left at its default it stays out of the
