@@ -11,7 +11,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ _BACKGROUND: RGB = (32, 32, 32)
 
 
 def draw_overlay(
-    image: Image.Image, regions: Sequence[dict[str, Any]], palette: Sequence[RGB] = PALETTE, alpha: float = 0.45
+    image: Image.Image, regions: Sequence[Mapping[str, Any]], palette: Sequence[RGB] = PALETTE, alpha: float = 0.45
 ) -> Image.Image:
     """``image`` with each region drawn in its colour: ``mask`` (RLE, optional) blended in at ``alpha``, ``box``
     (xyxy pixels) outlined, ``phrase`` written above the box. Region i gets ``palette[i % len(palette)]``.
