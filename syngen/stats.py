@@ -57,8 +57,9 @@ def summarize(out_dir: Path) -> dict[str, Any]:
 
     Returns {"images", "regions": {"total", "per_image"}, "phrases_per_caption", "box_score", "mask_score",
     "preference": {"pairs", "by_kind", "iou"}, "stages": {stage: {"in", "out", "failed"}},
-    "failures": {stage: {kind: n}}, "reasons": [{"stage", "kind", "count", "items", "message"}] (from
-    ``failures.jsonl``, most common first, with the first few seed items and one message)}; counts as
+    "failures": {stage: {kind: n}}, "filtered": {stage: {reason: n}}} (regions dropped by the quality filters,
+    from the run's ``filtered_<reason>`` counters), "reasons": [{"stage", "kind", "count", "items", "message"}]
+    (from ``failures.jsonl``, most common first, with the first few seed items and one message)}; counts as
     {"mean", "min", "max", "histogram"}, scores as {"n", "mean", "min", "p10", ..., "max"} (None where there is
     nothing to measure).
     """
@@ -87,8 +88,14 @@ def summarize(out_dir: Path) -> dict[str, Any]:
         "preference": {"pairs": sum(kinds.values()), "by_kind": dict(sorted(kinds.items())), "iou": _quantiles(ious)},
         "stages": {name: stage_counts(s) for name, s in stages.items()},
         "failures": {name: dict(s["failures"]) for name, s in stages.items() if s.get("failures")},
+        "filtered": {name: found for name, s in stages.items() if (found := _filtered(s.get("stats") or {}))},
         "reasons": failure_reasons(Path(out_dir) / "failures.jsonl"),
     }
+
+
+def _filtered(stats: dict[str, Any]) -> dict[str, int]:
+    """The non-zero ``filtered_<reason>`` counters of a stage, by reason."""
+    return {key.removeprefix("filtered_"): n for key, n in stats.items() if key.startswith("filtered_") and n}
 
 
 def failure_reasons(path: Path) -> list[dict[str, Any]]:
@@ -110,7 +117,8 @@ def failure_reasons(path: Path) -> list[dict[str, Any]]:
 
 
 def format_summary(summary: dict[str, Any]) -> Group:
-    """The summary as rich tables: overview, score distributions, preference kinds, stage counts and failures."""
+    """The summary as rich tables: overview, score distributions, preference kinds, stage counts, failures and
+    regions dropped by the quality filters."""
     overview = Table("measure", "value", title="Dataset")
     per_image, per_caption = summary["regions"]["per_image"], summary["phrases_per_caption"]
     overview.add_row("images", str(summary["images"]))
@@ -129,10 +137,11 @@ def format_summary(summary: dict[str, Any]) -> Group:
     ]:
         scores.add_row(name, str(values["n"]), *(_number(values[k]) for k in ["mean", *QUANTILES]))
 
-    stages = Table("stage", "in", "out", "failed", "failures", title="Run")
+    stages = Table("stage", "in", "out", "failed", "failures", "regions filtered", title="Run")
     for name, counts in summary["stages"].items():
         failures = _histogram(summary["failures"].get(name, {}))
-        stages.add_row(name, *(str(counts[k]) for k in ("in", "out", "failed")), failures)
+        filtered = _histogram(summary["filtered"].get(name, {}))
+        stages.add_row(name, *(str(counts[k]) for k in ("in", "out", "failed")), failures, filtered)
     reasons = Table("stage", "kind", "count", "example items", "message", title="Failures (failures.jsonl)")
     for reason in summary["reasons"]:
         items = ", ".join(str(item) for item in reason["items"]) + (", ..." if reason["count"] > EXAMPLES else "")

@@ -52,7 +52,8 @@ class FakeLLM(FakeModel):
 
 
 class FakeGrounder(FakeModel):
-    """Answers each prompt with the scripted detections whose label words all occur in it; records the calls."""
+    """Answers each prompt with the scripted detections whose ``phrase`` is one of the prompt's, pointing at it by
+    its index in the prompt as the real grounder does; records the calls."""
 
     def __init__(self, detections: list[dict[str, Any]] | None = None):
         super().__init__()
@@ -65,11 +66,12 @@ class FakeGrounder(FakeModel):
     def detect(self, images: list, prompts: list[str], box_threshold: float, text_threshold: float) -> list:
         assert len(images) == len(prompts)
         self.calls.append(prompts)
-        return [[d for d in self.detections if _words(d["label"]) <= _words(prompt)] for prompt in prompts]
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text.lower()))
+        found = []
+        for prompt in prompts:
+            phrases = prompt[:-1].split(". ")
+            mine = [d for d in self.detections if d["phrase"] in phrases]
+            found.append([d | {"phrase": phrases.index(d["phrase"])} for d in mine])
+        return found
 
 
 class FakeSegmenter(FakeModel):
@@ -145,7 +147,8 @@ class FloodFillSegmenter(FakeModel):
     A prompt's mask is the union of the flood fills (4-connected, same RGB colour) from its positive points, minus
     the flood fills from its negative points; with a box, fills stay inside the box, and with a box and no positive
     point the fill starts at the box centre. Scores are the mask's share of the box (1.0 without a box).
-    ``predict_sizes`` records the number of prompts of each predict call.
+    ``predict_sizes`` records the number of prompts of each predict call, ``predict_multimask`` its ``multimask``
+    flag (a flood fill has one answer, so the flag changes nothing else).
     """
 
     def __init__(self) -> None:
@@ -154,6 +157,7 @@ class FloodFillSegmenter(FakeModel):
         self.pixels: dict[str, np.ndarray] = {}
         self.encoder_calls = 0
         self.predict_sizes: list[int] = []
+        self.predict_multimask: list[bool] = []
 
     def embed(self, images: list[Image.Image], keys: list[str]) -> None:
         for image, key in zip(images, keys, strict=True):
@@ -167,10 +171,12 @@ class FloodFillSegmenter(FakeModel):
         boxes: np.ndarray | None = None,
         points: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        multimask: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         pixels = self.pixels[key]
         n = len(boxes) if boxes is not None else len(points)
         self.predict_sizes.append(n)
+        self.predict_multimask.append(multimask)
         masks, scores = [], []
         for i in range(n):
             box = None if boxes is None else boxes[i]

@@ -17,8 +17,20 @@ from tests.export.test_export import make_info, make_region, make_sample
 BOX_SCORES = [0.1, 0.2, 0.3, 0.4, 0.5]
 RUN = {
     "stages": {
-        "ground": {"items_in": 4, "items_out": 3, "failed": 1, "failures": {"no_phrases": 1}},
-        "segment": {"items_in": 3, "items_out": 3, "failed": 0, "failures": {}},
+        "ground": {
+            "items_in": 4,
+            "items_out": 3,
+            "failed": 1,
+            "failures": {"no_phrases": 1},
+            "stats": {"detections": 5, "filtered_small_box": 2, "filtered_large_box": 0, "no_phrase": 3},
+        },
+        "segment": {
+            "items_in": 3,
+            "items_out": 3,
+            "failed": 0,
+            "failures": {},
+            "stats": {"masks": 5, "filtered_mask_score": 1, "filtered_outside_box": 4},
+        },
         "negatives": {"items_in": 3, "items_out": 1, "failed": 2, "failures": {"timeout": 1, "ValueError": 1}},
     }
 }
@@ -85,10 +97,17 @@ def test_failures_by_stage_and_reason(out: Path) -> None:
     assert summary["stages"]["negatives"] == {"in": 3, "out": 1, "failed": 2}
 
 
+def test_regions_filtered_by_stage_and_reason(out: Path) -> None:
+    summary = summarize(out)
+    assert summary["filtered"] == {"ground": {"small_box": 2}, "segment": {"mask_score": 1, "outside_box": 4}}
+    text = render(summary)
+    assert "small_box: 2" in text and "mask_score: 1, outside_box: 4" in text
+
+
 def test_without_run_report_or_pairs(tmp_path: Path) -> None:
     export_dataset([make_sample(0, [])], tmp_path, make_info())
     summary = summarize(tmp_path)
-    assert (summary["stages"], summary["failures"]) == ({}, {})
+    assert (summary["stages"], summary["failures"], summary["filtered"]) == ({}, {}, {})
     assert summary["preference"] == {
         "pairs": 0,
         "by_kind": {},

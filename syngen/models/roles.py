@@ -16,8 +16,11 @@ Role = Literal["captioner", "text-to-image", "llm", "grounder", "segmenter"]
 
 
 class Detection(TypedDict):
-    """One grounder detection: the prompt text it matched, its box (xyxy pixels) and score."""
+    """One grounder detection: the prompt's phrase it belongs to (its index among the prompt's "."-separated
+    phrases, by token scores; None when no phrase token passed the text threshold), the text of its tokens above
+    the threshold (for information), its box (xyxy pixels) and score."""
 
+    phrase: int | None
     label: str
     box: list[float]
     score: float
@@ -91,8 +94,10 @@ class Segmenter(Model, Protocol):
         boxes: np.ndarray | None = None,
         points: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        multimask: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Masks (N, H, W) bool and scores (N,) for N prompts on the image embedded under ``key``."""
+        """Masks (N, H, W) bool and scores (N,) for N prompts on the image embedded under ``key``; with
+        ``multimask``, the best of SAM's three masks per prompt (for single clicks)."""
         ...
 
 

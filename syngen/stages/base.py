@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
 from syngen.assets import assets_dir
 from syngen.models.roles import Role
@@ -26,7 +27,22 @@ from syngen.sample import Failure, Sample
 if TYPE_CHECKING:
     from syngen.export.schema import Column
 
-__all__ = ["Context", "ModelRef", "ModelStageConfig", "Result", "SourceStage", "Stage", "StageConfig", "Update"]
+__all__ = [
+    "ADDED_LATER",
+    "Context",
+    "ModelRef",
+    "ModelStageConfig",
+    "Result",
+    "SourceStage",
+    "Stage",
+    "StageConfig",
+    "Update",
+]
+
+
+# ``json_schema_extra`` of a setting added after results were stored: left at its default it stays out of the
+# stage's fingerprint, so an upgrade keeps those results (the default keeps the earlier behaviour).
+ADDED_LATER: JsonDict = {"added_later": True}
 
 
 class StageConfig(BaseModel):
@@ -112,12 +128,20 @@ class Stage(Generic[C, M]):
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides this stage's output: its config (model id and revision included; a tiny twin's version),
-        less batch sizes. Pin ``revision`` to make a Hub checkpoint part of it for good."""
+        less batch sizes and the settings marked :data:`ADDED_LATER` that are at their defaults. Pin ``revision`` to
+        make a Hub checkpoint part of it for good."""
         from syngen.models.twins import TINY_VERSION
 
         ref = self.model_ref()
         tiny = {"tiny_version": TINY_VERSION} if ref is not None and ref.tiny is not None else {}
-        return {"stage": self.name, "config": self.config.model_dump(mode="json", exclude={"batch_size"})} | tiny
+        at_default = {
+            name
+            for name, info in type(self.config).model_fields.items()
+            if info.json_schema_extra == ADDED_LATER
+            and getattr(self.config, name) == info.get_default(call_default_factory=True)
+        }
+        config = self.config.model_dump(mode="json", exclude={"batch_size"} | at_default)
+        return {"stage": self.name, "config": config} | tiny
 
     def process(self, samples: list[Sample], model: M) -> list[Result]:
         raise NotImplementedError

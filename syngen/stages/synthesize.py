@@ -4,7 +4,9 @@ Needs ``caption``; replaces ``image`` (PNG bytes) and adds ``width``, ``height``
 ``{"seed", "index", "parent", "prompt"}``. Each input sample fans out to ``images_per_caption`` samples, the
 i-th with id ``make_id(parent_id, "synthesize", i, seed)`` and an image seed derived from (seed, parent id, i),
 so a rerun on the same device makes the same images. All prompts of a batch (× images_per_caption) are generated
-in calls of at most ``batch_size`` images. A sample with an empty caption is a failure of kind ``empty_caption``.
+in as few calls of at most ``batch_size`` images as possible, of near-equal sizes (7 images, batch_size 3: calls of
+2, 2 and 3). An image's pixels depend on the number of images in its call, not on which prompts share it: see the
+README's Limits. A sample with an empty caption is a failure of kind ``empty_caption``.
 
 Example::
 
@@ -14,6 +16,8 @@ Example::
 """
 
 from __future__ import annotations
+
+from itertools import pairwise
 
 from datasets import Image as ImageFeature
 from datasets import Value
@@ -72,8 +76,11 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
             for index in range(cfg.images_per_caption)
         ]
         images = []
-        for start in range(0, len(jobs), cfg.batch_size):
-            chunk = jobs[start : start + cfg.batch_size]
+        # as few calls as batch_size allows, of near-equal sizes: no lone last image (see README, Limits)
+        calls = -(-len(jobs) // cfg.batch_size)
+        bounds = [len(jobs) * i // calls for i in range(calls + 1)]
+        for start, stop in pairwise(bounds):
+            chunk = jobs[start:stop]
             images += model.generate(
                 [samples[n]["caption"] for n, _, _ in chunk],
                 [seed for _, _, seed in chunk],
