@@ -85,6 +85,7 @@ def preference_rows(sample: Sample) -> list[dict[str, Any]]:
                     "points": negative.get("points") or [],
                     "labels": negative.get("labels") or [],
                     "seed": negative.get("seed"),
+                    "multimask": bool(negative.get("multimask", False)),
                 }
             )
     return rows

@@ -72,6 +72,7 @@ PREFERENCE: dict[str, Column] = {
     "points": Column(List(List(Value("float32"), length=2)), "the prompt points (xy pixels) that made the negative"),
     "labels": Column(List(Value("int8")), "their labels (1 foreground, 0 background)"),
     "seed": Column(Value("int64"), "the seed that drew the points"),
+    "multimask": Column(Value("bool"), "SAM's best of three masks was taken (single clicks), else its single mask"),
 }
 ROWS = {
     "grounding": "one image: caption, phrases, regions (box, SAM mask as COCO RLE, DynRefer views), overlay",

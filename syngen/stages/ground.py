@@ -87,8 +87,9 @@ class Ground(Stage[GroundConfig, Grounder]):
     adds = ("regions", "ground_stats")
     publishes = {
         "regions": Column(
-            List({"phrase": Value("string"), "box": BOX, "box_score": Value("float32")}),
-            "one per grounded phrase: `phrase`, `box` [x1, y1, x2, y2] in pixels, `box_score` (GroundingDINO)",
+            List({"phrase": Value("string"), "box": BOX, "box_score": Value("float32"), "label": Value("string")}),
+            "one per grounded phrase: `phrase`, `box` [x1, y1, x2, y2] in pixels, `box_score` (GroundingDINO), "
+            "`label` (the prompt tokens GroundingDINO read, for information)",
         )
     }
     Config = GroundConfig

@@ -52,6 +52,7 @@ def make_region(box: tuple[int, int, int, int], phrase: str = "red box", kinds: 
                 "labels": [1],
                 "iou": 0.5 if kind == "boundary" else 0.0,
                 "seed": 7,
+                "multimask": kind == "semantic",
                 "mask": encode_rle(negatives[kind]),
                 "score": 0.25,
             }
@@ -218,6 +219,7 @@ def test_preference_rows(preference: datasets.Dataset) -> None:
     assert row["iou"] == pytest.approx(0.5) and row["chosen_score"] == pytest.approx(0.75)
     assert row["rejected_score"] == pytest.approx(0.25)
     assert (row["points"], row["labels"], row["seed"]) == ([[11.0, 11.0]], [1], 7)
+    assert preference["multimask"] == [False, True, False]
 
 
 def test_card_loads_with_hub_metadata(exported: Path) -> None:

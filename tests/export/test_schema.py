@@ -70,7 +70,7 @@ def configs(**stages: dict[str, Any]) -> dict[str, Any]:
 
 
 IMAGES = {"kind": "images", "path": "seeds"}
-REGIONS_FULL = ["phrase", "box", "box_score", "mask", "mask_score", "views"]
+REGIONS_FULL = ["phrase", "box", "box_score", "label", "mask", "mask_score", "views"]
 ALL_STAGES = dict.fromkeys(["caption", "synthesize", "phrases", "ground", "segment", "negatives", "views"], {})
 
 
@@ -86,7 +86,7 @@ ALL_STAGES = dict.fromkeys(["caption", "synthesize", "phrases", "ground", "segme
         pytest.param(
             {"source": IMAGES, "caption": {}, "phrases": {}, "ground": {}, "segment": {}},
             ["id", "image", "width", "height", "caption", "phrases", "regions", "overlay", "provenance"],
-            ["phrase", "box", "box_score", "mask", "mask_score"],
+            ["phrase", "box", "box_score", "label", "mask", "mask_score"],
             id="no-views",
         ),
         pytest.param(
@@ -127,7 +127,7 @@ def test_rows_keep_declared_fields_only() -> None:
     features = schemas()["grounding"].features
     region = {"phrase": "a", "box": [1.0, 2.0, 3.0, 4.0], "box_score": 0.5, "negatives": [{"kind": "x"}]}
     assert project([region], features["regions"]) == [
-        {"phrase": "a", "box": [1.0, 2.0, 3.0, 4.0], "box_score": 0.5, "mask": None, "mask_score": None, "views": []}
+        {"phrase": "a", "box": [1.0, 2.0, 3.0, 4.0], "box_score": 0.5, "label": None, "mask": None, "mask_score": None, "views": []}
     ]
     assert project(None, features["phrases"]) == [] and project(None, features["caption"]) is None
     assert project(b"png", features["image"]) == {"bytes": b"png", "path": None}
