@@ -127,7 +127,15 @@ def test_rows_keep_declared_fields_only() -> None:
     features = schemas()["grounding"].features
     region = {"phrase": "a", "box": [1.0, 2.0, 3.0, 4.0], "box_score": 0.5, "negatives": [{"kind": "x"}]}
     assert project([region], features["regions"]) == [
-        {"phrase": "a", "box": [1.0, 2.0, 3.0, 4.0], "box_score": 0.5, "label": None, "mask": None, "mask_score": None, "views": []}
+        {
+            "phrase": "a",
+            "box": [1.0, 2.0, 3.0, 4.0],
+            "box_score": 0.5,
+            "label": None,
+            "mask": None,
+            "mask_score": None,
+            "views": [],
+        }
     ]
     assert project(None, features["phrases"]) == [] and project(None, features["caption"]) is None
     assert project(b"png", features["image"]) == {"bytes": b"png", "path": None}
