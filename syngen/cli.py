@@ -41,17 +41,59 @@ def run(
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use at most N seed items."),
     fresh: bool = typer.Option(False, "--fresh", help="Drop earlier results in the output folder and start over."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per stage."),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="Run only share K of N (K/N, from 0) of the seed items; default: the launcher's RANK/WORLD_SIZE or "
+        "Slurm array ids, else the whole recipe. Shards share OUT; `syngen export OUT` merges them.",
+    ),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="Run the shards on a Ray cluster: `local` starts one on this machine, `auto` joins the one "
+        "`ray start` started, or host:port. Needs `pip install syngen[ray]`.",
+    ),
+    workers: int = typer.Option(2, "--workers", min=1, help="--ray: worker actors (each keeps its models loaded)."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0, help="--ray: GPUs per worker."),
+    shards: int | None = typer.Option(
+        None, "--shards", min=1, help="--ray: shards to split the seed items into; default 4 per worker."
+    ),
 ) -> None:
     """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
+    from syngen.executors import ShardError, shard_from_env
+    from syngen.executors.local import ShardedFresh
+    from syngen.executors.lock import RunLocked
     from syngen.models.loading import PreflightError
-    from syngen.runner import RunLocked
-    from syngen.runner import run as run_recipe
 
     loaded = _load(recipe)
     out_dir = loaded.out_dir(out)
     try:
-        report = run_recipe(loaded, out_dir, fresh=fresh, limit=limit, progress=progress)
-    except (PreflightError, RunLocked) as err:
+        if ray is not None:
+            from syngen.executors.ray import run as run_ray
+
+            report = run_ray(
+                loaded,
+                out_dir,
+                address=ray,
+                workers=workers,
+                gpus_per_worker=gpus_per_worker,
+                shards=shards or 4 * workers,
+                fresh=fresh,
+                limit=limit,
+                progress=progress,
+            )
+        else:
+            from syngen.executors.local import run as run_local
+            from syngen.executors.shard import Shard
+
+            part = Shard.parse(shard) if shard else shard_from_env()
+            report = run_local(loaded, out_dir, fresh=fresh, limit=limit, progress=progress, shard=part)
+            if not part.whole:
+                print_report(report)
+                console.print(f"shard {part} done; once every shard is: syngen export {out_dir}")
+                return
+    except (PreflightError, RunLocked, ShardError, ShardedFresh) as err:
         _fail(str(err))
     print_report(report)
     console.print(f"dataset: {out_dir / 'dataset'}   report: {out_dir / 'run.json'}")
@@ -71,22 +113,23 @@ def export(
     out: Path = typer.Argument(..., help="A run's output folder."),
     recipe: Path | None = typer.Option(None, "--recipe", help="The run's recipe; default: the one run.json names."),
 ) -> None:
-    """Rewrite OUT/dataset from the stage stores (no model runs; samples not yet computed are left out)."""
-    from syngen.export import export_dataset
-    from syngen.runner import Runner, card_info
+    """Rewrite OUT/dataset from the stage stores of every shard (no model runs; samples not yet computed are left
+    out)."""
+    from syngen.executors.local import export as export_stores
+    from syngen.executors.local import recipe_path
+    from syngen.executors.lock import RunLocked
     from syngen.store import StaleStore
 
+    recipe = recipe or recipe_path(out)
     if recipe is None:
-        if not (out / "run.json").exists():
-            _fail(f"{out}: no run.json saying which recipe made it; pass --recipe")
-        recipe = Path(json.loads((out / "run.json").read_text())["recipe_path"])
+        _fail(f"{out}: no run.json saying which recipe made it; pass --recipe")
     loaded = _load(recipe)
-    runner = Runner(loaded, out, progress=False)
     try:
-        runner.open_stores(drop_stale=False)
+        path = export_stores(loaded, out)
+    except RunLocked as err:
+        _fail(str(err))
     except StaleStore as err:
         _fail(f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe")
-    path = export_dataset(runner.samples(compute=False), out, card_info(loaded, runner.summary))
     console.print(f"dataset: {path}")
 
 

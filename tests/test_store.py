@@ -39,7 +39,8 @@ def test_other_fingerprint(tmp_path: Path, drop_stale: bool) -> None:
     else:
         with pytest.raises(StaleStore):
             fresh.open("new", drop_stale=False)
-        assert set(StageStore(tmp_path, "ground").index()) == {"a"}
+        kept = StageStore(tmp_path, "ground")
+        assert kept.open("old") is True and set(kept.index()) == {"a"}
 
 
 def test_to_json_converts_numpy() -> None:
@@ -56,6 +57,7 @@ def test_unreadable_part_is_set_aside(tmp_path: Path) -> None:
     damaged = sorted(store.dir.glob("part-*.parquet"))[0]
     damaged.write_bytes(damaged.read_bytes()[:20])
     reopened = StageStore(tmp_path, "caption")
+    reopened.open("fp")
     with pytest.warns(UserWarning, match="unreadable"):
         assert set(reopened.index()) == {"b"}
     assert (store.dir / f"corrupt-{damaged.name}").exists()
