@@ -90,6 +90,7 @@ class StageStore:
         self.fingerprint = ""
         self._index: dict[str, Location] | None = None
         self._loose: dict[Path, int] = {}  # this rank's parts and undersized chunks -> their number of samples
+        self._manifest: pa.Table | None = None  # this rank's manifest as last read or written
         self._cache: tuple[Location, pa.Table] | None = None  # the last row group read
 
     # opening ---------------------------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ class StageStore:
     def index(self) -> dict[str, Location]:
         """input_id -> where its rows are (read once from the manifests and loose parts, then kept current)."""
         if self._index is None:
-            self._index, self._loose = {}, {}
+            self._index, self._loose, self._manifest = {}, {}, None
             manifests = sorted(self.dir.glob("manifest-r*.parquet"))
             ranks = {int(m.group(1)) for p in _data_files(self.dir) if (m := _RANK.search(p.name))}
             ranks |= {int(_RANK.search(m.name).group(1)) for m in manifests}  # type: ignore[union-attr]
@@ -157,6 +158,7 @@ class StageStore:
         if table is not None and table.num_rows:
             counts = self._add_manifest(table)
             if rank == self.rank:
+                self._manifest = table
                 self._loose.update({path: n for path, n in counts.items() if n < CHUNK_SAMPLES})
         for part in sorted(self.dir.glob(f"part-r{rank}-*.parquet")):
             if part.name in absorbed:
@@ -173,7 +175,7 @@ class StageStore:
         if not manifest.exists():
             return None, set()
         try:
-            table = pq.read_table(manifest, read_dictionary=["file"])
+            table = pq.ParquetFile(manifest, read_dictionary=["file"]).read()
             meta = json.loads(table.schema.metadata[_META])
         except (OSError, pa.ArrowException, KeyError, TypeError, ValueError) as err:
             warnings.warn(f"{manifest} is unreadable ({err}); rebuilding it from the chunks", stacklevel=2)
@@ -191,7 +193,7 @@ class StageStore:
             files = files.dictionary_encode()
         names = files.dictionary.to_pylist()
         codes = files.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        keys = (codes << 32) | table.column("row_group").to_numpy().astype(np.int64)
+        keys = (codes << 32) | table.column("row_group").combine_chunks().to_numpy().astype(np.int64)
         unique, inverse = np.unique(keys, return_inverse=True)
         locations = [(self.dir / names[key >> 32], int(key & 0xFFFFFFFF)) for key in unique.tolist()]
         self._index.update(
@@ -233,7 +235,7 @@ class StageStore:
     def _read_ids(self, part: Path, mine: bool) -> list[str] | None:
         """A loose part's input ids; None when it is gone (compacted by its shard), damaged or foreign."""
         try:
-            table = pq.read_table(part, columns=["input_id"])
+            table = pq.ParquetFile(part).read(columns=["input_id"])
         except FileNotFoundError:
             return None
         except (OSError, pa.ArrowException) as err:  # damaged outside syngen: set aside, its samples redone
@@ -269,20 +271,22 @@ class StageStore:
             self.compact()
 
     def compact(self) -> None:
-        """Merge this rank's loose parts and undersized chunk into one chunk (nothing to do for a single file)."""
+        """Merge this rank's loose parts and undersized chunk into one chunk (nothing to do for a single file
+        under :data:`CHUNK_SAMPLES` samples)."""
         self.index()
-        if len(self._loose) < 2:
+        if not self._loose or len(self._loose) == 1 and sum(self._loose.values()) < CHUNK_SAMPLES:
             return
         merged = sorted(self._loose, key=lambda p: p.name)
         chunk = self.dir / f"chunk-r{self.rank}-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet"
         names = [p.name for p in merged]
         groups = _atomic(chunk, lambda tmp: _write_chunk(tmp, merged, self._schema(absorbed=names)))
         new = pa.concat_tables(_manifest_table(ids, chunk.name, g) for g, ids in enumerate(groups))
-        old, _ = self._read_manifest(self.dir / f"manifest-r{self.rank}.parquet")
+        old = self._manifest
         if old is not None:
             keep = pc.invert(pc.is_in(old.column("file").cast(pa.string()), pa.array(names)))
             new = pa.concat_tables([old.filter(keep).cast(MANIFEST_SCHEMA), new])
         self._write_manifest(self.rank, new, set(names))
+        self._manifest = new
         for path in merged:
             path.unlink(missing_ok=True)
         assert self._index is not None

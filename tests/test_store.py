@@ -104,8 +104,8 @@ def test_opening_reads_the_manifest_not_the_chunks(tmp_path: Path, monkeypatch: 
     store.open("fp")
     fill(store, 2100, 100)
     opened: list[str] = []
-    real = pq.read_table
-    monkeypatch.setattr(pq, "read_table", lambda path, *a, **k: opened.append(Path(path).name) or real(path, *a, **k))
+    real = pq.ParquetFile
+    monkeypatch.setattr(pq, "ParquetFile", lambda path, *a, **k: opened.append(Path(path).name) or real(path, *a, **k))
     reopened = StageStore(tmp_path, "caption")
     reopened.open("fp")
     assert len(reopened.index()) == 2100
