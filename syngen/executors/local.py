@@ -9,6 +9,7 @@ shards once they are done.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ def run(
     if fresh and not shard.whole:
         raise ShardedFresh("--fresh drops every shard's results: run `syngen run --fresh --limit 1` alone first")
     with folder_lock(out, shard):
+        _pin_gpu(recipe)
         if fresh:
             clear(out)
         atomic_write_text(out / "recipe.yaml", recipe.text)
@@ -84,6 +86,15 @@ def _export(runner: Runner, compute: bool = True) -> Path:
     if compute:
         atomic_write_text(state_file, runner.state())
     return path
+
+
+def _pin_gpu(recipe: Recipe) -> None:
+    """Under torchrun or accelerate on CUDA, each process uses the GPU its ``LOCAL_RANK`` names."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and recipe.context().device == "cuda":
+        import torch
+
+        torch.cuda.set_device(int(local_rank))
 
 
 def clear(out: Path) -> None:

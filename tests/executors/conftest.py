@@ -46,10 +46,17 @@ def dataset_rows(out: Path) -> dict[str, list[dict]]:
 def stored_ids(out: Path) -> dict[str, list[str]]:
     """Per stage, the input ids of every stored row group of every data file (a duplicate shows twice)."""
     stores = {}
-    for stage in sorted((out / "stages").iterdir()):
+    for stage in sorted(p for p in (out / "stages").iterdir() if p.is_dir()):
         ids = []
         for f in stage.glob("*.parquet"):
             if f.name.startswith(("part-", "chunk-")):
                 ids += sorted(set(pq.read_table(f, columns=["input_id"]).column(0).to_pylist()))
         stores[stage.name] = ids
     return stores
+
+
+def ranks(out: Path, stage: str) -> set[str]:
+    """The ranks that wrote ``stage``'s data files (``r0``, ``r1``, ...)."""
+    return {
+        p.name.split("-")[1] for p in (out / "stages" / stage).glob("*.parquet") if p.name.startswith(("part", "chunk"))
+    }

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from syngen.recipe import load_recipe
-from tests.executors.conftest import dataset_rows, stored_ids
+from tests.executors.conftest import dataset_rows, ranks, stored_ids
 
 pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
 
@@ -19,6 +19,6 @@ def test_local_ray_cluster_gives_the_one_process_dataset(small_recipe: Path, one
     report = run(load_recipe(small_recipe), out, workers=2, shards=3, progress=False)
     assert dataset_rows(out) == dataset_rows(one_process)
     assert report["shards"] == 3 and report["stages"]["caption"]["computed"] == 6
-    assert {p.name.split("-")[1] for p in (out / "stages" / "caption").glob("part-*")} == {"r0", "r1", "r2"}
+    assert ranks(out, "caption") == {"r0", "r1", "r2"}
     for stage, ids in stored_ids(out).items():
         assert len(ids) == len(set(ids)) == 6, stage
