@@ -17,8 +17,6 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic grounding and segmentation data.")
 console = Console(stderr=True)
 
-DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml"
-
 
 def _fail(message: str) -> None:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
@@ -36,11 +34,16 @@ def _load(recipe: Path):  # -> Recipe
 
 @app.command()
 def run(
-    recipe: Path = typer.Argument(DEFAULT_RECIPE, help="Recipe YAML; default: the offline quickstart."),
+    recipe: Path | None = typer.Argument(
+        None, help="Recipe YAML; default: the offline quickstart bundled with syngen."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Output folder; default outputs/<recipe name>."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use at most N seed items."),
     fresh: bool = typer.Option(False, "--fresh", help="Drop earlier results in the output folder and start over."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per stage."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Compute the samples that failed before again (and nothing else)."
+    ),
     shard: str | None = typer.Option(
         None,
         "--shard",
@@ -61,12 +64,13 @@ def run(
     ),
 ) -> None:
     """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
+    from syngen.assets import quickstart_recipe
     from syngen.executors import ShardError, shard_from_env
-    from syngen.executors.local import ShardedFresh
+    from syngen.executors.local import WholeFolderOnly
     from syngen.executors.lock import RunLocked
     from syngen.models.loading import PreflightError
 
-    loaded = _load(recipe)
+    loaded = _load(recipe or quickstart_recipe())
     out_dir = loaded.out_dir(out)
     try:
         if ray is not None:
@@ -82,18 +86,21 @@ def run(
                 fresh=fresh,
                 limit=limit,
                 progress=progress,
+                retry_failed=retry_failed,
             )
         else:
             from syngen.executors.local import run as run_local
             from syngen.executors.shard import Shard
 
             part = Shard.parse(shard) if shard else shard_from_env()
-            report = run_local(loaded, out_dir, fresh=fresh, limit=limit, progress=progress, shard=part)
+            report = run_local(
+                loaded, out_dir, fresh=fresh, limit=limit, progress=progress, shard=part, retry_failed=retry_failed
+            )
             if not part.whole:
                 print_report(report)
                 console.print(f"shard {part} done; once every shard is: syngen export {out_dir}")
                 return
-    except (PreflightError, RunLocked, ShardError, ShardedFresh) as err:
+    except (PreflightError, RunLocked, ShardError, WholeFolderOnly) as err:
         _fail(str(err))
     print_report(report)
     console.print(f"dataset: {out_dir / 'dataset'}   report: {out_dir / 'run.json'}")
@@ -112,6 +119,9 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML to check.")) -
 def export(
     out: Path = typer.Argument(..., help="A run's output folder."),
     recipe: Path | None = typer.Option(None, "--recipe", help="The run's recipe; default: the one run.json names."),
+    repo_id: str | None = typer.Option(
+        None, "--repo-id", help="Hub repo the card's loading code names; default: the recipe's output.push_to_hub."
+    ),
 ) -> None:
     """Rewrite OUT/dataset from the stage stores of every shard (no model runs; samples not yet computed are left
     out)."""
@@ -125,7 +135,7 @@ def export(
         _fail(f"{out}: no run.json saying which recipe made it; pass --recipe")
     loaded = _load(recipe)
     try:
-        path = export_stores(loaded, out)
+        path = export_stores(loaded, out, repo_id)
     except RunLocked as err:
         _fail(str(err))
     except StaleStore as err:

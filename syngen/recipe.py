@@ -15,8 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from syngen.assets import assets_dir
 from syngen.stages import STAGES, stage_class
-from syngen.stages.base import PROJECT_ROOT, Context, StageConfig
+from syngen.stages.base import Context, StageConfig
 
 
 class RecipeError(ValueError):
@@ -195,8 +196,8 @@ def _check_files(recipe: Recipe) -> None:
                 where = "source" if name == "source" else f"stages.{name}"
                 raise RecipeError(
                     f"{recipe.path}: {where}.{key}: expected an existing file or folder, but {value!r} was found "
-                    f"neither beside the recipe ({recipe.path.parent}), nor in the current folder, nor in syngen's "
-                    f"own folder ({PROJECT_ROOT})"
+                    f"neither beside the recipe ({recipe.path.parent}), nor in the current folder, nor among the files "
+                    f"bundled with syngen ({assets_dir()})"
                 )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import resource
 import sys
 import time
@@ -20,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -31,6 +33,9 @@ from syngen.sample import Failure, Sample
 from syngen.stages import stage_class
 from syngen.stages.base import Context, Result, Stage
 from syngen.store import Row, StageStore, to_json
+
+FAILURES = "failures.jsonl"  # every recorded failure with its seed item, rewritten whenever the samples are read
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -101,6 +106,7 @@ class Runner:
         self.limit = limit
         self.progress = progress
         self.shard = shard
+        self.failures_file = FAILURES if shard.whole else f"failures-shard-{shard.rank}.jsonl"
         self.ctx = recipe.context()
         self.stages: list[Stage] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
         self.reports = {stage.name: StageReport() for stage in self.stages}
@@ -113,6 +119,7 @@ class Runner:
         self.started = time.perf_counter()
         self.preflight_s = 0.0
         self.summary: dict[str, Any] = {}  # the run report, filled in when :meth:`samples` is exhausted
+        self._failures: TextIO  # where :meth:`samples` writes the failures it meets (the next failures.jsonl)
 
     def preflight(self) -> None:
         """Resolve every model before any compute (tiny twins are built here)."""
@@ -125,12 +132,14 @@ class Runner:
 
     def state(self) -> str:
         """A digest of what the final samples are made from: the seed item ids (all shards'), the stage
-        fingerprints and the stores' data files. Equal digests mean equal results."""
+        fingerprints and the stores' data files (name, size and time: a file rewritten in place, as
+        ``--retry-failed`` does, counts as changed). Equal digests mean equal results."""
         digest = hashlib.sha1(self._chain.encode())
         for item in self.stages[0].items(self.limit):  # type: ignore[attr-defined]
             digest.update(item["id"].encode())
-        for name in sorted(p.name for store in self.stores.values() for p in store.data_files()):
-            digest.update(name.encode())
+        for path in sorted(p for store in self.stores.values() for p in store.data_files()):
+            stat = path.stat()
+            digest.update(f"{path.name} {stat.st_size} {stat.st_mtime_ns}".encode())
         return digest.hexdigest()
 
     def open_stores(self, drop_stale: bool = True) -> None:
@@ -145,24 +154,40 @@ class Runner:
         self._chain = chain
 
     def samples(self, compute: bool = True) -> Iterator[Sample]:
-        """The final samples, wave by wave; with ``compute=False`` only what the stores already hold."""
+        """The final samples, wave by wave; with ``compute=False`` only what the stores already hold.
+
+        Every failure met on the way (computed now or stored earlier) goes to ``OUT/failures.jsonl``, which is
+        replaced when the stream is exhausted."""
         source = self.stages[0]
         items = (item for item in source.items(self.limit) if self.shard.owns(item["id"]))  # type: ignore[attr-defined]
         wave_size = self.recipe.top.runtime.wave_size
+        failures = self.out / f".tmp-{self.failures_file}"
         try:
-            while wave := list(islice(items, wave_size)):
-                for stage in self.stages:
-                    wave = self._run_stage(stage, wave, compute)
-                yield from wave
+            with failures.open("w", encoding="utf-8") as self._failures:
+                while wave := list(islice(items, wave_size)):
+                    for stage in self.stages:
+                        wave = self._run_stage(stage, wave, compute)
+                    yield from wave
             if compute:
                 for store in self.stores.values():
                     store.compact()
+            os.replace(failures, self.out / self.failures_file)
             self.summary.update(self.report())
         finally:
+            failures.unlink(missing_ok=True)
             if self._own_pool:
                 self.pool.close()
             for bar in self._bars.values():
                 bar.close()
+
+    def retry_failed(self) -> int:
+        """Drops the stored failures of every stage (open the stores first), so the next :meth:`samples` computes
+        those samples again and nothing else; returns how many were dropped."""
+        dropped = {name: store.drop_failed() for name, store in self.stores.items()}
+        for name, n in dropped.items():
+            if n:
+                log.info("retrying %d failed sample(s) of stage %s", n, name)
+        return sum(dropped.values())
 
     def _bar(self, stage: Stage) -> tqdm:
         if stage.name not in self._bars:
@@ -206,6 +231,9 @@ class Runner:
                 continue
             report.items_in += 1
             outputs = _merge(sample, sample_rows, report)
+            for row in sample_rows:
+                if row["status"] == "failed":
+                    self._failures.write(to_json(failure_record(stage.name, sample, json.loads(row["data"]))) + "\n")
             report.items_out += bool(outputs)
             report.emitted += len(outputs)
             merged.extend(outputs)
@@ -248,8 +276,9 @@ class Runner:
         }
 
 
-def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
-    """What the dataset card says about the run: recipe, models, settings, and the (filled-in-later) report."""
+def card_info(recipe: Recipe, report: dict[str, Any], repo_id: str | None = None) -> Any:
+    """What the dataset card says about the run: recipe, models, settings, the (filled-in-later) report, and the
+    Hub repo (``repo_id``, else the recipe's ``output.push_to_hub``)."""
     from syngen.export import CardInfo
 
     models = {}
@@ -267,7 +296,23 @@ def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
         report=report,
         pretty_name=recipe.top.output.pretty_name,
         description=recipe.top.description,
+        repo_id=repo_id or recipe.top.output.push_to_hub,
     )
+
+
+def failure_record(stage: str, sample: Sample, failure: dict[str, Any]) -> dict[str, Any]:
+    """A line of ``failures.jsonl``: the stage, the seed item the sample came from (its file name, dataset index
+    or captions line, as the source names it), the sample id, the failure's kind, message and traceback tail."""
+    source = sample.get("source") or {}
+    return {
+        "stage": stage,
+        "item": source.get("item"),
+        "source": source.get("kind"),
+        "id": sample["id"],
+        "kind": failure["kind"],
+        "message": failure["message"],
+        "detail": failure.get("detail", ""),
+    }
 
 
 def _rows(sample: Sample, result: Result) -> list[Row]:

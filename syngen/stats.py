@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from rich.console import Group
 from rich.table import Table
 
+EXAMPLES = 3  # seed items shown per failure reason
 QUANTILES = {"min": 0.0, "p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9, "max": 1.0}
 
 
@@ -53,8 +54,10 @@ def summarize(out_dir: Path) -> dict[str, Any]:
 
     Returns {"images", "regions": {"total", "per_image"}, "phrases_per_caption", "box_score", "mask_score",
     "preference": {"pairs", "by_kind", "iou"}, "stages": {stage: {"in", "out", "failed"}},
-    "failures": {stage: {kind: n}}}; counts as {"mean", "min", "max", "histogram"}, scores as
-    {"n", "mean", "min", "p10", ..., "max"} (None where there is nothing to measure).
+    "failures": {stage: {kind: n}}, "reasons": [{"stage", "kind", "count", "items", "message"}] (from
+    ``failures.jsonl``, most common first, with the first few seed items and one message)}; counts as
+    {"mean", "min", "max", "histogram"}, scores as {"n", "mean", "min", "p10", ..., "max"} (None where there is
+    nothing to measure).
     """
     dataset_dir = Path(out_dir) / "dataset"
     regions_per_image, phrases_per_caption, box_scores, mask_scores = [], [], [], []
@@ -81,7 +84,26 @@ def summarize(out_dir: Path) -> dict[str, Any]:
         "preference": {"pairs": sum(kinds.values()), "by_kind": dict(sorted(kinds.items())), "iou": _quantiles(ious)},
         "stages": {name: stage_counts(s) for name, s in stages.items()},
         "failures": {name: dict(s["failures"]) for name, s in stages.items() if s.get("failures")},
+        "reasons": failure_reasons(Path(out_dir) / "failures.jsonl"),
     }
+
+
+def failure_reasons(path: Path) -> list[dict[str, Any]]:
+    """The failures in a ``failures.jsonl`` grouped by (stage, kind), most common first: {"stage", "kind",
+    "count", "items" (the first few seed items), "message" (the first one)}. Read line by line."""
+    reasons: dict[tuple[str, str], dict[str, Any]] = {}
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            failure = json.loads(line)
+            key = (failure["stage"], failure["kind"])
+            reason = reasons.setdefault(key, {"stage": key[0], "kind": key[1], "count": 0, "items": []})
+            reason["count"] += 1
+            reason.setdefault("message", failure["message"])
+            if len(reason["items"]) < EXAMPLES:
+                reason["items"].append(failure["item"])
+    return sorted(reasons.values(), key=lambda r: -r["count"])
 
 
 def format_summary(summary: dict[str, Any]) -> Group:
@@ -108,7 +130,11 @@ def format_summary(summary: dict[str, Any]) -> Group:
     for name, counts in summary["stages"].items():
         failures = _histogram(summary["failures"].get(name, {}))
         stages.add_row(name, *(str(counts[k]) for k in ("in", "out", "failed")), failures)
-    return Group(overview, scores, stages)
+    reasons = Table("stage", "kind", "count", "example items", "message", title="Failures (failures.jsonl)")
+    for reason in summary["reasons"]:
+        items = ", ".join(str(item) for item in reason["items"]) + (", ..." if reason["count"] > EXAMPLES else "")
+        reasons.add_row(reason["stage"], reason["kind"], str(reason["count"]), items, reason["message"])
+    return Group(overview, scores, stages, *([reasons] if summary["reasons"] else []))
 
 
 def _counts(values: list[int]) -> dict[str, Any]:

@@ -133,8 +133,7 @@ class StageStore:
         if self._index is None:
             self._index, self._loose, self._manifest = {}, {}, None
             manifests = sorted(self.dir.glob("manifest-r*.parquet"))
-            ranks = {int(m.group(1)) for p in _data_files(self.dir) if (m := _RANK.search(p.name))}
-            ranks |= {int(_RANK.search(m.name).group(1)) for m in manifests}  # type: ignore[union-attr]
+            ranks = {_rank(p.name) for p in [*_data_files(self.dir), *manifests]}
             for rank in sorted(ranks):
                 self._load_rank(rank)
         return self._index
@@ -306,6 +305,41 @@ class StageStore:
         return SCHEMA.with_metadata({_META: json.dumps({"fingerprint": self.fingerprint, **extra})})
 
     # reading ---------------------------------------------------------------------------------------------------
+    def drop_failed(self) -> int:
+        """Remove the failed rows, so that their samples count as not done and are computed again; returns how
+        many rows were dropped. Call it holding the whole folder (``exclusive``) to reach every rank's files.
+
+        A file holding failures is replaced, atomically and under the same name, by one without them (removed when
+        nothing else is left); files without failures are only read for their status column. A rank whose chunks
+        change loses its manifest first and gets a rebuilt one after, so a kill in between leaves a store that
+        rebuilds its index from the chunks themselves."""
+        self.index()
+        dropped = 0
+        changed: set[int] = set()
+        for path in self.data_files():
+            if not self._mine(path.name):
+                continue
+            source = pq.ParquetFile(path)
+            if "failed" not in source.read(columns=["status"]).column(0).to_pylist():
+                continue
+            rank = _rank(path.name)
+            if path.name.startswith("chunk-") and rank not in changed:
+                (self.dir / f"manifest-r{rank}.parquet").unlink(missing_ok=True)
+                changed.add(rank)
+            kept = [
+                t.filter(pc.not_equal(t["status"], "failed"))
+                for t in map(source.read_row_group, range(source.num_row_groups))
+            ]
+            dropped += source.metadata.num_rows - sum(t.num_rows for t in kept)
+            if any(t.num_rows for t in kept):
+                _atomic(path, lambda tmp, kept=kept, schema=source.schema_arrow: _write_groups(tmp, kept, schema))
+            else:
+                path.unlink()
+        for rank in sorted(changed):
+            self._rebuild_manifest(rank, sorted(self.dir.glob(f"chunk-r{rank}-*.parquet")))
+        self._index, self._cache = None, None
+        return dropped
+
     def read(self, input_ids: list[str]) -> dict[str, list[Row]]:
         """The stored rows of each given input id, in written order."""
         try:
@@ -381,6 +415,21 @@ def _write_chunk(path: Path, sources: list[Path], schema: pa.Schema) -> list[lis
                     flush()
         flush()
     return groups
+
+
+def _write_groups(path: Path, groups: list[pa.Table], schema: pa.Schema) -> None:
+    """Write each non-empty table as its own row group (they hold whole samples), under ``schema``."""
+    with pq.ParquetWriter(path, schema) as writer:
+        for table in groups:
+            if table.num_rows:
+                writer.write_table(table, row_group_size=table.num_rows)
+
+
+def _rank(name: str) -> int:
+    """The rank a store file's name carries (``part-r3-...`` -> 3)."""
+    match = _RANK.search(name)
+    assert match is not None, name
+    return int(match.group(1))
 
 
 def _atomic(path: Path, write: Any) -> Any:

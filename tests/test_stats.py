@@ -10,7 +10,7 @@ from rich.console import Console
 
 from syngen.export import export_dataset
 from syngen.stats import format_summary, read_rows, summarize
-from tests.test_export import make_info, make_region, make_sample
+from tests.export.test_export import make_info, make_region, make_sample
 
 BOX_SCORES = [0.1, 0.2, 0.3, 0.4, 0.5]
 RUN = {
@@ -134,3 +134,34 @@ def test_read_rows_stops_at_limit_across_shards(out: Path, limit: int | None, ex
     rows = list(read_rows(out / "dataset", "grounding", ["id"], limit=limit, batch_size=1))
     assert [row["id"] for row in rows] == [f"img{i:04d}" for i in range(expected)]
     assert list(read_rows(out / "dataset", "no-such-config", ["id"])) == []
+
+
+def test_failure_reasons_most_common_first_with_example_items(tmp_path: Path) -> None:
+    lines = [("source", "bad_image", f"broken{i}.png", "cannot decode image") for i in range(4)]
+    lines.append(("phrases", "no_phrases", "a.png", "the answer had no phrase"))
+    with (tmp_path / "failures.jsonl").open("w") as f:
+        for stage, kind, item, message in lines:
+            f.write(json.dumps({"stage": stage, "kind": kind, "item": item, "message": message, "id": "x"}) + "\n")
+    reasons = summarize(tmp_path)["reasons"]
+    assert reasons == [
+        {
+            "stage": "source",
+            "kind": "bad_image",
+            "count": 4,
+            "items": ["broken0.png", "broken1.png", "broken2.png"],
+            "message": "cannot decode image",
+        },
+        {
+            "stage": "phrases",
+            "kind": "no_phrases",
+            "count": 1,
+            "items": ["a.png"],
+            "message": "the answer had no phrase",
+        },
+    ]
+    text = render(summarize(tmp_path))
+    assert "broken0.png, broken1.png, broken2.png, ..." in text and "no_phrases" in text
+
+
+def test_no_failure_table_without_failures(out: Path) -> None:
+    assert summarize(out)["reasons"] == [] and "failures.jsonl" not in render(summarize(out))

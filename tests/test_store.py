@@ -233,3 +233,38 @@ def test_files_are_fsynced_before_the_rename(tmp_path: Path, monkeypatch: pytest
     events.clear()
     fill(store, 1000, 500)  # compaction: the chunk and the manifest, each synced before its rename
     assert events[-4:] == ["fsync", "rename chun", "fsync", "rename mani"]
+
+
+def test_drop_failed_keeps_the_successes_in_place(tmp_path: Path) -> None:
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    store.write([row("a", "a"), row("b", None, "failed"), row("c", "c")])
+    store.write([row("d", None, "failed")])
+    store.write([row("e", "e")])
+    before = {p.name: p.read_bytes() for p in store.dir.glob("part-*.parquet")}
+    assert store.drop_failed() == 2
+    reopened = StageStore(tmp_path, "caption")
+    reopened.open("fp")
+    assert set(store.index()) == {"a", "c", "e"} and set(reopened.index()) == {"a", "c", "e"}
+    after = {p.name: p.read_bytes() for p in store.dir.glob("part-*.parquet")}
+    assert len(after) == 2 and set(after) < set(before)  # the all-failed part is gone, the others keep their names
+    assert [after[name] == before[name] for name in sorted(after)].count(True) == 1  # the clean part is untouched
+    assert [r["id"] for r in store.read(["a", "c"])["a"] + store.read(["c"])["c"]] == ["a", "c"]
+    assert not list(store.dir.glob(".tmp-*")) and store.drop_failed() == 0
+
+
+def test_drop_failed_inside_chunks_keeps_the_index_right(tmp_path: Path) -> None:
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    for start in range(0, 1500, 100):  # every tenth sample failed; the first 1000+ end up in a chunk
+        store.write(
+            [row(f"s{i}", None, "failed") if i % 10 == 0 else row(f"s{i}", f"s{i}") for i in range(start, start + 100)]
+        )
+    store.compact()
+    assert [p.name[:5] for p in store.data_files()] == ["chunk", "chunk"]
+    assert store.drop_failed() == 150
+    reopened = StageStore(tmp_path, "caption")
+    reopened.open("fp")
+    expected = {f"s{i}" for i in range(1500) if i % 10}
+    assert set(reopened.index()) == expected
+    assert all(rows[0]["id"] == i for i, rows in reopened.read(sorted(expected)).items())

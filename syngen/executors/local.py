@@ -17,14 +17,14 @@ from typing import Any
 from syngen.executors.lock import folder_lock
 from syngen.executors.shard import WHOLE, Shard
 from syngen.recipe import Recipe
-from syngen.runner import Runner, card_info
+from syngen.runner import FAILURES, Runner, card_info
 from syngen.store import atomic_write_text
 
 EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
 
 
-class ShardedFresh(ValueError):
-    """``--fresh`` asked of one shard: it would drop the other shards' results."""
+class WholeFolderOnly(ValueError):
+    """``--fresh`` or ``--retry-failed`` asked of one shard: they change every shard's results."""
 
 
 def run(
@@ -35,11 +35,13 @@ def run(
     limit: int | None = None,
     progress: bool = True,
     shard: Shard = WHOLE,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
-    """Run ``recipe`` (or its ``shard``) into ``out``, resuming by default; a whole run exports the dataset.
-    Returns the run report."""
-    if fresh and not shard.whole:
-        raise ShardedFresh("--fresh drops every shard's results: run `syngen run --fresh --limit 1` alone first")
+    """Run ``recipe`` (or its ``shard``) into ``out``, resuming by default (with ``retry_failed`` the failed
+    samples are computed again); a whole run exports the dataset. Returns the run report."""
+    for flag, asked in (("--fresh", fresh), ("--retry-failed", retry_failed)):
+        if asked and not shard.whole:
+            raise WholeFolderOnly(f"{flag} changes every shard's results: run it without --shard (or with --ray)")
     with folder_lock(out, shard):
         _pin_gpu(recipe)
         if fresh:
@@ -48,6 +50,8 @@ def run(
         runner = Runner(recipe, out, limit=limit, progress=progress, shard=shard)
         runner.preflight()
         runner.open_stores()
+        if retry_failed:
+            runner.retry_failed()
         if not shard.whole:
             for _ in runner.samples():
                 pass
@@ -65,24 +69,25 @@ def run(
         return report
 
 
-def export(recipe: Recipe, out: Path) -> Path:
+def export(recipe: Recipe, out: Path, repo_id: str | None = None) -> Path:
     """Rewrite ``out/dataset`` from the stores of every shard, under the whole folder's lock (no model runs;
-    samples not computed yet are left out). Raises :class:`~syngen.store.StaleStore` when the stores were made
+    samples not computed yet are left out); the card's loading code names ``repo_id``. Raises :class:`~syngen.store.StaleStore` when the stores were made
     under other settings than ``recipe``'s."""
     with folder_lock(out):
         runner = Runner(recipe, out, progress=False)
         runner.open_stores(drop_stale=False)
-        return _export(runner, compute=False)
+        return _export(runner, compute=False, repo_id=repo_id)
 
 
-def _export(runner: Runner, compute: bool = True) -> Path:
+def _export(runner: Runner, compute: bool = True, repo_id: str | None = None) -> Path:
     """Stream the runner's samples into the dataset. Computing them too, the dataset is complete: record the
     state it was exported from, so that a rerun with nothing new does not export again."""
     from syngen.export import export_dataset
 
     state_file = runner.out / EXPORTED_STATE
     state_file.unlink(missing_ok=True)
-    path = export_dataset(runner.samples(compute), runner.out, card_info(runner.recipe, runner.summary))
+    info = card_info(runner.recipe, runner.summary, repo_id)
+    path = export_dataset(runner.samples(compute), runner.out, info, stages=runner.recipe.stages)
     if compute:
         atomic_write_text(state_file, runner.state())
     return path
@@ -99,7 +104,14 @@ def _pin_gpu(recipe: Recipe) -> None:
 
 def clear(out: Path) -> None:
     """Drop every earlier result in ``out`` (stores, dataset, reports)."""
-    for path in [out / "stages", out / "dataset", out / "run.json", out / EXPORTED_STATE, *out.glob("run-shard-*")]:
+    reports = [
+        out / "run.json",
+        out / EXPORTED_STATE,
+        out / FAILURES,
+        *out.glob("run-shard-*"),
+        *out.glob("failures-*"),
+    ]
+    for path in [out / "stages", out / "dataset", *reports]:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 

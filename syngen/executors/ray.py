@@ -59,6 +59,7 @@ def run(
     fresh: bool = False,
     limit: int | None = None,
     progress: bool = True,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
     """Run ``recipe`` into ``out`` as ``shards`` shards on ``workers`` Ray actors, then export the dataset.
     ``address``: ``local`` (start a cluster here), ``auto`` (the one ``ray start`` started) or host:port.
@@ -76,6 +77,8 @@ def run(
         driver = Runner(recipe, out, limit=limit, progress=False)
         driver.preflight()  # fail before starting anything; tiny twins are built once, here
         driver.open_stores()  # a stale stage is dropped once, before the shards start
+        if retry_failed:
+            driver.retry_failed()
         env = {key: value for key, value in os.environ.items() if key.startswith(_ENV_PREFIXES)}
         local = address == "local"
         ray.init(
@@ -101,7 +104,7 @@ def run(
                     bar.set_postfix(samples=sum(r["stages"][driver.stages[0].name]["items_in"] for r in reports))
         finally:
             ray.shutdown()
-        export_dataset(driver.samples(compute=False), out, card_info(recipe, driver.summary))
+        export_dataset(driver.samples(compute=False), out, card_info(recipe, driver.summary), stages=recipe.stages)
         atomic_write_text(out / EXPORTED_STATE, driver.state())
         report = driver.report() | {"total_s": round(time.perf_counter() - started, 3), "shards": shards}
         for name, stage in report["stages"].items():

@@ -2,20 +2,24 @@
 
 A stage subclass sets ``name``, ``needs`` (columns it reads), ``adds`` (columns it writes) and ``Config``
 (a :class:`StageConfig` subclass whose fields carry their help text), and implements :meth:`Stage.process`.
-It never decides where data is stored; the runner never knows what it computes.
+It declares what it publishes in the exported dataset in ``publishes`` (column -> datasets feature type and
+the card's line about it; see :mod:`syngen.export.schema`). It never decides where data is stored; the runner
+never knows what it computes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from syngen.assets import assets_dir
 from syngen.sample import Failure, Sample
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+if TYPE_CHECKING:
+    from syngen.export.schema import Column
 
 
 class ModelRef(BaseModel):
@@ -58,12 +62,12 @@ class Context:
     dtype: str = "float32"
 
     def resolve_path(self, value: str | Path) -> Path:
-        """A recipe path: absolute, else relative to the recipe's folder, the current folder, or syngen's own
-        folder (where the bundled ``prompts/`` live), the first that exists."""
+        """A recipe path: absolute, else relative to the recipe's folder, the current folder, or the files bundled
+        with syngen (where ``prompts/`` live), the first that exists."""
         path = Path(value).expanduser()
         if path.is_absolute():
             return path
-        for base in (self.recipe_dir, Path.cwd(), PROJECT_ROOT):
+        for base in (self.recipe_dir, Path.cwd(), assets_dir()):
             if (base / path).exists():
                 return base / path
         return self.recipe_dir / path
@@ -84,6 +88,7 @@ class Stage:
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ()
     adds: ClassVar[tuple[str, ...]] = ()
+    publishes: ClassVar[dict[str, Column]] = {}  # columns of the exported `grounding` config: name -> type and doc
     Config: ClassVar[type[StageConfig]] = StageConfig
     default_backend: ClassVar[str | None] = None
 
@@ -96,6 +101,12 @@ class Stage:
     def provides(cls, config: StageConfig) -> tuple[str, ...]:
         """The columns this stage adds under ``config`` (the source's depend on its kind)."""
         return cls.adds
+
+    @classmethod
+    def published(cls, config: StageConfig) -> dict[str, Column]:
+        """The columns this stage publishes under ``config``: those of ``publishes`` it provides."""
+        provided = cls.provides(config)
+        return {name: column for name, column in cls.publishes.items() if name in provided}
 
     def model_ref(self) -> ModelRef | None:
         """The model this stage runs, or None for stages without one."""

@@ -13,8 +13,10 @@ Example::
 
 from __future__ import annotations
 
+from datasets import Value
 from pydantic import Field
 
+from syngen.export.schema import Column
 from syngen.sample import Failure, Sample, load_image
 from syngen.stages.base import Context, ModelRef, Result, Stage, StageConfig
 
@@ -40,6 +42,7 @@ class Caption(Stage):
     name = "caption"
     needs = ("image",)
     adds = ("caption",)
+    publishes = {"caption": Column(Value("string"), "the captioner's description of the image")}
     Config = CaptionConfig
     default_backend = "blip"
 

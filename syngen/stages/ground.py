@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from datasets import List, Value
 from pydantic import Field
 
+from syngen.export.schema import BOX, Column
 from syngen.masks import box_iou, clip_box, is_valid_box
 from syngen.sample import Sample, load_image
 from syngen.stages.base import ModelRef, Result, Stage, StageConfig
@@ -57,6 +59,12 @@ class Ground(Stage):
     name = "ground"
     needs = ("image", "phrases")
     adds = ("regions", "ground_stats")
+    publishes = {
+        "regions": Column(
+            List({"phrase": Value("string"), "box": BOX, "box_score": Value("float32")}),
+            "one per grounded phrase: `phrase`, `box` [x1, y1, x2, y2] in pixels, `box_score` (GroundingDINO)",
+        )
+    }
     Config = GroundConfig
     default_backend = "grounding-dino"
     config: GroundConfig

@@ -17,8 +17,10 @@ import json
 import re
 from typing import Any
 
+from datasets import List, Value
 from pydantic import Field
 
+from syngen.export.schema import Column
 from syngen.sample import Failure, Sample
 from syngen.stages.base import Context, ModelRef, Result, Stage, StageConfig
 
@@ -47,6 +49,7 @@ class Phrases(Stage):
     name = "phrases"
     needs = ("caption",)
     adds = ("phrases",)
+    publishes = {"phrases": Column(List(Value("string")), "short phrases the LLM took from the caption")}
     Config = PhrasesConfig
     default_backend = "causal-lm"
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from datasets import List, Value
 from pydantic import Field
 
+from syngen.export.schema import RLE, Column
 from syngen.masks import encode_rle
 from syngen.sample import Sample, load_image
 from syngen.stages.base import ModelRef, Result, Stage, StageConfig
@@ -39,6 +41,12 @@ class Segment(Stage):
     name = "segment"
     needs = ("image", "regions")
     adds = ("regions", "segment_stats")
+    publishes = {
+        "regions": Column(
+            List({"mask": RLE, "mask_score": Value("float32")}),
+            "each region's SAM `mask` (COCO RLE: `size` [h, w], `counts`) and `mask_score` (SAM's predicted IoU)",
+        )
+    }
     Config = SegmentConfig
     default_backend = "sam"
 

@@ -15,8 +15,11 @@ Example::
 
 from __future__ import annotations
 
+from datasets import Image as ImageFeature
+from datasets import Value
 from pydantic import Field
 
+from syngen.export.schema import Column
 from syngen.sample import Failure, Sample, image_bytes, make_id
 from syngen.stages.base import ModelRef, Result, Stage, StageConfig, Update
 
@@ -48,6 +51,11 @@ class Synthesize(Stage):
     name = "synthesize"
     needs = ("caption",)
     adds = ("image", "width", "height", "synth")
+    publishes = {
+        "image": Column(ImageFeature(), "the image synthesized from the caption (it replaces the seed image)"),
+        "width": Column(Value("int32"), "its width in pixels"),
+        "height": Column(Value("int32"), "its height in pixels"),
+    }
     Config = SynthesizeConfig
     default_backend = "diffusers"
 

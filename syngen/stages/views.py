@@ -24,9 +24,11 @@ from typing import Any, ClassVar, Literal
 
 import imagehash
 import numpy as np
+from datasets import List, Value
 from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
+from syngen.export.schema import BOX, Column
 from syngen.masks import clip_box
 from syngen.sample import Sample, load_image, make_id
 from syngen.stages.base import Result, Stage, StageConfig
@@ -111,6 +113,25 @@ class Views(Stage):
     name: ClassVar[str] = "views"
     needs: ClassVar[tuple[str, ...]] = ("image", "regions")
     adds: ClassVar[tuple[str, ...]] = ("regions",)
+    publishes = {
+        "regions": Column(
+            List(
+                {
+                    "views": List(
+                        {
+                            "t": Value("float32"),
+                            "box": BOX,
+                            "region_box": BOX,
+                            "size": Value("int32"),
+                            "score": Value("float32"),
+                        }
+                    )
+                }
+            ),
+            "each region's DynRefer `views`: `t` (0 = the region, 1 = the image), `box` in image pixels, "
+            "`region_box` in the resized crop, `size`, `score` (pHash)",
+        )
+    }
     Config: ClassVar[type[StageConfig]] = ViewsConfig
     config: ViewsConfig
 
