@@ -4,11 +4,12 @@ Builds (once, then reused) a stage store of N samples written the way a run writ
 phase in a fresh process so that its peak memory is its own:
 
 - open:    open the store and load its index (the manifest plus the few loose parts);
-- pending: find which of N + NEW seed ids are not stored yet;
-- resume:  open, find the pending ones and store them (batches of BATCH, compaction included);
+- pending: find which of N + NEW seed ids are not stored yet (the index loaded);
+- resume:  open, find the pending ones and store them (batches of BATCH, fsync'ed, compaction included);
 - export:  stream every stored row back in seed order, wave by wave (what export reads), counting them.
 
-Prints a table of seconds, peak resident memory and the number of files in the stage folder.
+The seed ids (sha1 of each item, the source's work) are made before each phase's clock starts. Prints a table
+of seconds, the phase process's peak resident memory (the seed id list included), and the number of files.
 
     python benchmarks/store.py                      # 1,000,000 samples under /tmp/syngen-bench-store
     python benchmarks/store.py --samples 100000 --folder /tmp/small
@@ -56,29 +57,29 @@ def build(folder: Path, samples: int, batch: int) -> None:
 
 
 def phase(name: str, folder: Path, samples: int, new: int, batch: int, wave: int) -> dict:
+    """Run one phase; the seed ids (the source's work, not the store's) are made before the clock starts."""
+    ids = seed_ids(samples + new)
     start = time.perf_counter()
     result: dict = {}
     if name == "open":
         result["indexed"] = len(store(folder).index())
     elif name == "pending":
-        s = store(folder)
-        index = s.index()
-        start = time.perf_counter()  # the seed ids are the source's business; time the lookup alone
-        result["pending"] = sum(i not in index for i in seed_ids(samples + new))
+        index = store(folder).index()
+        start = time.perf_counter()
+        result["pending"] = sum(i not in index for i in ids)
     elif name == "resume":
         s = store(folder)
         index = s.index()
-        pending = [i for i in seed_ids(samples + new) if i not in index]
+        pending = [i for i in ids if i not in index]
         for k in range(0, len(pending), batch):
             s.write(rows(pending[k : k + batch]))
         s.compact()
         result["written"] = len(pending)
     elif name == "export":
         s = store(folder)
-        ids = seed_ids(samples)
         count = 0
-        for k in range(0, len(ids), wave):
-            count += sum(map(len, s.read(ids[k : k + wave]).values()))
+        for k in range(0, samples, wave):
+            count += sum(map(len, s.read(ids[k : min(k + wave, samples)]).values()))
         result["rows"] = count
     result["seconds"] = round(time.perf_counter() - start, 2)
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
