@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
 import time
 import uuid
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -40,6 +40,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock
+
+from syngen.errors import StaleStore
 
 SCHEMA = pa.schema(
     [
@@ -58,10 +60,9 @@ Row = dict[str, Any]
 Location = tuple[Path, int]  # a data file and the row group holding an input id's rows
 _META = b"syngen"
 _RANK = re.compile(r"-r(\d+)[-.]")
+log = logging.getLogger(__name__)
 
-
-class StaleStore(RuntimeError):
-    """A stage folder made under another fingerprint, where dropping it was not allowed."""
+__all__ = ["SCHEMA", "Row", "StageStore", "StaleStore", "atomic_write_text", "to_json"]
 
 
 def to_json(value: Any) -> str:
@@ -110,6 +111,13 @@ class StageStore:
             if not kept:
                 if not drop_stale:
                     raise StaleStore(f"{self.dir} was made with other settings than the recipe's")
+                files = _data_files(self.dir)
+                log.warning(
+                    "%s: the stage's settings changed; discarding %d stored result(s) in %d data file(s)",
+                    self.dir.name,
+                    sum(map(_row_count, files)),
+                    len(files),
+                )
                 aside = stages / f".stale-{self.dir.name}-{uuid.uuid4().hex[:8]}"
                 os.rename(self.dir, aside)  # atomic: the parts and their fingerprint go together
                 shutil.rmtree(aside)
@@ -177,10 +185,10 @@ class StageStore:
             table = pq.ParquetFile(manifest, read_dictionary=["file"]).read()
             meta = json.loads(table.schema.metadata[_META])
         except (OSError, pa.ArrowException, KeyError, TypeError, ValueError) as err:
-            warnings.warn(f"{manifest} is unreadable ({err}); rebuilding it from the chunks", stacklevel=2)
+            log.warning("%s is unreadable (%s); rebuilding it from the chunks", manifest, err)
             return None, set()
         if meta.get("fingerprint") != self.fingerprint:
-            warnings.warn(f"{manifest} was made under another fingerprint; not used", stacklevel=2)
+            log.warning("%s was made under another fingerprint; not used", manifest)
             return None, set()
         return table, set(meta.get("absorbed", []))
 
@@ -251,7 +259,7 @@ class StageStore:
     def _set_aside(self, path: Path, prefix: str, why: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.rename(path.with_name(f"{prefix}-{path.name}"))
-        warnings.warn(f"{path} {why}; moved aside, its samples will be recomputed", stacklevel=3)
+        log.warning("%s %s; moved aside as %s-%s, its samples will be recomputed", path, why, prefix, path.name)
 
     # writing ---------------------------------------------------------------------------------------------------
     def write(self, rows: list[Row]) -> None:
@@ -441,6 +449,14 @@ def _atomic(path: Path, write: Any) -> Any:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return result
+
+
+def _row_count(part: Path) -> int:
+    """Rows of a part file, from its footer (0 if unreadable)."""
+    try:
+        return pq.read_metadata(part).num_rows
+    except (OSError, pa.ArrowException):
+        return 0
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -30,19 +31,22 @@ def test_write_index_and_read_in_order(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("drop_stale", [True, False], ids=["drops", "refuses"])
-def test_other_fingerprint(tmp_path: Path, drop_stale: bool) -> None:
+def test_other_fingerprint(tmp_path: Path, drop_stale: bool, caplog: pytest.LogCaptureFixture) -> None:
     store = StageStore(tmp_path, "ground")
     store.open("old")
-    store.write([row("a", "a")])
+    store.write([row("a", "a"), row("b", "b")])
+    store.write([row("c", "c")])
     fresh = StageStore(tmp_path, "ground")
     if drop_stale:
-        assert fresh.open("new") is False
+        with caplog.at_level(logging.WARNING, logger="syngen.store"):
+            assert fresh.open("new") is False
+        assert "discarding 3 stored result(s) in 2 data file(s)" in caplog.text
         assert fresh.index() == {}
     else:
         with pytest.raises(StaleStore):
             fresh.open("new", drop_stale=False)
         kept = StageStore(tmp_path, "ground")
-        assert kept.open("old") is True and set(kept.index()) == {"a"}
+        assert kept.open("old") is True and set(kept.index()) == {"a", "b", "c"}
 
 
 def test_to_json_converts_numpy() -> None:
@@ -51,7 +55,7 @@ def test_to_json_converts_numpy() -> None:
         to_json({"x": object()})
 
 
-def test_unreadable_part_is_set_aside(tmp_path: Path) -> None:
+def test_unreadable_part_is_set_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = StageStore(tmp_path, "caption")
     store.open("fp")
     store.write([row("a", "a")])
@@ -60,8 +64,9 @@ def test_unreadable_part_is_set_aside(tmp_path: Path) -> None:
     damaged.write_bytes(damaged.read_bytes()[:20])
     reopened = StageStore(tmp_path, "caption")
     reopened.open("fp")
-    with pytest.warns(UserWarning, match="unreadable"):
+    with caplog.at_level(logging.WARNING, logger="syngen.store"):
         assert set(reopened.index()) == {"b"}
+    assert "unreadable" in caplog.text and damaged.name in caplog.text
     assert (store.dir / f"corrupt-{damaged.name}").exists()
 
 
@@ -184,7 +189,7 @@ def test_parts_without_a_fingerprint_are_not_adopted(tmp_path: Path) -> None:
     assert fresh.index() == {} and fresh.data_files() == []
 
 
-def test_a_part_made_under_another_fingerprint_is_set_aside(tmp_path: Path) -> None:
+def test_a_part_made_under_another_fingerprint_is_set_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     old = StageStore(tmp_path / "old", "ground")
     old.open("old")
     old.write([row("a", "a")])
@@ -195,8 +200,9 @@ def test_a_part_made_under_another_fingerprint_is_set_aside(tmp_path: Path) -> N
     foreign.rename(store.dir / foreign.name)  # copied in by hand, say
     reopened = StageStore(tmp_path, "ground")
     reopened.open("new")
-    with pytest.warns(UserWarning, match="another fingerprint"):
+    with caplog.at_level(logging.WARNING, logger="syngen.store"):
         assert set(reopened.index()) == {"b"}
+    assert "another fingerprint" in caplog.text
     assert (store.dir / f"stale-{foreign.name}").exists()
 
 

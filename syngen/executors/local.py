@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from syngen.errors import UsageError
 from syngen.executors.lock import folder_lock
 from syngen.executors.shard import WHOLE, Shard
 from syngen.recipe import Recipe
@@ -23,7 +24,7 @@ from syngen.store import atomic_write_text
 EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
 
 
-class WholeFolderOnly(ValueError):
+class WholeFolderOnly(UsageError):
     """``--fresh`` or ``--retry-failed`` asked of one shard: they change every shard's results."""
 
 
@@ -71,8 +72,8 @@ def run(
 
 def export(recipe: Recipe, out: Path, repo_id: str | None = None) -> Path:
     """Rewrite ``out/dataset`` from the stores of every shard, under the whole folder's lock (no model runs;
-    samples not computed yet are left out); the card's loading code names ``repo_id``. Raises :class:`~syngen.store.StaleStore` when the stores were made
-    under other settings than ``recipe``'s."""
+    samples not computed yet are left out); the card's loading code names ``repo_id``. Raises
+    :class:`~syngen.errors.StaleStore` when the stores were made under other settings than ``recipe``'s."""
     with folder_lock(out):
         runner = Runner(recipe, out, progress=False)
         runner.open_stores(drop_stale=False)

@@ -1,6 +1,6 @@
 """Resolving model references to local folders (preflight), building tiny twins, and loading adapters.
 
-``resolve`` turns a :class:`~syngen.stages.base.ModelRef` into a local folder: a tiny twin (built once and
+``resolve`` turns a :class:`~syngen.refs.ModelRef` into a local folder: a tiny twin (built once and
 cached under ``$SYNGEN_CACHE`` or ``~/.cache/syngen``), a local path, or a Hub snapshot (from the local cache,
 downloaded when the Hub is reachable). A model that is none of these raises :class:`PreflightError` naming it
 and saying how to fetch it, before any compute.
@@ -13,19 +13,14 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock
 
-from syngen.models import BACKENDS, TINY, backend_class
-from syngen.stages.base import ModelRef
-
-TINY_PREFIX = "tiny:"
-TINY_VERSION = "2"  # bump when a twin's architecture or tokenizer changes, so caches rebuild
-
-
-class PreflightError(RuntimeError):
-    """A model of the recipe cannot be resolved."""
+from syngen.errors import PreflightError
+from syngen.models import BACKENDS, backend_class
+from syngen.models.roles import PROTOCOLS, Model
+from syngen.models.twins import TINY, TINY_VERSION
+from syngen.refs import TINY_PREFIX, ModelRef
 
 
 def cache_dir() -> Path:
@@ -95,9 +90,12 @@ def _fetch_hint(ref: ModelRef, why: str) -> str:
     )
 
 
-def load(ref: ModelRef, default_backend: str | None, device: str, dtype: str) -> tuple[Any, float]:
+def load(ref: ModelRef, default_backend: str | None, device: str, dtype: str) -> tuple[Model, float]:
     """Resolve and load the adapter for ``ref``; returns it and the seconds loading took."""
     start = time.perf_counter()
-    cls = backend_class(backend_for(ref, default_backend))
-    adapter = cls(resolve(ref), device=device, dtype=dtype, trust_remote_code=ref.trust_remote_code)
+    backend = backend_for(ref, default_backend)
+    adapter = backend_class(backend)(resolve(ref), device=device, dtype=dtype, trust_remote_code=ref.trust_remote_code)
+    role = BACKENDS[backend].role
+    if not isinstance(adapter, PROTOCOLS[role]):
+        raise TypeError(f"backend {backend!r} does not implement the {role} role's calls")
     return adapter, time.perf_counter() - start

@@ -19,7 +19,7 @@ from syngen.export.rows import project
 from syngen.export.schema import build
 from syngen.recipe import load_recipe
 from syngen.stages import stage_class
-from tests.conftest import draw_shapes
+from tests.helpers import draw_shapes
 
 TOY_STAGE = '''
 """A toy stage: the mean grey level of each image."""

@@ -14,7 +14,7 @@ from transformers.models.grounding_dino.modeling_grounding_dino import (
 
 from syngen.models.grounding_dino import GroundingDino
 from syngen.models.loading import build_tiny
-from tests.conftest import draw_shapes
+from tests.helpers import draw_shapes
 
 
 @pytest.fixture(scope="module")

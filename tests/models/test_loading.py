@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from syngen.models import TINY
 from syngen.models.loading import PreflightError, backend_for, build_tiny, resolve
-from syngen.stages.base import ModelRef
+from syngen.models.twins import TINY
+from syngen.refs import ModelRef
 
 
 def test_tiny_twin_is_built_once_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from syngen.models.loading import build_tiny
 from syngen.models.sam_hf import HFSam
-from tests.conftest import draw_shapes
+from tests.helpers import draw_shapes
 
 BOXES = np.array([[10, 10, 60, 50], [70, 30, 120, 90], [0, 0, 128, 96]], dtype=np.float32)
 POINTS = np.array([[[30, 30], [50, 40]], [[90, 60], [75, 35]], [[5, 5], [64, 48]]], dtype=np.float32)
