@@ -311,7 +311,7 @@ def card_info(recipe: Recipe, report: dict[str, Any], repo_id: str | None = None
 def failure_record(stage: str, sample: Sample, failure: dict[str, Any]) -> dict[str, Any]:
     """A line of ``failures.jsonl``: the stage, the seed item the sample came from (its file name, dataset index
     or captions line, as the source names it), the sample id, the failure's kind, message and traceback tail."""
-    source = sample.get("source") or {}
+    source: dict[str, Any] = dict(sample.get("source") or {})
     return {
         "stage": stage,
         "item": source.get("item"),

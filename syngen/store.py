@@ -443,7 +443,7 @@ def _rank(name: str) -> int:
 def _atomic(path: Path, write: Any) -> Any:
     """Call ``write(tmp)`` for a temporary name beside ``path``, fsync it, rename it to ``path``; returns what
     ``write`` returned."""
-    tmp = path.with_name(f".tmp-{path.name}")
+    tmp = path.with_name(f".tmp-{path.name}.{uuid.uuid4().hex[:8]}")  # unique: shards may write one file at once
     result = write(tmp)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())

@@ -97,7 +97,8 @@ def run(
             reports = []
             with tqdm(total=shards, desc="shards", unit="shard", disable=not progress or None) as bar:
                 for report in pool.map_unordered(
-                    lambda actor, k: actor.run_shard.options(retry_exceptions=True).remote(k, shards), range(shards)
+                    lambda actor, k: actor.run_shard.options(retry_exceptions=True).remote(k, shards),
+                    list(range(shards)),
                 ):
                     reports.append(report)
                     bar.update(1)
