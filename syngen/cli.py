@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -30,7 +29,7 @@ console = Console(stderr=True)
 class _Commands(TyperGroup):
     """The command group; a :class:`SyngenError` from any command becomes its message and exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # a click Context (typer vendors click; Any fits either)
         try:
             return super().invoke(ctx)
         except SyngenError as err:
@@ -218,8 +217,8 @@ def models(build: Annotated[bool, typer.Option("--build", help="Build (and cache
     from syngen.models.twins import TINY
 
     table = Table("tiny twin", "backend", *(["cached at"] if build else []))
-    for name, (backend, _) in TINY.items():
-        table.add_row(f"tiny:{name}", backend, *([str(build_tiny(name))] if build else []))
+    for name, twin in TINY.items():
+        table.add_row(f"tiny:{name}", twin.backend or "(trainer only)", *([str(build_tiny(name))] if build else []))
     Console().print(table)
     Console().print("backends: " + ", ".join(f"{name} ({spec.role})" for name, spec in BACKENDS.items()))
 

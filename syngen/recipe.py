@@ -145,10 +145,8 @@ def _check_keys(path: Path, data: Any, model: type[BaseModel], prefix: str) -> N
     fields = model.model_fields
     for key, value in data.items():
         if key not in fields:
-            expected = ", ".join(fields)
-            raise RecipeError(
-                f"{path}: {prefix}{key}: unknown field{_did_you_mean(str(key), list(fields))}; expected one of {expected}"
-            )
+            hint, expected = _did_you_mean(str(key), list(fields)), ", ".join(fields)
+            raise RecipeError(f"{path}: {prefix}{key}: unknown field{hint}; expected one of {expected}")
         annotation = fields[key].annotation
         for candidate in getattr(annotation, "__args__", ()) + (annotation,):
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
@@ -239,7 +237,7 @@ def _check_columns(recipe: Recipe) -> None:
 def reference_markdown() -> str:
     """Markdown tables of the runtime, output, source and every stage's settings (field, default, help), as in
     the README."""
-    sections = [("`runtime`", RuntimeConfig), ("`output`", OutputConfig)]
+    sections: list[tuple[str, type[BaseModel]]] = [("`runtime`", RuntimeConfig), ("`output`", OutputConfig)]
     sections += [("`source`" if n == "source" else f"`stages.{n}`", stage_class(n).Config) for n in STAGES]
     parts = []
     for title, cls in sections:

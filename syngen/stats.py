@@ -35,15 +35,18 @@ def stage_counts(stage: dict[str, Any]) -> dict[str, int]:
 def read_rows(
     dataset_dir: Path, config: str, columns: list[str], limit: int | None = None, batch_size: int = 256
 ) -> Iterator[dict[str, Any]]:
-    """Rows of a config as dicts holding only ``columns`` (Image cells as {"bytes", "path"}), shard by shard,
-    stopping after ``limit`` rows. A config that was not exported yields nothing."""
+    """Rows of a config as dicts holding only ``columns`` (Image cells as {"bytes", "path"}; None for a column the
+    dataset does not have: the stage that publishes it did not run), shard by shard, stopping after ``limit``
+    rows. A config that was not exported yields nothing."""
     if limit is not None and limit <= 0:
         return
     count = 0
     for shard in sorted(config_dir(dataset_dir, config).glob("*.parquet")):
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=batch_size, columns=columns):
+        parquet = pq.ParquetFile(shard)
+        present = [name for name in columns if name in parquet.schema_arrow.names]
+        for batch in parquet.iter_batches(batch_size=batch_size, columns=present):
             for row in batch.to_pylist():
-                yield row
+                yield dict.fromkeys(columns) | row
                 count += 1
                 if count == limit:
                     return

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
 from syngen.export import export_dataset
+from syngen.stages.source import SourceConfig
 from syngen.stats import format_summary, read_rows, summarize
 from tests.export.test_export import make_info, make_region, make_sample
 
@@ -165,3 +167,14 @@ def test_failure_reasons_most_common_first_with_example_items(tmp_path: Path) ->
 
 def test_no_failure_table_without_failures(out: Path) -> None:
     assert summarize(out)["reasons"] == [] and "failures.jsonl" not in render(summarize(out))
+
+
+def test_dataset_of_a_source_only_recipe(tmp_path: Path) -> None:
+    """No stage published phrases or regions: their columns are absent, and the statistics count them as empty."""
+    stages = {"source": SourceConfig(kind="images", path="seeds")}
+    export_dataset([make_sample(0, []), make_sample(1, [])], tmp_path, make_info(), stages=stages)
+    assert "regions" not in pq.read_schema(next((tmp_path / "dataset/data/grounding").glob("*.parquet"))).names
+    summary = summarize(tmp_path)
+    assert summary["images"] == 2 and summary["regions"]["total"] == 0
+    assert summary["phrases_per_caption"]["histogram"] == {0: 2}
+    assert [row["regions"] for row in read_rows(tmp_path / "dataset", "grounding", ["id", "regions"])] == [None] * 2

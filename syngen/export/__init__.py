@@ -20,7 +20,7 @@ from syngen.export.card import CardInfo, dataset_card, set_repo_id
 from syngen.export.rows import grounding_row, preference_rows
 from syngen.export.schema import Column, ConfigSchema, build, published
 from syngen.export.shards import ShardWriter, recover, swap_in
-from syngen.sample import Sample
+from syngen.sample import ModelInfo, Sample
 
 __all__ = ["CardInfo", "Column", "ConfigSchema", "dataset_card", "export_dataset", "schemas", "set_repo_id"]
 
@@ -52,7 +52,9 @@ def export_dataset(
     building = out_dir / ".dataset.tmp"
     recover(out_dir)
     configs = schemas(stages)
-    models = [{"stage": stage, "id": m["id"], "revision": m.get("revision")} for stage, m in info.models.items()]
+    models: list[ModelInfo] = [
+        {"stage": stage, "id": str(m["id"]), "revision": m.get("revision")} for stage, m in info.models.items()
+    ]
     writers = {
         name: ShardWriter(building, name, schema.features, shard_rows, shard_bytes) for name, schema in configs.items()
     }

@@ -15,8 +15,8 @@ from datasets import Features, List
 from datasets import Image as ImageFeature
 from PIL import Image
 
-from syngen.masks import decode_rle
-from syngen.sample import Sample, image_bytes, load_image
+from syngen.masks import RLE, decode_rle
+from syngen.sample import ModelInfo, Provenance, Sample, image_bytes, load_image
 from syngen.viz import draw_overlay
 
 
@@ -31,16 +31,23 @@ def project(value: Any, feature: Any) -> Any:
     return value
 
 
-def grounding_row(sample: Sample, features: Features, models: list[dict[str, Any]]) -> dict[str, Any]:
+def grounding_row(sample: Sample, features: Features, models: list[ModelInfo]) -> dict[str, Any]:
     """The ``grounding`` row of a final sample under ``features`` (see :func:`syngen.export.schema.build`)."""
     row = {name: project(sample.get(name), feature) for name, feature in features.items()}
     if "overlay" in features:
         overlay = io.BytesIO()
         draw_overlay(load_image(sample), sample.get("regions") or []).save(overlay, format="JPEG", quality=90)
         row["overlay"] = {"bytes": overlay.getvalue(), "path": None}
-    source, synth = sample.get("source") or {}, sample.get("synth") or {}
+    row["provenance"] = provenance(sample, models)
+    return row
+
+
+def provenance(sample: Sample, models: list[ModelInfo]) -> Provenance:
+    """Where an exported image came from: its seed item, its synthesis (None when not synthesized), the models."""
+    source: dict[str, Any] = dict(sample.get("source") or {})
+    synth: dict[str, Any] = dict(sample.get("synth") or {})
     item = source.get("item")
-    row["provenance"] = {
+    return {
         "source_kind": source.get("kind"),
         "source_item": item if item is None or isinstance(item, str) else json.dumps(item, sort_keys=True),
         "synth_seed": synth.get("seed"),
@@ -49,7 +56,6 @@ def grounding_row(sample: Sample, features: Features, models: list[dict[str, Any
         "synth_prompt": synth.get("prompt"),
         "models": models,
     }
-    return row
 
 
 def preference_rows(sample: Sample) -> list[dict[str, Any]]:
@@ -84,6 +90,6 @@ def preference_rows(sample: Sample) -> list[dict[str, Any]]:
     return rows
 
 
-def mask_png(rle: dict[str, Any]) -> bytes:
+def mask_png(rle: RLE) -> bytes:
     """A binary mask as a 1-bit PNG (white = mask)."""
     return image_bytes(Image.fromarray(decode_rle(rle)))

@@ -96,7 +96,7 @@ class Segmenter(Model, Protocol):
         ...
 
 
-PROTOCOLS: dict[Role, type[Model]] = {
+PROTOCOLS: dict[Role, type] = {
     "captioner": Captioner,
     "text-to-image": TextToImage,
     "llm": ChatLLM,

@@ -4,9 +4,9 @@ A stage subclass sets ``name``, ``needs`` (columns it reads), ``adds`` (columns 
 :class:`StageConfig` subclass whose fields carry their help text; :class:`ModelStageConfig` for stages with a
 model) and ``role`` (the model role it runs, None for none), and implements :meth:`Stage.process`, which gets
 the loaded model from the runner. The first stage is a :class:`SourceStage`: it also enumerates the seed items.
-A stage never decides where data is stored; the runner never knows what it computes.
 It declares what it publishes in the exported dataset in ``publishes`` (column -> datasets feature type and
-the card's line about it; see :mod:`syngen.export.schema`).
+the card's line about it; see :mod:`syngen.export.schema`). A stage never decides where data is stored; the
+runner never knows what it computes.
 """
 
 from __future__ import annotations

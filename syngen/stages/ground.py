@@ -70,7 +70,9 @@ class Ground(Stage[GroundConfig, Grounder]):
     def process(self, samples: list[Sample], model: Grounder) -> list[Result]:
         images = [load_image(sample) for sample in samples]
         stats = [dict.fromkeys(_STATS, 0) for _ in samples]
-        plans = [self._passes(model, _unique(sample["phrases"]), stat) for sample, stat in zip(samples, stats)]
+        plans = [
+            self._passes(model, _unique(sample["phrases"]), stat) for sample, stat in zip(samples, stats, strict=True)
+        ]
         found: list[list[Region]] = [[] for _ in samples]
         for k in range(max(map(len, plans), default=0)):
             todo = [i for i, plan in enumerate(plans) if k < len(plan)]

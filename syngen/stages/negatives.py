@@ -197,10 +197,12 @@ class Negatives(Stage[NegativesConfig, Segmenter]):
         cfg = self.config
         seeds = [attempt_seed(cfg.seed, key, s.region, kind, s.number, attempt) for s in batch]
         if kind == "boundary":
-            prompts = [boundary_prompt(*s.pools, cfg.points, seed) for s, seed in zip(batch, seeds, strict=True)]
+            prompts = [
+                boundary_prompt(s.pools[0], s.pools[1], cfg.points, seed) for s, seed in zip(batch, seeds, strict=True)
+            ]
             boxes = np.array([positives[s.region][1] for s in batch], dtype=np.float32)
         else:
-            prompts = [semantic_prompt(*s.pools, seed) for s, seed in zip(batch, seeds, strict=True)]
+            prompts = [semantic_prompt(s.pools[0], seed) for s, seed in zip(batch, seeds, strict=True)]
             boxes = None
         masks, scores = model.predict(
             key,

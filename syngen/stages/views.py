@@ -73,7 +73,8 @@ def crop_view(image: Image.Image, box: Sequence[float], size: int) -> Image.Imag
     """The part of ``image`` under ``box`` (float pixel coordinates) resized to ``size`` x ``size`` (bilinear)."""
     if box[2] <= box[0] or box[3] <= box[1]:
         raise ValueError(f"empty view box {list(box)}")
-    return image.resize((size, size), Image.Resampling.BILINEAR, box=tuple(float(v) for v in box))
+    left, top, right, bottom = (float(v) for v in box)
+    return image.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, right, bottom))
 
 
 def to_crop_coords(region_box: Sequence[float], view: Sequence[float], size: int) -> list[float]:
@@ -147,8 +148,9 @@ class Views(Stage[ViewsConfig, None]):
         out: list[Region] = []
         for i, region in enumerate(regions):
             if cfg.select == "phash":
-                scores: dict[float, float | None] = phash_scores(image, region["box"], cfg.candidates, cfg.size)
-                chosen = select_views(scores, cfg.n_views - 1)
+                phash = phash_scores(image, region["box"], cfg.candidates, cfg.size)
+                chosen = select_views(phash, cfg.n_views - 1)
+                scores: dict[float, float | None] = dict(phash)
             else:
                 rng = np.random.default_rng(item_seed(cfg.seed, sample["id"], i))
                 chosen = [float(t) for t in rng.choice(cfg.candidates, cfg.n_views - 1, replace=False)]

@@ -10,6 +10,7 @@ import torch
 
 from syngen.models.loading import build_tiny
 from syngen.models.sam_hf import HFSam
+from syngen.models.twins.sam import build_sam
 from tests.helpers import draw_shapes
 
 BOXES = np.array([[10, 10, 60, 50], [70, 30, 120, 90], [0, 0, 128, 96]], dtype=np.float32)
@@ -133,5 +134,5 @@ def test_predict_rejects_bad_prompts(sam: HFSam, prompts: dict) -> None:
 
 def test_tiny_twin_is_deterministic(tmp_path: Path) -> None:
     for name in ("a", "b"):
-        HFSam.build_tiny("sam", tmp_path / name)
+        build_sam(tmp_path / name)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()

@@ -40,7 +40,7 @@ def run(sd: DiffusersTextToImage, samples: list[dict], **config: Any) -> tuple[l
 def test_fan_out_with_derived_ids_and_seeds(sd: DiffusersTextToImage) -> None:
     results, calls = run(sd, SAMPLES, images_per_caption=2, batch_size=3, seed=7, height=48, width=72)
     assert calls == [3, 1]
-    for sample, updates in zip(SAMPLES, results):
+    for sample, updates in zip(SAMPLES, results, strict=True):
         assert [u["synth"]["index"] for u in updates] == [0, 1]
         for i, update in enumerate(updates):
             assert update["id"] == make_id(sample["id"], "synthesize", i, 7)
