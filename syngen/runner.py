@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import resource
-import shutil
 import sys
 import time
 import traceback
@@ -25,23 +24,21 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from syngen.errors import RunLocked
+from syngen.executors.shard import WHOLE, Shard
 from syngen.models.loading import backend_for, load, resolve
 from syngen.models.roles import Model
 from syngen.recipe import Recipe
 from syngen.sample import Failure, Sample
 from syngen.stages import stage_class
 from syngen.stages.base import Context, ModelStageConfig, Result, SourceStage, Stage
-from syngen.store import Row, StageStore, atomic_write_text, to_json
+from syngen.store import Row, StageStore, to_json
 
-EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
 FAILURES = "failures.jsonl"  # every recorded failure with its seed item, rewritten whenever the samples are read
 log = logging.getLogger(__name__)
 
-__all__ = ["EXPORTED_STATE", "RunLocked", "Runner", "StageReport", "card_info", "run"]
+__all__ = ["FAILURES", "Runner", "StageReport", "card_info"]
 
 
 @dataclass
@@ -94,13 +91,26 @@ class _ModelPool:
 
 
 class Runner:
-    """One run of a recipe into an output folder. Use :meth:`samples` to stream the final samples."""
+    """One run of a recipe (or of one shard of it) into an output folder. Use :meth:`samples` to stream the final
+    samples. Which process runs which shard is the executors' business (:mod:`syngen.executors`); a ``pool``
+    passed in (an executor's worker running shard after shard) keeps its models loaded after the run."""
 
-    def __init__(self, recipe: Recipe, out: Path, *, limit: int | None = None, progress: bool = True):
+    def __init__(
+        self,
+        recipe: Recipe,
+        out: Path,
+        *,
+        limit: int | None = None,
+        progress: bool = True,
+        shard: Shard = WHOLE,
+        pool: _ModelPool | None = None,
+    ):
         self.recipe = recipe
         self.out = out
         self.limit = limit
         self.progress = progress
+        self.shard = shard
+        self.failures_file = FAILURES if shard.whole else f"failures-shard-{shard.rank}.jsonl"
         self.ctx = recipe.context()
         self.stages: list[Stage[Any, Any]] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
         if not isinstance(self.stages[0], SourceStage):
@@ -110,7 +120,8 @@ class Runner:
         self.stores: dict[str, StageStore] = {}
         self._chain = ""
         self.batch_size = {stage.name: stage.config.batch_size for stage in self.stages}
-        self.pool = _ModelPool(self.ctx, recipe.top.runtime.wave_size)
+        self._own_pool = pool is None
+        self.pool = pool or _ModelPool(self.ctx, recipe.top.runtime.wave_size)
         self._bars: dict[str, tqdm] = {}
         self.started = time.perf_counter()
         self.preflight_s = 0.0
@@ -127,13 +138,15 @@ class Runner:
         self.preflight_s = time.perf_counter() - start
 
     def state(self) -> str:
-        """A digest of what the final samples are made from: the seed item ids, the stage fingerprints and the
-        stores' part files. Equal digests mean equal results."""
+        """A digest of what the final samples are made from: the seed item ids (all shards'), the stage
+        fingerprints and the stores' data files (name, size and time: a file rewritten in place, as
+        ``--retry-failed`` does, counts as changed). Equal digests mean equal results."""
         digest = hashlib.sha1(self._chain.encode())
         for item in self.source.items(self.limit):
             digest.update(item["id"].encode())
-        for name in sorted(p.name for store in self.stores.values() for p in store.dir.glob("part-*.parquet")):
-            digest.update(name.encode())
+        for path in sorted(p for store in self.stores.values() for p in store.data_files()):
+            stat = path.stat()
+            digest.update(f"{path.name} {stat.st_size} {stat.st_mtime_ns}".encode())
         return digest.hexdigest()
 
     def open_stores(self, drop_stale: bool = True) -> None:
@@ -142,7 +155,7 @@ class Runner:
         chain = ""
         for stage in self.stages:
             chain = hashlib.sha1((chain + to_json(stage.fingerprint())).encode()).hexdigest()
-            store = StageStore(self.out, stage.name)
+            store = StageStore(self.out, stage.name, self.shard.rank, exclusive=self.shard.whole)
             store.open(chain, drop_stale=drop_stale)
             self.stores[stage.name] = store
         self._chain = chain
@@ -150,22 +163,26 @@ class Runner:
     def samples(self, compute: bool = True) -> Iterator[Sample]:
         """The final samples, wave by wave; with ``compute=False`` only what the stores already hold.
 
-        Every failure met on the way (computed now or stored earlier) goes to ``OUT/failures.jsonl``, which is
-        replaced when the stream is exhausted."""
-        items = self.source.items(self.limit)
+        Every failure met on the way (computed now or stored earlier) goes to ``OUT/failures.jsonl`` (a shard's to
+        ``OUT/failures-shard-K.jsonl``), which is replaced when the stream is exhausted."""
+        items = (item for item in self.source.items(self.limit) if self.shard.owns(item["id"]))
         wave_size = self.recipe.top.runtime.wave_size
-        failures = self.out / f".tmp-{FAILURES}"
+        failures = self.out / f".tmp-{self.failures_file}"
         try:
             with failures.open("w", encoding="utf-8") as self._failures:
                 while wave := list(islice(items, wave_size)):
                     for stage in self.stages:
                         wave = self._run_stage(stage, wave, compute)
                     yield from wave
-            os.replace(failures, self.out / FAILURES)
+            if compute:
+                for store in self.stores.values():
+                    store.compact()
+            os.replace(failures, self.out / self.failures_file)
             self.summary.update(self.report())
         finally:
             failures.unlink(missing_ok=True)
-            self.pool.close()
+            if self._own_pool:
+                self.pool.close()
             for bar in self._bars.values():
                 bar.close()
 
@@ -266,53 +283,6 @@ class Runner:
             "preflight_s": round(self.preflight_s, 3),
             "stages": stages,
         }
-
-
-def run(
-    recipe: Recipe,
-    out: Path,
-    *,
-    fresh: bool = False,
-    limit: int | None = None,
-    progress: bool = True,
-    retry_failed: bool = False,
-) -> dict[str, Any]:
-    """Run ``recipe`` into ``out`` (resuming by default; with ``retry_failed`` the failed samples are computed
-    again) and export the dataset; returns the run report."""
-    out.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(out / ".lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise RunLocked(
-            f"another syngen run is writing to {out} (lock {out / '.lock'}); wait for it or use --out"
-        ) from None
-    try:
-        if fresh:
-            for name in ("stages", "dataset", "run.json", EXPORTED_STATE, FAILURES):
-                path = out / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        atomic_write_text(out / "recipe.yaml", recipe.text)
-        runner = Runner(recipe, out, limit=limit, progress=progress)
-        runner.preflight()
-        runner.open_stores()
-        if retry_failed:
-            runner.retry_failed()
-        state_file = out / EXPORTED_STATE
-        if (out / "dataset").is_dir() and state_file.exists() and state_file.read_text() == runner.state():
-            for _ in runner.samples():  # nothing to compute or export: read the stores for the report
-                pass
-        else:
-            from syngen.export import export_dataset
-
-            state_file.unlink(missing_ok=True)
-            export_dataset(runner.samples(), out, card_info(recipe, runner.summary), stages=recipe.stages)
-            atomic_write_text(state_file, runner.state())
-        report = runner.report()
-        atomic_write_text(out / "run.json", json.dumps(report, indent=2))
-        return report
-    finally:
-        lock.release()
 
 
 def card_info(recipe: Recipe, report: dict[str, Any], repo_id: str | None = None) -> Any:

@@ -13,11 +13,11 @@ from datasets import Value
 from huggingface_hub import DatasetCard
 
 from syngen import stages as stage_registry
+from syngen.executors.local import run
 from syngen.export import Column, schemas
 from syngen.export.rows import project
 from syngen.export.schema import build
 from syngen.recipe import load_recipe
-from syngen.runner import run
 from syngen.stages import stage_class
 from tests.helpers import draw_shapes
 
