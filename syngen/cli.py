@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -20,9 +25,78 @@ console = Console(stderr=True)
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, like Ctrl-C's KeyboardInterrupt."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _reported(out: Path, resume: str) -> Iterator[None]:
+    """Ends a command whose output folder is ``out`` with one paragraph (no traceback) on a filesystem error,
+    and with one line on Ctrl-C or SIGTERM saying what was kept and how to resume (the command ``resume``)."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        name, code = ("SIGTERM", 143) if isinstance(err, Terminated) else ("Ctrl-C", 130)
+        parts = len(list(out.glob("stages/*/part-*.parquet")))
+        console.print(
+            f"stopped by {name}: every finished batch is kept ({parts} part files under {out / 'stages'}), the batch "
+            f"in flight is redone; resume with: {resume}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code) from None
+    except OSError as err:
+        _fail(os_error_message(err, out), 1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def os_error_message(err: OSError, out: Path) -> str:
+    """One paragraph on a filesystem error: the path, the cause, and what to do."""
+    path = err.filename or out
+    causes = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exhausted",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EEXIST: "it exists and is not a folder" if Path(path).is_file() else "it exists",
+        errno.EISDIR: "it is a folder, not a file",
+    }
+    cause = causes.get(err.errno or 0, err.strerror or str(err))
+    return (
+        f"{path}: {cause} ({type(err).__name__}, errno {err.errno}). Results stored before the error are kept in "
+        f"{out / 'stages'} and the previous dataset is left as it was; fix the cause and run the same command again "
+        "to resume."
+    )
+
+
+def _check_outcome(report: dict[str, Any], out: Path) -> None:
+    """Exit non-zero when the run produced nothing: no seed items at all, or a stage that failed every sample."""
+    for name, stage in report["stages"].items():
+        if stage["items_in"] == 0 and name == "source":
+            skipped = report.get("skipped") or {}
+            shown = "; ".join(f"{path}: {why}" for path, why in list(skipped.items())[:3])
+            _fail(f"the source found no seed items{f' (skipped {len(skipped)} files: {shown})' if skipped else ''}", 1)
+        if stage["items_in"] and not stage["items_out"]:
+            kind, count = max(stage["failures"].items(), key=lambda kv: kv[1])
+            example = stage.get("failure_examples", {}).get(kind, "")
+            _fail(
+                f"the {name} stage failed all {stage['items_in']} samples; the most common reason is {kind} "
+                f"({count} samples): {example} (every failure is counted in {out / 'run.json'})",
+                1,
+            )
 
 
 def _load(recipe: Path):  # -> Recipe
@@ -49,12 +123,14 @@ def run(
 
     loaded = _load(recipe)
     out_dir = loaded.out_dir(out)
-    try:
-        report = run_recipe(loaded, out_dir, fresh=fresh, limit=limit, progress=progress)
-    except (PreflightError, RunLocked) as err:
-        _fail(str(err))
+    with _reported(out_dir, f"syngen run {recipe} --out {out_dir}"):
+        try:
+            report = run_recipe(loaded, out_dir, fresh=fresh, limit=limit, progress=progress)
+        except (PreflightError, RunLocked) as err:
+            _fail(str(err))
     print_report(report)
     console.print(f"dataset: {out_dir / 'dataset'}   report: {out_dir / 'run.json'}")
+    _check_outcome(report, out_dir)
     if loaded.top.output.push_to_hub:
         _push(out_dir, loaded.top.output.push_to_hub, loaded.top.output.private, loaded.top.output.revision)
 
@@ -70,24 +146,60 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML to check.")) -
 def export(
     out: Path = typer.Argument(..., help="A run's output folder."),
     recipe: Path | None = typer.Option(None, "--recipe", help="The run's recipe; default: the one run.json names."),
+    partial: bool = typer.Option(
+        False, "--partial", help="Export an unfinished run's complete samples; the card then says it is partial."
+    ),
 ) -> None:
-    """Rewrite OUT/dataset from the stage stores (no model runs; samples not yet computed are left out)."""
+    """Rewrite OUT/dataset from the stage stores (no model runs). An unfinished run is refused unless --partial."""
     from syngen.export import export_dataset
-    from syngen.runner import Runner, card_info
-    from syngen.store import StaleStore
+    from syngen.runner import EXPORTED_STATE, RunLocked, Runner, card_info, output_lock
+    from syngen.store import StaleStore, atomic_write_text
 
     if recipe is None:
         if not (out / "run.json").exists():
             _fail(f"{out}: no run.json saying which recipe made it; pass --recipe")
         recipe = Path(json.loads((out / "run.json").read_text())["recipe_path"])
     loaded = _load(recipe)
-    runner = Runner(loaded, out, progress=False)
-    try:
-        runner.open_stores(drop_stale=False)
-    except StaleStore as err:
-        _fail(f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe")
-    path = export_dataset(runner.samples(compute=False), out, card_info(loaded, runner.summary))
-    console.print(f"dataset: {path}")
+    with _reported(out, f"syngen export {out} --recipe {recipe}"):
+        try:
+            with output_lock(out):
+                runner = Runner(loaded, out, progress=False)
+                try:
+                    runner.open_stores(drop_stale=False)
+                except StaleStore as err:
+                    _fail(
+                        f"{err}; run the recipe to bring {out} up to date, or pass the one that made it with --recipe"
+                    )
+                info = card_info(loaded, runner.summary)
+                (out / EXPORTED_STATE).unlink(missing_ok=True)
+                path = export_dataset(_complete(runner, info, partial, out, recipe), out, info)
+                if not info.partial:
+                    atomic_write_text(out / EXPORTED_STATE, runner.state())
+        except RunLocked as err:
+            _fail(str(err))
+    console.print(f"dataset: {path}{' (partial)' if info.partial else ''}")
+
+
+def _complete(runner: Any, info: Any, partial: bool, out: Path, recipe: Path) -> Iterator[dict]:
+    """The stored final samples; sets ``info.partial`` when some are not computed yet, and without ``partial``
+    stops the export (before its folder is swapped in) and exits, saying how many samples are complete."""
+    samples, count = runner.samples(compute=False), 0
+    for sample in samples:
+        if runner.unfinished() and not partial:
+            count += 1 + sum(1 for _ in samples)  # the rest is only counted
+            break
+        count += 1
+        yield sample
+    unfinished = runner.unfinished()
+    if unfinished and not partial:
+        stage, missing = unfinished
+        _fail(
+            f"{out}: the run is unfinished: {count} samples are complete and {missing} inputs of the {stage} stage "
+            f"are not computed yet. Finish it with `syngen run {recipe} --out {out}`, or export the complete "
+            "samples with --partial (the card then says the dataset is partial). The dataset folder was not changed.",
+            1,
+        )
+    info.partial = unfinished is not None
 
 
 @app.command()

@@ -113,6 +113,7 @@ class CardInfo:
     pretty_name: str | None = None
     description: str | None = None
     repo_id: str | None = None  # shown in the card's loading code; "<user>/<name>" when unknown
+    partial: bool = False  # exported from an unfinished run (`syngen export --partial`)
 
 
 def export_dataset(
@@ -200,6 +201,15 @@ def dataset_card(info: CardInfo, configs: dict[str, DatasetInfo]) -> str:
     body = [
         f"# {info.pretty_name or info.name}",
         "",
+        *(
+            [
+                "**Partial export:** the run was unfinished when this dataset was exported (`--partial`); it holds "
+                "only the samples complete at that time. See the run below for the counts.",
+                "",
+            ]
+            if info.partial
+            else []
+        ),
         description,
         "",
         "## Configs",
