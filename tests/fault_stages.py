@@ -24,12 +24,13 @@ from pydantic import Field
 from syngen import stages as registry
 from syngen.masks import encode_rle
 from syngen.sample import Failure, Sample
-from syngen.stages.base import Result, Stage, StageConfig
+from syngen.stages.base import ModelRef, Result, Stage, StageConfig
 
 STAGE_NAMES = ("caption", "synthesize", "phrases", "ground", "segment", "negatives", "views")
 
 
 class FakeConfig(StageConfig):
+    model: ModelRef | None = Field(None, description="Unused: no fake loads a model (negatives shares segment's).")
     delay: float = Field(0.0, ge=0, description="Seconds slept per batch.")
     fail_prefixes: list[str] = Field(default_factory=list, description="Sample ids starting so fail here.")
 
@@ -143,13 +144,23 @@ def register() -> None:
         registry.STAGES[name] = f"{__name__}:{cls.__name__}"
 
 
-def write_recipe(folder: Path, seeds: int = 12, *, delay: float = 0.0, wave_size: int = 3, **extra: Any) -> Path:
-    """A recipe over ``seeds`` drawn images with every fake stage; ``extra`` goes to the top level."""
+def write_recipe(
+    folder: Path,
+    seeds: int = 12,
+    *,
+    stages: dict[str, dict[str, Any]] | None = None,
+    delay: float = 0.0,
+    wave_size: int = 3,
+    **extra: Any,
+) -> Path:
+    """A recipe over ``seeds`` drawn images; ``stages`` maps stage names to settings (default: every fake stage
+    with ``delay`` and batch size 2); ``extra`` goes to the top level."""
     seed_dir = folder / "seeds"
     seed_dir.mkdir(parents=True, exist_ok=True)
     for i in range(seeds):
         Image.new("RGB", (16 + i, 12), (i * 20 % 256, 90, 200)).save(seed_dir / f"seed {i:02d}.png")
-    stages: dict[str, Any] = {name: {"delay": delay, "batch_size": 2} for name in STAGE_NAMES}
+    if stages is None:
+        stages = {name: {"delay": delay, "batch_size": 2} for name in STAGE_NAMES}
     recipe = {
         "name": "faults",
         "source": {"kind": "images", "path": "seeds", "batch_size": 2},
