@@ -115,18 +115,60 @@ def run(
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use at most N seed items."),
     fresh: bool = typer.Option(False, "--fresh", help="Drop earlier results in the output folder and start over."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per stage."),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="Run only share K of N (K/N, from 0) of the seed items; default: the launcher's RANK/WORLD_SIZE or "
+        "Slurm array ids, else the whole recipe. Shards share OUT; `syngen export OUT` merges them.",
+    ),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="Run the shards on a Ray cluster: `local` starts one on this machine, `auto` joins the one "
+        "`ray start` started, or host:port. Needs `pip install syngen[ray]`.",
+    ),
+    workers: int = typer.Option(2, "--workers", min=1, help="--ray: worker actors (each keeps its models loaded)."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0, help="--ray: GPUs per worker."),
+    shards: int | None = typer.Option(
+        None, "--shards", min=1, help="--ray: shards to split the seed items into; default 4 per worker."
+    ),
 ) -> None:
     """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
+    from syngen.executors import ShardError, shard_from_env
+    from syngen.executors.local import ShardedFresh
+    from syngen.executors.lock import RunLocked
     from syngen.models.loading import PreflightError
-    from syngen.runner import RunLocked
-    from syngen.runner import run as run_recipe
 
     loaded = _load(recipe)
     out_dir = loaded.out_dir(out)
     with _reported(out_dir, f"syngen run {recipe} --out {out_dir}"):
         try:
-            report = run_recipe(loaded, out_dir, fresh=fresh, limit=limit, progress=progress)
-        except (PreflightError, RunLocked) as err:
+            if ray is not None:
+                from syngen.executors.ray import run as run_ray
+
+                report = run_ray(
+                    loaded,
+                    out_dir,
+                    address=ray,
+                    workers=workers,
+                    gpus_per_worker=gpus_per_worker,
+                    shards=shards or 4 * workers,
+                    fresh=fresh,
+                    limit=limit,
+                    progress=progress,
+                )
+            else:
+                from syngen.executors.local import run as run_local
+                from syngen.executors.shard import Shard
+
+                part = Shard.parse(shard) if shard else shard_from_env()
+                report = run_local(loaded, out_dir, fresh=fresh, limit=limit, progress=progress, shard=part)
+                if not part.whole:
+                    print_report(report)
+                    console.print(f"shard {part} done; once every shard is: syngen export {out_dir}")
+                    return
+        except (PreflightError, RunLocked, ShardError, ShardedFresh) as err:
             _fail(str(err))
     print_report(report)
     console.print(f"dataset: {out_dir / 'dataset'}   report: {out_dir / 'run.json'}")
@@ -150,56 +192,27 @@ def export(
         False, "--partial", help="Export an unfinished run's complete samples; the card then says it is partial."
     ),
 ) -> None:
-    """Rewrite OUT/dataset from the stage stores (no model runs). An unfinished run is refused unless --partial."""
-    from syngen.export import export_dataset
-    from syngen.runner import EXPORTED_STATE, RunLocked, Runner, card_info, output_lock
-    from syngen.store import StaleStore, atomic_write_text
+    """Rewrite OUT/dataset from the stage stores of every shard (no model runs). An unfinished run is refused
+    unless --partial."""
+    from syngen.executors.local import UnfinishedRun, recipe_path
+    from syngen.executors.local import export as export_stores
+    from syngen.executors.lock import RunLocked
+    from syngen.store import StaleStore
 
+    recipe = recipe or recipe_path(out)
     if recipe is None:
-        if not (out / "run.json").exists():
-            _fail(f"{out}: no run.json saying which recipe made it; pass --recipe")
-        recipe = Path(json.loads((out / "run.json").read_text())["recipe_path"])
+        _fail(f"{out}: no run.json saying which recipe made it; pass --recipe")
     loaded = _load(recipe)
     with _reported(out, f"syngen export {out} --recipe {recipe}"):
         try:
-            with output_lock(out):
-                runner = Runner(loaded, out, progress=False)
-                try:
-                    runner.open_stores(drop_stale=False)
-                except StaleStore as err:
-                    _fail(
-                        f"{err}; run the recipe to bring {out} up to date, or pass the one that made it with --recipe"
-                    )
-                info = card_info(loaded, runner.summary)
-                (out / EXPORTED_STATE).unlink(missing_ok=True)
-                path = export_dataset(_complete(runner, info, partial, out, recipe), out, info)
-                if not info.partial:
-                    atomic_write_text(out / EXPORTED_STATE, runner.state())
+            path, is_partial = export_stores(loaded, out, partial=partial)
         except RunLocked as err:
             _fail(str(err))
-    console.print(f"dataset: {path}{' (partial)' if info.partial else ''}")
-
-
-def _complete(runner: Any, info: Any, partial: bool, out: Path, recipe: Path) -> Iterator[dict]:
-    """The stored final samples; sets ``info.partial`` when some are not computed yet, and without ``partial``
-    stops the export (before its folder is swapped in) and exits, saying how many samples are complete."""
-    samples, count = runner.samples(compute=False), 0
-    for sample in samples:
-        if runner.unfinished() and not partial:
-            count += 1 + sum(1 for _ in samples)  # the rest is only counted
-            break
-        count += 1
-        yield sample
-    unfinished = runner.unfinished()
-    if unfinished and not partial:
-        stage, missing = unfinished
-        _fail(
-            f"{out}: the run is unfinished: {count} samples are complete and {missing} inputs of the {stage} stage "
-            f"are not computed yet. Finish it with `syngen run {recipe} --out {out}`, or export the complete "
-            "samples with --partial (the card then says the dataset is partial). The dataset folder was not changed.",
-            1,
-        )
-    info.partial = unfinished is not None
+        except UnfinishedRun as err:
+            _fail(str(err), 1)
+        except StaleStore as err:
+            _fail(f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe")
+    console.print(f"dataset: {path}{' (partial)' if is_partial else ''}")
 
 
 @app.command()

@@ -12,33 +12,25 @@ from __future__ import annotations
 import hashlib
 import json
 import resource
-import shutil
 import sys
 import time
 import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
 from tqdm import tqdm
 
+from syngen.executors.shard import WHOLE, Shard
 from syngen.models.loading import backend_for, load, resolve
 from syngen.recipe import Recipe
 from syngen.sample import Failure, Sample
 from syngen.stages import stage_class
 from syngen.stages.base import Context, Result, Stage
-from syngen.store import Row, StageStore, atomic_write_text, to_json
-
-EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
-
-
-class RunLocked(RuntimeError):
-    """Another run holds the output folder's lock."""
+from syngen.store import Row, StageStore, to_json
 
 
 @dataclass
@@ -92,20 +84,33 @@ class _ModelPool:
 
 
 class Runner:
-    """One run of a recipe into an output folder. Use :meth:`samples` to stream the final samples."""
+    """One run of a recipe (or of one shard of it) into an output folder. Use :meth:`samples` to stream the final
+    samples. Which process runs which shard is the executors' business (:mod:`syngen.executors`); a ``pool``
+    passed in (an executor's worker running shard after shard) keeps its models loaded after the run."""
 
-    def __init__(self, recipe: Recipe, out: Path, *, limit: int | None = None, progress: bool = True):
+    def __init__(
+        self,
+        recipe: Recipe,
+        out: Path,
+        *,
+        limit: int | None = None,
+        progress: bool = True,
+        shard: Shard = WHOLE,
+        pool: _ModelPool | None = None,
+    ):
         self.recipe = recipe
         self.out = out
         self.limit = limit
         self.progress = progress
+        self.shard = shard
         self.ctx = recipe.context()
         self.stages: list[Stage] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
         self.reports = {stage.name: StageReport() for stage in self.stages}
         self.stores: dict[str, StageStore] = {}
         self._chain = ""
         self.batch_size = {stage.name: stage.config.batch_size for stage in self.stages}
-        self.pool = _ModelPool(self.ctx, recipe.top.runtime.wave_size)
+        self._own_pool = pool is None
+        self.pool = pool or _ModelPool(self.ctx, recipe.top.runtime.wave_size)
         self._bars: dict[str, tqdm] = {}
         self.started = time.perf_counter()
         self.preflight_s = 0.0
@@ -122,12 +127,13 @@ class Runner:
 
     def state(self) -> str:
         """A digest of what the dataset folder is made from: the recipe's text (the card and ``recipe.yaml`` show
-        it), the seed item ids, the stage fingerprints and the stores' part files. Equal digests, equal exports."""
+        it), the seed item ids (all shards'), the stage fingerprints and the stores' data files. Equal digests,
+        equal exports."""
         digest = hashlib.sha1(self._chain.encode())
         digest.update(self.recipe.text.encode())
         for item in self.stages[0].items(self.limit):  # type: ignore[attr-defined]
             digest.update(item["id"].encode())
-        for name in sorted(p.name for store in self.stores.values() for p in store.dir.glob("part-*.parquet")):
+        for name in sorted(p.name for store in self.stores.values() for p in store.data_files()):
             digest.update(name.encode())
         return digest.hexdigest()
 
@@ -137,7 +143,7 @@ class Runner:
         chain = ""
         for stage in self.stages:
             chain = hashlib.sha1((chain + to_json(stage.fingerprint())).encode()).hexdigest()
-            store = StageStore(self.out, stage.name)
+            store = StageStore(self.out, stage.name, self.shard.rank, exclusive=self.shard.whole)
             store.open(chain, drop_stale=drop_stale)
             self.stores[stage.name] = store
         self._chain = chain
@@ -145,16 +151,20 @@ class Runner:
     def samples(self, compute: bool = True) -> Iterator[Sample]:
         """The final samples, wave by wave; with ``compute=False`` only what the stores already hold."""
         source = self.stages[0]
-        items = source.items(self.limit)  # type: ignore[attr-defined]
+        items = (item for item in source.items(self.limit) if self.shard.owns(item["id"]))  # type: ignore[attr-defined]
         wave_size = self.recipe.top.runtime.wave_size
         try:
             while wave := list(islice(items, wave_size)):
                 for stage in self.stages:
                     wave = self._run_stage(stage, wave, compute)
                 yield from wave
+            if compute:
+                for store in self.stores.values():
+                    store.compact()
             self.summary.update(self.report())
         finally:
-            self.pool.close()
+            if self._own_pool:
+                self.pool.close()
             for bar in self._bars.values():
                 bar.close()
 
@@ -250,51 +260,6 @@ class Runner:
         """After ``samples(compute=False)``: the first stage with inputs not in its store and how many, or None
         when every sample went through every stage."""
         return next(((name, r.not_computed) for name, r in self.reports.items() if r.not_computed), None)
-
-
-@contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Hold ``out``'s lock (``syngen run`` and ``syngen export`` both take it); :class:`RunLocked` when held."""
-    lock = FileLock(str(out / ".lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise RunLocked(
-            f"another syngen run or export is writing to {out} (lock {out / '.lock'}); wait for it or use --out"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def run(
-    recipe: Recipe, out: Path, *, fresh: bool = False, limit: int | None = None, progress: bool = True
-) -> dict[str, Any]:
-    """Run ``recipe`` into ``out`` (resuming by default) and export the dataset; returns the run report."""
-    out.mkdir(parents=True, exist_ok=True)
-    with output_lock(out):
-        if fresh:
-            for name in ("stages", "dataset", "run.json", EXPORTED_STATE):
-                path = out / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        atomic_write_text(out / "recipe.yaml", recipe.text)
-        runner = Runner(recipe, out, limit=limit, progress=progress)
-        runner.preflight()
-        runner.open_stores()
-        state_file = out / EXPORTED_STATE
-        if (out / "dataset").is_dir() and state_file.exists() and state_file.read_text() == runner.state():
-            for _ in runner.samples():  # nothing to compute or export: read the stores for the report
-                pass
-        else:
-            from syngen.export import export_dataset
-
-            state_file.unlink(missing_ok=True)
-            export_dataset(runner.samples(), out, card_info(recipe, runner.summary))
-            atomic_write_text(state_file, runner.state())
-        report = runner.report()
-        atomic_write_text(out / "run.json", json.dumps(report, indent=2))
-        return report
 
 
 def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:

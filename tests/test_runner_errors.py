@@ -17,7 +17,7 @@ from pydantic import Field
 
 from syngen import stages as registry
 from syngen.recipe import load_recipe
-from syngen.runner import run
+from syngen.executors.local import run
 from syngen.sample import Sample
 from syngen.stages.base import Result
 from tests import fault_stages
