@@ -7,6 +7,7 @@ variants (``-m slow``) run more kills, and the tiny-twin quickstart.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -20,9 +21,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from syngen import stages as registry
+from syngen.store import StageStore
 from tests import fault_stages
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,8 +31,24 @@ REAL_DRIVER = [sys.executable, "-m", "syngen.cli"]
 
 
 def parts(out: Path) -> list[Path]:
-    """The store's part files, oldest first."""
-    return sorted(out.glob("stages/*/part-*.parquet"), key=lambda p: p.stat().st_mtime_ns)
+    """The store's loose part files (one per batch written; the end of a run compacts them into chunks)."""
+    return list(out.glob("stages/*/part-*.parquet"))
+
+
+def watched_run(driver: list[str], recipe: Path, out: Path) -> list[str]:
+    """Runs ``recipe`` uninterrupted into ``out``; returns the stage of each part file in the order they were
+    written, seen while the run goes (they are compacted away at its end)."""
+    proc = start(driver, "run", str(recipe), "--out", str(out), "--no-progress")
+    seen: dict[Path, tuple[int, str]] = {}
+    while proc.poll() is None:
+        for p in parts(out):
+            if p not in seen:
+                with contextlib.suppress(FileNotFoundError):
+                    seen[p] = (p.stat().st_mtime_ns, p.parent.name)
+        time.sleep(0.002)
+    output, _ = proc.communicate()
+    assert proc.returncode == 0, output
+    return [stage for _, stage in sorted(seen.values())]
 
 
 def dataset_rows(out: Path) -> dict[str, list[dict]]:
@@ -54,7 +70,8 @@ def assert_no_duplicates(out: Path) -> int:
     """No input id stored twice in any stage store, no id twice in the dataset; returns the stored ids."""
     total = 0
     for stage in (out / "stages").iterdir():
-        ids = [i for p in stage.glob("part-*.parquet") for i in set(pq.read_table(p).column("input_id").to_pylist())]
+        files = StageStore(out, stage.name).data_files()
+        ids = [i for p in files for i in set(pq.read_table(p).column("input_id").to_pylist())]
         assert len(ids) == len(set(ids)), f"{stage.name} stores an input twice"
         total += len(ids)
     for config, rows in dataset_rows(out).items():
@@ -68,6 +85,7 @@ def schedule(sequence: list[str], rng: random.Random, kills: int, soft: int) -> 
     on part p + 1, so one point is drawn inside each stage's run of parts (its first part excluded, so a
     one-part overshoot stays in the stage), more at random, two apart at least, up to ``kills + soft``; ``soft``
     of them are SIGINT or SIGTERM and the rest SIGKILL."""
+    assert len(sequence) > 3 * (kills + soft), f"too few batches ({len(sequence)}) for {kills + soft} kill points"
     points: set[int] = set()
 
     def add(candidates: list[int]) -> None:
@@ -102,13 +120,13 @@ def wait_for(proc: subprocess.Popen, ready, timeout: float = 300) -> bool:
     return False
 
 
-def torture(
-    recipe: Path, reference: Path, out: Path, driver: list[str], seed: int, kills: int, soft: int, jitter: float
-) -> Counter:
-    """Interrupts runs of ``recipe`` into ``out`` on a seeded schedule, then the export twice, then finishes; the
-    result must equal ``reference``. Returns what was done: kills per stage, export kills, misses."""
+def torture(recipe: Path, out: Path, driver: list[str], seed: int, kills: int, soft: int, jitter: float) -> Counter:
+    """Runs ``recipe`` uninterrupted into ``out.parent / "reference"``, then interrupts runs of it into ``out`` on a
+    seeded schedule, then the export twice, then finishes; the result must equal the reference. Returns what was
+    done: kills per stage, export kills, misses."""
     rng = random.Random(seed)
-    sequence = [p.parent.name for p in parts(reference)]
+    reference = out.parent / "reference"
+    sequence = watched_run(driver, recipe, reference)
     done: Counter = Counter()
     run_args = ["run", str(recipe), "--out", str(out), "--no-progress"]
     for point, sig in schedule(sequence, rng, kills, soft):
@@ -153,52 +171,30 @@ def torture(
     return done
 
 
-@pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, cls in fault_stages.FAKES.items():
-        monkeypatch.setitem(registry.STAGES, name, f"tests.fault_stages:{cls.__name__}")
-
-
-def reference_run(recipe: Path, out: Path) -> None:
-    from syngen.cli import app
-
-    result = CliRunner().invoke(app, ["run", str(recipe), "--out", str(out), "--no-progress"])
-    assert result.exit_code == 0, result.output
-
-
-def _fake_recipe(tmp_path: Path, seeds: int) -> Path:
-    # a sample that fails in ground: failures must survive the kills too
-    return fault_stages.write_recipe(tmp_path, seeds, delay=0.03, wave_size=3)
-
-
-def test_seeded_kills_across_every_stage_and_export(tmp_path: Path, fakes: None) -> None:
-    recipe = _fake_recipe(tmp_path, 6)
-    reference_run(recipe, tmp_path / "reference")
-    done = torture(recipe, tmp_path / "reference", tmp_path / "out", FAKE_DRIVER, seed=7, kills=8, soft=2, jitter=0.02)
+def test_seeded_kills_across_every_stage_and_export(tmp_path: Path) -> None:
+    recipe = fault_stages.write_recipe(tmp_path, 6, delay=0.03, wave_size=3)
+    done = torture(recipe, tmp_path / "out", FAKE_DRIVER, seed=7, kills=8, soft=2, jitter=0.02)
     sigkills = sum(n for what, n in done.items() if what.startswith("SIGKILL"))
     assert sigkills >= 10, done
-    assert {what.split(" in ")[1] for what in done if " in " in what} >= {"source", "export"} | set(
-        fault_stages.FAKES
-    ), done
+    stages = {what.split(" in ")[1] for what in done if " in " in what}
+    assert stages >= {"source", "export"} | set(fault_stages.FAKES), done
     print(dict(done))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_soak_many_kills(tmp_path: Path, fakes: None, seed: int) -> None:
-    recipe = _fake_recipe(tmp_path, 24)
-    reference_run(recipe, tmp_path / "reference")
-    done = torture(recipe, tmp_path / "reference", tmp_path / "out", FAKE_DRIVER, seed, kills=30, soft=6, jitter=0.05)
-    print(dict(done))
+def test_soak_many_kills(tmp_path: Path, seed: int) -> None:
+    recipe = fault_stages.write_recipe(tmp_path, 24, delay=0.03, wave_size=3)
+    print(dict(torture(recipe, tmp_path / "out", FAKE_DRIVER, seed, kills=30, soft=6, jitter=0.05)))
 
 
 @pytest.mark.slow
 def test_soak_quickstart_on_tiny_twins(tmp_path: Path) -> None:
     data = yaml.safe_load((REPO / "recipes" / "quickstart.yaml").read_text())
     data["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
+    data["runtime"]["wave_size"] = 2  # more, smaller batches to kill in
+    for stage in data["stages"].values():
+        stage["batch_size"] = 1
     recipe = tmp_path / "quickstart.yaml"
     recipe.write_text(yaml.safe_dump(data))
-    proc = start(REAL_DRIVER, "run", str(recipe), "--out", str(tmp_path / "reference"), "--no-progress")
-    assert proc.communicate(timeout=900)[0] is not None and proc.returncode == 0
-    done = torture(recipe, tmp_path / "reference", tmp_path / "out", REAL_DRIVER, seed=5, kills=10, soft=2, jitter=0.5)
-    print(dict(done))
+    print(dict(torture(recipe, tmp_path / "out", REAL_DRIVER, seed=5, kills=10, soft=2, jitter=0.5)))
