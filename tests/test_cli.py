@@ -100,3 +100,12 @@ def test_export_of_an_unfinished_run_refuses_unless_partial(tmp_path: Path) -> N
     assert "**Partial export:**" in (out / "dataset" / "README.md").read_text()
     assert syngen("run", recipe, "--out", out, "--no-progress")[0] == 0  # finishing rewrites a complete card
     assert "Partial export" not in (out / "dataset" / "README.md").read_text()
+
+
+def test_a_damaged_fingerprint_redoes_only_that_stage_without_a_traceback(tmp_path: Path) -> None:
+    recipe, out = fault_stages.write_recipe(tmp_path, 2), tmp_path / "out"
+    assert syngen("run", recipe, "--out", out, "--no-progress")[0] == 0
+    (out / "stages" / "segment" / "fingerprint.json").write_text('{"fingerprint": ')
+    assert syngen("run", recipe, "--out", out, "--no-progress")[0] == 0
+    stages = json.loads((out / "run.json").read_text())["stages"]
+    assert [name for name, s in stages.items() if s["computed"]] == ["segment"]  # the later stages still match

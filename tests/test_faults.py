@@ -164,6 +164,7 @@ def torture(recipe: Path, out: Path, driver: list[str], seed: int, kills: int, s
     output, _ = final.communicate(timeout=600)
     assert final.returncode == 0, output
     assert dataset_rows(out) == dataset_rows(reference)
+    assert not list(out.rglob(".tmp-*")) and not list(out.glob(".dataset.*")), "a kill's leftovers stayed"
     assert assert_no_duplicates(out) == assert_no_duplicates(reference)
     report = json.loads((out / "run.json").read_text())
     for name, stage in report["stages"].items():
