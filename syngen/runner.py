@@ -232,10 +232,10 @@ class Runner:
             if _is_oom(err):
                 self.batch_size[stage.name] = min(self.batch_size[stage.name], max(1, len(batch) // 2))
                 _free_cuda()
-                results: list[Result] = []
-                while len(results) < len(batch):  # at the batch size as it is now: a chunk may halve it again
-                    results += self._process(stage, batch[len(results) : len(results) + self.batch_size[stage.name]])
-                return results
+                done: list[Result] = []
+                while len(done) < len(batch):  # at the batch size as it is now: a chunk may halve it again
+                    done += self._process(stage, batch[len(done) : len(done) + self.batch_size[stage.name]])
+                return done
             return [r for sample in batch for r in self._process(stage, [sample])]
 
     def report(self) -> dict[str, Any]:

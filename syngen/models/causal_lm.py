@@ -64,7 +64,7 @@ class CausalLM(Adapter):
     def chat_text(self, prompt: str) -> str:
         """The model's input text for ``prompt`` sent as one user message."""
         message = [{"role": "user", "content": prompt}]
-        return self.tokenizer.apply_chat_template(message, add_generation_prompt=True, tokenize=False)
+        return str(self.tokenizer.apply_chat_template(message, add_generation_prompt=True, tokenize=False))
 
     def context_length(self) -> int:
         """Tokens the model reads at most (prompt and answer together)."""
@@ -77,7 +77,7 @@ class CausalLM(Adapter):
         frame_tokens = len(self.tokenizer.encode(self.chat_text(frame), add_special_tokens=False))
         room = max(0, self.context_length() - max_new_tokens - frame_tokens)
         ids = self.tokenizer.encode(text[: 32 * (room + 1)], add_special_tokens=False)  # a token is < 32 characters
-        return text if len(ids) <= room and len(text) <= 32 * (room + 1) else self.tokenizer.decode(ids[:room])
+        return text if len(ids) <= room and len(text) <= 32 * (room + 1) else str(self.tokenizer.decode(ids[:room]))
 
     @classmethod
     def build_tiny(cls, variant: str, path: Path) -> None:
