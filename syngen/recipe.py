@@ -15,15 +15,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from syngen.errors import PreflightError, RecipeError, excerpt
 from syngen.stages import STAGES, stage_class
-from syngen.stages.base import PROJECT_ROOT, Context, StageConfig
+from syngen.stages.base import PROJECT_ROOT, Context, ModelStageConfig, StageConfig
+
+__all__ = ["Recipe", "RecipeError", "RecipeLoader", "RecipeModel", "load_recipe", "read_yaml", "reference_markdown"]
 
 MAX_ALIASES = 100  # YAML aliases (*name) a recipe may use
 MAX_NODES = 20_000  # YAML values a recipe may expand to, aliases expanded: an alias bomb stops here
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot run; the message names the file, the field and what was expected."""
 
 
 class RecipeLoader(yaml.SafeLoader):
@@ -197,7 +196,7 @@ def _validate(path: Path, model: type[BaseModel], data: Any, prefix: str) -> Any
         first = err.errors()[0]
         loc = prefix + ".".join(str(p) for p in first["loc"])
         got = first.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {_excerpt(got)})"
+        shown = "" if isinstance(got, dict) else f" (got {excerpt(got)})"
         raise RecipeError(f"{path}: {loc.rstrip('.') or '(top level)'}: {first['msg']}{shown}") from None
 
 
@@ -219,12 +218,6 @@ def _check_keys(path: Path, data: Any, model: type[BaseModel], prefix: str) -> N
                 _check_keys(path, value, candidate, f"{prefix}{key}.")
 
 
-def _excerpt(value: Any, limit: int = 60) -> str:
-    """``repr(value)``, cut to about ``limit`` characters: a message never echoes a whole bad value."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
 def _did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -233,37 +226,48 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 def _fill_shared_models(recipe: Recipe) -> None:
     """The negatives stage reuses the segment stage's model (and its cached image embeddings) unless told otherwise."""
     negatives = recipe.stages.get("negatives")
-    if negatives is not None and getattr(negatives, "model", None) is None:
+    if isinstance(negatives, ModelStageConfig) and negatives.model is None:
         segment = recipe.stages.get("segment")
-        if segment is None:
+        if not isinstance(segment, ModelStageConfig):
             raise RecipeError(
                 f"{recipe.path}: stages.negatives.model: expected a segmenter model (or a segment stage to share)"
             )
-        negatives.model = segment.model  # type: ignore[attr-defined]
+        negatives.model = segment.model
 
 
 def _check_models(recipe: Recipe) -> None:
-    """Every model names a known backend (tiny twins: a known twin), and is a Hub id or an existing path."""
+    """Every model names a known backend (tiny twins: a known twin) of the role its stage runs, and is a tiny
+    twin, a Hub id or an existing path."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    from syngen.models.loading import TINY_PREFIX, PreflightError, backend_for
+    from syngen.models import BACKENDS
+    from syngen.models.loading import backend_for
+    from syngen.refs import TINY_PREFIX
 
     ctx = Context(recipe_dir=recipe.path.parent.resolve())
     for name, config in recipe.stages.items():
-        ref = getattr(config, "model", None)
+        ref = config.model if isinstance(config, ModelStageConfig) else None
         if ref is None:
             continue
+        cls = stage_class(name)
         try:
-            backend_for(ref, stage_class(name).default_backend)
+            backend = backend_for(ref, cls.default_backend)
         except PreflightError as err:
             raise RecipeError(f"{recipe.path}: stages.{name}.model: {err}") from None
+        role = BACKENDS[backend].role
+        if role != cls.role:
+            fitting = [b for b, spec in BACKENDS.items() if spec.role == cls.role]
+            raise RecipeError(
+                f"{recipe.path}: stages.{name}.model: {ref.id!r} runs on backend {backend!r}, a {role}; the {name} "
+                f"stage needs a {cls.role} (backends: {', '.join(fitting)})"
+            )
         if ref.id.startswith(TINY_PREFIX) or ctx.resolve_path(ref.id).exists():
             continue
         try:
             validate_repo_id(ref.id)
         except HFValidationError:
             raise RecipeError(
-                f"{recipe.path}: stages.{name}.model: {_excerpt(ref.id)} is neither a Hub id (org/name) nor an "
+                f"{recipe.path}: stages.{name}.model: {excerpt(ref.id)} is neither a Hub id (org/name) nor an "
                 "existing path"
             ) from None
 

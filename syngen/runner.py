@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import resource
 import sys
 import time
@@ -20,17 +21,22 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tqdm import tqdm
 
 from syngen.executors.shard import WHOLE, Shard
 from syngen.models.loading import backend_for, load, resolve
+from syngen.models.roles import Model
 from syngen.recipe import Recipe
 from syngen.sample import Failure, Sample
 from syngen.stages import stage_class
-from syngen.stages.base import Context, Result, Stage
+from syngen.stages.base import Context, ModelStageConfig, Result, SourceStage, Stage
 from syngen.store import Row, StageStore, to_json
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Runner", "StageReport", "card_info"]
 
 
 @dataclass
@@ -60,9 +66,9 @@ class _ModelPool:
         self.ctx = ctx
         self.cache_limit = cache_limit
         self.key: tuple[str, str, str | None] | None = None
-        self.adapter: Any = None
+        self.adapter: Model | None = None
 
-    def get(self, stage: Stage) -> tuple[Any, float]:
+    def get(self, stage: Stage[Any, Any]) -> tuple[Model | None, float]:
         """The adapter for ``stage`` and the seconds spent loading it (0 when it was resident)."""
         ref = stage.model_ref()
         if ref is None:
@@ -71,11 +77,12 @@ class _ModelPool:
         if key == self.key:
             return self.adapter, 0.0
         self.close()
-        self.adapter, seconds = load(ref, stage.default_backend, self.ctx.device, self.ctx.dtype)
-        if hasattr(self.adapter, "cache_limit"):
-            self.adapter.cache_limit = self.cache_limit
-        self.key = key
-        return self.adapter, seconds
+        adapter, seconds = load(ref, stage.default_backend, self.ctx.device, self.ctx.dtype)
+        if hasattr(adapter, "cache_limit"):
+            adapter.cache_limit = self.cache_limit
+        log.info("%s: loaded %s (%s) in %.1f s", stage.name, ref.id, key[0], seconds)
+        self.adapter, self.key = adapter, key
+        return adapter, seconds
 
     def close(self) -> None:
         if self.adapter is not None:
@@ -104,7 +111,10 @@ class Runner:
         self.progress = progress
         self.shard = shard
         self.ctx = recipe.context()
-        self.stages: list[Stage] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
+        self.stages: list[Stage[Any, Any]] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
+        if not isinstance(self.stages[0], SourceStage):
+            raise TypeError(f"the first stage must be a source stage, not {self.stages[0].name}")
+        self.source: SourceStage[Any] = self.stages[0]
         self.reports = {stage.name: StageReport() for stage in self.stages}
         self.stores: dict[str, StageStore] = {}
         self._chain = ""
@@ -131,7 +141,7 @@ class Runner:
         equal exports."""
         digest = hashlib.sha1(self._chain.encode())
         digest.update(self.recipe.text.encode())
-        for item in self.stages[0].items(self.limit):  # type: ignore[attr-defined]
+        for item in self.source.items(self.limit):
             digest.update(item["id"].encode())
         for name in sorted(p.name for store in self.stores.values() for p in store.data_files()):
             digest.update(name.encode())
@@ -150,8 +160,7 @@ class Runner:
 
     def samples(self, compute: bool = True) -> Iterator[Sample]:
         """The final samples, wave by wave; with ``compute=False`` only what the stores already hold."""
-        source = self.stages[0]
-        items = (item for item in source.items(self.limit) if self.shard.owns(item["id"]))  # type: ignore[attr-defined]
+        items = (item for item in self.source.items(self.limit) if self.shard.owns(item["id"]))
         wave_size = self.recipe.top.runtime.wave_size
         try:
             while wave := list(islice(items, wave_size)):
@@ -168,14 +177,14 @@ class Runner:
             for bar in self._bars.values():
                 bar.close()
 
-    def _bar(self, stage: Stage) -> tqdm:
+    def _bar(self, stage: Stage[Any, Any]) -> tqdm:
         if stage.name not in self._bars:
             self._bars[stage.name] = tqdm(
                 desc=f"{stage.name:>10}", unit="it", disable=not self.progress or None, leave=True, file=sys.stderr
             )
         return self._bars[stage.name]
 
-    def _run_stage(self, stage: Stage, wave: list[Sample], compute: bool) -> list[Sample]:
+    def _run_stage(self, stage: Stage[Any, Any], wave: list[Sample], compute: bool) -> list[Sample]:
         start = time.perf_counter()
         report = self.reports[stage.name]
         store = self.stores[stage.name]
@@ -185,21 +194,23 @@ class Runner:
         rows: dict[str, list[Row]] = {}
         if pending and compute:
             _reset_peak_memory()
-            stage.model, load_s = self.pool.get(stage)
+            model, load_s = self.pool.get(stage)
             report.load_s += load_s
-            model_s0 = getattr(stage.model, "model_seconds", 0.0)
+            model_s0 = getattr(model, "model_seconds", 0.0)
             bar = self._bar(stage)
             queue = list(pending)
             while queue:
                 batch, queue = queue[: self.batch_size[stage.name]], queue[self.batch_size[stage.name] :]
                 batch_rows = [
-                    row for sample, result in zip(batch, self._process(stage, batch)) for row in _rows(sample, result)
+                    row
+                    for sample, result in zip(batch, self._process(stage, batch, model), strict=True)
+                    for row in _rows(sample, result)
                 ]
                 store.write(batch_rows)
                 for row in batch_rows:
                     rows.setdefault(row["input_id"], []).append(row)
                 bar.update(len(batch))
-            report.model_s += getattr(stage.model, "model_seconds", 0.0) - model_s0
+            report.model_s += getattr(model, "model_seconds", 0.0) - model_s0
             report.computed += len(pending)
             report.peak_mem_mb = max(report.peak_mem_mb, _peak_memory_mb())
         rows |= store.read(stored)
@@ -218,10 +229,10 @@ class Runner:
         report.items_per_s = report.computed / report.wall_s if report.wall_s else 0.0
         return merged
 
-    def _process(self, stage: Stage, batch: list[Sample]) -> list[Result]:
+    def _process(self, stage: Stage[Any, Any], batch: list[Sample], model: Model | None) -> list[Result]:
         """Results for a batch; a failing batch is split to isolate the failing samples."""
         try:
-            results = stage.process(batch)
+            results = stage.process(batch, model)
             if len(results) != len(batch):
                 raise RuntimeError(f"{stage.name} returned {len(results)} results for {len(batch)} samples")
             return results
@@ -232,11 +243,13 @@ class Runner:
             if _is_oom(err):
                 self.batch_size[stage.name] = min(self.batch_size[stage.name], max(1, len(batch) // 2))
                 _free_cuda()
+                size = self.batch_size[stage.name]
+                log.warning("%s: out of memory on a batch of %d; batch size halved to %d", stage.name, len(batch), size)
                 done: list[Result] = []
                 while len(done) < len(batch):  # at the batch size as it is now: a chunk may halve it again
-                    done += self._process(stage, batch[len(done) : len(done) + self.batch_size[stage.name]])
+                    done += self._process(stage, batch[len(done) : len(done) + self.batch_size[stage.name]], model)
                 return done
-            return [r for sample in batch for r in self._process(stage, [sample])]
+            return [r for sample in batch for r in self._process(stage, [sample], model)]
 
     def report(self) -> dict[str, Any]:
         """The run report as written to ``run.json``."""
@@ -244,7 +257,7 @@ class Runner:
         for name, rep in self.reports.items():
             stages[name] = asdict(rep) | {"failures": dict(rep.failures), "stats": dict(rep.stats)}
             stages[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in stages[name].items()}
-        skipped = getattr(self.stages[0], "skipped", {})
+        skipped = getattr(self.source, "skipped", {})
         return {
             "recipe": self.recipe.name,
             "recipe_path": str(self.recipe.path.resolve()),
@@ -266,11 +279,10 @@ def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
     """What the dataset card says about the run: recipe, models, settings, and the (filled-in-later) report."""
     from syngen.export import CardInfo
 
-    models = {}
+    models: dict[str, dict[str, str | None]] = {}
     for name, cfg in recipe.stages.items():
-        ref = getattr(cfg, "model", None)
-        if ref is not None:
-            models[name] = {"id": ref.id, "revision": ref.revision}
+        if isinstance(cfg, ModelStageConfig) and cfg.model is not None:
+            models[name] = {"id": cfg.model.id, "revision": cfg.model.revision}
     settings = {name: cfg.model_dump(mode="json", exclude={"model"}) for name, cfg in recipe.stages.items()}
     return CardInfo(
         name=recipe.name,
@@ -312,10 +324,10 @@ def _merge(sample: Sample, rows: Iterable[Row], report: StageReport) -> list[Sam
         for key, value in data.items():
             if key.endswith("_stats") and isinstance(value, dict):
                 report.stats.update({k: v for k, v in value.items() if isinstance(v, (int, float))})
-        new = sample | data | {"id": row["id"]}
+        new = {**sample, **data, "id": row["id"]}
         if row["image"] is not None:
             new["image"] = row["image"]
-        outputs.append(new)
+        outputs.append(cast(Sample, new))
     return outputs
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -40,6 +41,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock
+
+from syngen.errors import StaleStore
 
 SCHEMA = pa.schema(
     [
@@ -58,10 +61,10 @@ Row = dict[str, Any]
 Location = tuple[Path, int]  # a data file and the row group holding an input id's rows
 _META = b"syngen"
 _RANK = re.compile(r"-r(\d+)[-.]")
+log = logging.getLogger(__name__)
 
 
-class StaleStore(RuntimeError):
-    """A stage folder made under another fingerprint, where dropping it was not allowed."""
+__all__ = ["SCHEMA", "Row", "StageStore", "StaleStore", "atomic_write_text", "to_json"]
 
 
 def to_json(value: Any) -> str:
@@ -109,6 +112,13 @@ class StageStore:
             if not kept:
                 if not drop_stale:
                     raise StaleStore(f"{self.dir} was made with other settings than the recipe's")
+                files = _data_files(self.dir)
+                log.warning(
+                    "%s: the stage's settings changed; discarding %d stored result(s) in %d file(s)",
+                    self.dir.name,
+                    sum(_row_count(f) for f in files),
+                    len(files),
+                )
                 aside = stages / f".stale-{self.dir.name}-{uuid.uuid4().hex[:8]}"
                 os.rename(self.dir, aside)  # atomic: the parts and their fingerprint go together
                 shutil.rmtree(aside)
@@ -332,6 +342,14 @@ class StageStore:
     def data_files(self) -> list[Path]:
         """The parts and chunks that hold this stage's results."""
         return _data_files(self.dir)
+
+
+def _row_count(path: Path) -> int:
+    """Rows of a data file, from its footer (0 if unreadable)."""
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowException):
+        return 0
 
 
 def _data_files(folder: Path) -> list[Path]:

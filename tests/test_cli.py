@@ -83,7 +83,7 @@ def test_export_shares_the_run_lock(tmp_path: Path) -> None:
     assert syngen("run", recipe, "--out", out, "--no-progress")[0] == 0
     with FileLock(str(out / ".lock")):
         exit_code, output = syngen("export", out)
-    assert exit_code == 2 and "another syngen run is writing to" in output
+    assert exit_code == 1 and "another syngen run is writing to" in output
 
 
 def test_export_of_an_unfinished_run_refuses_unless_partial(tmp_path: Path) -> None:

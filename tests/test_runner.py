@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import ClassVar
@@ -12,10 +13,11 @@ from pydantic import Field
 
 from syngen import stages as stage_registry
 from syngen.recipe import load_recipe
+from syngen.refs import ModelRef
 from syngen.runner import Runner
 from syngen.sample import Failure
-from syngen.stages.base import ModelRef, Stage, StageConfig
-from tests.conftest import draw_shapes
+from syngen.stages.base import ModelStageConfig, Stage, StageConfig
+from tests.helpers import draw_shapes
 
 CALLS: Counter = Counter()
 
@@ -30,7 +32,7 @@ class FakeCaption(Stage):
 
     name, needs, adds, Config = "caption", ("image",), ("caption",), CaptionConfig
 
-    def process(self, samples):
+    def process(self, samples, model=None):
         CALLS["caption_batches"] += 1
         if self.config.oom_above and len(samples) > self.config.oom_above:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -50,7 +52,7 @@ class FakeSynthesize(Stage):
 
     name, needs, adds = "synthesize", ("caption",), ("image", "synth")
 
-    def process(self, samples):
+    def process(self, samples, model=None):
         CALLS["synthesize"] += len(samples)
         return [
             [{"id": f"{s['id']}-{i}", "image": b"img%d" % i, "synth": {"index": i}} for i in range(2)] for s in samples
@@ -60,27 +62,27 @@ class FakeSynthesize(Stage):
 class FakePhrases(Stage):
     name, needs, adds = "phrases", ("caption",), ("phrases", "phrases_stats")
 
-    def process(self, samples):
+    def process(self, samples, model=None):
         CALLS["phrases"] += len(samples)
         return [{"phrases": s["caption"].split("."), "phrases_stats": {"words": 2}} for s in samples]
 
 
-class ModelConfig(StageConfig):
+class ModelConfig(ModelStageConfig):
     model: ModelRef = Field(default_factory=lambda: ModelRef(id="org/one", backend="blip"), description="A model.")
 
 
 class FakeModelCaption(Stage):
-    name, needs, adds, Config = "caption", ("image",), ("caption",), ModelConfig
+    name, needs, adds, Config, role = "caption", ("image",), ("caption",), ModelConfig, "captioner"
 
-    def process(self, samples):
-        return [{"caption": self.model.name} for _ in samples]
+    def process(self, samples, model):
+        return [{"caption": model.name} for _ in samples]
 
 
 class FakeModelPhrases(FakeModelCaption):
     name, needs, adds = "phrases", ("caption",), ("phrases",)
 
-    def process(self, samples):
-        return [{"phrases": [self.model.name]} for _ in samples]
+    def process(self, samples, model):
+        return [{"phrases": [model.name]} for _ in samples]
 
 
 class FakeAdapter:
@@ -104,14 +106,22 @@ class FakeAdapter:
     ids=["different-models-swap", "same-model-stays-resident"],
 )
 def test_one_model_resident_at_a_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phrases_model: str, expected_loads: list[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    phrases_model: str,
+    expected_loads: list[str],
 ) -> None:
     monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeModelCaption")
     monkeypatch.setitem(stage_registry.STAGES, "phrases", f"{__name__}:FakeModelPhrases")
     monkeypatch.setattr("syngen.runner.load", lambda ref, backend, device, dtype: (FakeAdapter(ref.id), 0.0))
     FakeAdapter.alive, FakeAdapter.most_alive, FakeAdapter.loads = 0, 0, []
     stages = {"caption": {}, "phrases": {"model": {"id": phrases_model, "backend": "blip"}}}
-    samples, _ = run_all(make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2), tmp_path / "out")
+    with caplog.at_level(logging.INFO, logger="syngen.runner"):
+        samples, _ = run_all(make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2), tmp_path / "out")
+    assert [r.getMessage() for r in caplog.records if "loaded" in r.getMessage()] == [
+        f"{'caption' if name == 'org/one' else 'phrases'}: loaded {name} (blip) in 0.0 s" for name in expected_loads
+    ]
     assert [s["phrases"] for s in samples] == [[phrases_model]] * 3
     assert FakeAdapter.most_alive == 1 and FakeAdapter.alive == 0
     assert FakeAdapter.loads == expected_loads  # 2 waves: a model is loaded again only after another one
@@ -209,13 +219,19 @@ def test_limit_caps_seed_items(tmp_path: Path, fakes: None) -> None:
     assert [s["caption"] for s in runner.samples()] == ["a.png", "b.png"]
 
 
-def test_out_of_memory_halves_the_batch(tmp_path: Path, fakes: None) -> None:
+def test_out_of_memory_halves_the_batch(tmp_path: Path, fakes: None, caplog: pytest.LogCaptureFixture) -> None:
     recipe = make_recipe(
         tmp_path, [f"{c}.png" for c in "abcdefgh"], {"caption": {"batch_size": 8, "oom_above": 2}}, wave_size=8
     )
-    samples, report = run_all(recipe, tmp_path / "out")
+    with caplog.at_level(logging.WARNING, logger="syngen.runner"):
+        samples, report = run_all(recipe, tmp_path / "out")
     assert len(samples) == 8 and report["stages"]["caption"]["failed"] == 0
     assert CALLS["caption"] == 8  # every sample captioned exactly once, in batches of at most 2
+    halvings = [r.getMessage() for r in caplog.records if "out of memory" in r.getMessage()]
+    assert halvings == [  # 8 -> 4, whose first 4 -> 2; the rest go in 2s at once
+        "caption: out of memory on a batch of 8; batch size halved to 4",
+        "caption: out of memory on a batch of 4; batch size halved to 2",
+    ]
 
 
 def test_compute_false_reads_only_what_is_stored(tmp_path: Path, fakes: None) -> None:

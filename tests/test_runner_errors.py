@@ -16,8 +16,8 @@ import yaml
 from pydantic import Field
 
 from syngen import stages as registry
-from syngen.recipe import load_recipe
 from syngen.executors.local import run
+from syngen.recipe import load_recipe
 from syngen.sample import Sample
 from syngen.stages.base import Result
 from tests import fault_stages

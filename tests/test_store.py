@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -30,19 +31,22 @@ def test_write_index_and_read_in_order(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("drop_stale", [True, False], ids=["drops", "refuses"])
-def test_other_fingerprint(tmp_path: Path, drop_stale: bool) -> None:
+def test_other_fingerprint(tmp_path: Path, drop_stale: bool, caplog: pytest.LogCaptureFixture) -> None:
     store = StageStore(tmp_path, "ground")
     store.open("old")
-    store.write([row("a", "a")])
+    store.write([row("a", "a"), row("b", "b")])
+    store.write([row("c", "c")])
     fresh = StageStore(tmp_path, "ground")
     if drop_stale:
-        assert fresh.open("new") is False
+        with caplog.at_level(logging.WARNING, logger="syngen.store"):
+            assert fresh.open("new") is False
+        assert "discarding 3 stored result(s) in 2 file(s)" in caplog.text
         assert fresh.index() == {}
     else:
         with pytest.raises(StaleStore):
             fresh.open("new", drop_stale=False)
         kept = StageStore(tmp_path, "ground")
-        assert kept.open("old") is True and set(kept.index()) == {"a"}
+        assert kept.open("old") is True and set(kept.index()) == {"a", "b", "c"}
 
 
 def test_to_json_converts_numpy() -> None:

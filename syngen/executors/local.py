@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from syngen.errors import UnfinishedRun, UsageError
 from syngen.executors.lock import folder_lock
 from syngen.executors.shard import WHOLE, Shard
 from syngen.recipe import Recipe
@@ -24,12 +25,8 @@ from syngen.store import atomic_write_text
 EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
 
 
-class ShardedFresh(ValueError):
+class ShardedFresh(UsageError, ValueError):
     """``--fresh`` asked of one shard: it would drop the other shards' results."""
-
-
-class UnfinishedRun(RuntimeError):
-    """An export of a run whose samples are not all computed, without ``partial``."""
 
 
 def run(

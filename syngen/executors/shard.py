@@ -6,8 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from syngen.errors import UsageError
 
-class ShardError(ValueError):
+
+class ShardError(UsageError, ValueError):
     """A shard spec (flag or environment) that does not name a share: K/N with 0 <= K < N."""
 
 

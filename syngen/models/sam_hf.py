@@ -11,14 +11,9 @@ import numpy as np
 import torch
 from PIL import Image
 from transformers import (
-    SamConfig,
-    SamMaskDecoderConfig,
     SamModel,
     SamProcessor,
-    SamPromptEncoderConfig,
-    SamVisionConfig,
 )
-from transformers.models.sam import SamImageProcessorPil
 
 from syngen.models.base import Adapter, timed
 
@@ -144,33 +139,3 @@ class HFSam(CachedSegmenter):
             [outputs.pred_masks[0].float()], [embedding.original_size], [embedding.input_size]
         )[0]
         return masks[:, 0], outputs.iou_scores[0, :, 0]
-
-    @classmethod
-    def build_tiny(cls, variant: str, path: Path) -> None:
-        """A 32-wide, 2-layer SAM on 256-pixel inputs, with its processor."""
-        if variant != "sam":
-            raise ValueError(f"unknown SAM twin {variant!r}")
-        hidden = 32
-        config = SamConfig(
-            vision_config=SamVisionConfig(
-                hidden_size=hidden,
-                output_channels=hidden,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                image_size=256,
-                window_size=4,
-                global_attn_indexes=[1],
-                num_pos_feats=hidden // 2,  # must equal the prompt encoder's hidden_size // 2
-                mlp_dim=2 * hidden,
-            ),
-            prompt_encoder_config=SamPromptEncoderConfig(hidden_size=hidden, image_size=256),
-            mask_decoder_config=SamMaskDecoderConfig(
-                hidden_size=hidden, mlp_dim=2 * hidden, num_attention_heads=2, iou_head_hidden_dim=hidden
-            ),
-        )
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = SamModel(config).eval()
-        model.save_pretrained(path)
-        image_processor = SamImageProcessorPil(size={"longest_edge": 256}, pad_size={"height": 256, "width": 256})
-        SamProcessor(image_processor=image_processor).save_pretrained(path)

@@ -23,9 +23,8 @@ attempts of one round on one image go through one ``predict`` call per kind.
 
 Example::
 
-    stage = Negatives(Negatives.Config(model="tiny:segmenter"), ctx)
-    stage.model = segmenter  # the adapter the segment stage embedded the images with
-    [update] = stage.process([sample])
+    stage = Negatives(NegativesConfig(model="tiny:segmenter"), ctx)
+    [update] = stage.process([sample], segmenter)  # the adapter the segment stage embedded the images with
     update["regions"][0]["negatives"][0]["kind"]  # "boundary"
 """
 
@@ -38,14 +37,16 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from syngen.masks import box_mask, clip_box, decode_rle, edge_band, encode_rle, mask_iou, share_in_box
-from syngen.sample import Sample, load_image, make_id
-from syngen.stages.base import ModelRef, Result, Stage, StageConfig
+from syngen.models.roles import Role, Segmenter
+from syngen.refs import ModelRef
+from syngen.sample import Region, Sample, item_seed, load_image
+from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig
 
 Points = tuple[list[list[int]], list[int]]
 STATS = ("boundary_accepted", "semantic_accepted", "tries", "gave_up")
 
 
-class NegativesConfig(StageConfig):
+class NegativesConfig(ModelStageConfig):
     """Settings of the negatives stage."""
 
     model: ModelRef | None = Field(
@@ -84,7 +85,7 @@ class NegativesConfig(StageConfig):
 
 def attempt_seed(seed: int, sample_id: str, region: int, kind: str, slot: int, attempt: int) -> int:
     """The seed of one attempt's point sampling (60 bits: fits int64 columns)."""
-    return int(make_id(seed, sample_id, region, kind, slot, attempt)[:15], 16)
+    return item_seed(seed, sample_id, region, kind, slot, attempt, bits=60)
 
 
 def boundary_candidates(mask: np.ndarray, box: list[float], edge_share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -132,26 +133,26 @@ class _Slot:
     done: bool = False
 
 
-class Negatives(Stage):
+class Negatives(Stage[NegativesConfig, Segmenter]):
     """Adds SAM-perturbed boundary and semantic hard negatives to every region (see the module docstring)."""
 
     name: ClassVar[str] = "negatives"
     needs: ClassVar[tuple[str, ...]] = ("image", "regions")
     adds: ClassVar[tuple[str, ...]] = ("regions", "negatives_stats")
     Config: ClassVar[type[StageConfig]] = NegativesConfig
+    role: ClassVar[Role | None] = "segmenter"
     default_backend: ClassVar[str | None] = "sam"
-    config: NegativesConfig
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: Segmenter) -> list[Result]:
         """One update per sample: ``regions`` with ``negatives``, and ``negatives_stats``."""
         todo = [s for s in samples if any(r.get("mask") for r in s.get("regions") or [])]
         if todo:  # a cache hit for images the segment stage embedded
-            self.model.embed([load_image(s) for s in todo], [s["id"] for s in todo])
-        return [self._negatives(s) for s in samples]
+            model.embed([load_image(s) for s in todo], [s["id"] for s in todo])
+        return [self._negatives(model, s) for s in samples]
 
-    def _negatives(self, sample: Sample) -> dict[str, Any]:
+    def _negatives(self, model: Segmenter, sample: Sample) -> dict[str, Any]:
         cfg = self.config
-        regions = [dict(r, negatives=[]) for r in sample.get("regions") or []]
+        regions: list[Region] = [{**r, "negatives": []} for r in sample.get("regions") or []]
         stats = dict.fromkeys(STATS, 0)
         positives: dict[int, tuple[np.ndarray, list[float]]] = {}
         slots: list[_Slot] = []
@@ -177,36 +178,37 @@ class Negatives(Stage):
                 batch = [s for s in slots if s.kind == kind and not s.done]
                 if batch:
                     stats["tries"] += len(batch)
-                    self._round(sample["id"], kind, attempt, batch, positives, regions, stats)
+                    self._round(model, sample["id"], kind, attempt, batch, positives, regions, stats)
         stats["gave_up"] += sum(not s.done for s in slots)
         return {"regions": regions, "negatives_stats": stats}
 
     def _round(
         self,
+        model: Segmenter,
         key: str,
         kind: str,
         attempt: int,
         batch: list[_Slot],
         positives: dict[int, tuple[np.ndarray, list[float]]],
-        regions: list[dict[str, Any]],
+        regions: list[Region],
         stats: dict[str, int],
     ) -> None:
         """One attempt for every slot in ``batch`` (all of one kind), in one predict call; records acceptances."""
         cfg = self.config
         seeds = [attempt_seed(cfg.seed, key, s.region, kind, s.number, attempt) for s in batch]
         if kind == "boundary":
-            prompts = [boundary_prompt(*s.pools, cfg.points, seed) for s, seed in zip(batch, seeds)]
+            prompts = [boundary_prompt(*s.pools, cfg.points, seed) for s, seed in zip(batch, seeds, strict=True)]
             boxes = np.array([positives[s.region][1] for s in batch], dtype=np.float32)
         else:
-            prompts = [semantic_prompt(*s.pools, seed) for s, seed in zip(batch, seeds)]
+            prompts = [semantic_prompt(*s.pools, seed) for s, seed in zip(batch, seeds, strict=True)]
             boxes = None
-        masks, scores = self.model.predict(
+        masks, scores = model.predict(
             key,
             boxes=boxes,
             points=np.array([p for p, _ in prompts], dtype=np.float32),
             labels=np.array([labels for _, labels in prompts], dtype=np.int64),
         )
-        for slot, seed, (points, labels), negative, score in zip(batch, seeds, prompts, masks, scores):
+        for slot, seed, (points, labels), negative, score in zip(batch, seeds, prompts, masks, scores, strict=True):
             positive, box = positives[slot.region]
             iou = mask_iou(negative, positive)
             accepted = regions[slot.region]["negatives"]

@@ -26,8 +26,9 @@ import numpy as np
 from PIL import Image, ImageOps
 from pydantic import Field
 
+from syngen.errors import excerpt
 from syngen.sample import Failure, Sample, image_bytes, make_id
-from syngen.stages.base import Context, Result, Stage, StageConfig
+from syngen.stages.base import Context, Result, SourceStage, StageConfig
 
 KEPT_AS_IS = {"JPEG": ("RGB", "L"), "PNG": ("RGB", "L"), "WEBP": ("RGB",)}  # format -> modes stored unchanged
 ORIENTATION = 0x0112  # the EXIF tag
@@ -44,7 +45,7 @@ class SourceConfig(StageConfig):
     batch_size: int = Field(32, ge=1, description="Items loaded per batch.")
 
 
-class Source(Stage):
+class Source(SourceStage[SourceConfig]):
     """Seed items in a stable order; ``process`` loads and checks each (a bad file is a per-item failure)."""
 
     name = "source"
@@ -56,7 +57,7 @@ class Source(Stage):
         _check_path(config, self._root())
 
     @classmethod
-    def provides(cls, config: SourceConfig) -> tuple[str, ...]:  # type: ignore[override]
+    def provides(cls, config: SourceConfig) -> tuple[str, ...]:
         if config.kind == "captions":
             return ("source", "caption")
         return ("source", "image", "width", "height") + (("caption",) if config.caption_column else ())
@@ -68,7 +69,7 @@ class Source(Stage):
 
     def items(self, limit: int | None = None) -> Iterator[Sample]:
         """Seed items ``{"id", "source": {"kind", "item"}}``, at most ``limit`` (or the recipe's limit)."""
-        cfg: SourceConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         limit = limit or cfg.limit
         keys = {"images": self._image_keys, "dataset": self._dataset_keys, "captions": self._caption_keys}[cfg.kind]
         for n, item in enumerate(keys()):
@@ -76,13 +77,13 @@ class Source(Stage):
                 return
             yield {"id": make_id("source", cfg.kind, item), "source": {"kind": cfg.kind, "item": item}}
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: None = None) -> list[Result]:
         load = {"images": self._load_image_file, "dataset": self._load_row, "captions": self._load_caption}
-        return [load[self.config.kind](s["source"]["item"]) for s in samples]  # type: ignore[attr-defined]
+        return [load[self.config.kind](s["source"]["item"]) for s in samples]
 
     # images ------------------------------------------------------------------------------------------------
     def _root(self) -> Path:
-        return self.ctx.resolve_path(self.config.path)  # type: ignore[attr-defined]
+        return self.ctx.resolve_path(self.config.path)
 
     def _image_keys(self) -> Iterator[str]:
         """Relative paths of the image files under the folder, sorted; other files go to :attr:`skipped`."""
@@ -111,14 +112,14 @@ class Source(Stage):
     # dataset -----------------------------------------------------------------------------------------------
     def _dataset(self) -> Any:
         if not hasattr(self, "_ds"):
-            self._ds = _open_dataset(self._root(), self.config.split)  # type: ignore[attr-defined]
+            self._ds = _open_dataset(self._root(), self.config.split)
         return self._ds
 
     def _dataset_keys(self) -> Iterator[str]:
         yield from (str(i) for i in range(len(self._dataset())))
 
     def _load_row(self, item: str) -> Result:
-        cfg: SourceConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         row = self._dataset()[int(item)]
         value = row[cfg.image_column]
         if isinstance(value, Image.Image):
@@ -161,15 +162,15 @@ class Source(Stage):
             return Failure("empty_caption", f"line {number} is blank")
         caption: Any = line
         if self._root().suffix.lower() == ".jsonl":
-            field = self.config.caption_field  # type: ignore[attr-defined]
+            field = self.config.caption_field
             try:
                 caption = json.loads(line)[field]
             except ValueError as err:
                 return Failure("bad_json", f"line {number}: not JSON: {err}")
             except (KeyError, TypeError):
-                return Failure("bad_json", f"line {number}: no {field!r} field in {_excerpt(line)}")
+                return Failure("bad_json", f"line {number}: no {field!r} field in {excerpt(line, 80)}")
         if not isinstance(caption, str) or not caption.strip():
-            return Failure("empty_caption", f"line {number} has no caption: {_excerpt(line)}")
+            return Failure("empty_caption", f"line {number} has no caption: {excerpt(line, 80)}")
         return {"caption": caption.strip()}
 
 
@@ -211,12 +212,7 @@ def _not_an_image(path: Path, extensions: set[str]) -> str | None:
             return "not an image (Pillow cannot identify it)"
         return f"unreadable: {err.strerror or err}"
     except Exception as err:  # a plugin choking on a file that is not its format
-        return f"not an image ({type(err).__name__}: {_excerpt(str(err))})"
-
-
-def _excerpt(text: str, limit: int = 80) -> str:
-    """``text`` quoted, cut to ``limit`` characters."""
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+        return f"not an image ({type(err).__name__}: {excerpt(str(err), 80)})"
 
 
 def _open_dataset(path: Path, split: str) -> Any:

@@ -8,26 +8,25 @@ in calls of at most ``batch_size`` images. A sample with an empty caption is a f
 
 Example::
 
-    stage = Synthesize(Synthesize.Config(steps=2, images_per_caption=2), ctx)
-    stage.model, _ = load(stage.config.model, Synthesize.default_backend, "cpu", "float32")
-    [[first, second]] = stage.process([{"id": "p1", "caption": "a red ball on a table"}])
+    stage = Synthesize(SynthesizeConfig(steps=2, images_per_caption=2), ctx)
+    pipe, _ = load(stage.config.model, Synthesize.default_backend, "cpu", "float32")
+    [[first, second]] = stage.process([{"id": "p1", "caption": "a red ball on a table"}], pipe)
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from syngen.sample import Failure, Sample, image_bytes, make_id
-from syngen.stages.base import ModelRef, Result, Stage, StageConfig, Update
+from syngen.models.roles import TextToImage
+from syngen.refs import ModelRef
+from syngen.sample import Failure, Sample, image_bytes, item_seed, make_id
+from syngen.stages.base import ModelStageConfig, Result, Stage, Update, model_field
 
 
-class SynthesizeConfig(StageConfig):
+class SynthesizeConfig(ModelStageConfig):
     """Settings of the synthesize stage."""
 
-    model: ModelRef = Field(
-        default_factory=lambda: ModelRef(id="tiny:sd"),
-        description="Text-to-image diffusers checkpoint (Stable Diffusion 1.x/2.x or SDXL).",
-    )
+    model: ModelRef = model_field("tiny:sd", "Text-to-image diffusers checkpoint (Stable Diffusion 1.x/2.x or SDXL).")
     steps: int = Field(30, ge=1, le=1000, description="Denoising steps.")
     guidance_scale: float = Field(7.5, ge=0.0, description="Classifier-free guidance scale (<= 1 turns it off).")
     height: int | None = Field(
@@ -42,21 +41,22 @@ class SynthesizeConfig(StageConfig):
     batch_size: int = Field(4, ge=1, description="Images per model call; halved and retried on CUDA out-of-memory.")
 
 
-class Synthesize(Stage):
+class Synthesize(Stage[SynthesizeConfig, TextToImage]):
     """Generates ``images_per_caption`` seeded images per caption."""
 
     name = "synthesize"
     needs = ("caption",)
     adds = ("image", "width", "height", "synth")
     Config = SynthesizeConfig
+    role = "text-to-image"
     default_backend = "diffusers"
 
     def image_seed(self, parent_id: str, index: int) -> int:
         """The generator seed of image ``index`` made from sample ``parent_id``."""
-        return int(make_id(self.config.seed, parent_id, index), 16) % 2**31
+        return item_seed(self.config.seed, parent_id, index, bits=31)
 
-    def process(self, samples: list[Sample]) -> list[Result]:
-        cfg: SynthesizeConfig = self.config  # type: ignore[assignment]
+    def process(self, samples: list[Sample], model: TextToImage) -> list[Result]:
+        cfg = self.config
         jobs = [
             (n, index, self.image_seed(sample["id"], index))
             for n, sample in enumerate(samples)
@@ -66,7 +66,7 @@ class Synthesize(Stage):
         images = []
         for start in range(0, len(jobs), cfg.batch_size):
             chunk = jobs[start : start + cfg.batch_size]
-            images += self.model.generate(
+            images += model.generate(
                 [samples[n]["caption"] for n, _, _ in chunk],
                 [seed for _, _, seed in chunk],
                 negative_prompt=cfg.negative_prompt or None,
@@ -76,7 +76,7 @@ class Synthesize(Stage):
                 width=cfg.width,
             )
         updates: list[list[Update]] = [[] for _ in samples]
-        for (n, index, seed), image in zip(jobs, images):
+        for (n, index, seed), image in zip(jobs, images, strict=True):
             parent = samples[n]["id"]
             updates[n].append(
                 {

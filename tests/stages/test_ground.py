@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +14,10 @@ from syngen.models.loading import build_tiny
 from syngen.sample import Failure, image_bytes
 from syngen.stages.base import Context
 from syngen.stages.ground import Ground, GroundConfig
-from tests.conftest import draw_shapes
+from tests.fakes import FakeGrounder
+from tests.helpers import draw_shapes
 
 WIDTH, HEIGHT = 128, 96
-
-
-class FakeGrounder:
-    """Answers each prompt with the scripted detections whose label words all occur in it; records the calls."""
-
-    def __init__(self, detections: list[dict[str, Any]] | None = None):
-        self.detections = detections or []
-        self.calls: list[list[str]] = []  # the prompts of each detect call
-
-    def count_tokens(self, text: str) -> int:
-        return len(re.findall(r"\w+|[^\w\s]", text)) + 2  # words and punctuation, plus [CLS] and [SEP]
-
-    def detect(self, images: list, prompts: list[str], box_threshold: float, text_threshold: float) -> list:
-        assert len(images) == len(prompts)
-        self.calls.append(prompts)
-        return [[d for d in self.detections if _words(d["label"]) <= _words(prompt)] for prompt in prompts]
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text.lower()))
 
 
 def det(label: str, box: list[float], score: float = 0.9) -> dict[str, Any]:
@@ -50,8 +30,7 @@ def sample(phrases: list[str], n: int = 0) -> dict[str, Any]:
 
 def run(grounder: Any, samples: list[dict], **config: Any) -> list:
     stage = Ground(GroundConfig(**config), Context(recipe_dir=Path(".")))
-    stage.model = grounder
-    return stage.process(samples)
+    return stage.process(samples, grounder)
 
 
 def asked(grounder: FakeGrounder) -> list[str]:
