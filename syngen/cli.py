@@ -322,6 +322,11 @@ def print_report(report: dict[str, Any]) -> None:
     failures = {name: s["failures"] for name, s in report["stages"].items() if s["failures"]}
     if failures:
         console.print("failures: " + json.dumps(failures))
+    if skipped := report.get("skipped"):
+        shown = "; ".join(f"{path}: {why}" for path, why in list(skipped.items())[:3])
+        console.print(
+            f"skipped {len(skipped)} files that are not seed images ({shown}{'; ...' if len(skipped) > 3 else ''})"
+        )
 
 
 if __name__ == "__main__":

@@ -68,6 +68,13 @@ def test_bad_paths_end_with_one_paragraph(tmp_path: Path, setup, code: int, expe
     assert output.startswith("error:") and str(tmp_path) in output
 
 
+def test_skipped_files_are_reported(tmp_path: Path) -> None:
+    recipe = fault_stages.write_recipe(tmp_path, 1)
+    (tmp_path / "seeds" / "notes.txt").write_text("not an image")
+    exit_code, output = syngen("run", recipe, "--out", tmp_path / "out", "--no-progress")
+    assert exit_code == 0 and "skipped 1 files that are not seed images (notes.txt: not an image" in output
+
+
 def test_no_seed_item_exits_1_listing_what_was_skipped(tmp_path: Path) -> None:
     recipe = fault_stages.write_recipe(tmp_path, 0)
     (tmp_path / "seeds" / "notes.txt").write_text("not an image")

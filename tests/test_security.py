@@ -6,6 +6,7 @@ import ast
 import logging
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -37,6 +38,8 @@ def test_planted_token_appears_nowhere(
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setattr(HfApi, "create_repo", refuse)
     recipe = fault_stages.write_recipe(tmp_path, 3, output={"push_to_hub": "me/leak-test", "license": "mit"})
+    (tmp_path / "seeds" / "sub dir ünï").mkdir()
+    (tmp_path / "seeds" / "seed 00.png").rename(tmp_path / "seeds" / "sub dir ünï" / "café 图.png")
     out, cwd = tmp_path / "out", tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
@@ -53,6 +56,8 @@ def test_planted_token_appears_nowhere(
     written = [p for p in after if before.get(p) != after[p]]
     assert written and all(p.is_relative_to(out) for p in written), [p for p in written if not p.is_relative_to(out)]
     assert (out / "dataset" / "README.md") in written
+    items = {r["provenance"]["source_item"] for r in pq.read_table(out / "dataset" / "data" / "grounding").to_pylist()}
+    assert "sub dir ünï/café 图.png" in items  # non-ASCII and spaces end to end
     for path, data in after.items():
         assert TOKEN.encode() not in data, path
     for result in runs:
