@@ -1,13 +1,19 @@
 """The `syngen` command line: run, validate, export, inspect, push, models.
 
 Every command's errors derive from :class:`~syngen.errors.SyngenError`; the app catches them once, prints the
-message and exits with the error's code (2: bad recipe or arguments, 1: the run failed).
+message and exits with the error's code (2: bad recipe or arguments, 1: the run failed). A filesystem error of a
+command that writes an output folder becomes an :class:`~syngen.errors.OutputError`; Ctrl-C and SIGTERM end it
+with one line saying what was kept and how to resume (exit 130 and 143).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +23,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from syngen import log
-from syngen.errors import StaleStore, SyngenError, UsageError
+from syngen.errors import OutputError, RunFailed, StaleStore, SyngenError, UsageError
 
 # syngen shows one progress bar per stage; the libraries' own bars (weights, parquet shards) are noise here.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -55,6 +61,78 @@ def _load(recipe: Path) -> Any:  # -> Recipe
     from syngen.recipe import load_recipe
 
     return load_recipe(recipe)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, like Ctrl-C's KeyboardInterrupt."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+@contextmanager
+def _writing(out: Path, resume: str) -> Iterator[None]:
+    """Around a command that writes the output folder ``out``: a filesystem error becomes an
+    :class:`OutputError` naming the path and the cause; Ctrl-C and SIGTERM end with one line saying what was
+    kept and the command ``resume`` that resumes."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        name, code = ("SIGTERM", 143) if isinstance(err, _Terminated) else ("Ctrl-C", 130)
+        parts = len(list(out.glob("stages/*/part-*.parquet")))
+        console.print(
+            f"stopped by {name}: every finished batch is kept ({parts} loose part files under {out / 'stages'}), "
+            f"the batch in flight is redone; resume with: {resume}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code) from None
+    except OSError as err:
+        raise OutputError(os_error_message(err, out)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def os_error_message(err: OSError, out: Path) -> str:
+    """One paragraph on a filesystem error: the path, the cause, and what to do."""
+    path = err.filename or out
+    causes = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exhausted",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EEXIST: "it exists and is not a folder" if Path(path).is_file() else "it exists",
+        errno.EISDIR: "it is a folder, not a file",
+    }
+    cause = causes.get(err.errno or 0, err.strerror or str(err))
+    return (
+        f"{path}: {cause} ({type(err).__name__}, errno {err.errno}). Results stored before the error are kept in "
+        f"{out / 'stages'} and the previous dataset is left as it was; fix the cause and run the same command again "
+        "to resume."
+    )
+
+
+def _check_outcome(report: dict[str, Any], out: Path) -> None:
+    """Raises :class:`RunFailed` when the run produced nothing: no seed item at all, or a stage that failed every
+    sample (naming the most common reason)."""
+    for name, stage in report["stages"].items():
+        if stage["items_in"] == 0 and name == "source":
+            skipped = report.get("skipped") or {}
+            shown = "; ".join(f"{path}: {why}" for path, why in list(skipped.items())[:3])
+            raise RunFailed(
+                f"the source found no seed items{f' (skipped {len(skipped)} files: {shown})' if skipped else ''}"
+            )
+        if stage["items_in"] and not stage["items_out"]:
+            kind, count = max(stage["failures"].items(), key=lambda kv: kv[1])
+            example = stage.get("failure_examples", {}).get(kind, "")
+            raise RunFailed(
+                f"the {name} stage failed all {stage['items_in']} samples; the most common reason is {kind} "
+                f"({count} samples): {example} (every failure is counted in {out / 'run.json'})"
+            )
 
 
 @app.command()
@@ -101,36 +179,39 @@ def run(
     from syngen.assets import quickstart_recipe
     from syngen.executors import Shard, shard_from_env
 
-    loaded = _load(recipe or quickstart_recipe())
+    recipe = recipe or quickstart_recipe()
+    loaded = _load(recipe)
     out_dir = loaded.out_dir(out)
-    if ray is not None:
-        from syngen.executors.ray import run as run_ray
+    with _writing(out_dir, f"syngen run {recipe} --out {out_dir}"):
+        if ray is not None:
+            from syngen.executors.ray import run as run_ray
 
-        report = run_ray(
-            loaded,
-            out_dir,
-            address=ray,
-            workers=workers,
-            gpus_per_worker=gpus_per_worker,
-            shards=shards or 4 * workers,
-            fresh=fresh,
-            limit=limit,
-            progress=progress,
-            retry_failed=retry_failed,
-        )
-    else:
-        from syngen.executors.local import run as run_local
+            report = run_ray(
+                loaded,
+                out_dir,
+                address=ray,
+                workers=workers,
+                gpus_per_worker=gpus_per_worker,
+                shards=shards or 4 * workers,
+                fresh=fresh,
+                limit=limit,
+                progress=progress,
+                retry_failed=retry_failed,
+            )
+        else:
+            from syngen.executors.local import run as run_local
 
-        part = Shard.parse(shard) if shard else shard_from_env()
-        report = run_local(
-            loaded, out_dir, fresh=fresh, limit=limit, progress=progress, shard=part, retry_failed=retry_failed
-        )
-        if not part.whole:
-            print_report(report)
-            console.print(f"shard {part} done; once every shard is: syngen export {out_dir}")
-            return
+            part = Shard.parse(shard) if shard else shard_from_env()
+            report = run_local(
+                loaded, out_dir, fresh=fresh, limit=limit, progress=progress, shard=part, retry_failed=retry_failed
+            )
+            if not part.whole:
+                print_report(report)
+                console.print(f"shard {part} done; once every shard is: syngen export {out_dir}")
+                return
     print_report(report)
     console.print(f"dataset: {out_dir / 'dataset'}   report: {out_dir / 'run.json'}")
+    _check_outcome(report, out_dir)
     if loaded.top.output.push_to_hub:
         _push(out_dir, loaded.top.output.push_to_hub, loaded.top.output.private, loaded.top.output.revision)
 
@@ -154,9 +235,15 @@ def export(
             "--repo-id", help="Hub repo the card's loading code names; default: the recipe's output.push_to_hub."
         ),
     ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial", help="Export an unfinished run's complete samples; the card then says it is partial."
+        ),
+    ] = False,
 ) -> None:
-    """Rewrite OUT/dataset from the stage stores of every shard (no model runs; samples not yet computed are left
-    out)."""
+    """Rewrite OUT/dataset from the stage stores of every shard (no model runs). An unfinished run is refused
+    unless --partial."""
     from syngen.executors.local import export as export_stores
     from syngen.executors.local import recipe_path
 
@@ -164,13 +251,14 @@ def export(
     if recipe is None:
         raise UsageError(f"{out}: no run.json saying which recipe made it; pass --recipe")
     loaded = _load(recipe)
-    try:
-        path = export_stores(loaded, out, repo_id)
-    except StaleStore as err:
-        raise UsageError(
-            f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe"
-        ) from None
-    console.print(f"dataset: {path}")
+    with _writing(out, f"syngen export {out} --recipe {recipe}"):
+        try:
+            path, is_partial = export_stores(loaded, out, partial=partial, repo_id=repo_id)
+        except StaleStore as err:
+            raise UsageError(
+                f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe"
+            ) from None
+    console.print(f"dataset: {path}{' (partial)' if is_partial else ''}")
 
 
 @app.command()
@@ -246,6 +334,11 @@ def print_report(report: dict[str, Any]) -> None:
     failures = {name: s["failures"] for name, s in report["stages"].items() if s["failures"]}
     if failures:
         console.print("failures: " + json.dumps(failures))
+    if skipped := report.get("skipped"):
+        shown = "; ".join(f"{path}: {why}" for path, why in list(skipped.items())[:3])
+        console.print(
+            f"skipped {len(skipped)} files that are not seed images ({shown}{'; ...' if len(skipped) > 3 else ''})"
+        )
 
 
 if __name__ == "__main__":

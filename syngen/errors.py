@@ -39,3 +39,21 @@ class StaleStore(SyngenError, RuntimeError):
 
 class PushError(SyngenError, RuntimeError):
     """A push that could not be done; the message is safe to print."""
+
+
+class OutputError(SyngenError, OSError):
+    """A filesystem error writing (or reading) an output folder: full disk, read-only, a path that is a file."""
+
+
+class RunFailed(SyngenError, RuntimeError):
+    """A run that produced nothing: no seed item, or a stage that failed every sample."""
+
+
+class UnfinishedRun(SyngenError, RuntimeError):
+    """An export of a run whose samples are not all computed, without ``--partial``."""
+
+
+def excerpt(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: a message never echoes a whole bad value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -56,7 +56,9 @@ class StageReport:
     items_per_s: float = 0.0
     peak_mem_mb: float = 0.0
     failures: Counter = field(default_factory=Counter)
+    failure_examples: dict[str, str] = field(default_factory=dict)  # failure kind -> its first message
     stats: Counter = field(default_factory=Counter)
+    not_computed: int = 0  # inputs left out because they are not in the store yet (export of an unfinished run)
 
 
 class _ModelPool:
@@ -138,10 +140,11 @@ class Runner:
         self.preflight_s = time.perf_counter() - start
 
     def state(self) -> str:
-        """A digest of what the final samples are made from: the seed item ids (all shards'), the stage
-        fingerprints and the stores' data files (name, size and time: a file rewritten in place, as
-        ``--retry-failed`` does, counts as changed). Equal digests mean equal results."""
+        """A digest of what the dataset folder is made from: the recipe's text (the card and ``recipe.yaml`` show
+        it), the seed item ids (all shards'), the stage fingerprints and the stores' data files (name, size and time:
+        a file rewritten in place, as ``--retry-failed`` does, counts as changed). Equal digests, equal exports."""
         digest = hashlib.sha1(self._chain.encode())
+        digest.update(self.recipe.text.encode())
         for item in self.source.items(self.limit):
             digest.update(item["id"].encode())
         for path in sorted(p for store in self.stores.values() for p in store.data_files()):
@@ -236,6 +239,7 @@ class Runner:
         for sample in wave:
             sample_rows = rows.get(sample["id"])
             if sample_rows is None:  # not computed (compute=False): not part of the result
+                report.not_computed += 1
                 continue
             report.items_in += 1
             outputs = _merge(sample, sample_rows, report)
@@ -261,11 +265,14 @@ class Runner:
                 detail = "".join(traceback.format_exception(err)[-3:])
                 return [Failure(kind=type(err).__name__, message=str(err)[:500], detail=detail[-2000:])]
             if _is_oom(err):
-                self.batch_size[stage.name] = max(1, len(batch) // 2)
+                self.batch_size[stage.name] = min(self.batch_size[stage.name], max(1, len(batch) // 2))
                 _free_cuda()
-                half = self.batch_size[stage.name]
-                log.warning("%s: out of memory on a batch of %d; batch size halved to %d", stage.name, len(batch), half)
-                return self._process(stage, batch[:half], model) + self._process(stage, batch[half:], model)
+                size = self.batch_size[stage.name]
+                log.warning("%s: out of memory on a batch of %d; batch size halved to %d", stage.name, len(batch), size)
+                done: list[Result] = []
+                while len(done) < len(batch):  # at the batch size as it is now: a chunk may halve it again
+                    done += self._process(stage, batch[len(done) : len(done) + self.batch_size[stage.name]], model)
+                return done
             return [r for sample in batch for r in self._process(stage, [sample], model)]
 
     def report(self) -> dict[str, Any]:
@@ -274,6 +281,7 @@ class Runner:
         for name, rep in self.reports.items():
             stages[name] = asdict(rep) | {"failures": dict(rep.failures), "stats": dict(rep.stats)}
             stages[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in stages[name].items()}
+        skipped = getattr(self.source, "skipped", {})
         return {
             "recipe": self.recipe.name,
             "recipe_path": str(self.recipe.path.resolve()),
@@ -282,7 +290,13 @@ class Runner:
             "total_s": round(time.perf_counter() - self.started, 3),
             "preflight_s": round(self.preflight_s, 3),
             "stages": stages,
+            "skipped": skipped,  # seed files that are not images, with the reason
         }
+
+    def unfinished(self) -> tuple[str, int] | None:
+        """After ``samples(compute=False)``: the first stage with inputs not in its store and how many, or None
+        when every sample went through every stage."""
+        return next(((name, r.not_computed) for name, r in self.reports.items() if r.not_computed), None)
 
 
 def card_info(recipe: Recipe, report: dict[str, Any], repo_id: str | None = None) -> Any:
@@ -346,6 +360,7 @@ def _merge(sample: Sample, rows: Iterable[Row], report: StageReport) -> list[Sam
         if row["status"] == "failed":
             report.failed += 1
             report.failures[data["kind"]] += 1
+            report.failure_examples.setdefault(data["kind"], data["message"][:300])
             continue
         for key, value in data.items():
             if key.endswith("_stats") and isinstance(value, dict):
@@ -358,29 +373,29 @@ def _merge(sample: Sample, rows: Iterable[Row], report: StageReport) -> list[Sam
 
 
 def _is_oom(err: BaseException) -> bool:
-    import torch
+    torch = sys.modules.get("torch")  # a model that raised CUDA's error imported torch
+    return (torch is not None and isinstance(err, torch.cuda.OutOfMemoryError)) or "out of memory" in str(err).lower()
 
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+def _cuda() -> Any:
+    """torch when CUDA is in use (torch imported by a model, and a GPU seen), else None: a run whose stages load
+    no model never imports torch."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and torch.cuda.is_available() else None
 
 
 def _free_cuda() -> None:
-    import torch
-
-    if torch.cuda.is_available():
+    if torch := _cuda():
         torch.cuda.empty_cache()
 
 
 def _reset_peak_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
+    if torch := _cuda():
         torch.cuda.reset_peak_memory_stats()
 
 
 def _peak_memory_mb() -> float:
     """Peak GPU memory allocated on CUDA, else the process's peak resident memory."""
-    import torch
-
-    if torch.cuda.is_available():
+    if torch := _cuda():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

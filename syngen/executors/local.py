@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from syngen.errors import UsageError
+from syngen.errors import UnfinishedRun, UsageError
 from syngen.executors.lock import folder_lock
 from syngen.executors.shard import WHOLE, Shard
 from syngen.recipe import Recipe
 from syngen.runner import FAILURES, Runner, card_info
+from syngen.sample import Sample
 from syngen.store import atomic_write_text
 
 EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
@@ -70,28 +72,55 @@ def run(
         return report
 
 
-def export(recipe: Recipe, out: Path, repo_id: str | None = None) -> Path:
-    """Rewrite ``out/dataset`` from the stores of every shard, under the whole folder's lock (no model runs;
-    samples not computed yet are left out); the card's loading code names ``repo_id``. Raises
-    :class:`~syngen.errors.StaleStore` when the stores were made under other settings than ``recipe``'s."""
+def export(recipe: Recipe, out: Path, *, partial: bool = False, repo_id: str | None = None) -> tuple[Path, bool]:
+    """Rewrite ``out/dataset`` from the stores of every shard, under the whole folder's lock (no model runs);
+    returns the folder and whether it is partial. A run with samples not computed yet raises
+    :class:`UnfinishedRun` (saying how many are complete, the dataset left as it was) unless ``partial``: then
+    they are left out and the card says so. The card's loading code names ``repo_id``. Raises
+    :class:`~syngen.store.StaleStore` when the stores were made under other settings than ``recipe``'s."""
     with folder_lock(out):
         runner = Runner(recipe, out, progress=False)
         runner.open_stores(drop_stale=False)
-        return _export(runner, compute=False, repo_id=repo_id)
+        info = card_info(runner.recipe, runner.summary, repo_id)
+        return _export(runner, _complete(runner, info, partial), info), info.partial
 
 
-def _export(runner: Runner, compute: bool = True, repo_id: str | None = None) -> Path:
-    """Stream the runner's samples into the dataset. Computing them too, the dataset is complete: record the
-    state it was exported from, so that a rerun with nothing new does not export again."""
+def _export(runner: Runner, samples: Iterator[Sample] | None = None, info: Any = None) -> Path:
+    """Stream the runner's samples (or ``samples``, stored ones) into the dataset. Computing them, the dataset
+    is complete: record the state it was exported from, so that a rerun with nothing new does not export again."""
     from syngen.export import export_dataset
 
     state_file = runner.out / EXPORTED_STATE
     state_file.unlink(missing_ok=True)
-    info = card_info(runner.recipe, runner.summary, repo_id)
-    path = export_dataset(runner.samples(compute), runner.out, info, stages=runner.recipe.stages)
-    if compute:
+    info = info or card_info(runner.recipe, runner.summary)
+    path = export_dataset(
+        runner.samples() if samples is None else samples, runner.out, info, stages=runner.recipe.stages
+    )
+    if samples is None:
         atomic_write_text(state_file, runner.state())
     return path
+
+
+def _complete(runner: Runner, info: Any, partial: bool) -> Iterator[Sample]:
+    """The stored final samples. Some not computed yet: sets ``info.partial``, or without ``partial`` stops at
+    once (before the new dataset folder is swapped in) with :class:`UnfinishedRun`, after counting the rest."""
+    samples, count = runner.samples(compute=False), 0
+    for sample in samples:
+        if runner.unfinished() and not partial:
+            count += 1 + sum(1 for _ in samples)  # the rest is only counted
+            break
+        count += 1
+        yield sample
+    unfinished = runner.unfinished()
+    if unfinished and not partial:
+        stage, missing = unfinished
+        out, recipe = runner.out, runner.recipe.path
+        raise UnfinishedRun(
+            f"{out}: the run is unfinished: {count} samples are complete and {missing} inputs of the {stage} stage "
+            f"are not computed yet. Finish it with `syngen run {recipe} --out {out}`, or export the complete "
+            "samples with --partial (the card then says the dataset is partial). The dataset folder was not changed."
+        )
+    info.partial = unfinished is not None
 
 
 def _pin_gpu(recipe: Recipe) -> None:

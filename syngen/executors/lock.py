@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from syngen.errors import RunLocked
 from syngen.executors.shard import WHOLE, Shard
 
-
-class RunLocked(RuntimeError):
-    """Another run holds the output folder's (or the shard's) lock."""
+__all__ = ["RunLocked", "folder_lock"]
 
 
 @contextmanager

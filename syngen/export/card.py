@@ -38,6 +38,7 @@ class CardInfo:
     pretty_name: str | None = None
     description: str | None = None
     repo_id: str | None = None  # the Hub repo in the card's loading code; "<user>/<name>" when unknown
+    partial: bool = False  # exported from an unfinished run (`syngen export --partial`)
 
 
 def dataset_card(info: CardInfo, configs: dict[str, DatasetInfo], schemas: dict[str, ConfigSchema]) -> str:
@@ -76,6 +77,7 @@ def dataset_card(info: CardInfo, configs: dict[str, DatasetInfo], schemas: dict[
         name=info.name,
         description=info.description or DESCRIPTION,
         repo_id=info.repo_id or f"<user>/{info.name}",
+        partial=info.partial,
         config_rows=[(name, rows.get(name, 0), schema.row) for name, schema in schemas.items()],
         omitted=[name for name in schemas if name not in present],
         present=present,

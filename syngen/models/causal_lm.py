@@ -45,3 +45,21 @@ class CausalLM(Adapter):
         )
         answers = self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         return [answer.strip() for answer in answers]
+
+    def chat_text(self, prompt: str) -> str:
+        """The model's input text for ``prompt`` sent as one user message."""
+        message = [{"role": "user", "content": prompt}]
+        return str(self.tokenizer.apply_chat_template(message, add_generation_prompt=True, tokenize=False))
+
+    def context_length(self) -> int:
+        """Tokens the model reads at most (prompt and answer together)."""
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        return int(limit or min(self.tokenizer.model_max_length, 1 << 20))
+
+    def fit(self, text: str, frame: str, max_new_tokens: int) -> str:
+        """``text`` cut at a token boundary so that it, added to the prompt ``frame`` (the rest of the prompt) as a
+        chat message, leaves room for ``max_new_tokens`` in the context; ``text`` itself when it fits."""
+        frame_tokens = len(self.tokenizer.encode(self.chat_text(frame), add_special_tokens=False))
+        room = max(0, self.context_length() - max_new_tokens - frame_tokens)
+        ids = self.tokenizer.encode(text[: 32 * (room + 1)], add_special_tokens=False)  # a token is < 32 characters
+        return text if len(ids) <= room and len(text) <= 32 * (room + 1) else str(self.tokenizer.decode(ids[:room]))

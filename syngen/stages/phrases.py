@@ -1,7 +1,8 @@
 """phrases: short noun phrases of each caption, extracted by an LLM (METHODS.md §1).
 
 Needs ``caption``; adds ``phrases`` (list of lower-case strings, each found in the caption). The prompt file's
-``{caption}`` placeholder is replaced by the caption and sent as one chat message; the answer is parsed with
+``{caption}`` placeholder is replaced by the caption (cut to what fits the LLM's context with the answer, counted
+as ``truncated_captions``) and sent as one chat message; the answer is parsed with
 :func:`parse_phrases`. An answer with no usable phrase is a failure of kind ``no_phrases`` whose message holds
 the raw answer (truncated).
 
@@ -60,16 +61,20 @@ class Phrases(Stage[PhrasesConfig, ChatLLM]):
 
     def process(self, samples: list[Sample], model: ChatLLM) -> list[Result]:
         cfg = self.config
+        fit = getattr(model, "fit", None)  # an adapter that knows its context length cuts what does not fit
+        frame = self.template.replace(PLACEHOLDER, "")
+        texts = [fit(s["caption"], frame, cfg.max_new_tokens) if fit else s["caption"] for s in samples]
         # str.replace, not str.format: prompt files hold JSON examples with braces
-        prompts = [self.template.replace(PLACEHOLDER, sample["caption"]) for sample in samples]
+        prompts = [self.template.replace(PLACEHOLDER, text) for text in texts]
         answers = model.chat(prompts, cfg.max_new_tokens)
         results: list[Result] = []
-        for sample, answer in zip(samples, answers, strict=True):
+        for sample, text, answer in zip(samples, texts, answers, strict=True):
             phrases = parse_phrases(answer, sample["caption"], cfg.max_words, cfg.max_phrases)
             if phrases:
-                results.append({"phrases": phrases})
+                cut = {"phrases_stats": {"truncated_captions": 1}} if text != sample["caption"] else {}
+                results.append({"phrases": phrases} | cut)
             else:
-                message = f"no usable phrase in the LLM answer: {answer[:300]!r}"
+                message = f"no usable phrase in the LLM answer: {repr(answer)[:300]}"
                 results.append(Failure(kind="no_phrases", message=message))
         return results
 

@@ -247,3 +247,40 @@ def test_tiny_llm_answers_parse_into_caption_phrases(tmp_path: Path) -> None:
     results: list[Any] = stage.process([{"id": str(i), "caption": c} for i, c in enumerate(captions)], llm)
     assert results[0]["phrases"] and all(p in captions[0].split() for p in results[0]["phrases"])
     assert isinstance(results[1], Failure) and results[1].kind == "no_phrases"
+
+
+def test_a_caption_longer_than_the_context_is_cut_to_fit_and_counted(tmp_path: Path) -> None:
+    config = PhrasesConfig(model=ModelRef(id="tiny:llm"), max_new_tokens=24)
+    stage = Phrases(config, Context(recipe_dir=tmp_path))
+    llm, _ = load(config.model, Phrases.default_backend, "cpu", "float32")
+    sent: list[str] = []
+    chat = llm.chat
+    llm.chat = lambda prompts, n: sent.extend(prompts) or chat(prompts, n)
+    words = ["shape", "plate", "wall", "image", "box", "bottom", "sky", "three", "chair"]
+    long = " ".join(words[i % len(words)] for i in range(20_000))  # ~110 KB, far beyond the twin's 1024 tokens
+    results: list[Any] = stage.process([{"id": "long", "caption": long}, {"id": "short", "caption": "a sky"}], llm)
+    tokens = len(llm.tokenizer.encode(llm.chat_text(sent[0]), add_special_tokens=False))
+    assert 1024 - 24 - 20 <= tokens <= 1024 - 24  # filled, not overfilled
+    assert sent[1].count("a sky") == 1  # a short caption is sent whole
+    assert not isinstance(results[0], Failure) and results[0]["phrases_stats"] == {"truncated_captions": 1}
+    assert all(p in words for p in results[0]["phrases"])
+    assert "phrases_stats" not in (results[1] if isinstance(results[1], dict) else {})
+
+
+@pytest.mark.parametrize(
+    "answer, kind",
+    [
+        pytest.param("", "no_phrases", id="empty"),
+        pytest.param(", ".join(f"dog{i}" for i in range(5000)) + ", dog", "ok", id="thousands-of-phrases"),
+        pytest.param('["a unicorn", "the moon"]', "no_phrases", id="not-in-caption"),
+        pytest.param("\x00\ufffd" * 500, "no_phrases", id="binary-junk"),
+    ],
+)
+def test_llm_edge_answers_are_handled_or_recorded(tmp_path: Path, answer: str, kind: str) -> None:
+    (tmp_path / "p.txt").write_text("Phrases of {caption}")
+    stage = Phrases(PhrasesConfig(prompt="p.txt", max_phrases=10), Context(recipe_dir=tmp_path))
+    [result] = stage.process([{"id": "a", "caption": "a dog on a mat"}], FakeLLM([answer]))
+    if kind == "ok":
+        assert result == {"phrases": ["dog"]}
+    else:
+        assert isinstance(result, Failure) and result.kind == kind and len(result.message) < 400
