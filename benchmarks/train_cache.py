@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,12 +28,12 @@ from syngen.train.sft import SftObjective
 
 def vit_b_policy(device: str) -> TextPromptableSam:
     """The policy on SamConfig's defaults (SAM ViT-B) and CLIPTextConfig's defaults (CLIP ViT-B/32 text)."""
-    from syngen.models.clip_text import ClipText
+    from syngen.models.twins.clip import build_clip_text
 
     torch.manual_seed(0)
     policy = TextPromptableSam(SamConfig().to_dict(), CLIPTextConfig().to_dict())
     with tempfile.TemporaryDirectory() as tmp:  # a tokenizer over the tiny twins' vocabulary (ids fit CLIP's)
-        ClipText.build_tiny("clip", tmp)
+        build_clip_text(Path(tmp))
         from transformers import CLIPTokenizer
 
         policy.tokenizer = CLIPTokenizer.from_pretrained(tmp)

@@ -1,70 +1,226 @@
-"""The `syngen` command line: run, validate, export, inspect, push, models."""
+"""The `syngen` command line: run, validate, export, inspect, push, models, and the ``train``/``eval`` sub-apps.
+
+Every command's errors derive from :class:`~syngen.errors.SyngenError`; the app catches them once, prints the
+message and exits with the error's code (2: bad recipe or arguments, 1: the run failed). A filesystem error of a
+command that writes an output folder becomes an :class:`~syngen.errors.OutputError`; Ctrl-C and SIGTERM end it
+with one line saying what was kept and how to resume (exit 130 and 143).
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
+from syngen import log
+from syngen.errors import OutputError, RunFailed, StaleStore, SyngenError, UsageError
 from syngen.train.cli import eval_app, train_app
 
 # syngen shows one progress bar per stage; the libraries' own bars (weights, parquet shards) are noise here.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic grounding and segmentation data.")
 console = Console(stderr=True)
+
+
+class _Commands(TyperGroup):
+    """The command group; a :class:`SyngenError` from any command becomes its message and exit code."""
+
+    def invoke(self, ctx: Any) -> Any:  # a click Context (typer vendors click; Any fits either)
+        try:
+            return super().invoke(ctx)
+        except SyngenError as err:
+            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(err.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_Commands, add_completion=False, no_args_is_help=True, help="Synthetic grounding and segmentation data."
+)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 
-DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml"
+
+@app.callback()
+def _main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Only warnings and errors in the log.")] = False,
+) -> None:
+    """Synthetic grounding and segmentation data."""
+    log.setup(-1 if quiet else verbose)
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
+def _load(recipe: Path) -> Any:  # -> Recipe
+    from syngen.recipe import load_recipe
+
+    return load_recipe(recipe)
 
 
-def _load(recipe: Path):  # -> Recipe
-    from syngen.recipe import RecipeError, load_recipe
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, like Ctrl-C's KeyboardInterrupt."""
 
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+@contextmanager
+def _writing(out: Path, resume: str) -> Iterator[None]:
+    """Around a command that writes the output folder ``out``: a filesystem error becomes an
+    :class:`OutputError` naming the path and the cause; Ctrl-C and SIGTERM end with one line saying what was
+    kept and the command ``resume`` that resumes."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return load_recipe(recipe)
-    except RecipeError as err:
-        _fail(str(err))
+        yield
+    except KeyboardInterrupt as err:
+        name, code = ("SIGTERM", 143) if isinstance(err, _Terminated) else ("Ctrl-C", 130)
+        parts = len(list(out.glob("stages/*/part-*.parquet")))
+        console.print(
+            f"stopped by {name}: every finished batch is kept ({parts} loose part files under {out / 'stages'}), "
+            f"the batch in flight is redone; resume with: {resume}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code) from None
+    except OSError as err:
+        raise OutputError(os_error_message(err, out)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def os_error_message(err: OSError, out: Path) -> str:
+    """One paragraph on a filesystem error: the path, the cause, and what to do."""
+    path = err.filename or out
+    causes = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exhausted",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EEXIST: "it exists and is not a folder" if Path(path).is_file() else "it exists",
+        errno.EISDIR: "it is a folder, not a file",
+    }
+    cause = causes.get(err.errno or 0, err.strerror or str(err))
+    return (
+        f"{path}: {cause} ({type(err).__name__}, errno {err.errno}). Results stored before the error are kept in "
+        f"{out / 'stages'} and the previous dataset is left as it was; fix the cause and run the same command again "
+        "to resume."
+    )
+
+
+def _check_outcome(report: dict[str, Any], out: Path) -> None:
+    """Raises :class:`RunFailed` when the run produced nothing: no seed item at all, or a stage that failed every
+    sample (naming the most common reason)."""
+    for name, stage in report["stages"].items():
+        if stage["items_in"] == 0 and name == "source":
+            skipped = report.get("skipped") or {}
+            shown = "; ".join(f"{path}: {why}" for path, why in list(skipped.items())[:3])
+            raise RunFailed(
+                f"the source found no seed items{f' (skipped {len(skipped)} files: {shown})' if skipped else ''}"
+            )
+        if stage["items_in"] and not stage["items_out"]:
+            kind, count = max(stage["failures"].items(), key=lambda kv: kv[1])
+            example = stage.get("failure_examples", {}).get(kind, "")
+            raise RunFailed(
+                f"the {name} stage failed all {stage['items_in']} samples; the most common reason is {kind} "
+                f"({count} samples): {example} (every failure is counted in {out / 'run.json'})"
+            )
 
 
 @app.command()
 def run(
-    recipe: Path = typer.Argument(DEFAULT_RECIPE, help="Recipe YAML; default: the offline quickstart."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder; default outputs/<recipe name>."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Use at most N seed items."),
-    fresh: bool = typer.Option(False, "--fresh", help="Drop earlier results in the output folder and start over."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per stage."),
+    recipe: Annotated[
+        Path | None, typer.Argument(help="Recipe YAML; default: the offline quickstart bundled with syngen.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder; default outputs/<recipe name>.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use at most N seed items.")] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Drop earlier results in the output folder and start over.")
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar per stage.")] = True,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Compute the samples that failed before again (and nothing else).")
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Run only share K of N (K/N, from 0) of the seed items; default: the launcher's RANK/WORLD_SIZE "
+            "or Slurm array ids, else the whole recipe. Shards share OUT; `syngen export OUT` merges them.",
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run the shards on a Ray cluster: `local` starts one on this machine, `auto` joins the one "
+            "`ray start` started, or host:port. Needs `pip install syngen[ray]`.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="--ray: worker actors (each keeps its models loaded).")
+    ] = 2,
+    gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", min=0, help="--ray: GPUs per worker.")] = 0.0,
+    shards: Annotated[
+        int | None,
+        typer.Option("--shards", min=1, help="--ray: shards to split the seed items into; default 4 per worker."),
+    ] = None,
 ) -> None:
     """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
-    from syngen.models.loading import PreflightError
-    from syngen.runner import RunLocked
-    from syngen.runner import run as run_recipe
+    from syngen.assets import quickstart_recipe
+    from syngen.executors import Shard, shard_from_env
 
+    recipe = recipe or quickstart_recipe()
     loaded = _load(recipe)
     out_dir = loaded.out_dir(out)
-    try:
-        report = run_recipe(loaded, out_dir, fresh=fresh, limit=limit, progress=progress)
-    except (PreflightError, RunLocked) as err:
-        _fail(str(err))
+    with _writing(out_dir, f"syngen run {recipe} --out {out_dir}"):
+        if ray is not None:
+            from syngen.executors.ray import run as run_ray
+
+            report = run_ray(
+                loaded,
+                out_dir,
+                address=ray,
+                workers=workers,
+                gpus_per_worker=gpus_per_worker,
+                shards=shards or 4 * workers,
+                fresh=fresh,
+                limit=limit,
+                progress=progress,
+                retry_failed=retry_failed,
+            )
+        else:
+            from syngen.executors.local import run as run_local
+
+            part = Shard.parse(shard) if shard else shard_from_env()
+            report = run_local(
+                loaded, out_dir, fresh=fresh, limit=limit, progress=progress, shard=part, retry_failed=retry_failed
+            )
+            if not part.whole:
+                print_report(report)
+                console.print(f"shard {part} done; once every shard is: syngen export {out_dir}")
+                return
     print_report(report)
     console.print(f"dataset: {out_dir / 'dataset'}   report: {out_dir / 'run.json'}")
+    _check_outcome(report, out_dir)
     if loaded.top.output.push_to_hub:
         _push(out_dir, loaded.top.output.push_to_hub, loaded.top.output.private, loaded.top.output.revision)
 
 
 @app.command()
-def validate(recipe: Path = typer.Argument(..., help="Recipe YAML to check.")) -> None:
+def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML to check.")]) -> None:
     """Check a recipe against the schema without running anything."""
     loaded = _load(recipe)
     console.print(f"{recipe}: ok ({', '.join(loaded.stages)})")
@@ -72,87 +228,96 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML to check.")) -
 
 @app.command()
 def export(
-    out: Path = typer.Argument(..., help="A run's output folder."),
-    recipe: Path | None = typer.Option(None, "--recipe", help="The run's recipe; default: the one run.json names."),
+    out: Annotated[Path, typer.Argument(help="A run's output folder.")],
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", help="The run's recipe; default: the one run.json names.")
+    ] = None,
+    repo_id: Annotated[
+        str | None,
+        typer.Option(
+            "--repo-id", help="Hub repo the card's loading code names; default: the recipe's output.push_to_hub."
+        ),
+    ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial", help="Export an unfinished run's complete samples; the card then says it is partial."
+        ),
+    ] = False,
 ) -> None:
-    """Rewrite OUT/dataset from the stage stores (no model runs; samples not yet computed are left out)."""
-    from syngen.export import export_dataset
-    from syngen.runner import Runner, card_info
-    from syngen.store import StaleStore
+    """Rewrite OUT/dataset from the stage stores of every shard (no model runs). An unfinished run is refused
+    unless --partial."""
+    from syngen.executors.local import export as export_stores
+    from syngen.executors.local import recipe_path
 
+    recipe = recipe or recipe_path(out)
     if recipe is None:
-        if not (out / "run.json").exists():
-            _fail(f"{out}: no run.json saying which recipe made it; pass --recipe")
-        recipe = Path(json.loads((out / "run.json").read_text())["recipe_path"])
+        raise UsageError(f"{out}: no run.json saying which recipe made it; pass --recipe")
     loaded = _load(recipe)
-    runner = Runner(loaded, out, progress=False)
-    try:
-        runner.open_stores(drop_stale=False)
-    except StaleStore as err:
-        _fail(f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe")
-    path = export_dataset(
-        runner.samples(compute=False),
-        out,
-        card_info(loaded, runner.summary),
-        embed_images=loaded.top.output.embed_images,
-    )
-    console.print(f"dataset: {path}")
+    with _writing(out, f"syngen export {out} --recipe {recipe}"):
+        try:
+            path, is_partial = export_stores(loaded, out, partial=partial, repo_id=repo_id)
+        except StaleStore as err:
+            raise UsageError(
+                f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe"
+            ) from None
+    console.print(f"dataset: {path}{' (partial)' if is_partial else ''}")
 
 
 @app.command()
 def inspect(
-    out: Path = typer.Argument(..., help="A run's output folder."),
-    n: int = typer.Option(16, "--n", min=1, help="Samples (and preference pairs) on the contact sheets."),
+    out: Annotated[Path, typer.Argument(help="A run's output folder.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Samples (and preference pairs) on the contact sheets.")] = 16,
 ) -> None:
     """Print dataset statistics and write a contact sheet (PNG) and an HTML page under OUT/inspect/."""
     from syngen.stats import format_summary, summarize
     from syngen.viz import contact_sheet
 
     if not (out / "dataset").exists():
-        _fail(f"{out}: no dataset folder; run a recipe first")
+        raise UsageError(f"{out}: no dataset folder; run a recipe first")
     Console().print(format_summary(summarize(out)))
     png, html = contact_sheet(out, n)
     console.print(f"contact sheet: {png}\nhtml: {html}")
 
 
 def _push(out: Path, repo_id: str, private: bool, revision: str | None) -> None:
-    from syngen.push import PushError, push_dataset
+    from syngen.push import push_dataset
 
-    try:
-        url = push_dataset(out / "dataset", repo_id, private=private, revision=revision)
-    except PushError as err:
-        _fail(str(err))
+    url = push_dataset(out / "dataset", repo_id, private=private, revision=revision)
     console.print(f"pushed: {url}")
 
 
 @app.command()
 def push(
-    out: Path = typer.Argument(..., help="A run's output folder."),
-    repo_id: str = typer.Option(..., "--repo-id", help="Hub dataset repo (org/name)."),
-    private: bool = typer.Option(False, "--private", help="Create the repo as private."),
-    revision: str | None = typer.Option(None, "--revision", help="Branch to push to (created when missing)."),
+    out: Annotated[Path, typer.Argument(help="A run's output folder.")],
+    repo_id: Annotated[str, typer.Option("--repo-id", help="Hub dataset repo (org/name).")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Branch to push to (created when missing).")
+    ] = None,
 ) -> None:
     """Upload OUT/dataset to the Hub; the token comes from HF_TOKEN or `hf auth login`."""
     _push(out, repo_id, private, revision)
 
 
 @app.command()
-def models(build: bool = typer.Option(False, "--build", help="Build (and cache) every tiny twin.")) -> None:
-    """List model backends and tiny twins."""
-    from syngen.models import BACKENDS, TINY
+def models(build: Annotated[bool, typer.Option("--build", help="Build (and cache) every tiny twin.")] = False) -> None:
+    """List model backends (with their roles) and tiny twins."""
+    from syngen.models import BACKENDS
     from syngen.models.loading import build_tiny
+    from syngen.models.twins import TINY
 
     table = Table("tiny twin", "backend", *(["cached at"] if build else []))
-    for name, (backend, _) in TINY.items():
-        table.add_row(f"tiny:{name}", backend, *([str(build_tiny(name))] if build else []))
+    for name, twin in TINY.items():
+        table.add_row(f"tiny:{name}", twin.backend or "(trainer only)", *([str(build_tiny(name))] if build else []))
     Console().print(table)
-    Console().print("backends: " + ", ".join(BACKENDS))
+    Console().print("backends: " + ", ".join(f"{name} ({spec.role})" for name, spec in BACKENDS.items()))
 
 
-def print_report(report: dict) -> None:
+def print_report(report: dict[str, Any]) -> None:
     """The run report as a table on the terminal."""
     table = Table(title=f"run {report['recipe']} on {report['device']} ({report['total_s']:.1f} s)")
-    for col in ("stage", "in", "out", "fail", "new", "wall s", "loads", "load s", "model s", "it/s", "peak MB"):
+    for col in ("stage", "in", "out", "fail", "new", "wall s", "load s", "model s", "it/s", "peak MB"):
         table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
     for name, s in report["stages"].items():
         table.add_row(
@@ -162,7 +327,6 @@ def print_report(report: dict) -> None:
             str(s["failed"]),
             str(s["computed"]),
             f"{s['wall_s']:.2f}",
-            str(s.get("loads", 0)),
             f"{s['load_s']:.2f}",
             f"{s['model_s']:.2f}",
             f"{s['items_per_s']:.1f}",
@@ -170,11 +334,14 @@ def print_report(report: dict) -> None:
         )
     out = Console(stderr=True)
     (out if out.is_terminal else Console(stderr=True, width=120)).print(table)
-    if report.get("model_loads"):
-        console.print("model loads: " + ", ".join(f"{m} x{n}" for m, n in report["model_loads"].items()))
     failures = {name: s["failures"] for name, s in report["stages"].items() if s["failures"]}
     if failures:
         console.print("failures: " + json.dumps(failures))
+    if skipped := report.get("skipped"):
+        shown = "; ".join(f"{path}: {why}" for path, why in list(skipped.items())[:3])
+        console.print(
+            f"skipped {len(skipped)} files that are not seed images ({shown}{'; ...' if len(skipped) > 3 else ''})"
+        )
 
 
 if __name__ == "__main__":

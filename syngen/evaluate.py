@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from syngen.errors import DatasetError
 from syngen.masks import decode_rle
 from syngen.metrics import intersection_union, pointing_accuracy, pointing_hit, ris_metrics, upsample
 from syngen.train.data import dataset_path, load_split
@@ -100,7 +101,7 @@ def ris_examples(
     table = load_table(spec, split)
     missing = [c for c in (image_column, text_column, mask_column) if c not in table.column_names]
     if missing:
-        raise ValueError(f"{spec}: no column {', '.join(missing)}; columns: {', '.join(table.column_names)}")
+        raise DatasetError(f"{spec}: no column {', '.join(missing)}; columns: {', '.join(table.column_names)}")
     for i, row in enumerate(table.select_columns([image_column, text_column, mask_column])):
         image = row[image_column]
         image = (image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB")
@@ -184,7 +185,7 @@ def pointing_examples(
     box_source = box_column if box_column in table.column_names else mask_column
     missing = [c for c in (image_column, text_column, box_source) if c not in table.column_names]
     if missing:
-        raise ValueError(f"{spec}: no column {', '.join(missing)}; columns: {', '.join(table.column_names)}")
+        raise DatasetError(f"{spec}: no column {', '.join(missing)}; columns: {', '.join(table.column_names)}")
     for row in table.select_columns([image_column, text_column, box_source]):
         image = row[image_column]
         image = (image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB")

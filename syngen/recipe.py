@@ -15,12 +15,79 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from syngen.assets import assets_dir
+from syngen.errors import PreflightError, RecipeError, excerpt
 from syngen.stages import STAGES, stage_class
-from syngen.stages.base import PROJECT_ROOT, Context, StageConfig
+from syngen.stages.base import Context, ModelStageConfig, StageConfig
+
+__all__ = ["Recipe", "RecipeError", "RecipeLoader", "RecipeModel", "load_recipe", "read_yaml", "reference_markdown"]
+
+MAX_ALIASES = 100  # YAML aliases (*name) a recipe may use
+MAX_NODES = 20_000  # YAML values a recipe may expand to, aliases expanded: an alias bomb stops here
 
 
-class RecipeError(ValueError):
-    """A recipe that cannot run; the message names the file, the field and what was expected."""
+class RecipeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys, and more than :data:`MAX_ALIASES` aliases or
+    :data:`MAX_NODES` values once aliases are expanded (a 300-byte alias bomb expands to billions)."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        aliases, total = _expanded_size(node, {})
+        if aliases > MAX_ALIASES or total > MAX_NODES:
+            raise yaml.YAMLError(
+                f"the document uses {aliases} aliases and expands to {total} values; a recipe may use at most "
+                f"{MAX_ALIASES} aliases and {MAX_NODES} values"
+            )
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
+                    )
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(aliases, values) of ``node`` with every alias expanded; a shared node is counted at each use."""
+    if id(node) in memo:
+        aliases, total = memo[id(node)]
+        return aliases + 1, total
+    aliases, total = 0, 1
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = node.value
+    else:
+        children = []
+    memo[id(node)] = (0, 1)  # a recursive alias counts once
+    for child in children:
+        child_aliases, child_total = _expanded_size(child, memo)
+        aliases, total = aliases + child_aliases, total + child_total
+    memo[id(node)] = (aliases, total)
+    return aliases, total
+
+
+def read_yaml(path: Path) -> tuple[str, Any]:
+    """The text and the YAML document at ``path``, read with :class:`RecipeLoader`; :class:`RecipeError` when it
+    is not UTF-8 or not valid YAML."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot read the recipe: {err.strerror or err}") from None
+    try:
+        return text, yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML: {err}") from None
 
 
 class RuntimeConfig(BaseModel):
@@ -33,13 +100,6 @@ class RuntimeConfig(BaseModel):
         "auto", description="Model dtype; auto: float16 on cuda, float32 on cpu."
     )
     wave_size: int = Field(64, ge=1, description="Samples per wave: every stage runs over a wave before the next.")
-    memory_budget: float | None = Field(
-        None,
-        ge=0,
-        description="GiB the loaded models may take together; models stay loaded across waves while they fit, the "
-        "least recently used is freed when the next does not. none: the device's memory (GPU memory on cuda, RAM "
-        "on cpu); 0: one model at a time.",
-    )
 
 
 class OutputConfig(BaseModel):
@@ -108,11 +168,7 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
-    text = path.read_text()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+    text, data = read_yaml(path)
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: expected a mapping of recipe fields at the top level, got {type(data).__name__}")
     _check_keys(path, data, RecipeModel, "")
@@ -146,7 +202,7 @@ def _validate(path: Path, model: type[BaseModel], data: Any, prefix: str) -> Any
         first = err.errors()[0]
         loc = prefix + ".".join(str(p) for p in first["loc"])
         got = first.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        shown = "" if isinstance(got, dict) else f" (got {excerpt(got)})"
         raise RecipeError(f"{path}: {loc.rstrip('.') or '(top level)'}: {first['msg']}{shown}") from None
 
 
@@ -157,12 +213,13 @@ def _check_keys(path: Path, data: Any, model: type[BaseModel], prefix: str) -> N
     fields = model.model_fields
     for key, value in data.items():
         if key not in fields:
-            expected = ", ".join(fields)
-            raise RecipeError(
-                f"{path}: {prefix}{key}: unknown field{_did_you_mean(str(key), list(fields))}; expected one of {expected}"
-            )
+            hint, expected = _did_you_mean(str(key), list(fields)), ", ".join(fields)
+            raise RecipeError(f"{path}: {prefix}{key}: unknown field{hint}; expected one of {expected}")
         annotation = fields[key].annotation
-        for candidate in getattr(annotation, "__args__", ()) + (annotation,):
+        kinds = getattr(annotation, "__args__", ()) + (annotation,)
+        if isinstance(value, bool) and bool not in kinds and any(k in (int, float) for k in kinds):
+            raise RecipeError(f"{path}: {prefix}{key}: expected a number, got the boolean {value}")
+        for candidate in kinds:
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
                 _check_keys(path, value, candidate, f"{prefix}{key}.")
 
@@ -175,26 +232,50 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 def _fill_shared_models(recipe: Recipe) -> None:
     """The negatives stage reuses the segment stage's model (and its cached image embeddings) unless told otherwise."""
     negatives = recipe.stages.get("negatives")
-    if negatives is not None and getattr(negatives, "model", None) is None:
+    if isinstance(negatives, ModelStageConfig) and negatives.model is None:
         segment = recipe.stages.get("segment")
-        if segment is None:
+        if not isinstance(segment, ModelStageConfig):
             raise RecipeError(
                 f"{recipe.path}: stages.negatives.model: expected a segmenter model (or a segment stage to share)"
             )
-        negatives.model = segment.model  # type: ignore[attr-defined]
+        negatives.model = segment.model
 
 
 def _check_models(recipe: Recipe) -> None:
-    """Every model names a known backend (tiny twins: a known twin)."""
-    from syngen.models.loading import PreflightError, backend_for
+    """Every model names a known backend (tiny twins: a known twin) of the role its stage runs, and is a tiny
+    twin, a Hub id or an existing path."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+    from syngen.models import BACKENDS
+    from syngen.models.loading import backend_for
+    from syngen.refs import TINY_PREFIX
+
+    ctx = Context(recipe_dir=recipe.path.parent.resolve())
     for name, config in recipe.stages.items():
-        ref = getattr(config, "model", None)
-        if ref is not None:
-            try:
-                backend_for(ref, stage_class(name).default_backend)
-            except PreflightError as err:
-                raise RecipeError(f"{recipe.path}: stages.{name}.model: {err}") from None
+        ref = config.model if isinstance(config, ModelStageConfig) else None
+        if ref is None:
+            continue
+        cls = stage_class(name)
+        try:
+            backend = backend_for(ref, cls.default_backend)
+        except PreflightError as err:
+            raise RecipeError(f"{recipe.path}: stages.{name}.model: {err}") from None
+        role = BACKENDS[backend].role
+        if role != cls.role:
+            fitting = [b for b, spec in BACKENDS.items() if spec.role == cls.role]
+            raise RecipeError(
+                f"{recipe.path}: stages.{name}.model: {ref.id!r} runs on backend {backend!r}, a {role}; the {name} "
+                f"stage needs a {cls.role} (backends: {', '.join(fitting)})"
+            )
+        if ref.id.startswith(TINY_PREFIX) or ctx.resolve_path(ref.id).exists():
+            continue
+        try:
+            validate_repo_id(ref.id)
+        except HFValidationError:
+            raise RecipeError(
+                f"{recipe.path}: stages.{name}.model: {excerpt(ref.id)} is neither a Hub id (org/name) nor an "
+                "existing path"
+            ) from None
 
 
 def _check_files(recipe: Recipe) -> None:
@@ -207,8 +288,8 @@ def _check_files(recipe: Recipe) -> None:
                 where = "source" if name == "source" else f"stages.{name}"
                 raise RecipeError(
                     f"{recipe.path}: {where}.{key}: expected an existing file or folder, but {value!r} was found "
-                    f"neither beside the recipe ({recipe.path.parent}), nor in the current folder, nor in syngen's "
-                    f"own folder ({PROJECT_ROOT})"
+                    f"neither beside the recipe ({recipe.path.parent}), nor in the current folder, nor among the files "
+                    f"bundled with syngen ({assets_dir()})"
                 )
 
 
@@ -241,7 +322,7 @@ def _check_columns(recipe: Recipe) -> None:
 def reference_markdown() -> str:
     """Markdown tables of the runtime, output, source and every stage's settings (field, default, help), as in
     the README."""
-    sections = [("`runtime`", RuntimeConfig), ("`output`", OutputConfig)]
+    sections: list[tuple[str, type[BaseModel]]] = [("`runtime`", RuntimeConfig), ("`output`", OutputConfig)]
     sections += [("`source`" if n == "source" else f"`stages.{n}`", stage_class(n).Config) for n in STAGES]
     parts = []
     for title, cls in sections:

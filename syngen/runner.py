@@ -1,9 +1,8 @@
 """Runs a recipe's stages over the seed items: waves, batches, failures, resume, the run report.
 
 Stage-major in waves: for each wave of ``runtime.wave_size`` seed items every stage runs over the whole wave
-before the next stage starts. Models come from a :class:`~syngen.models.pool.ModelPool`: loaded once per run
-and kept resident across waves while they fit ``runtime.memory_budget``, the least recently used freed when
-the next one does not fit. Samples already in a stage's store are read back instead
+before the next stage starts, so one model is resident at a time (a model is kept only when the next stage
+runs the same one, as negatives does after segment). Samples already in a stage's store are read back instead
 of computed. A batch that raises is retried sample by sample so the bad sample alone is recorded as a failure;
 on CUDA out-of-memory the batch size is halved. Results stream into the dataset export as waves complete.
 """
@@ -12,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import resource
-import shutil
 import sys
 import time
 import traceback
@@ -22,24 +22,23 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, cast
 
-from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from syngen.models.loading import resolve
-from syngen.models.pool import ModelPool, device_memory_bytes
+from syngen.executors.shard import WHOLE, Shard
+from syngen.models.loading import backend_for, load, resolve
+from syngen.models.roles import Model
 from syngen.recipe import Recipe
 from syngen.sample import Failure, Sample
 from syngen.stages import stage_class
-from syngen.stages.base import Result, Stage
-from syngen.store import Row, StageStore, atomic_write_text, to_json
+from syngen.stages.base import Context, ModelStageConfig, Result, SourceStage, Stage
+from syngen.store import Row, StageStore, to_json
 
-EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
+FAILURES = "failures.jsonl"  # every recorded failure with its seed item, rewritten whenever the samples are read
+log = logging.getLogger(__name__)
 
-
-class RunLocked(RuntimeError):
-    """Another run holds the output folder's lock."""
+__all__ = ["FAILURES", "Runner", "StageReport", "card_info"]
 
 
 @dataclass
@@ -53,39 +52,83 @@ class StageReport:
     computed: int = 0
     wall_s: float = 0.0
     load_s: float = 0.0
-    loads: int = 0
     model_s: float = 0.0
     items_per_s: float = 0.0
     peak_mem_mb: float = 0.0
     failures: Counter = field(default_factory=Counter)
+    failure_examples: dict[str, str] = field(default_factory=dict)  # failure kind -> its first message
     stats: Counter = field(default_factory=Counter)
+    not_computed: int = 0  # inputs left out because they are not in the store yet (export of an unfinished run)
+
+
+class _ModelPool:
+    """Holds at most one loaded adapter; a stage asking for another model frees the current one first."""
+
+    def __init__(self, ctx: Context, cache_limit: int):
+        self.ctx = ctx
+        self.cache_limit = cache_limit
+        self.key: tuple[str, str, str | None] | None = None
+        self.adapter: Model | None = None
+
+    def get(self, stage: Stage[Any, Any]) -> tuple[Model | None, float]:
+        """The adapter for ``stage`` and the seconds spent loading it (0 when it was resident)."""
+        ref = stage.model_ref()
+        if ref is None:
+            return None, 0.0
+        key = (backend_for(ref, stage.default_backend), ref.id, ref.revision)
+        if key == self.key:
+            return self.adapter, 0.0
+        self.close()
+        adapter, seconds = load(ref, stage.default_backend, self.ctx.device, self.ctx.dtype)
+        if hasattr(adapter, "cache_limit"):
+            adapter.cache_limit = self.cache_limit
+        log.info("%s: loaded %s (%s) in %.1f s", stage.name, ref.id, key[0], seconds)
+        self.adapter, self.key = adapter, key
+        return adapter, seconds
+
+    def close(self) -> None:
+        if self.adapter is not None:
+            self.adapter.close()
+        self.adapter, self.key = None, None
 
 
 class Runner:
-    """One run of a recipe into an output folder. Use :meth:`samples` to stream the final samples."""
+    """One run of a recipe (or of one shard of it) into an output folder. Use :meth:`samples` to stream the final
+    samples. Which process runs which shard is the executors' business (:mod:`syngen.executors`); a ``pool``
+    passed in (an executor's worker running shard after shard) keeps its models loaded after the run."""
 
-    def __init__(self, recipe: Recipe, out: Path, *, limit: int | None = None, progress: bool = True):
+    def __init__(
+        self,
+        recipe: Recipe,
+        out: Path,
+        *,
+        limit: int | None = None,
+        progress: bool = True,
+        shard: Shard = WHOLE,
+        pool: _ModelPool | None = None,
+    ):
         self.recipe = recipe
         self.out = out
         self.limit = limit
         self.progress = progress
+        self.shard = shard
+        self.failures_file = FAILURES if shard.whole else f"failures-shard-{shard.rank}.jsonl"
         self.ctx = recipe.context()
-        self.stages: list[Stage] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
+        self.stages: list[Stage[Any, Any]] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
+        if not isinstance(self.stages[0], SourceStage):
+            raise TypeError(f"the first stage must be a source stage, not {self.stages[0].name}")
+        self.source: SourceStage[Any] = self.stages[0]
         self.reports = {stage.name: StageReport() for stage in self.stages}
         self.stores: dict[str, StageStore] = {}
         self._chain = ""
         self.batch_size = {stage.name: stage.config.batch_size for stage in self.stages}
-        budget = recipe.top.runtime.memory_budget
-        self.pool = ModelPool(
-            self.ctx.device,
-            self.ctx.dtype,
-            device_memory_bytes(self.ctx.device) if budget is None else int(budget * 2**30),
-            cache_limit=recipe.top.runtime.wave_size,
-        )
+        self._own_pool = pool is None
+        self.pool = pool or _ModelPool(self.ctx, recipe.top.runtime.wave_size)
         self._bars: dict[str, tqdm] = {}
         self.started = time.perf_counter()
         self.preflight_s = 0.0
         self.summary: dict[str, Any] = {}  # the run report, filled in when :meth:`samples` is exhausted
+        self._failures: TextIO  # where :meth:`samples` writes the failures it meets (the next failures.jsonl)
 
     def preflight(self) -> None:
         """Resolve every model before any compute (tiny twins are built here)."""
@@ -97,15 +140,16 @@ class Runner:
         self.preflight_s = time.perf_counter() - start
 
     def state(self) -> str:
-        """A digest of what the final samples are made from: the seed item ids, the stage fingerprints and the
-        stores' part files. Equal digests mean equal results."""
+        """A digest of what the dataset folder is made from: the recipe's text (the card and ``recipe.yaml`` show
+        it), the seed item ids (all shards'), the stage fingerprints and the stores' data files (name, size and time:
+        a file rewritten in place, as ``--retry-failed`` does, counts as changed). Equal digests, equal exports."""
         digest = hashlib.sha1(self._chain.encode())
-        if self.recipe.top.output.embed_images:  # the dataset's layout
-            digest.update(b"embed_images")
-        for item in self.stages[0].items(self.limit):  # type: ignore[attr-defined]
+        digest.update(self.recipe.text.encode())
+        for item in self.source.items(self.limit):
             digest.update(item["id"].encode())
-        for name in sorted(p.name for store in self.stores.values() for p in store.dir.glob("part-*.parquet")):
-            digest.update(name.encode())
+        for path in sorted(p for store in self.stores.values() for p in store.data_files()):
+            stat = path.stat()
+            digest.update(f"{path.name} {stat.st_size} {stat.st_mtime_ns}".encode())
         return digest.hexdigest()
 
     def open_stores(self, drop_stale: bool = True) -> None:
@@ -114,35 +158,54 @@ class Runner:
         chain = ""
         for stage in self.stages:
             chain = hashlib.sha1((chain + to_json(stage.fingerprint())).encode()).hexdigest()
-            store = StageStore(self.out, stage.name)
+            store = StageStore(self.out, stage.name, self.shard.rank, exclusive=self.shard.whole)
             store.open(chain, drop_stale=drop_stale)
             self.stores[stage.name] = store
         self._chain = chain
 
     def samples(self, compute: bool = True) -> Iterator[Sample]:
-        """The final samples, wave by wave; with ``compute=False`` only what the stores already hold."""
-        source = self.stages[0]
-        items = source.items(self.limit)  # type: ignore[attr-defined]
+        """The final samples, wave by wave; with ``compute=False`` only what the stores already hold.
+
+        Every failure met on the way (computed now or stored earlier) goes to ``OUT/failures.jsonl`` (a shard's to
+        ``OUT/failures-shard-K.jsonl``), which is replaced when the stream is exhausted."""
+        items = (item for item in self.source.items(self.limit) if self.shard.owns(item["id"]))
         wave_size = self.recipe.top.runtime.wave_size
+        failures = self.out / f".tmp-{self.failures_file}"
         try:
-            while wave := list(islice(items, wave_size)):
-                for stage in self.stages:
-                    wave = self._run_stage(stage, wave, compute)
-                yield from wave
+            with failures.open("w", encoding="utf-8") as self._failures:
+                while wave := list(islice(items, wave_size)):
+                    for stage in self.stages:
+                        wave = self._run_stage(stage, wave, compute)
+                    yield from wave
+            if compute:
+                for store in self.stores.values():
+                    store.compact()
+            os.replace(failures, self.out / self.failures_file)
             self.summary.update(self.report())
         finally:
-            self.pool.close()
+            failures.unlink(missing_ok=True)
+            if self._own_pool:
+                self.pool.close()
             for bar in self._bars.values():
                 bar.close()
 
-    def _bar(self, stage: Stage) -> tqdm:
+    def retry_failed(self) -> int:
+        """Drops the stored failures of every stage (open the stores first), so the next :meth:`samples` computes
+        those samples again and nothing else; returns how many were dropped."""
+        dropped = {name: store.drop_failed() for name, store in self.stores.items()}
+        for name, n in dropped.items():
+            if n:
+                log.info("retrying %d failed sample(s) of stage %s", n, name)
+        return sum(dropped.values())
+
+    def _bar(self, stage: Stage[Any, Any]) -> tqdm:
         if stage.name not in self._bars:
             self._bars[stage.name] = tqdm(
                 desc=f"{stage.name:>10}", unit="it", disable=not self.progress or None, leave=True, file=sys.stderr
             )
         return self._bars[stage.name]
 
-    def _run_stage(self, stage: Stage, wave: list[Sample], compute: bool) -> list[Sample]:
+    def _run_stage(self, stage: Stage[Any, Any], wave: list[Sample], compute: bool) -> list[Sample]:
         start = time.perf_counter()
         report = self.reports[stage.name]
         store = self.stores[stage.name]
@@ -152,25 +215,23 @@ class Runner:
         rows: dict[str, list[Row]] = {}
         if pending and compute:
             _reset_peak_memory()
-            loads = self.pool.loads.total()
-            stage.model, load_s = self.pool.get(stage.model_ref(), stage.default_backend)
-            if hasattr(stage.model, "cache_limit"):  # e.g. SAM's embeddings: the whole wave after fan-out
-                stage.model.cache_limit = max(stage.model.cache_limit, len(wave))
+            model, load_s = self.pool.get(stage)
             report.load_s += load_s
-            report.loads += self.pool.loads.total() - loads
-            model_s0 = getattr(stage.model, "model_seconds", 0.0)
+            model_s0 = getattr(model, "model_seconds", 0.0)
             bar = self._bar(stage)
             queue = list(pending)
             while queue:
                 batch, queue = queue[: self.batch_size[stage.name]], queue[self.batch_size[stage.name] :]
                 batch_rows = [
-                    row for sample, result in zip(batch, self._process(stage, batch)) for row in _rows(sample, result)
+                    row
+                    for sample, result in zip(batch, self._process(stage, batch, model), strict=True)
+                    for row in _rows(sample, result)
                 ]
                 store.write(batch_rows)
                 for row in batch_rows:
                     rows.setdefault(row["input_id"], []).append(row)
                 bar.update(len(batch))
-            report.model_s += getattr(stage.model, "model_seconds", 0.0) - model_s0
+            report.model_s += getattr(model, "model_seconds", 0.0) - model_s0
             report.computed += len(pending)
             report.peak_mem_mb = max(report.peak_mem_mb, _peak_memory_mb())
         rows |= store.read(stored)
@@ -178,9 +239,13 @@ class Runner:
         for sample in wave:
             sample_rows = rows.get(sample["id"])
             if sample_rows is None:  # not computed (compute=False): not part of the result
+                report.not_computed += 1
                 continue
             report.items_in += 1
             outputs = _merge(sample, sample_rows, report)
+            for row in sample_rows:
+                if row["status"] == "failed":
+                    self._failures.write(to_json(failure_record(stage.name, sample, json.loads(row["data"]))) + "\n")
             report.items_out += bool(outputs)
             report.emitted += len(outputs)
             merged.extend(outputs)
@@ -188,10 +253,10 @@ class Runner:
         report.items_per_s = report.computed / report.wall_s if report.wall_s else 0.0
         return merged
 
-    def _process(self, stage: Stage, batch: list[Sample]) -> list[Result]:
+    def _process(self, stage: Stage[Any, Any], batch: list[Sample], model: Model | None) -> list[Result]:
         """Results for a batch; a failing batch is split to isolate the failing samples."""
         try:
-            results = stage.process(batch)
+            results = stage.process(batch, model)
             if len(results) != len(batch):
                 raise RuntimeError(f"{stage.name} returned {len(results)} results for {len(batch)} samples")
             return results
@@ -200,12 +265,15 @@ class Runner:
                 detail = "".join(traceback.format_exception(err)[-3:])
                 return [Failure(kind=type(err).__name__, message=str(err)[:500], detail=detail[-2000:])]
             if _is_oom(err):
-                self.batch_size[stage.name] = max(1, len(batch) // 2)
-                self.pool.free_others(stage.model)
+                self.batch_size[stage.name] = min(self.batch_size[stage.name], max(1, len(batch) // 2))
                 _free_cuda()
-                half = self.batch_size[stage.name]
-                return self._process(stage, batch[:half]) + self._process(stage, batch[half:])
-            return [r for sample in batch for r in self._process(stage, [sample])]
+                size = self.batch_size[stage.name]
+                log.warning("%s: out of memory on a batch of %d; batch size halved to %d", stage.name, len(batch), size)
+                done: list[Result] = []
+                while len(done) < len(batch):  # at the batch size as it is now: a chunk may halve it again
+                    done += self._process(stage, batch[len(done) : len(done) + self.batch_size[stage.name]], model)
+                return done
+            return [r for sample in batch for r in self._process(stage, [sample], model)]
 
     def report(self) -> dict[str, Any]:
         """The run report as written to ``run.json``."""
@@ -213,6 +281,7 @@ class Runner:
         for name, rep in self.reports.items():
             stages[name] = asdict(rep) | {"failures": dict(rep.failures), "stats": dict(rep.stats)}
             stages[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in stages[name].items()}
+        skipped = getattr(self.source, "skipped", {})
         return {
             "recipe": self.recipe.name,
             "recipe_path": str(self.recipe.path.resolve()),
@@ -221,62 +290,24 @@ class Runner:
             "total_s": round(time.perf_counter() - self.started, 3),
             "preflight_s": round(self.preflight_s, 3),
             "stages": stages,
-            "model_loads": dict(self.pool.loads),
+            "skipped": skipped,  # seed files that are not images, with the reason
         }
 
-
-def run(
-    recipe: Recipe, out: Path, *, fresh: bool = False, limit: int | None = None, progress: bool = True
-) -> dict[str, Any]:
-    """Run ``recipe`` into ``out`` (resuming by default) and export the dataset; returns the run report."""
-    out.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(out / ".lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise RunLocked(
-            f"another syngen run is writing to {out} (lock {out / '.lock'}); wait for it or use --out"
-        ) from None
-    try:
-        if fresh:
-            for name in ("stages", "dataset", "run.json", EXPORTED_STATE):
-                path = out / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        atomic_write_text(out / "recipe.yaml", recipe.text)
-        runner = Runner(recipe, out, limit=limit, progress=progress)
-        runner.preflight()
-        runner.open_stores()
-        state_file = out / EXPORTED_STATE
-        if (out / "dataset").is_dir() and state_file.exists() and state_file.read_text() == runner.state():
-            for _ in runner.samples():  # nothing to compute or export: read the stores for the report
-                pass
-        else:
-            from syngen.export import export_dataset
-
-            state_file.unlink(missing_ok=True)
-            export_dataset(
-                runner.samples(),
-                out,
-                card_info(recipe, runner.summary),
-                embed_images=recipe.top.output.embed_images,
-            )
-            atomic_write_text(state_file, runner.state())
-        report = runner.report()
-        atomic_write_text(out / "run.json", json.dumps(report, indent=2))
-        return report
-    finally:
-        lock.release()
+    def unfinished(self) -> tuple[str, int] | None:
+        """After ``samples(compute=False)``: the first stage with inputs not in its store and how many, or None
+        when every sample went through every stage."""
+        return next(((name, r.not_computed) for name, r in self.reports.items() if r.not_computed), None)
 
 
-def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
-    """What the dataset card says about the run: recipe, models, settings, and the (filled-in-later) report."""
+def card_info(recipe: Recipe, report: dict[str, Any], repo_id: str | None = None) -> Any:
+    """What the dataset card says about the run: recipe, models, settings, the (filled-in-later) report, and the
+    Hub repo (``repo_id``, else the recipe's ``output.push_to_hub``)."""
     from syngen.export import CardInfo
 
-    models = {}
+    models: dict[str, dict[str, str | None]] = {}
     for name, cfg in recipe.stages.items():
-        ref = getattr(cfg, "model", None)
-        if ref is not None:
-            models[name] = {"id": ref.id, "revision": ref.revision}
+        if isinstance(cfg, ModelStageConfig) and cfg.model is not None:
+            models[name] = {"id": cfg.model.id, "revision": cfg.model.revision}
     settings = {name: cfg.model_dump(mode="json", exclude={"model"}) for name, cfg in recipe.stages.items()}
     return CardInfo(
         name=recipe.name,
@@ -287,7 +318,23 @@ def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
         report=report,
         pretty_name=recipe.top.output.pretty_name,
         description=recipe.top.description,
+        repo_id=repo_id or recipe.top.output.push_to_hub,
     )
+
+
+def failure_record(stage: str, sample: Sample, failure: dict[str, Any]) -> dict[str, Any]:
+    """A line of ``failures.jsonl``: the stage, the seed item the sample came from (its file name, dataset index
+    or captions line, as the source names it), the sample id, the failure's kind, message and traceback tail."""
+    source: dict[str, Any] = dict(sample.get("source") or {})
+    return {
+        "stage": stage,
+        "item": source.get("item"),
+        "source": source.get("kind"),
+        "id": sample["id"],
+        "kind": failure["kind"],
+        "message": failure["message"],
+        "detail": failure.get("detail", ""),
+    }
 
 
 def _rows(sample: Sample, result: Result) -> list[Row]:
@@ -313,41 +360,42 @@ def _merge(sample: Sample, rows: Iterable[Row], report: StageReport) -> list[Sam
         if row["status"] == "failed":
             report.failed += 1
             report.failures[data["kind"]] += 1
+            report.failure_examples.setdefault(data["kind"], data["message"][:300])
             continue
         for key, value in data.items():
             if key.endswith("_stats") and isinstance(value, dict):
                 report.stats.update({k: v for k, v in value.items() if isinstance(v, (int, float))})
-        new = sample | data | {"id": row["id"]}
+        new = {**sample, **data, "id": row["id"]}
         if row["image"] is not None:
             new["image"] = row["image"]
-        outputs.append(new)
+        outputs.append(cast(Sample, new))
     return outputs
 
 
 def _is_oom(err: BaseException) -> bool:
-    import torch
+    torch = sys.modules.get("torch")  # a model that raised CUDA's error imported torch
+    return (torch is not None and isinstance(err, torch.cuda.OutOfMemoryError)) or "out of memory" in str(err).lower()
 
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+def _cuda() -> Any:
+    """torch when CUDA is in use (torch imported by a model, and a GPU seen), else None: a run whose stages load
+    no model never imports torch."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and torch.cuda.is_available() else None
 
 
 def _free_cuda() -> None:
-    import torch
-
-    if torch.cuda.is_available():
+    if torch := _cuda():
         torch.cuda.empty_cache()
 
 
 def _reset_peak_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
+    if torch := _cuda():
         torch.cuda.reset_peak_memory_stats()
 
 
 def _peak_memory_mb() -> float:
     """Peak GPU memory allocated on CUDA, else the process's peak resident memory."""
-    import torch
-
-    if torch.cuda.is_available():
+    if torch := _cuda():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -99,7 +99,7 @@ def test_second_run_on_same_folder_is_locked(reference: Path) -> None:
     with FileLock(str(reference / ".lock")):
         proc = syngen("run", str(QUICKSTART), "--out", str(reference), "--no-progress")
         out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 2 and "another syngen run" in out
+    assert proc.returncode == 1 and "another syngen run" in out
 
 
 def test_sigkill_at_any_moment_then_rerun_matches(reference: Path, tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ def test_missing_model_fails_before_any_compute(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"])
-    assert result.exit_code == 2 and "some-org/grounder-not-cached" in result.output and "hf download" in result.output
+    assert result.exit_code == 1 and "some-org/grounder-not-cached" in result.output and "hf download" in result.output
     assert not list((tmp_path / "out").glob("stages/*/part-*.parquet"))
 
 
@@ -158,9 +158,12 @@ def test_recipe_push_to_hub_pushes_after_export(
 
 def test_export_rewrites_the_same_dataset_and_never_drops_results(reference: Path, tmp_path: Path) -> None:
     before = comparable(reference)
-    result = CliRunner().invoke(app, ["export", str(reference)])
+    result = CliRunner().invoke(app, ["export", str(reference), "--repo-id", "me/quick"])
     assert result.exit_code == 0, result.output
     assert comparable(reference) == before
+    assert 'load_dataset("me/quick", "grounding"' in (reference / "dataset" / "README.md").read_text()
+    failed = sum(s["failed"] for s in json.loads((reference / "run.json").read_text())["stages"].values())
+    assert len((reference / "failures.jsonl").read_text().splitlines()) == failed
     changed = yaml.safe_load(QUICKSTART.read_text())
     changed["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
     changed["stages"]["ground"]["box_threshold"] = 0.5
@@ -184,7 +187,7 @@ def test_push_offline_fails_cleanly_and_leaves_the_dataset(reference: Path) -> N
     before = {p: p.read_bytes() for p in (reference / "dataset").rglob("*") if p.is_file()}
     start = time.monotonic()
     result = CliRunner().invoke(app, ["push", str(reference), "--repo-id", "me/quick"])
-    assert result.exit_code == 2 and "HF_HUB_OFFLINE" in result.output
+    assert result.exit_code == 1 and "HF_HUB_OFFLINE" in result.output
     assert time.monotonic() - start < 10
     assert {p: p.read_bytes() for p in (reference / "dataset").rglob("*") if p.is_file()} == before
 

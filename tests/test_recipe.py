@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from syngen.recipe import RecipeError, load_recipe
+from syngen.recipe import RecipeError, load_recipe, read_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,6 +72,16 @@ def test_bundled_recipes_validate(tmp_path: Path, name: str) -> None:
             "unknown backend",
         ),
         (lambda r: r["stages"]["caption"].update(model="tiny:nothing"), "stages.caption.model", "unknown tiny twin"),
+        (
+            lambda r: r["stages"]["caption"].update(model="tiny:segmenter"),
+            "stages.caption.model",
+            "backend 'sam', a segmenter; the caption stage needs a captioner (backends: blip, llava)",
+        ),
+        (
+            lambda r: r["stages"]["caption"].update(model={"id": "org/some-llm", "backend": "causal-lm"}),
+            "stages.caption.model",
+            "backend 'causal-lm', a llm; the caption stage needs a captioner",
+        ),
         (lambda r: r["runtime"].update(wave_size=0), "runtime.wave_size", "greater than or equal to 1"),
         (lambda r: r.pop("name"), "name", "Field required"),
         (lambda r: r["stages"].update(phrases={}) or r["stages"].pop("caption"), "stages.phrases", "needs caption"),
@@ -86,6 +98,8 @@ def test_bundled_recipes_validate(tmp_path: Path, name: str) -> None:
         "threshold-above-one",
         "unknown-backend",
         "unknown-tiny-twin",
+        "twin-of-another-role",
+        "backend-of-another-role",
         "wave-size-zero",
         "missing-name",
         "stage-input-missing",
@@ -135,3 +149,144 @@ def test_cli_validate_exits_nonzero_without_traceback(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "stages.caption.batch_size" in result.output
     assert "Traceback" not in result.output
+
+
+def quickstart_data() -> dict:
+    data = yaml.safe_load((REPO / "recipes" / "quickstart.yaml").read_text())
+    data["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
+    data["stages"]["negatives"] = {"model": "tiny:segmenter"}
+    return data
+
+
+def _sections() -> list[tuple[str, type[BaseModel]]]:
+    from syngen.recipe import OutputConfig, RecipeModel, RuntimeConfig
+    from syngen.stages import STAGES, stage_class
+
+    named = [("", RecipeModel), ("runtime", RuntimeConfig), ("output", OutputConfig)]
+    return named + [("source" if n == "source" else f"stages.{n}", stage_class(n).Config) for n in STAGES]
+
+
+def _set(data: dict, where: str, key: str, value: Any) -> None:
+    section = data
+    for part in [p for p in where.split(".") if p]:
+        section = section.setdefault(part, {}) or {}
+    section[key] = value
+
+
+WRONG_TYPES = [{"a": {"b": 1}}, ["a", "list"], "not-a-number", 2.5, True]
+
+
+def _schema_cases() -> list:
+    cases = []
+    for where, model in _sections():
+        for key, info in model.model_fields.items():
+            field = f"{where}.{key}".lstrip(".")
+            cases.append(pytest.param(where, key, "type", None, id=f"{field}-wrong-type"))
+            for bound in info.metadata:
+                for attr, step in (("ge", -1), ("gt", 0), ("le", 1), ("lt", 0)):
+                    if getattr(bound, attr, None) is not None:
+                        value = getattr(bound, attr) + (step if isinstance(getattr(bound, attr), int) else step * 0.5)
+                        value = value if step else getattr(bound, attr)
+                        cases.append(pytest.param(where, key, "range", value, id=f"{field}-{attr}-out-of-range"))
+            if key in ("path", "prompt"):
+                cases.append(pytest.param(where, key, "missing", "no/such/file.txt", id=f"{field}-missing-file"))
+    return cases
+
+
+@pytest.mark.parametrize("where, key, case, value", _schema_cases())
+def test_every_field_refuses_bad_values_naming_the_field(
+    tmp_path: Path, where: str, key: str, case: str, value: Any
+) -> None:
+    """Each field given a wrong type (the first of WRONG_TYPES it refuses), an out-of-range value or a missing
+    file fails validation with a message naming the field; a field that takes every wrong type fails the test."""
+    field = f"{where}.{key}".lstrip(".")
+    for candidate in WRONG_TYPES if case == "type" else [value]:
+        data = quickstart_data()
+        _set(data, where, key, candidate)
+        path = write(tmp_path, data)
+        try:
+            load_recipe(path)
+        except RecipeError as err:
+            assert str(err).startswith(f"{path}: {field}"), str(err)
+            assert "Traceback" not in str(err) and len(str(err)) < 600
+            return
+    pytest.fail(f"{field} accepted {case} values {WRONG_TYPES if case == 'type' else value!r}")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        pytest.param("name: a\nname: b\n", "duplicate key 'name' (first on line 1)", id="duplicate-top-key"),
+        pytest.param(
+            "name: a\nstages:\n  caption: {batch_size: 1, batch_size: 2}\n", "duplicate key 'batch_size'", id="nested"
+        ),
+        pytest.param(
+            "a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)),
+            "expands to",
+            id="alias-bomb",
+        ),
+        pytest.param("a: &a x\nb: [" + ", ".join(["*a"] * 101) + "]\n", "101 aliases", id="too-many-aliases"),
+        pytest.param("name: t\n\xff\xfe: x\n", "not UTF-8 text (byte 0xff at offset 8)", id="not-utf-8"),
+    ],
+)
+def test_yaml_reader_refuses_abuse(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert str(err.value).startswith(f"{path}: ") and expected in str(err.value)
+
+
+def test_a_few_aliases_and_merge_keys_still_work(tmp_path: Path) -> None:
+    (tmp_path / "seeds").mkdir()
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "name: t\nsource: {kind: images, path: seeds}\nruntime: {wave_size: &n 2}\n"
+        "stages:\n  caption: {model: 'tiny:captioner-blip', batch_size: *n}\n"
+    )
+    assert load_recipe(path).stages["caption"].batch_size == 2
+    path.write_text("base: &b {kind: images, path: x}\nsource:\n  <<: *b\n  path: seeds\n")
+    assert read_yaml(path)[1]["source"] == {"kind": "images", "path": "seeds"}
+
+
+@pytest.mark.parametrize(
+    "change, field, expected",
+    [
+        pytest.param(lambda r: r["runtime"].update(wave_size=True), "runtime.wave_size", "boolean", id="bool-wave"),
+        pytest.param(
+            lambda r: r["stages"]["caption"].update(batch_size=False), "stages.caption.batch_size", "boolean", id="bool"
+        ),
+        pytest.param(
+            lambda r: r.update(name="no spaces " * 500), "name", "... (5002 characters)", id="long-value-excerpt"
+        ),
+        pytest.param(
+            lambda r: r["stages"]["caption"].update(model="./no/such/model"),
+            "stages.caption.model",
+            "neither a Hub id",
+            id="model-not-hub-id-nor-path",
+        ),
+        pytest.param(
+            lambda r: r["stages"]["caption"].update(model="org/name/extra"),
+            "stages.caption.model",
+            "neither a Hub id",
+            id="model-three-parts",
+        ),
+    ],
+)
+def test_values_that_are_not_what_they_seem(tmp_path: Path, change, field: str, expected: str) -> None:
+    recipe = base() | {"runtime": {}}
+    change(recipe)
+    path = write(tmp_path, recipe)
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert str(err.value).startswith(f"{path}: {field}") and expected in str(err.value), str(err.value)
+    assert len(str(err.value)) < 400
+
+
+@pytest.mark.parametrize("model", ["tiny:captioner-blip", "Salesforce/blip-image-captioning-base", "gpt2", "local"])
+def test_model_ids_that_are_hub_ids_tiny_twins_or_paths_validate(tmp_path: Path, model: str) -> None:
+    (tmp_path / "local").mkdir()
+    recipe = base()
+    recipe["stages"]["caption"]["model"] = model
+    assert load_recipe(write(tmp_path, recipe)).stages["caption"].model.id == model

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import ClassVar
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from pydantic import Field
+from typer.testing import CliRunner
 
 from syngen import stages as stage_registry
+from syngen.cli import app
+from syngen.executors.local import run
 from syngen.recipe import load_recipe
+from syngen.refs import ModelRef
 from syngen.runner import Runner
 from syngen.sample import Failure
-from syngen.stages.base import ModelRef, Stage, StageConfig
-from tests.conftest import draw_shapes
+from syngen.stages.base import ModelStageConfig, Stage, StageConfig
+from syngen.store import StageStore
+from tests.helpers import draw_shapes
 
 CALLS: Counter = Counter()
 
@@ -30,7 +38,7 @@ class FakeCaption(Stage):
 
     name, needs, adds, Config = "caption", ("image",), ("caption",), CaptionConfig
 
-    def process(self, samples):
+    def process(self, samples, model=None):
         CALLS["caption_batches"] += 1
         if self.config.oom_above and len(samples) > self.config.oom_above:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -50,7 +58,7 @@ class FakeSynthesize(Stage):
 
     name, needs, adds = "synthesize", ("caption",), ("image", "synth")
 
-    def process(self, samples):
+    def process(self, samples, model=None):
         CALLS["synthesize"] += len(samples)
         return [
             [{"id": f"{s['id']}-{i}", "image": b"img%d" % i, "synth": {"index": i}} for i in range(2)] for s in samples
@@ -60,32 +68,30 @@ class FakeSynthesize(Stage):
 class FakePhrases(Stage):
     name, needs, adds = "phrases", ("caption",), ("phrases", "phrases_stats")
 
-    def process(self, samples):
+    def process(self, samples, model=None):
         CALLS["phrases"] += len(samples)
         return [{"phrases": s["caption"].split("."), "phrases_stats": {"words": 2}} for s in samples]
 
 
-class ModelConfig(StageConfig):
+class ModelConfig(ModelStageConfig):
     model: ModelRef = Field(default_factory=lambda: ModelRef(id="org/one", backend="blip"), description="A model.")
 
 
 class FakeModelCaption(Stage):
-    name, needs, adds, Config = "caption", ("image",), ("caption",), ModelConfig
+    name, needs, adds, Config, role = "caption", ("image",), ("caption",), ModelConfig, "captioner"
 
-    def process(self, samples):
-        return [{"caption": self.model.name} for _ in samples]
+    def process(self, samples, model):
+        return [{"caption": model.name} for _ in samples]
 
 
 class FakeModelPhrases(FakeModelCaption):
     name, needs, adds = "phrases", ("caption",), ("phrases",)
 
-    def process(self, samples):
-        return [{"phrases": [self.model.name]} for _ in samples]
+    def process(self, samples, model):
+        return [{"phrases": [model.name]} for _ in samples]
 
 
 class FakeAdapter:
-    """A loaded model of 1 GiB that counts how many are alive at once."""
-
     alive: ClassVar[int] = 0
     most_alive: ClassVar[int] = 0
     loads: ClassVar[list[str]] = []
@@ -96,44 +102,35 @@ class FakeAdapter:
         FakeAdapter.most_alive = max(FakeAdapter.most_alive, FakeAdapter.alive)
         FakeAdapter.loads.append(name)
 
-    def memory_bytes(self) -> int:
-        return 2**30
-
     def close(self) -> None:
         FakeAdapter.alive -= 1
 
 
 @pytest.mark.parametrize(
-    "phrases_model, budget_gib, expected_loads, most_alive",
-    [
-        pytest.param("org/two", 4, ["org/one", "org/two"], 2, id="both-fit-each-loaded-once"),
-        pytest.param("org/two", 1.5, ["org/one", "org/two"] * 3, 1, id="one-fits-swapped-every-wave"),
-        pytest.param("org/two", 0, ["org/one", "org/two"] * 3, 1, id="zero-budget-one-at-a-time"),
-        pytest.param("org/one", 1.5, ["org/one"], 1, id="same-model-shared-by-two-stages"),
-    ],
+    "phrases_model, expected_loads",
+    [("org/two", ["org/one", "org/two"] * 2), ("org/one", ["org/one"])],
+    ids=["different-models-swap", "same-model-stays-resident"],
 )
-def test_models_stay_resident_across_waves_while_they_fit(
+def test_one_model_resident_at_a_time(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
     phrases_model: str,
-    budget_gib: float,
     expected_loads: list[str],
-    most_alive: int,
 ) -> None:
     monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeModelCaption")
     monkeypatch.setitem(stage_registry.STAGES, "phrases", f"{__name__}:FakeModelPhrases")
-    monkeypatch.setattr("syngen.models.pool.load", lambda ref, backend, device, dtype: (FakeAdapter(ref.id), 0.0))
-    monkeypatch.setattr("syngen.models.pool._estimate", lambda ref, dtype: 2**30)  # its weight files' size
+    monkeypatch.setattr("syngen.runner.load", lambda ref, backend, device, dtype: (FakeAdapter(ref.id), 0.0))
     FakeAdapter.alive, FakeAdapter.most_alive, FakeAdapter.loads = 0, 0, []
     stages = {"caption": {}, "phrases": {"model": {"id": phrases_model, "backend": "blip"}}}
-    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=1)  # three waves
-    recipe.top.runtime.memory_budget = budget_gib
-    samples, report = run_all(recipe, tmp_path / "out")
+    with caplog.at_level(logging.INFO, logger="syngen.runner"):
+        samples, _ = run_all(make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2), tmp_path / "out")
+    assert [r.getMessage() for r in caplog.records if "loaded" in r.getMessage()] == [
+        f"{'caption' if name == 'org/one' else 'phrases'}: loaded {name} (blip) in 0.0 s" for name in expected_loads
+    ]
     assert [s["phrases"] for s in samples] == [[phrases_model]] * 3
-    assert FakeAdapter.loads == expected_loads
-    assert FakeAdapter.most_alive == most_alive and FakeAdapter.alive == 0  # all freed at the end
-    assert report["model_loads"] == dict(Counter(expected_loads))
-    assert report["stages"]["caption"]["loads"] + report["stages"]["phrases"]["loads"] == len(expected_loads)
+    assert FakeAdapter.most_alive == 1 and FakeAdapter.alive == 0
+    assert FakeAdapter.loads == expected_loads  # 2 waves: a model is loaded again only after another one
 
 
 @pytest.fixture
@@ -228,13 +225,19 @@ def test_limit_caps_seed_items(tmp_path: Path, fakes: None) -> None:
     assert [s["caption"] for s in runner.samples()] == ["a.png", "b.png"]
 
 
-def test_out_of_memory_halves_the_batch(tmp_path: Path, fakes: None) -> None:
+def test_out_of_memory_halves_the_batch(tmp_path: Path, fakes: None, caplog: pytest.LogCaptureFixture) -> None:
     recipe = make_recipe(
         tmp_path, [f"{c}.png" for c in "abcdefgh"], {"caption": {"batch_size": 8, "oom_above": 2}}, wave_size=8
     )
-    samples, report = run_all(recipe, tmp_path / "out")
+    with caplog.at_level(logging.WARNING, logger="syngen.runner"):
+        samples, report = run_all(recipe, tmp_path / "out")
     assert len(samples) == 8 and report["stages"]["caption"]["failed"] == 0
     assert CALLS["caption"] == 8  # every sample captioned exactly once, in batches of at most 2
+    halvings = [r.getMessage() for r in caplog.records if "out of memory" in r.getMessage()]
+    assert halvings == [  # 8 -> 4, whose first 4 -> 2; the rest go in 2s at once
+        "caption: out of memory on a batch of 8; batch size halved to 4",
+        "caption: out of memory on a batch of 4; batch size halved to 2",
+    ]
 
 
 def test_compute_false_reads_only_what_is_stored(tmp_path: Path, fakes: None) -> None:
@@ -247,3 +250,47 @@ def test_compute_false_reads_only_what_is_stored(tmp_path: Path, fakes: None) ->
     runner.open_stores()
     assert [s["caption"] for s in runner.samples(compute=False)] == ["a.png", "b.png"]
     assert Counter() == CALLS
+
+
+def read_failures(out: Path) -> list[tuple[str, str, str]]:
+    lines = (out / "failures.jsonl").read_text().splitlines()
+    return sorted((f["stage"], f["item"], f["kind"]) for f in map(json.loads, lines))
+
+
+def stored_rows(out: Path, stage: str) -> set[tuple]:
+    """(data file, input id, status, data) of a stage's stored rows."""
+    files = StageStore(out, stage).data_files()
+    return {(p.name, r["input_id"], r["status"], r["data"]) for p in files for r in pq.read_table(p).to_pylist()}
+
+
+def test_failures_name_their_seed_items_and_retry_recomputes_only_them(tmp_path: Path, fakes: None) -> None:
+    files = ["a.png", "corrupt.png", "zero.jpg", "empty.png", "b.png"]
+    recipe = make_recipe(tmp_path, files, {"caption": {"batch_size": 2}}, wave_size=3)
+    out = tmp_path / "out"
+    run(recipe, out, progress=False)
+    assert read_failures(out) == [
+        ("caption", "empty.png", "empty_caption"),
+        ("source", "corrupt.png", "bad_image"),
+        ("source", "zero.jpg", "bad_image"),
+    ]
+    first = json.loads((out / "failures.jsonl").read_text().splitlines()[0])
+    assert first["message"] and first["source"] == "images" and first["id"]
+
+    draw_shapes(seed=1).save(tmp_path / "seeds" / "corrupt.png")  # the user fixes one file
+    before = {stage: stored_rows(out, stage) for stage in ("source", "caption")}
+    CALLS.clear()
+    result = CliRunner().invoke(app, ["run", str(recipe.path), "--out", str(out), "--retry-failed", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "run.json").read_text())
+    assert {name: s["computed"] for name, s in report["stages"].items()} == {"source": 2, "caption": 2}
+    assert CALLS["caption"] == 2  # corrupt.png, now readable, and empty.png again: a.png and b.png are not redone
+    assert read_failures(out) == [("caption", "empty.png", "empty_caption"), ("source", "zero.jpg", "bad_image")]
+    assert {name: s["failed"] for name, s in report["stages"].items()} == {"source": 1, "caption": 1}
+    for stage, rows in before.items():  # the earlier successes are stored as they were (compaction may move them)
+        assert {row[1:] for row in rows if row[2] == "ok"} <= {row[1:] for row in stored_rows(out, stage)}
+    provenance = pq.read_table(out / "dataset/data/grounding", columns=["provenance"]).column(0).to_pylist()
+    assert sorted(p["source_item"] for p in provenance) == ["a.png", "b.png", "corrupt.png"]
+
+    CALLS.clear()
+    report = run(recipe, out, progress=False)
+    assert CALLS["caption"] == 0 and all(s["computed"] == 0 for s in report["stages"].values())

@@ -1,8 +1,8 @@
 """What every model adapter shares: loading arguments, device and dtype, timing of model calls, freeing memory.
 
 An adapter is one class per backend, constructed from a resolved local folder (a Hub snapshot or a tiny twin),
-exposing one batch call for its role. A classmethod ``build_tiny(variant, path)`` saves a randomly initialised
-twin of the same classes as the real checkpoint to ``path``.
+exposing one batch call for its role (the Protocols of :mod:`syngen.models.roles`). Tiny twins are built in
+:mod:`syngen.models.twins`.
 """
 
 from __future__ import annotations
@@ -12,20 +12,22 @@ import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 import torch
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+A = TypeVar("A", bound="Adapter")
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def timed(method: F) -> F:
+def timed(method: Callable[Concatenate[A, P], R]) -> Callable[Concatenate[A, P], R]:
     """Adds the wall time of a model call to ``self.model_seconds`` (reported as time inside model calls)."""
 
     @functools.wraps(method)
-    def wrapper(self: Adapter, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: A, /, *args: P.args, **kwargs: P.kwargs) -> R:
         start = time.perf_counter()
         try:
             with torch.inference_mode():
@@ -33,7 +35,7 @@ def timed(method: F) -> F:
         finally:
             self.model_seconds += time.perf_counter() - start
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class Adapter:
@@ -45,21 +47,6 @@ class Adapter:
         self.dtype = DTYPES[dtype]
         self.trust_remote_code = trust_remote_code
         self.model_seconds = 0.0
-
-    @classmethod
-    def build_tiny(cls, variant: str, path: Path) -> None:
-        """Save a deterministic, randomly initialised twin of this backend's model classes to ``path``."""
-        raise NotImplementedError(f"{cls.__name__} has no tiny twin")
-
-    def memory_bytes(self) -> int:
-        """Bytes of the parameters and buffers of the adapter's modules (a diffusers pipeline's components too)."""
-        tensors: dict[int, torch.Tensor] = {}
-        for value in vars(self).values():
-            parts = getattr(value, "components", {}).values() if not isinstance(value, torch.nn.Module) else [value]
-            for module in parts:
-                if isinstance(module, torch.nn.Module):
-                    tensors |= {id(t): t for t in (*module.parameters(), *module.buffers())}
-        return sum(t.numel() * t.element_size() for t in tensors.values())
 
     def close(self) -> None:
         """Drop the model and free (GPU) memory."""

@@ -6,20 +6,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import (
-    AutoModelForZeroShotObjectDetection,
-    AutoProcessor,
-    BertConfig,
-    BertTokenizer,
-    GroundingDinoConfig,
-    GroundingDinoForObjectDetection,
-    GroundingDinoProcessor,
-    SwinConfig,
-)
-from transformers.models.grounding_dino import GroundingDinoImageProcessorPil
+from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
 from syngen.models.base import Adapter, timed
-from syngen.models.vocab import bert_vocab
+from syngen.models.roles import Detection
 
 
 class GroundingDino(Adapter):
@@ -35,7 +25,11 @@ class GroundingDino(Adapter):
             .to(self.device)
             .eval()
         )
-        self._special = set(self.processor.tokenizer.all_special_tokens)
+        tokenizer = self.processor.tokenizer
+        self._special = set(tokenizer.all_special_tokens)
+        # GroundingDINO separates a prompt's phrases at "." and "?" and reads up to [SEP] (padding follows it)
+        self._delimiters = set(tokenizer.convert_tokens_to_ids([".", "?"]))
+        self._ends = {tokenizer.sep_token_id, tokenizer.pad_token_id}
 
     def count_tokens(self, text: str) -> int:
         """Number of text tokens the processor makes of ``text``, [CLS] and [SEP] included."""
@@ -44,11 +38,15 @@ class GroundingDino(Adapter):
     @timed
     def detect(
         self, images: list[Image.Image], prompts: list[str], box_threshold: float, text_threshold: float
-    ) -> list[list[dict]]:
-        """Detections per image for its prompt: ``{"label", "box" (xyxy pixels), "score"}``, in one model call.
+    ) -> list[list[Detection]]:
+        """Detections per image for its prompt, in one model call: ``{"phrase", "label", "box" (xyxy pixels),
+        "score"}``.
 
-        ``label`` is the text of the prompt tokens above ``text_threshold`` (special tokens removed): usually one
-        phrase of the prompt, sometimes the words of several.
+        ``phrase`` is the index of the prompt's phrase (its "."- or "?"-separated parts, in order, as the model
+        itself splits them) whose tokens hold most of the detection's token scores above ``text_threshold``, or
+        None when no token of any phrase is above it. ``label`` is the text of the prompt tokens above
+        ``text_threshold`` (special tokens removed), for information only: often part of a phrase (its head noun),
+        sometimes words of two phrases, ``[UNK]`` for words outside the vocabulary.
         """
         inputs = self.processor(images=images, text=prompts, padding=True, return_tensors="pt")
         inputs = inputs.to(self.device, self.dtype)
@@ -60,60 +58,44 @@ class GroundingDino(Adapter):
             text_threshold=text_threshold,
             target_sizes=[(image.height, image.width) for image in images],
         )
-        return [
-            [
-                {"label": self._strip_special(label), "box": [float(v) for v in box], "score": float(score)}
-                for label, box, score in zip(result["text_labels"], result["boxes"].float(), result["scores"].float())
-            ]
-            for result in results
-        ]
+        probs = torch.sigmoid(outputs.logits)  # as the post-processing computes them: (images, queries, 256)
+        found: list[list[Detection]] = []
+        for result, prob, ids in zip(results, probs, inputs["input_ids"], strict=True):
+            kept = prob[prob.max(-1).values > box_threshold].float()  # the post-processing's detections, in order
+            phrases = self._phrase_masses(kept, ids, text_threshold)
+            found.append(
+                [
+                    {
+                        "phrase": phrase,
+                        "label": self._strip_special(label),
+                        "box": [float(v) for v in box],
+                        "score": float(score),
+                    }
+                    for phrase, label, box, score in zip(
+                        phrases, result["text_labels"], result["boxes"].float(), result["scores"].float(), strict=True
+                    )
+                ]
+            )
+        return found
+
+    def _phrase_masses(self, probs: torch.Tensor, input_ids: torch.Tensor, text_threshold: float) -> list[int | None]:
+        """For each detection's token scores (detections, 256), the phrase holding most of its scores above
+        ``text_threshold``, or None."""
+        phrase_of = torch.full((probs.shape[-1],), -1, dtype=torch.long, device=probs.device)
+        phrase = 0
+        for position, token in enumerate(input_ids.tolist()[1:], start=1):  # [CLS] first
+            if token in self._ends or position >= probs.shape[-1]:
+                break
+            if token in self._delimiters:
+                phrase += 1
+            else:
+                phrase_of[position] = phrase
+        mass = torch.where(probs > text_threshold, probs, 0.0)
+        per_phrase = torch.zeros((len(probs), phrase + 1), device=probs.device)
+        inside = phrase_of >= 0
+        per_phrase.index_add_(1, phrase_of[inside], mass[:, inside])
+        best = per_phrase.max(-1)
+        return [int(i) if m > 0 else None for m, i in zip(best.values.tolist(), best.indices.tolist(), strict=True)]
 
     def _strip_special(self, label: str) -> str:
         return " ".join(word for word in label.split() if word not in self._special)
-
-    @classmethod
-    def build_tiny(cls, variant: str, path: Path) -> None:
-        """A GroundingDINO with a tiny Swin backbone and tiny BERT, and a processor for ~128-pixel inputs.
-
-        The tokenizer keeps bert-base-uncased's ids for [CLS], [SEP], "." and "?", which the model hard-codes to
-        split a prompt into phrases.
-        """
-        if variant != "grounding-dino":
-            raise ValueError(f"unknown GroundingDINO twin {variant!r}")
-        backbone = SwinConfig(
-            image_size=128,
-            embed_dim=16,
-            depths=[1, 1, 1, 1],
-            num_heads=[1, 1, 1, 1],
-            window_size=4,
-            out_features=["stage2", "stage3", "stage4"],
-        )
-        text = BertConfig(
-            vocab_size=len(bert_vocab()),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-        )
-        config = GroundingDinoConfig(
-            backbone_config=backbone,
-            text_config=text,
-            num_queries=30,
-            d_model=32,
-            encoder_layers=1,
-            decoder_layers=2,  # 1 fails at construction (tie-weights)
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_n_points=2,
-            decoder_n_points=2,
-        )
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = GroundingDinoForObjectDetection(config).eval()
-        model.save_pretrained(path)
-        # Below ~128 pixels the last feature level is 1x1 and GroupNorm fails.
-        image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 128, "longest_edge": 192})
-        tokenizer = BertTokenizer(vocab=bert_vocab())
-        GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)

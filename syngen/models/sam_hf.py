@@ -11,14 +11,9 @@ import numpy as np
 import torch
 from PIL import Image
 from transformers import (
-    SamConfig,
-    SamMaskDecoderConfig,
     SamModel,
     SamProcessor,
-    SamPromptEncoderConfig,
-    SamVisionConfig,
 )
-from transformers.models.sam import SamImageProcessorPil
 
 from syngen.models.base import Adapter, timed
 
@@ -36,7 +31,8 @@ class CachedSegmenter(Adapter):
     """SAM with an LRU cache of image embeddings: ``embed`` once per image, then ``predict`` any number of prompts.
 
     Subclasses implement ``_encode`` (a batch of images through the image encoder, one call) and ``_decode``
-    (all prompts of one image through the prompt encoder and mask decoder, one call, single-mask output).
+    (all prompts of one image through the prompt encoder and mask decoder, one call, SAM's single-mask output or
+    its three masks per prompt).
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
@@ -71,12 +67,15 @@ class CachedSegmenter(Adapter):
         boxes: np.ndarray | None = None,
         points: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        multimask: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Masks for N prompts on the image embedded under ``key``, all through the mask decoder at once.
 
         boxes: (N, 4) xyxy pixels; points: (N, K, 2) xy pixels with labels (N, K), 1 = foreground, 0 = background.
-        Either or both. Returns masks (N, H, W) bool at the image's original size and scores (N,) (SAM's predicted
-        IoU). Raises KeyError if ``key`` was never embedded (or was evicted).
+        Either or both. ``multimask``: ask SAM for its three masks per prompt and keep the one with the highest
+        predicted IoU, as SAM's predictor advises for an ambiguous prompt such as a single click; otherwise SAM's
+        single-mask output (best for boxes). Returns masks (N, H, W) bool at the image's original size and scores
+        (N,) (SAM's predicted IoU). Raises KeyError if ``key`` was never embedded (or was evicted).
         """
         if key not in self._cache:
             raise KeyError(f"no cached embedding for {key!r}: call embed() first")
@@ -91,12 +90,12 @@ class CachedSegmenter(Adapter):
         box_t = None if boxes is None else (self._floats(boxes).reshape(-1, 2, 2) * scale).reshape(-1, 4)
         point_t = None if points is None else self._floats(points) * scale
         label_t = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long, device=self.device)
-        if point_t is not None and (point_t.ndim != 3 or label_t.shape != point_t.shape[:2]):
+        if point_t is not None and label_t is not None and (point_t.ndim != 3 or label_t.shape != point_t.shape[:2]):
             shapes = f"{tuple(point_t.shape)} and {tuple(label_t.shape)}"
             raise ValueError(f"points must be (N, K, 2) and labels (N, K); got {shapes}")
         if box_t is not None and point_t is not None and len(box_t) != len(point_t):
             raise ValueError(f"{len(box_t)} boxes but {len(point_t)} point sets")
-        masks, scores = self._decode(embedding, box_t, point_t, label_t)
+        masks, scores = self._decode(embedding, box_t, point_t, label_t, multimask)
         return masks.cpu().numpy(), scores.float().cpu().numpy()
 
     def _floats(self, array: np.ndarray) -> torch.Tensor:
@@ -107,10 +106,24 @@ class CachedSegmenter(Adapter):
         raise NotImplementedError
 
     def _decode(
-        self, embedding: Embedding, boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
+        self,
+        embedding: Embedding,
+        boxes: torch.Tensor | None,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        multimask: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts already in the encoder's input coordinates -> masks (N, H, W) bool, scores (N,)."""
+        """Prompts already in the encoder's input coordinates -> masks (N, H, W) bool, scores (N,); with
+        ``multimask``, the best of SAM's three masks per prompt (see :func:`best_mask`)."""
         raise NotImplementedError
+
+
+def best_mask(low_res: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of each prompt's M candidate masks (N, M, h, w) with predicted IoUs (N, M), the one with the highest IoU:
+    masks (N, 1, h, w) and scores (N,)."""
+    best = scores.argmax(-1)
+    rows = torch.arange(len(best), device=best.device)
+    return low_res[rows, best][:, None], scores[rows, best]
 
 
 class HFSam(CachedSegmenter):
@@ -127,50 +140,26 @@ class HFSam(CachedSegmenter):
         features = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device, self.dtype))
         return [
             Embedding(features[i : i + 1], tuple(original.tolist()), tuple(resized.tolist()))
-            for i, (original, resized) in enumerate(zip(inputs["original_sizes"], inputs["reshaped_input_sizes"]))
+            for i, (original, resized) in enumerate(
+                zip(inputs["original_sizes"], inputs["reshaped_input_sizes"], strict=True)
+            )
         ]
 
     def _decode(
-        self, embedding: Embedding, boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
+        self,
+        embedding: Embedding,
+        boxes: torch.Tensor | None,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        multimask: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = self.model(
             image_embeddings=embedding.features,
             input_boxes=None if boxes is None else boxes[None].to(self.dtype),
             input_points=None if points is None else points[None].to(self.dtype),
             input_labels=None if labels is None else labels[None],
-            multimask_output=False,
+            multimask_output=multimask,
         )
-        masks = self.processor.post_process_masks(
-            [outputs.pred_masks[0].float()], [embedding.original_size], [embedding.input_size]
-        )[0]
-        return masks[:, 0], outputs.iou_scores[0, :, 0]
-
-    @classmethod
-    def build_tiny(cls, variant: str, path: Path) -> None:
-        """A 32-wide, 2-layer SAM on 256-pixel inputs, with its processor."""
-        if variant != "sam":
-            raise ValueError(f"unknown SAM twin {variant!r}")
-        hidden = 32
-        config = SamConfig(
-            vision_config=SamVisionConfig(
-                hidden_size=hidden,
-                output_channels=hidden,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                image_size=256,
-                window_size=4,
-                global_attn_indexes=[1],
-                num_pos_feats=hidden // 2,  # must equal the prompt encoder's hidden_size // 2
-                mlp_dim=2 * hidden,
-            ),
-            prompt_encoder_config=SamPromptEncoderConfig(hidden_size=hidden, image_size=256),
-            mask_decoder_config=SamMaskDecoderConfig(
-                hidden_size=hidden, mlp_dim=2 * hidden, num_attention_heads=2, iou_head_hidden_dim=hidden
-            ),
-        )
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = SamModel(config).eval()
-        model.save_pretrained(path)
-        image_processor = SamImageProcessorPil(size={"longest_edge": 256}, pad_size={"height": 256, "width": 256})
-        SamProcessor(image_processor=image_processor).save_pretrained(path)
+        low_res, scores = best_mask(outputs.pred_masks[0], outputs.iou_scores[0])
+        masks = self.processor.post_process_masks([low_res.float()], [embedding.original_size], [embedding.input_size])
+        return masks[0][:, 0], scores

@@ -1,44 +1,48 @@
-"""The stage contract: what a stage needs, what it adds, its config, and one batch call.
+"""The stage contract: what a stage needs, what it adds, its config, the model role it runs, one batch call.
 
-A stage subclass sets ``name``, ``needs`` (columns it reads), ``adds`` (columns it writes) and ``Config``
-(a :class:`StageConfig` subclass whose fields carry their help text), and implements :meth:`Stage.process`.
-It never decides where data is stored; the runner never knows what it computes.
+A stage subclass sets ``name``, ``needs`` (columns it reads), ``adds`` (columns it writes), ``Config`` (a
+:class:`StageConfig` subclass whose fields carry their help text; :class:`ModelStageConfig` for stages with a
+model) and ``role`` (the model role it runs, None for none), and implements :meth:`Stage.process`, which gets
+the loaded model from the runner. The first stage is a :class:`SourceStage`: it also enumerates the seed items.
+It declares what it publishes in the exported dataset in ``publishes`` (column -> datasets feature type and
+the card's line about it; see :mod:`syngen.export.schema`). A stage never decides where data is stored; the
+runner never knows what it computes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
+from syngen.assets import assets_dir
+from syngen.models.roles import Role
+from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+if TYPE_CHECKING:
+    from syngen.export.schema import Column
+
+__all__ = [
+    "ADDED_LATER",
+    "Context",
+    "ModelRef",
+    "ModelStageConfig",
+    "Result",
+    "SourceStage",
+    "Stage",
+    "StageConfig",
+    "Update",
+]
 
 
-class ModelRef(BaseModel):
-    """A model: a Hub id, a local path, or ``tiny:<name>`` for a tiny twin."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(description="Hub id (org/name), local path, or tiny:<name> for a randomly initialised twin.")
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin.")
-    backend: str | None = Field(None, description="Backend adapter; defaults to the stage's (see `syngen models`).")
-    trust_remote_code: bool = Field(False, description="Allow the checkpoint's own Python code. Off unless needed.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"id": value} if isinstance(value, str) else value
-
-    @field_validator("id")
-    @classmethod
-    def _not_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("a model id, local path or tiny:<name>")
-        return value
+# ``json_schema_extra`` of a setting added after results were stored: left at its default it stays out of the
+# stage's fingerprint, so an upgrade keeps those results (the default keeps the earlier behaviour).
+ADDED_LATER: JsonDict = {"added_later": True}
 
 
 class StageConfig(BaseModel):
@@ -47,6 +51,18 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(8, ge=1, description="Samples per model call; halved and retried on CUDA out-of-memory.")
+
+
+class ModelStageConfig(StageConfig):
+    """Settings of a stage that runs a model: ``model`` (subclasses set its default and help with
+    :func:`model_field`)."""
+
+    model: ModelRef | None = Field(None, description="The model this stage runs.")
+
+
+def model_field(default: str, description: str) -> Any:
+    """A ``model`` field defaulting to ``default`` (a Hub id, path or tiny twin), with its help text."""
+    return Field(default_factory=lambda: ModelRef(id=default), description=description)
 
 
 @dataclass
@@ -58,12 +74,12 @@ class Context:
     dtype: str = "float32"
 
     def resolve_path(self, value: str | Path) -> Path:
-        """A recipe path: absolute, else relative to the recipe's folder, the current folder, or syngen's own
-        folder (where the bundled ``prompts/`` live), the first that exists."""
+        """A recipe path: absolute, else relative to the recipe's folder, the current folder, or the files bundled
+        with syngen (where ``prompts/`` live), the first that exists."""
         path = Path(value).expanduser()
         if path.is_absolute():
             return path
-        for base in (self.recipe_dir, Path.cwd(), PROJECT_ROOT):
+        for base in (self.recipe_dir, Path.cwd(), assets_dir()):
             if (base / path).exists():
                 return base / path
         return self.recipe_dir / path
@@ -71,44 +87,69 @@ class Context:
 
 Update = dict[str, Any]
 Result = Update | list[Update] | Failure
+M = TypeVar("M")  # the model a stage runs: a role Protocol of syngen.models.roles, or None
+C = TypeVar("C", bound=StageConfig)
 
 
-class Stage:
+class Stage(Generic[C, M]):
     """Base class. Subclasses set the class attributes and implement :meth:`process`.
 
-    ``process`` takes a batch of samples and returns one result per sample, in order:
-    a dict of the columns added (same id), a list of such dicts each with its own ``id`` (fan-out,
-    e.g. several images per caption), or a :class:`Failure`.
+    ``process`` takes a batch of samples and the loaded model (None for a stage with no ``role``) and returns one
+    result per sample, in order: a dict of the columns added (same id), a list of such dicts each with its own
+    ``id`` (fan-out, e.g. several images per caption), or a :class:`Failure`.
     """
 
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ()
     adds: ClassVar[tuple[str, ...]] = ()
+    publishes: ClassVar[dict[str, Column]] = {}  # columns of the exported `grounding` config: name -> type and doc
     Config: ClassVar[type[StageConfig]] = StageConfig
+    role: ClassVar[Role | None] = None
     default_backend: ClassVar[str | None] = None
 
-    def __init__(self, config: StageConfig, ctx: Context):
+    def __init__(self, config: C, ctx: Context):
         self.config = config
         self.ctx = ctx
-        self.model: Any = None
 
     @classmethod
-    def provides(cls, config: StageConfig) -> tuple[str, ...]:
+    def provides(cls, config: Any) -> tuple[str, ...]:
         """The columns this stage adds under ``config`` (the source's depend on its kind)."""
         return cls.adds
 
+    @classmethod
+    def published(cls, config: StageConfig) -> dict[str, Column]:
+        """The columns this stage publishes under ``config``: those of ``publishes`` it provides."""
+        provided = cls.provides(config)
+        return {name: column for name, column in cls.publishes.items() if name in provided}
+
     def model_ref(self) -> ModelRef | None:
         """The model this stage runs, or None for stages without one."""
-        return getattr(self.config, "model", None)
+        return self.config.model if isinstance(self.config, ModelStageConfig) else None
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides this stage's output: its config (model id and revision included; a tiny twin's version),
-        less batch sizes. Pin ``revision`` to make a Hub checkpoint part of it for good."""
-        from syngen.models.loading import TINY_PREFIX, TINY_VERSION
+        less batch sizes and the settings marked :data:`ADDED_LATER` that are at their defaults. Pin ``revision`` to
+        make a Hub checkpoint part of it for good."""
+        from syngen.models.twins import TINY_VERSION
 
         ref = self.model_ref()
-        tiny = {"tiny_version": TINY_VERSION} if ref is not None and ref.id.startswith(TINY_PREFIX) else {}
-        return {"stage": self.name, "config": self.config.model_dump(mode="json", exclude={"batch_size"})} | tiny
+        tiny = {"tiny_version": TINY_VERSION} if ref is not None and ref.tiny is not None else {}
+        at_default = {
+            name
+            for name, info in type(self.config).model_fields.items()
+            if info.json_schema_extra == ADDED_LATER
+            and getattr(self.config, name) == info.get_default(call_default_factory=True)
+        }
+        config = self.config.model_dump(mode="json", exclude={"batch_size"} | at_default)
+        return {"stage": self.name, "config": config} | tiny
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: M) -> list[Result]:
+        raise NotImplementedError
+
+
+class SourceStage(Stage[C, None]):
+    """The first stage: enumerates the seed items, then ``process`` loads them (no model)."""
+
+    def items(self, limit: int | None = None) -> Iterator[Sample]:
+        """Seed items ``{"id", "source"}`` in a stable order, at most ``limit``."""
         raise NotImplementedError

@@ -2,15 +2,18 @@
 
 Needs ``image`` and ``regions`` (with ``mask`` from the segment stage); replaces ``regions``, adding to each
 region ``negatives``: a list of ``{"kind": "boundary"|"semantic", "points": [[x, y], ...], "labels": [1|0, ...],
-"iou": float, "seed": int, "mask": RLE, "score": float}``, and adds ``negatives_stats``.
+"iou": float, "seed": int, "mask": RLE, "score": float, "multimask": bool}``, and adds ``negatives_stats``.
 
 - boundary: the region's box plus ``points`` points inside it, each either a positive point on a pixel inside the
   box but outside the mask (overflow) or a negative point on the mask near its edge (omission), the kind drawn
   at random (or the kind that has pixels); accepted when the IoU with the positive mask lies in ``iou_band``.
 - semantic: one positive point outside the region's box, no box; accepted when the IoU with the positive mask is
   at most ``semantic_max_iou`` and at most ``semantic_max_inside_box`` of the negative lies inside the box.
+  A single click is ambiguous, so SAM gives its three masks and the one with the highest predicted IoU is taken
+  (``multimask`` true); boundary prompts (box and points) use SAM's single-mask output (``multimask`` false).
 
-Empty masks and a mask equal to one already accepted for the region are rejected too. Each wanted negative
+Empty masks, a mask equal to the positive (IoU 1.0, whatever the bounds say: chosen and rejected must differ) and
+a mask equal to one already accepted for the region are rejected too. Each wanted negative
 (a slot: region, kind, slot number) gets up to ``max_tries`` attempts; attempt ``a`` draws its points from
 ``attempt_seed(seed, sample id, region, kind, slot, a)``, the seed recorded with the negative. The image
 embedding comes from the segmenter's cache (the segment stage's ``embed`` under the sample id), and all
@@ -23,9 +26,8 @@ attempts of one round on one image go through one ``predict`` call per kind.
 
 Example::
 
-    stage = Negatives(Negatives.Config(model="tiny:segmenter"), ctx)
-    stage.model = segmenter  # the adapter the segment stage embedded the images with
-    [update] = stage.process([sample])
+    stage = Negatives(NegativesConfig(model="tiny:segmenter"), ctx)
+    [update] = stage.process([sample], segmenter)  # the adapter the segment stage embedded the images with
     update["regions"][0]["negatives"][0]["kind"]  # "boundary"
 """
 
@@ -38,14 +40,16 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from syngen.masks import box_mask, clip_box, decode_rle, edge_band, encode_rle, mask_iou, share_in_box
-from syngen.sample import Sample, load_image, make_id
-from syngen.stages.base import ModelRef, Result, Stage, StageConfig
+from syngen.models.roles import Role, Segmenter
+from syngen.refs import ModelRef
+from syngen.sample import Region, Sample, item_seed, load_image
+from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig
 
 Points = tuple[list[list[int]], list[int]]
 STATS = ("boundary_accepted", "semantic_accepted", "tries", "gave_up")
 
 
-class NegativesConfig(StageConfig):
+class NegativesConfig(ModelStageConfig):
     """Settings of the negatives stage."""
 
     model: ModelRef | None = Field(
@@ -55,7 +59,8 @@ class NegativesConfig(StageConfig):
     semantic_per_mask: int = Field(1, ge=0, description="Semantic negatives wanted per region.")
     points: int = Field(3, ge=1, description="Point prompts (k) added to the box for a boundary negative.")
     iou_band: tuple[float, float] = Field(
-        (0.5, 0.9), description="[lo, hi]: a boundary negative's IoU with the positive mask must lie in it."
+        (0.5, 0.9),
+        description="[lo, hi], 0 <= lo < hi < 1: a boundary negative's IoU with the positive mask must lie in it.",
     )
     semantic_max_iou: float = Field(
         0.05, ge=0, le=1, description="Largest IoU of a semantic negative with the positive mask."
@@ -77,14 +82,14 @@ class NegativesConfig(StageConfig):
     @classmethod
     def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
         lo, hi = value
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"need 0 <= lo <= hi <= 1, got [{lo}, {hi}]")
+        if not 0 <= lo < hi < 1:  # hi = 1 would accept the positive mask itself as its negative
+            raise ValueError(f"need 0 <= lo < hi < 1, got [{lo}, {hi}]")
         return value
 
 
 def attempt_seed(seed: int, sample_id: str, region: int, kind: str, slot: int, attempt: int) -> int:
     """The seed of one attempt's point sampling (60 bits: fits int64 columns)."""
-    return int(make_id(seed, sample_id, region, kind, slot, attempt)[:15], 16)
+    return item_seed(seed, sample_id, region, kind, slot, attempt, bits=60)
 
 
 def boundary_candidates(mask: np.ndarray, box: list[float], edge_share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -132,26 +137,26 @@ class _Slot:
     done: bool = False
 
 
-class Negatives(Stage):
+class Negatives(Stage[NegativesConfig, Segmenter]):
     """Adds SAM-perturbed boundary and semantic hard negatives to every region (see the module docstring)."""
 
     name: ClassVar[str] = "negatives"
     needs: ClassVar[tuple[str, ...]] = ("image", "regions")
     adds: ClassVar[tuple[str, ...]] = ("regions", "negatives_stats")
     Config: ClassVar[type[StageConfig]] = NegativesConfig
+    role: ClassVar[Role | None] = "segmenter"
     default_backend: ClassVar[str | None] = "sam"
-    config: NegativesConfig
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: Segmenter) -> list[Result]:
         """One update per sample: ``regions`` with ``negatives``, and ``negatives_stats``."""
         todo = [s for s in samples if any(r.get("mask") for r in s.get("regions") or [])]
         if todo:  # a cache hit for images the segment stage embedded
-            self.model.embed([load_image(s) for s in todo], [s["id"] for s in todo])
-        return [self._negatives(s) for s in samples]
+            model.embed([load_image(s) for s in todo], [s["id"] for s in todo])
+        return [self._negatives(model, s) for s in samples]
 
-    def _negatives(self, sample: Sample) -> dict[str, Any]:
+    def _negatives(self, model: Segmenter, sample: Sample) -> dict[str, Any]:
         cfg = self.config
-        regions = [dict(r, negatives=[]) for r in sample.get("regions") or []]
+        regions: list[Region] = [{**r, "negatives": []} for r in sample.get("regions") or []]
         stats = dict.fromkeys(STATS, 0)
         positives: dict[int, tuple[np.ndarray, list[float]]] = {}
         slots: list[_Slot] = []
@@ -177,36 +182,41 @@ class Negatives(Stage):
                 batch = [s for s in slots if s.kind == kind and not s.done]
                 if batch:
                     stats["tries"] += len(batch)
-                    self._round(sample["id"], kind, attempt, batch, positives, regions, stats)
+                    self._round(model, sample["id"], kind, attempt, batch, positives, regions, stats)
         stats["gave_up"] += sum(not s.done for s in slots)
         return {"regions": regions, "negatives_stats": stats}
 
     def _round(
         self,
+        model: Segmenter,
         key: str,
         kind: str,
         attempt: int,
         batch: list[_Slot],
         positives: dict[int, tuple[np.ndarray, list[float]]],
-        regions: list[dict[str, Any]],
+        regions: list[Region],
         stats: dict[str, int],
     ) -> None:
         """One attempt for every slot in ``batch`` (all of one kind), in one predict call; records acceptances."""
         cfg = self.config
         seeds = [attempt_seed(cfg.seed, key, s.region, kind, s.number, attempt) for s in batch]
         if kind == "boundary":
-            prompts = [boundary_prompt(*s.pools, cfg.points, seed) for s, seed in zip(batch, seeds)]
+            prompts = [
+                boundary_prompt(s.pools[0], s.pools[1], cfg.points, seed) for s, seed in zip(batch, seeds, strict=True)
+            ]
             boxes = np.array([positives[s.region][1] for s in batch], dtype=np.float32)
         else:
-            prompts = [semantic_prompt(*s.pools, seed) for s, seed in zip(batch, seeds)]
+            prompts = [semantic_prompt(s.pools[0], seed) for s, seed in zip(batch, seeds, strict=True)]
             boxes = None
-        masks, scores = self.model.predict(
+        multimask = kind == "semantic"  # a single click: the best of SAM's three masks
+        masks, scores = model.predict(
             key,
             boxes=boxes,
             points=np.array([p for p, _ in prompts], dtype=np.float32),
             labels=np.array([labels for _, labels in prompts], dtype=np.int64),
+            multimask=multimask,
         )
-        for slot, seed, (points, labels), negative, score in zip(batch, seeds, prompts, masks, scores):
+        for slot, seed, (points, labels), negative, score in zip(batch, seeds, prompts, masks, scores, strict=True):
             positive, box = positives[slot.region]
             iou = mask_iou(negative, positive)
             accepted = regions[slot.region]["negatives"]
@@ -223,15 +233,16 @@ class Negatives(Stage):
                     "seed": seed,
                     "mask": encode_rle(negative),
                     "score": float(score),
+                    "multimask": multimask,
                 }
             )
             slot.done = True
             stats[f"{kind}_accepted"] += 1
 
     def _acceptable(self, kind: str, negative: np.ndarray, iou: float, box: list[float]) -> bool:
-        """Whether a candidate mask is non-empty and meets the bounds of its kind."""
+        """Whether a candidate mask is non-empty, differs from the positive and meets the bounds of its kind."""
         cfg = self.config
-        if not negative.any():
+        if not negative.any() or iou >= 1.0:
             return False
         if kind == "boundary":
             return cfg.iou_band[0] <= iou <= cfg.iou_band[1]

@@ -3,59 +3,98 @@
 from __future__ import annotations
 
 import numpy as np
+from datasets import List, Value
 from pydantic import Field
 
-from syngen.masks import encode_rle
+from syngen.export.schema import RLE, Column
+from syngen.masks import encode_rle, share_in_box
+from syngen.models.roles import Segmenter
+from syngen.refs import ModelRef
 from syngen.sample import Sample, load_image
-from syngen.stages.base import ModelRef, Result, Stage, StageConfig
+from syngen.stages.base import ADDED_LATER, ModelStageConfig, Result, Stage, model_field
 
 
-class SegmentConfig(StageConfig):
+class SegmentConfig(ModelStageConfig):
     """Settings of the segment stage."""
 
-    model: ModelRef = Field(
-        default_factory=lambda: ModelRef(id="tiny:segmenter"),
-        description="SAM checkpoint, e.g. facebook/sam-vit-base (or an original .pth with backend segment-anything).",
+    model: ModelRef = model_field(
+        "tiny:segmenter",
+        "SAM checkpoint, e.g. facebook/sam-vit-base (or an original .pth with backend segment-anything).",
+    )
+    min_mask_score: float | None = Field(
+        None,
+        description="Drop a region whose mask's SAM predicted IoU is below this (counted as filtered_mask_score); "
+        "null keeps all.",
+        json_schema_extra=ADDED_LATER,
+    )
+    max_outside_box: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Drop a region when more than this share of its mask lies outside its box (a mask spilling far "
+        "outside the detected box is usually the wrong object; counted as filtered_outside_box).",
+        json_schema_extra=ADDED_LATER,
     )
 
 
-class Segment(Stage):
+class Segment(Stage[SegmentConfig, Segmenter]):
     """Masks for a sample's region boxes, single-mask output, SAM's predicted IoU as score.
 
     Needs ``image``, ``regions``. Replaces ``regions``, adding ``"mask"`` (COCO RLE at the image size) and
-    ``"mask_score"`` to each; a region whose mask is empty is dropped. Adds ``segment_stats``: ``masks`` (kept),
-    ``dropped_empty``. Each image of the batch is embedded once (under the sample's id, so later stages reuse the
-    embedding on the same adapter), then all its boxes go through the mask decoder in one call.
+    ``"mask_score"`` to each; a region whose mask is empty, or fails the quality filters, is dropped. Adds
+    ``segment_stats``: ``masks`` (kept), ``dropped_empty``, ``filtered_mask_score`` (below ``min_mask_score``),
+    ``filtered_outside_box`` (more than ``max_outside_box`` of the mask outside the box). Each image of the batch
+    is embedded once (under the sample's id, so later stages reuse the embedding on the same adapter), then all its
+    boxes go through the mask decoder in one call.
 
     Example::
 
         stage = Segment(SegmentConfig(), ctx)
-        stage.model = segmenter  # the runner loads it
-        stage.process([{"id": "x", "image": png, "regions": [{"phrase": "cat", "box": [4, 4, 60, 40], ...}]}])
+        stage.process([{"id": "x", "image": png, "regions": [{"phrase": "cat", "box": [4, 4, 60, 40], ...}]}], sam)
         # -> [{"regions": [{..., "mask": {"size": [H, W], "counts": "..."}, "mask_score": 0.9}],
-        #      "segment_stats": {"masks": 1, "dropped_empty": 0}}]
+        #      "segment_stats": {"masks": 1, "dropped_empty": 0, "filtered_mask_score": 0, ...}}]
     """
 
     name = "segment"
     needs = ("image", "regions")
     adds = ("regions", "segment_stats")
+    publishes = {
+        "regions": Column(
+            List({"mask": RLE, "mask_score": Value("float32")}),
+            "each region's SAM `mask` (COCO RLE: `size` [h, w], `counts`) and `mask_score` (SAM's predicted IoU)",
+        )
+    }
     Config = SegmentConfig
+    role = "segmenter"
     default_backend = "sam"
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: Segmenter) -> list[Result]:
         todo = [sample for sample in samples if sample["regions"]]
-        self.model.embed([load_image(sample) for sample in todo], [sample["id"] for sample in todo])
-        return [self._segment(sample) for sample in samples]
+        model.embed([load_image(sample) for sample in todo], [sample["id"] for sample in todo])
+        return [self._segment(model, sample) for sample in samples]
 
-    def _segment(self, sample: Sample) -> Result:
+    def _segment(self, model: Segmenter, sample: Sample) -> Result:
         regions = sample["regions"]
+        stats = dict.fromkeys(("masks", "dropped_empty", "filtered_mask_score", "filtered_outside_box"), 0)
         kept = []
         if regions:
             boxes = np.array([region["box"] for region in regions], dtype=np.float32)
-            masks, scores = self.model.predict(sample["id"], boxes=boxes)
-            kept = [
-                {**region, "mask": encode_rle(mask), "mask_score": float(score)}
-                for region, mask, score in zip(regions, masks, scores)
-                if mask.any()
-            ]
-        return {"regions": kept, "segment_stats": {"masks": len(kept), "dropped_empty": len(regions) - len(kept)}}
+            masks, scores = model.predict(sample["id"], boxes=boxes)
+            for region, mask, score in zip(regions, masks, scores, strict=True):
+                refused = self._refusal(mask, float(score), region["box"])
+                if refused:
+                    stats[refused] += 1
+                else:
+                    kept.append({**region, "mask": encode_rle(mask), "mask_score": float(score)})
+        stats["masks"] = len(kept)
+        return {"regions": kept, "segment_stats": stats}
+
+    def _refusal(self, mask: np.ndarray, score: float, box: list[float]) -> str | None:
+        """The stat a region's mask is refused under, or None when it is kept."""
+        if not mask.any():
+            return "dropped_empty"
+        if self.config.min_mask_score is not None and score < self.config.min_mask_score:
+            return "filtered_mask_score"
+        if 1 - share_in_box(mask, box) > self.config.max_outside_box:
+            return "filtered_outside_box"
+        return None

@@ -1,26 +1,40 @@
 """The source stage: enumerates seed items and loads them.
 
-Kinds: ``images`` (a folder of jpg/png/webp, recursive), ``dataset`` (a local Hugging Face dataset folder saved
-with ``save_to_disk``, or parquet files, with an image column), ``captions`` (a .txt file, one caption per
-line, or a .jsonl file with a caption field). Input: nothing. Output columns: ``id``, ``source`` {kind, item}
-and, by kind, ``image`` (encoded bytes), ``width``, ``height``, ``caption``.
+Kinds: ``images`` (a folder, recursive: every file with an image extension Pillow knows, plus any other file
+Pillow can identify; files skipped are listed with their reason in :attr:`Source.skipped`), ``dataset`` (a local
+Hugging Face dataset folder saved with ``save_to_disk``, or parquet files, with an image column), ``captions``
+(a .txt file, one caption per line, or a .jsonl file with a caption field; a line that cannot be used is a
+failure naming its line number). Input: nothing. Output columns: ``id``, ``source`` {kind, item} and, by kind,
+``image`` (encoded bytes), ``width``, ``height``, ``caption``.
+
+Images are checked by decoding them fully. JPEG, PNG and WebP files in RGB or grayscale keep their bytes; any
+other image (GIF, BMP, TIFF, CMYK, 16-bit, palette or alpha, EXIF-rotated) is stored as an upright RGB PNG of
+its first frame. Decompression bombs, truncated and undecodable files are failures with their reason.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from PIL import Image
+import numpy as np
+from datasets import Image as ImageFeature
+from datasets import Value
+from PIL import Image, ImageOps
 from pydantic import Field
 
+from syngen.errors import excerpt
+from syngen.export.schema import Column
 from syngen.sample import Failure, Sample, image_bytes, make_id
-from syngen.stages.base import Result, Stage, StageConfig
+from syngen.stages.base import Context, Result, SourceStage, StageConfig
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+KEPT_AS_IS = {"JPEG": ("RGB", "L"), "PNG": ("RGB", "L"), "WEBP": ("RGB",)}  # format -> modes stored unchanged
+ORIENTATION = 0x0112  # the EXIF tag
 
 
 class SourceConfig(StageConfig):
@@ -34,14 +48,25 @@ class SourceConfig(StageConfig):
     batch_size: int = Field(32, ge=1, description="Items loaded per batch.")
 
 
-class Source(Stage):
+class Source(SourceStage[SourceConfig]):
     """Seed items in a stable order; ``process`` loads and checks each (a bad file is a per-item failure)."""
 
     name = "source"
     Config = SourceConfig
+    publishes = {
+        "image": Column(ImageFeature(), "the seed image, as read"),
+        "width": Column(Value("int32"), "image width in pixels"),
+        "height": Column(Value("int32"), "image height in pixels"),
+        "caption": Column(Value("string"), "the caption from the dataset's `caption_column`"),
+    }
+
+    def __init__(self, config: SourceConfig, ctx: Context):
+        super().__init__(config, ctx)
+        self.skipped: dict[str, str] = {}  # images: file under `path` -> why it is not a seed item
+        _check_path(config, self._root())
 
     @classmethod
-    def provides(cls, config: SourceConfig) -> tuple[str, ...]:  # type: ignore[override]
+    def provides(cls, config: SourceConfig) -> tuple[str, ...]:
         if config.kind == "captions":
             return ("source", "caption")
         return ("source", "image", "width", "height") + (("caption",) if config.caption_column else ())
@@ -53,7 +78,7 @@ class Source(Stage):
 
     def items(self, limit: int | None = None) -> Iterator[Sample]:
         """Seed items ``{"id", "source": {"kind", "item"}}``, at most ``limit`` (or the recipe's limit)."""
-        cfg: SourceConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         limit = limit or cfg.limit
         keys = {"images": self._image_keys, "dataset": self._dataset_keys, "captions": self._caption_keys}[cfg.kind]
         for n, item in enumerate(keys()):
@@ -61,17 +86,33 @@ class Source(Stage):
                 return
             yield {"id": make_id("source", cfg.kind, item), "source": {"kind": cfg.kind, "item": item}}
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: None = None) -> list[Result]:
         load = {"images": self._load_image_file, "dataset": self._load_row, "captions": self._load_caption}
-        return [load[self.config.kind](s["source"]["item"]) for s in samples]  # type: ignore[attr-defined]
+        return [load[self.config.kind](s["source"]["item"]) for s in samples]
 
     # images ------------------------------------------------------------------------------------------------
     def _root(self) -> Path:
-        return self.ctx.resolve_path(self.config.path)  # type: ignore[attr-defined]
+        return self.ctx.resolve_path(self.config.path)
 
     def _image_keys(self) -> Iterator[str]:
+        """Relative paths of the image files under the folder, sorted; other files go to :attr:`skipped`."""
         root = self._root()
-        files = (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+        files, self.skipped, seen = [], {}, {os.path.realpath(root)}
+        for folder, dirs, names in os.walk(root, followlinks=True):
+            for name in list(dirs):  # a symlinked folder is followed once: a link back up would loop forever
+                real = os.path.realpath(os.path.join(folder, name))
+                if real in seen:
+                    dirs.remove(name)
+                    self.skipped[Path(folder, name).relative_to(root).as_posix()] = f"symlink loop (to {real})"
+                seen.add(real)
+            for name in names:
+                path = Path(folder, name)
+                reason = _not_an_image(path, extensions)
+                if reason:
+                    self.skipped[path.relative_to(root).as_posix()] = reason
+                else:
+                    files.append(path)
         yield from sorted(p.relative_to(root).as_posix() for p in files)
 
     def _load_image_file(self, item: str) -> Result:
@@ -80,14 +121,14 @@ class Source(Stage):
     # dataset -----------------------------------------------------------------------------------------------
     def _dataset(self) -> Any:
         if not hasattr(self, "_ds"):
-            self._ds = _open_dataset(self._root(), self.config.split)  # type: ignore[attr-defined]
+            self._ds = _open_dataset(self._root(), self.config.split)
         return self._ds
 
     def _dataset_keys(self) -> Iterator[str]:
         yield from (str(i) for i in range(len(self._dataset())))
 
     def _load_row(self, item: str) -> Result:
-        cfg: SourceConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         row = self._dataset()[int(item)]
         value = row[cfg.image_column]
         if isinstance(value, Image.Image):
@@ -109,26 +150,78 @@ class Source(Stage):
         return Path(value) if Path(value).is_absolute() else (root if root.is_dir() else root.parent) / value
 
     # captions ----------------------------------------------------------------------------------------------
-    def _caption_lines(self) -> list[str]:
+    def _caption_lines(self) -> list[bytes]:
         if not hasattr(self, "_lines"):
-            self._lines = self._root().read_text(encoding="utf-8", errors="replace").splitlines()
+            self._lines = self._root().read_bytes().splitlines()
         return self._lines
 
     def _caption_keys(self) -> Iterator[str]:
-        yield from (str(i) for i, line in enumerate(self._caption_lines()) if line.strip())
+        yield from (str(i) for i in range(len(self._caption_lines())))
 
     def _load_caption(self, item: str) -> Result:
-        line = self._caption_lines()[int(item)]
+        """The caption of one line; a blank, non-UTF-8 or malformed line is a failure naming its line number."""
+        number, raw = int(item) + 1, self._caption_lines()[int(item)]
+        try:
+            line = raw.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as err:
+            return Failure(
+                "bad_encoding", f"line {number}: not UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1})"
+            )
+        if not line.strip():
+            return Failure("empty_caption", f"line {number} is blank")
+        caption: Any = line
         if self._root().suffix.lower() == ".jsonl":
+            field = self.config.caption_field
             try:
-                caption = json.loads(line)[self.config.caption_field]  # type: ignore[attr-defined]
-            except (ValueError, KeyError, TypeError) as err:
-                return Failure("bad_json", f"line {int(item) + 1}: {type(err).__name__}: {err}")
-        else:
-            caption = line
+                caption = json.loads(line)[field]
+            except ValueError as err:
+                return Failure("bad_json", f"line {number}: not JSON: {err}")
+            except (KeyError, TypeError):
+                return Failure("bad_json", f"line {number}: no {field!r} field in {excerpt(line, 80)}")
         if not isinstance(caption, str) or not caption.strip():
-            return Failure("empty_caption", f"line {int(item) + 1} has no caption")
+            return Failure("empty_caption", f"line {number} has no caption: {excerpt(line, 80)}")
         return {"caption": caption.strip()}
+
+
+def _check_path(config: SourceConfig, root: Path) -> None:
+    """Raises ValueError when ``path`` is not the kind of thing ``kind`` reads (a missing path is the recipe's
+    check), or names a split the dataset lacks."""
+    if not root.exists():
+        return
+    if config.kind == "images" and not root.is_dir():
+        raise ValueError(f"path {root} is a file, but kind: images reads a folder of images")
+    if config.kind == "captions" and not root.is_file():
+        raise ValueError(f"path {root} is a folder, but kind: captions reads one .txt or .jsonl file")
+    if config.kind == "dataset" and root.is_dir():
+        splits_file = root / "dataset_dict.json"
+        if splits_file.exists():
+            splits = json.loads(splits_file.read_text()).get("splits", [])
+            if config.split not in splits:
+                raise ValueError(f"split {config.split!r} is not in the dataset at {root}; it has {', '.join(splits)}")
+        elif not (root / "dataset_info.json").exists() and next(root.rglob("*.parquet"), None) is None:
+            raise ValueError(
+                f"path {root} holds neither a dataset saved with save_to_disk nor parquet files "
+                "(for a folder of images use kind: images)"
+            )
+
+
+def _not_an_image(path: Path, extensions: set[str]) -> str | None:
+    """Why the file at ``path`` is not a seed image, or None when it is one (an image extension Pillow opens, or
+    content Pillow identifies; whether it decodes is :func:`_checked_image`'s question)."""
+    try:
+        if not path.is_file():
+            os.stat(path)  # raises for a dangling link or a link loop, with its reason
+            return "not a regular file"
+        if path.suffix.lower() in extensions:
+            return None
+        with Image.open(path):
+            return None
+    except OSError as err:
+        if isinstance(err, Image.UnidentifiedImageError):
+            return "not an image (Pillow cannot identify it)"
+        return f"unreadable: {err.strerror or err}"
+    except Exception as err:  # a plugin choking on a file that is not its format
+        return f"not an image ({type(err).__name__}: {excerpt(str(err), 80)})"
 
 
 def _open_dataset(path: Path, split: str) -> Any:
@@ -143,13 +236,37 @@ def _open_dataset(path: Path, split: str) -> Any:
 
 
 def _checked_image(data: bytes | None) -> Result:
-    """``{"image", "width", "height"}`` for bytes that decode fully as an image, else a Failure saying why."""
+    """``{"image", "width", "height"}`` for bytes that decode fully as an image, else a Failure saying why.
+
+    JPEG, PNG and WebP in plain RGB or grayscale keep their bytes; anything else becomes an upright RGB PNG of
+    the first frame (16-bit scaled to 8, transparency flattened onto white)."""
     if not data:
         return Failure("bad_image", "empty file")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            width, height = img.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                if img.mode in KEPT_AS_IS.get(img.format or "", ()) and img.getexif().get(ORIENTATION, 1) == 1:
+                    return {"image": data, "width": img.width, "height": img.height}
+                rgb = _to_rgb(ImageOps.exif_transpose(img))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        return Failure("bad_image", f"decompression bomb: {err}")
     except Exception as err:  # PIL raises many types for corrupt data
         return Failure("bad_image", f"cannot decode image: {type(err).__name__}: {err}")
-    return {"image": data, "width": width, "height": height}
+    return {"image": image_bytes(rgb), "width": rgb.width, "height": rgb.height}
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """An 8-bit RGB copy of ``img``: 16-bit scaled down, 32-bit and float stretched, transparency on white."""
+    if img.mode.startswith("I;16"):
+        img = Image.fromarray((np.asarray(img).astype(np.uint32) >> 8).astype(np.uint8))
+    elif img.mode in ("I", "F"):
+        values = np.asarray(img, dtype=np.float64)
+        low, high = np.nanmin(values), np.nanmax(values)
+        scaled = (values - low) / (high - low) * 255 if high > low else np.zeros_like(values)
+        img = Image.fromarray(np.nan_to_num(scaled).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    return img.convert("RGB")

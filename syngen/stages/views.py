@@ -24,11 +24,13 @@ from typing import Any, ClassVar, Literal
 
 import imagehash
 import numpy as np
+from datasets import List, Value
 from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
+from syngen.export.schema import BOX, Column
 from syngen.masks import clip_box
-from syngen.sample import Sample, load_image, make_id
+from syngen.sample import Region, Sample, View, item_seed, load_image
 from syngen.stages.base import Result, Stage, StageConfig
 
 
@@ -64,14 +66,15 @@ class ViewsConfig(StageConfig):
 def view_box(box: Sequence[float], width: int, height: int, t: float) -> list[float]:
     """``(1 - t) * box + t * (0, 0, width, height)``, clipped to the image."""
     whole = (0.0, 0.0, width, height)
-    return clip_box([(1 - t) * b + t * w for b, w in zip(box, whole)], width, height)
+    return clip_box([(1 - t) * b + t * w for b, w in zip(box, whole, strict=True)], width, height)
 
 
 def crop_view(image: Image.Image, box: Sequence[float], size: int) -> Image.Image:
     """The part of ``image`` under ``box`` (float pixel coordinates) resized to ``size`` x ``size`` (bilinear)."""
     if box[2] <= box[0] or box[3] <= box[1]:
         raise ValueError(f"empty view box {list(box)}")
-    return image.resize((size, size), Image.Resampling.BILINEAR, box=tuple(float(v) for v in box))
+    left, top, right, bottom = (float(v) for v in box)
+    return image.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, right, bottom))
 
 
 def to_crop_coords(region_box: Sequence[float], view: Sequence[float], size: int) -> list[float]:
@@ -105,33 +108,54 @@ def select_views(scores: dict[float, float], n: int) -> list[float]:
     return sorted(scores, key=lambda t: (-scores[t], t))[:n]
 
 
-class Views(Stage):
+class Views(Stage[ViewsConfig, None]):
     """Adds DynRefer views to every region (see the module docstring)."""
 
     name: ClassVar[str] = "views"
     needs: ClassVar[tuple[str, ...]] = ("image", "regions")
     adds: ClassVar[tuple[str, ...]] = ("regions",)
+    publishes = {
+        "regions": Column(
+            List(
+                {
+                    "views": List(
+                        {
+                            "t": Value("float32"),
+                            "box": BOX,
+                            "region_box": BOX,
+                            "size": Value("int32"),
+                            "score": Value("float32"),
+                        }
+                    )
+                }
+            ),
+            "each region's DynRefer `views`: `t` (0 = the region, 1 = the image), `box` in image pixels, "
+            "`region_box` in the resized crop, `size`, `score` (pHash)",
+        )
+    }
     Config: ClassVar[type[StageConfig]] = ViewsConfig
-    config: ViewsConfig
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: None = None) -> list[Result]:
         """One update per sample: ``regions`` with ``views``."""
         return [self._views(s) for s in samples]
 
     def _views(self, sample: Sample) -> dict[str, Any]:
         cfg = self.config
         regions = sample.get("regions") or []
-        image = load_image(sample) if regions else None
-        out = []
+        if not regions:
+            return {"regions": []}
+        image = load_image(sample)
+        out: list[Region] = []
         for i, region in enumerate(regions):
             if cfg.select == "phash":
-                scores: dict[float, float | None] = phash_scores(image, region["box"], cfg.candidates, cfg.size)
-                chosen = select_views(scores, cfg.n_views - 1)
+                phash = phash_scores(image, region["box"], cfg.candidates, cfg.size)
+                chosen = select_views(phash, cfg.n_views - 1)
+                scores: dict[float, float | None] = dict(phash)
             else:
-                rng = np.random.default_rng(int(make_id(cfg.seed, sample["id"], i), 16))
+                rng = np.random.default_rng(item_seed(cfg.seed, sample["id"], i))
                 chosen = [float(t) for t in rng.choice(cfg.candidates, cfg.n_views - 1, replace=False)]
                 scores = dict.fromkeys(chosen)
-            views = []
+            views: list[View] = []
             for t in [0.0, *sorted(chosen)]:
                 box = view_box(region["box"], image.width, image.height, t)
                 views.append(
@@ -143,5 +167,5 @@ class Views(Stage):
                         "score": scores.get(t),
                     }
                 )
-            out.append(dict(region, views=views))
+            out.append({**region, "views": views})
         return {"regions": out}

@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import BlipForImageTextRetrieval, BlipProcessor
 
+from syngen.errors import PreflightError, TrainError
 from syngen.models.blip_itm import BlipItm
-from syngen.models.loading import PreflightError, resolve
-from syngen.stages.base import ModelRef
+from syngen.models.loading import resolve
+from syngen.refs import ModelRef
 from syngen.train.config import AmcConfig
 from syngen.train.data import RegionDataset, load_split
-from syngen.train.loop import TrainError
 from syngen.train.objective import Objective
 
 
@@ -56,7 +56,7 @@ def match(
 
 def check_layer(model: BlipForImageTextRetrieval, layer: int) -> int:
     """``layer`` as a non-negative index; raises ValueError when it is out of range or the last layer."""
-    n = model.config.text_config.num_hidden_layers  # type: ignore[union-attr]
+    n = model.config.text_config.num_hidden_layers
     index = layer % n if -n <= layer < n else None
     if index is None or index == n - 1:
         raise ValueError(

@@ -2,22 +2,24 @@
 
 A training command's options are generated from its config dataclass (one ``--option`` per field, with its
 help text and default); ``--config train.yaml`` supplies any of them, and options given on the command line
-override the file. Adding an objective is one line in :data:`OBJECTIVES`.
+override the file. Adding an objective is one line in :data:`OBJECTIVES`. Errors are
+:class:`~syngen.errors.SyngenError` subclasses: the main app prints the message and exits with the error's code.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from syngen.errors import UsageError
 from syngen.train.config import (
     AmcConfig,
-    ConfigError,
     DpoConfig,
     SftConfig,
     TrainConfig,
@@ -40,12 +42,6 @@ eval_app = typer.Typer(no_args_is_help=True, help="Score a checkpoint.")
 console = Console(stderr=True)
 
 
-def fail(message: str) -> None:
-    """Prints an error and exits with status 2."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
-
-
 def objective_class(name: str) -> Any:
     module, _, cls = OBJECTIVES[name][1].partition(":")
     return getattr(importlib.import_module(module), cls)
@@ -58,23 +54,13 @@ def run_objective(name: str, config: TrainConfig) -> Path:
     return train(objective_class(name)(config))
 
 
-def _train_command(name: str, config_class: type[TrainConfig]):
+def _train_command(name: str, config_class: type[TrainConfig]) -> Callable[..., None]:
     """A typer command whose options are ``config_class``'s fields (all optional: unset ones come from the
     ``--config`` file or the dataclass default)."""
 
     def command(**kwargs: Any) -> None:
-        config_file = kwargs.pop("config")
-        try:
-            config = load_config(config_class, config_file, kwargs)
-        except ConfigError as err:
-            fail(str(err))
-        from syngen.push import PushError
-        from syngen.train.loop import TrainError
-
-        try:
-            out = run_objective(name, config)
-        except (TrainError, PushError, FileNotFoundError) as err:
-            fail(str(err))
+        config = load_config(config_class, kwargs.pop("config"), kwargs)
+        out = run_objective(name, config)
         console.print(f"model: {out}   metrics: {out / 'metrics.jsonl'}")
 
     params = [
@@ -140,8 +126,8 @@ def eval_ris(
             batch_size=batch_size,
             limit=limit,
         )
-    except (OSError, ValueError) as err:  # FileNotFoundError is an OSError
-        fail(str(err))
+    except (OSError, ValueError) as err:  # a file the libraries cannot read (FileNotFoundError is an OSError)
+        raise UsageError(str(err)) from None
     table = Table("metric", "value", title=f"ris: {model} on {data} [{split}]")
     for name, value in report["metrics"].items():
         table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
@@ -176,7 +162,6 @@ def eval_pointing(
     from rich.table import Table
 
     from syngen.evaluate import evaluate_pointing, report_path, write_report
-    from syngen.train.loop import TrainError
 
     path = out or report_path(model, data, split, "pointing")
     try:
@@ -195,8 +180,8 @@ def eval_pointing(
             heatmaps=heatmaps,
             sheet=path.with_name(path.stem + "-heatmaps.png"),
         )
-    except (OSError, ValueError, TrainError) as err:
-        fail(str(err))
+    except (OSError, ValueError) as err:  # a file the libraries cannot read (FileNotFoundError is an OSError)
+        raise UsageError(str(err)) from None
     columns = ["baseline", "model"] if baseline else ["model"]
     table = Table("metric", *columns, title=f"pointing: {model} on {data} [{split}]")
     runs = [report["baseline"]["metrics"], report["metrics"]] if baseline else [report["metrics"]]

@@ -17,14 +17,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from syngen.errors import ConfigError
+
 C = TypeVar("C", bound="TrainConfig")
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 SCHEDULERS = ("constant", "linear", "cosine")
-
-
-class ConfigError(ValueError):
-    """A training option with a bad value; the message names the option."""
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -109,8 +107,8 @@ def base_type(annotation: Any) -> type:
 
 
 def default_of(f: dataclasses.Field) -> Any:
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
     return f.default
 
 

@@ -14,6 +14,7 @@ import datasets
 from torch.utils.data import Dataset
 
 from syngen.data import load_preference
+from syngen.errors import DatasetError
 from syngen.masks import decode_rle
 
 
@@ -26,7 +27,7 @@ def dataset_path(spec: str) -> str:
 def load_split(spec: str, config: str, split: str) -> datasets.Dataset:
     """Config ``config`` (``grounding`` or ``preference``) of the dataset ``spec``, split ``split``.
 
-    Raises FileNotFoundError with a readable message when the dataset, config or split is not there.
+    Raises :class:`~syngen.errors.DatasetError` naming the dataset when its config or split is not there.
     """
     path = dataset_path(spec)
     try:
@@ -34,7 +35,7 @@ def load_split(spec: str, config: str, split: str) -> datasets.Dataset:
             return load_preference(path, split=split)
         return datasets.load_dataset(path, config, split=split)
     except (FileNotFoundError, ValueError, KeyError, datasets.exceptions.DatasetNotFoundError) as err:
-        raise FileNotFoundError(f"{spec}: cannot read the {config!r} config, split {split!r}: {err}") from None
+        raise DatasetError(f"{spec}: cannot read the {config!r} config, split {split!r}: {err}") from None
 
 
 class RegionDataset(Dataset):

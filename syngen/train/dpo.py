@@ -80,7 +80,7 @@ class DpoObjective(SamObjective):
         policy.base_models = [self.config.init, *policy.base_models]
         return policy
 
-    def build(self, device: torch.device) -> torch.nn.Module:
+    def build(self, device: torch.device) -> TextPromptableSam:
         policy = super().build(device)
         if not self.config.precompute_ref_logps:
             self.reference = copy.deepcopy(policy).eval().requires_grad_(False)

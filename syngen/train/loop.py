@@ -15,6 +15,7 @@ import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
@@ -22,13 +23,10 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
+from syngen.errors import TrainError
 from syngen.train.checkpoint import checkpoints, prune, push_model, read_state, write_model_folder
 from syngen.train.logger import MetricsLogger
 from syngen.train.objective import Objective
-
-
-class TrainError(RuntimeError):
-    """Training cannot start (no data, nothing to train); the message says why."""
 
 
 def make_accelerator(cpu: bool, mixed_precision: str = "no", grad_accum: int = 1) -> Accelerator:
@@ -134,7 +132,17 @@ def train(objective: Objective) -> Path:
     return out
 
 
-def _log(accelerator, logger, sums, micro, samples, started, step, epoch, scheduler) -> None:
+def _log(
+    accelerator: Accelerator,
+    logger: MetricsLogger,
+    sums: dict[str, float],
+    micro: int,
+    samples: int,
+    started: float,
+    step: int,
+    epoch: float,
+    scheduler: Any,
+) -> None:
     """Averages the metrics over micro-batches and processes (a collective call) and hands them to the logger."""
     keys = sorted(sums)
     values = torch.tensor([sums[k] / max(micro, 1) for k in keys] + [samples], device=accelerator.device)

@@ -30,7 +30,7 @@ from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, SamConfig, SamModel, SamProcessor
 
 from syngen.models.loading import resolve
-from syngen.stages.base import ModelRef
+from syngen.refs import ModelRef
 
 
 class PrompterLayer(nn.Module):
@@ -102,7 +102,7 @@ class TextPromptableSam(nn.Module, PyTorchModelHubMixin, library_name="syngen", 
         return policy
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        super()._save_pretrained(save_directory)  # type: ignore[misc]
+        super()._save_pretrained(save_directory)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
         if self.processor is not None:
@@ -230,7 +230,8 @@ def mask_target(mask: np.ndarray, image_size: int, mask_size: int) -> tuple[torc
     The mask is resized as SAM resizes the image (longest side to ``image_size``), mapped onto the decoder's
     ``mask_size`` grid over the padded square, and binarised at 0.5; ``valid`` is False on SAM's padding.
     """
-    new_h, new_w = input_shape(*mask.shape, image_size)
+    height, width = mask.shape
+    new_h, new_w = input_shape(height, width, image_size)
     scale = mask_size / image_size
     h, w = max(1, math.ceil(new_h * scale)), max(1, math.ceil(new_w * scale))
     resized = F.interpolate(torch.from_numpy(mask).float()[None, None], size=(h, w), mode="bilinear", antialias=True)

@@ -47,7 +47,7 @@ class SamObjective(Objective):
     def make_policy(self) -> TextPromptableSam:
         raise NotImplementedError
 
-    def build(self, device: torch.device) -> torch.nn.Module:
+    def build(self, device: torch.device) -> TextPromptableSam:
         self.policy = self.make_policy().to(device)
         self.policy.sam.vision_encoder.requires_grad_(not self.config.freeze_image_encoder)
         return self.policy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from syngen.models.blip_itm import BlipItm
 from syngen.models.loading import build_tiny
-from tests.conftest import draw_shapes
+from tests.helpers import draw_shapes
 
 
 def test_twin_uses_the_real_checkpoint_classes_and_returns_cross_attentions() -> None:

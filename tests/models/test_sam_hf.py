@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ import torch
 
 from syngen.models.loading import build_tiny
 from syngen.models.sam_hf import HFSam
-from tests.conftest import draw_shapes
+from syngen.models.twins.sam import build_sam
+from tests.helpers import draw_shapes
 
 BOXES = np.array([[10, 10, 60, 50], [70, 30, 120, 90], [0, 0, 128, 96]], dtype=np.float32)
 POINTS = np.array([[[30, 30], [50, 40]], [[90, 60], [75, 35]], [[5, 5], [64, 48]]], dtype=np.float32)
@@ -77,6 +79,39 @@ def test_predict_matches_the_transformers_reference_path(sam: HFSam) -> None:
     np.testing.assert_allclose(scores, out.iou_scores[0, :, 0].numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_multimask_takes_the_best_of_three_for_a_single_click(sam: HFSam) -> None:
+    # SAM's reference path with its three masks per click; the adapter must return the one of highest predicted IoU.
+    image = draw_shapes((90, 140), seed=4)
+    points, labels = POINTS[:, :1], np.ones((3, 1), dtype=np.int64)
+    sam.embed([image], ["img"])
+    masks, scores = sam.predict("img", points=points, labels=labels, multimask=True)
+    inputs = sam.processor(
+        images=image, input_points=[points.tolist()], input_labels=[labels.tolist()], return_tensors="pt"
+    )
+    with torch.no_grad():
+        out = sam.model(**inputs, multimask_output=True)
+    assert out.pred_masks.shape[2] == 3
+    reference = sam.processor.post_process_masks(
+        out.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"]
+    )
+    best = out.iou_scores[0].argmax(-1).numpy()
+    np.testing.assert_array_equal(masks, reference[0].numpy()[np.arange(3), best])
+    np.testing.assert_allclose(scores, out.iou_scores[0].max(-1).values.numpy(), rtol=1e-5, atol=1e-6)
+    single, _ = sam.predict("img", points=points, labels=labels)
+    np.testing.assert_array_equal(single, reference_single(sam, image, points, labels))
+
+
+def reference_single(sam: HFSam, image: Any, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """SAM's single-mask output through the full reference path."""
+    inputs = sam.processor(
+        images=image, input_points=[points.tolist()], input_labels=[labels.tolist()], return_tensors="pt"
+    )
+    with torch.no_grad():
+        out = sam.model(**inputs, multimask_output=False)
+    masks = sam.processor.post_process_masks(out.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"])
+    return masks[0][:, 0].numpy()
+
+
 @pytest.mark.parametrize("boxes_per_image", [1, 16], ids=["1-box", "16-boxes"])
 def test_image_encoder_runs_once_per_image(sam: HFSam, boxes_per_image: int) -> None:
     encoder = Calls(sam.model.vision_encoder)
@@ -133,5 +168,5 @@ def test_predict_rejects_bad_prompts(sam: HFSam, prompts: dict) -> None:
 
 def test_tiny_twin_is_deterministic(tmp_path: Path) -> None:
     for name in ("a", "b"):
-        HFSam.build_tiny("sam", tmp_path / name)
+        build_sam(tmp_path / name)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()

@@ -12,7 +12,7 @@ from PIL import Image
 from syngen.sample import Failure
 from syngen.stages.base import Context
 from syngen.stages.source import Source, SourceConfig
-from tests.conftest import draw_shapes
+from tests.helpers import draw_shapes
 
 
 def source(tmp_path: Path, **config) -> Source:
@@ -21,7 +21,7 @@ def source(tmp_path: Path, **config) -> Source:
 
 def load_all(src: Source, limit: int | None = None) -> list:
     items = list(src.items(limit))
-    return list(zip(items, src.process(items)))
+    return list(zip(items, src.process(items), strict=True))
 
 
 def test_image_folder_is_recursive_sorted_and_filtered(seed_dir: Path, tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_parquet_with_image_paths_and_a_missing_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "name, text, expected",
     [
-        ("c.txt", "a red circle\n\n  a dog on grass  \n", ["a red circle", "a dog on grass"]),
+        ("c.txt", "a red circle\n\n  a dog on grass  \n", ["a red circle", "empty_caption", "a dog on grass"]),
         (
             "c.jsonl",
             '{"caption": "a cat"}\n{"caption": ""}\nnot json\n{"other": 1}\n',
@@ -109,7 +109,167 @@ def test_caption_files(tmp_path: Path, name: str, text: str, expected: list[str]
     assert got == expected
 
 
-def _encode(image: Image.Image, fmt: str) -> bytes:
+def _encode(image: Image.Image, fmt: str, **save) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, format=fmt)
+    image.save(buf, format=fmt, **save)
     return buf.getvalue()
+
+
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+
+
+def _frames(fmt: str) -> bytes:
+    """Two frames (red, then blue) in an animated/multi-page format."""
+    red, blue = Image.new("RGB", (20, 10), RED), Image.new("RGB", (20, 10), BLUE)
+    return _encode(red, fmt, save_all=True, append_images=[blue])
+
+
+def _exif_rotated() -> bytes:
+    """A 40x20 JPEG, red on its left half, whose EXIF orientation 6 says: rotate 90 degrees clockwise to view."""
+    img = Image.new("RGB", (40, 20), BLUE)
+    img.paste(RED, (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _encode(img, "JPEG", exif=exif, quality=95)
+
+
+def _palette_with_transparency() -> bytes:
+    img = Image.new("P", (8, 8), 0)
+    img.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    img.paste(1, (0, 0, 4, 8))
+    return _encode(img, "PNG", transparency=0)  # index 0 (black) is transparent: shows as white
+
+
+@pytest.mark.parametrize(
+    "name, data, size, pixel",
+    [
+        pytest.param("a.gif", _frames("GIF"), (20, 10), RED, id="gif-first-frame"),
+        pytest.param("a.bmp", _encode(Image.new("RGB", (5, 3), RED), "BMP"), (5, 3), RED, id="bmp"),
+        pytest.param("a.tif", _frames("TIFF"), (20, 10), RED, id="tiff-multipage-first-page"),
+        pytest.param(
+            "a16.tiff", _encode(Image.new("I;16", (4, 4), 0x8000), "TIFF"), (4, 4), (128, 128, 128), id="tiff-16-bit"
+        ),
+        pytest.param(
+            "a16.png", _encode(Image.new("I;16", (4, 4), 0xFFFF), "PNG"), (4, 4), (255, 255, 255), id="png-16-bit"
+        ),
+        pytest.param("cmyk.jpg", _encode(Image.new("CMYK", (6, 6), (0, 255, 255, 0)), "JPEG"), (6, 6), RED, id="cmyk"),
+        pytest.param("p.png", _palette_with_transparency(), (8, 8), RED, id="palette-transparency"),
+        pytest.param("la.png", _encode(Image.new("LA", (3, 3), (0, 0)), "PNG"), (3, 3), (255, 255, 255), id="alpha"),
+        pytest.param("g.png", _encode(Image.new("L", (7, 5), 200), "PNG"), (7, 5), (200, 200, 200), id="grayscale"),
+        pytest.param("rot.jpg", _exif_rotated(), (20, 40), RED, id="exif-rotated-upright"),
+        pytest.param("one.png", _encode(Image.new("RGB", (1, 1), RED), "PNG"), (1, 1), RED, id="1x1"),
+        pytest.param("wide.png", _encode(Image.new("RGB", (4000, 1), RED), "PNG"), (4000, 1), RED, id="4000x1"),
+        pytest.param(
+            "tall.webp",
+            _encode(Image.new("RGB", (1, 3000), RED), "WEBP", lossless=True),
+            (1, 3000),
+            RED,
+            id="1x3000-webp",
+        ),
+        pytest.param("a.ppm", _encode(Image.new("RGB", (3, 3), RED), "PPM"), (3, 3), RED, id="ppm"),
+        pytest.param("a.tga", _encode(Image.new("RGB", (3, 3), RED), "TGA"), (3, 3), RED, id="tga"),
+        pytest.param("a.ico", _encode(Image.new("RGB", (16, 16), RED), "ICO"), (16, 16), RED, id="ico"),
+        pytest.param("no-extension", _encode(Image.new("RGB", (3, 2), RED), "PNG"), (3, 2), RED, id="png-no-extension"),
+        pytest.param("scan.dat", _encode(Image.new("RGB", (3, 2), RED), "BMP"), (3, 2), RED, id="bmp-as-dat"),
+        pytest.param(
+            "é ü 图 space.jpg",
+            _encode(Image.new("RGB", (9, 9), RED), "JPEG"),
+            (9, 9),
+            RED,
+            id="non-ascii-and-space-name",
+        ),
+    ],
+)
+def test_every_image_format_is_a_seed(tmp_path: Path, name: str, data: bytes, size: tuple, pixel: tuple) -> None:
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / name).write_bytes(data)
+    src = source(tmp_path, kind="images", path="seeds")
+    [(item, result)] = load_all(src)
+    assert item["source"]["item"] == name and src.skipped == {}
+    assert not isinstance(result, Failure), result
+    assert (result["width"], result["height"]) == size
+    image = Image.open(io.BytesIO(result["image"]))
+    assert image.size == size and image.convert("RGB").getpixel((0, 0)) == pytest.approx(pixel, abs=8)
+
+
+def test_plain_jpeg_and_png_keep_their_bytes(seed_dir: Path, tmp_path: Path) -> None:
+    for item, result in load_all(source(tmp_path, kind="images", path=str(seed_dir))):
+        assert result["image"] == (seed_dir / item["source"]["item"]).read_bytes()
+
+
+def test_files_that_are_not_images_are_listed_with_a_reason(seed_dir: Path, tmp_path: Path) -> None:
+    (seed_dir / "notes.txt").write_text("not a seed")
+    (seed_dir / "dangling.png").symlink_to(seed_dir / "gone.png")
+    (seed_dir / "loop1").symlink_to(seed_dir / "loop2")
+    (seed_dir / "loop2").symlink_to(seed_dir / "loop1")
+    (seed_dir / "sub" / "up").symlink_to(seed_dir, target_is_directory=True)  # a folder link back up
+    (seed_dir / "linked.png").symlink_to(seed_dir / "a.png")  # a link to an image is a seed
+    src = source(tmp_path, kind="images", path=str(seed_dir))
+    items = [item["source"]["item"] for item in src.items()]
+    assert items == ["a.png", "b.jpg", "c.png", "linked.png", "sub/d.png"]
+    assert src.skipped["notes.txt"] == "not an image (Pillow cannot identify it)"
+    assert src.skipped["dangling.png"] == "unreadable: No such file or directory"
+    assert src.skipped["loop1"] == src.skipped["loop2"] == "unreadable: Too many levels of symbolic links"
+    assert src.skipped["sub/up"].startswith("symlink loop")
+
+
+def test_decompression_bomb_and_truncated_file_are_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "bomb.png").write_bytes(_encode(Image.new("L", (300, 300)), "PNG"))
+    (tmp_path / "seeds" / "cut.jpg").write_bytes(_encode(draw_shapes(), "JPEG")[:300])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 300 // 3)  # 3x the limit: an error; over 1x: a warning
+    bomb, cut = (r for _, r in load_all(source(tmp_path, kind="images", path="seeds")))
+    assert isinstance(bomb, Failure) and bomb.message.startswith("decompression bomb")
+    assert isinstance(cut, Failure) and "truncated" in cut.message.lower()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 300 - 1)
+    [(_, warned)] = load_all(source(tmp_path, kind="images", path="seeds", limit=1))
+    assert isinstance(warned, Failure) and warned.message.startswith("decompression bomb")
+
+
+def test_caption_lines_that_cannot_be_used_name_their_line(tmp_path: Path) -> None:
+    lines = [
+        b'{"caption": "a cat"}',
+        b"",
+        b"{not json",
+        b'{"text": "no caption field"}',
+        b'{"caption": "caf\xe9 latte"}',
+        b'["a list"]',
+        b'{"caption": "' + b"x" * 100_000 + b'"}',
+    ]
+    (tmp_path / "c.jsonl").write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines))  # with a BOM and CRLF endings
+    results = [r for _, r in load_all(source(tmp_path, kind="captions", path="c.jsonl"))]
+    assert results[0] == {"caption": "a cat"} and len(results[6]["caption"]) == 100_000
+    expected = [
+        ("empty_caption", "line 2 is blank"),
+        ("bad_json", "line 3: not JSON: Expecting property name"),
+        ("bad_json", "line 4: no 'caption' field in '{\"text\": "),
+        ("bad_encoding", "line 5: not UTF-8 (byte 0xe9 at column 17)"),
+        ("bad_json", "line 6: no 'caption' field in '[\"a list\"]'"),
+    ]
+    assert [(r.kind, r.message[: len(m)]) for r, (_, m) in zip(results[1:6], expected, strict=True)] == expected
+
+
+@pytest.mark.parametrize(
+    "kind, make, expected",
+    [
+        pytest.param("captions", lambda p: p.mkdir(), "is a folder, but kind: captions", id="captions-folder"),
+        pytest.param("images", lambda p: p.write_text("x"), "is a file, but kind: images", id="images-file"),
+        pytest.param(
+            "dataset",
+            lambda p: p.mkdir() or draw_shapes().save(p / "a.png"),
+            "neither a dataset saved with save_to_disk nor parquet",
+            id="dataset-image-folder",
+        ),
+    ],
+)
+def test_a_path_of_the_wrong_kind_is_refused(tmp_path: Path, kind: str, make, expected: str) -> None:
+    make(tmp_path / "in")
+    with pytest.raises(ValueError, match=expected):
+        source(tmp_path, kind=kind, path="in")
+
+
+def test_a_split_the_dataset_lacks_is_refused(tmp_path: Path) -> None:
+    ds = datasets.Dataset.from_dict({"image": [draw_shapes()]}, features=datasets.Features({"image": datasets.Image()}))
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "ds"))
+    with pytest.raises(ValueError, match="split 'validation' is not in the dataset .* it has train"):
+        source(tmp_path, kind="dataset", path="ds", split="validation")

@@ -28,7 +28,7 @@ from syngen.train.amc import (
 from syngen.train.checkpoint import checkpoints, read_state
 from syngen.train.config import AmcConfig
 from syngen.train.loop import TrainError, train
-from tests.conftest import draw_shapes
+from tests.helpers import draw_shapes
 from tests.train.shapes import make_shapes_dataset
 
 T = torch.tensor
