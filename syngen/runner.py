@@ -196,13 +196,16 @@ class Runner:
                 raise RuntimeError(f"{stage.name} returned {len(results)} results for {len(batch)} samples")
             return results
         except Exception as err:
+            if _is_oom(err):
+                self.pool.free_others(stage.model)
+                _free_cuda()
+                if stage.shrink():  # the stage's model calls are larger than its batch: shrink those first
+                    return self._process(stage, batch)
             if len(batch) == 1:
                 detail = "".join(traceback.format_exception(err)[-3:])
                 return [Failure(kind=type(err).__name__, message=str(err)[:500], detail=detail[-2000:])]
             if _is_oom(err):
                 self.batch_size[stage.name] = max(1, len(batch) // 2)
-                self.pool.free_others(stage.model)
-                _free_cuda()
                 half = self.batch_size[stage.name]
                 return self._process(stage, batch[:half]) + self._process(stage, batch[half:])
             return [r for sample in batch for r in self._process(stage, [sample])]

@@ -110,5 +110,11 @@ class Stage:
         tiny = {"tiny_version": TINY_VERSION} if ref is not None and ref.id.startswith(TINY_PREFIX) else {}
         return {"stage": self.name, "config": self.config.model_dump(mode="json", exclude={"batch_size"})} | tiny
 
+    def shrink(self) -> bool:
+        """Halve the size of this stage's model calls after a CUDA out-of-memory error; False when they cannot
+        shrink further. By default a model call is the runner's batch, which the runner halves itself: a stage
+        whose calls hold more than its batch (e.g. several images per caption) overrides this."""
+        return False
+
     def process(self, samples: list[Sample]) -> list[Result]:
         raise NotImplementedError

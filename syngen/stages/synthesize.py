@@ -4,7 +4,8 @@ Needs ``caption``; replaces ``image`` (PNG bytes) and adds ``width``, ``height``
 ``{"seed", "index", "parent", "prompt"}``. Each input sample fans out to ``images_per_caption`` samples, the
 i-th with id ``make_id(parent_id, "synthesize", i, seed)`` and an image seed derived from (seed, parent id, i),
 so a rerun on the same device makes the same images. All prompts of a batch (× images_per_caption) are generated
-in calls of at most ``batch_size`` images. A sample with an empty caption is a failure of kind ``empty_caption``.
+in calls of at most ``batch_size`` images; after a CUDA out-of-memory error the runner halves that call size
+(:meth:`Synthesize.shrink`), down to one image per call. A sample with an empty caption is a failure of kind ``empty_caption``.
 
 Example::
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from syngen.sample import Failure, Sample, image_bytes, make_id
-from syngen.stages.base import ModelRef, Result, Stage, StageConfig, Update
+from syngen.stages.base import Context, ModelRef, Result, Stage, StageConfig, Update
 
 
 class SynthesizeConfig(StageConfig):
@@ -51,6 +52,16 @@ class Synthesize(Stage):
     Config = SynthesizeConfig
     default_backend = "diffusers"
 
+    def __init__(self, config: SynthesizeConfig, ctx: Context):
+        super().__init__(config, ctx)
+        self.call_size = config.batch_size  # images per model call; halved on out-of-memory
+
+    def shrink(self) -> bool:
+        if self.call_size == 1:
+            return False
+        self.call_size //= 2
+        return True
+
     def image_seed(self, parent_id: str, index: int) -> int:
         """The generator seed of image ``index`` made from sample ``parent_id``."""
         return int(make_id(self.config.seed, parent_id, index), 16) % 2**31
@@ -64,8 +75,8 @@ class Synthesize(Stage):
             for index in range(cfg.images_per_caption)
         ]
         images = []
-        for start in range(0, len(jobs), cfg.batch_size):
-            chunk = jobs[start : start + cfg.batch_size]
+        for start in range(0, len(jobs), self.call_size):
+            chunk = jobs[start : start + self.call_size]
             images += self.model.generate(
                 [samples[n]["caption"] for n, _, _ in chunk],
                 [seed for _, _, seed in chunk],
