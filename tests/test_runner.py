@@ -13,7 +13,7 @@ from pydantic import Field
 from syngen import stages as stage_registry
 from syngen.recipe import load_recipe
 from syngen.runner import Runner
-from syngen.sample import Failure
+from syngen.sample import Failure, image_bytes
 from syngen.stages.base import ModelRef, Stage, StageConfig
 from tests.conftest import draw_shapes
 
@@ -247,3 +247,51 @@ def test_compute_false_reads_only_what_is_stored(tmp_path: Path, fakes: None) ->
     runner.open_stores()
     assert [s["caption"] for s in runner.samples(compute=False)] == ["a.png", "b.png"]
     assert Counter() == CALLS
+
+
+class DrawnSynthesize(Stage):
+    """Two drawn pictures per input (fan-out, like images_per_caption: 2)."""
+
+    name, needs, adds = "synthesize", ("image",), ("image", "width", "height")
+
+    def process(self, samples):
+        return [
+            [
+                {"id": f"{s['id']}-{i}", "image": image_bytes(draw_shapes(seed=10 * n + i)), "width": 128, "height": 96}
+                for i in range(2)
+            ]
+            for n, s in enumerate(samples)
+        ]
+
+
+class BoxGround(Stage):
+    """Two regions per picture: boxes around draw_shapes' rectangle and ellipse."""
+
+    name, needs, adds = "ground", ("image",), ("regions",)
+
+    def process(self, samples):
+        boxes = {"rectangle": [12.0, 9.0, 58.0, 58.0], "ellipse": [70.0, 28.0, 116.0, 87.0]}
+        return [{"regions": [{"phrase": p, "box": b, "box_score": 0.9} for p, b in boxes.items()]} for _ in samples]
+
+
+def test_negatives_encodes_no_image_after_fan_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SAM embedding cache holds the whole wave after synthesize's fan-out (4 images from a wave of 2)."""
+    monkeypatch.setitem(stage_registry.STAGES, "synthesize", f"{__name__}:DrawnSynthesize")
+    monkeypatch.setitem(stage_registry.STAGES, "ground", f"{__name__}:BoxGround")
+    encoded: Counter = Counter()
+    for name in ("segment", "negatives"):
+        cls = stage_registry.stage_class(name)
+
+        def process(self, samples, _process=cls.process, _name=name):
+            before = self.model.encoder_calls
+            results = _process(self, samples)
+            encoded[_name] += self.model.encoder_calls - before
+            return results
+
+        monkeypatch.setattr(cls, "process", process)
+    segment = {"model": "tiny:segmenter", "batch_size": 1}  # one image per encoder call
+    stages = {"synthesize": {}, "ground": {}, "segment": segment, "negatives": {"max_tries": 2}}
+    samples, report = run_all(make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2), tmp_path / "out")
+    assert len(samples) == 6
+    assert report["stages"]["negatives"]["stats"]["tries"] > 0  # the negatives stage did use the embeddings
+    assert encoded == {"segment": 6, "negatives": 0}
