@@ -30,7 +30,7 @@ from tqdm import tqdm
 from syngen.models.loading import resolve
 from syngen.models.pool import ModelPool, device_memory_bytes
 from syngen.recipe import Recipe
-from syngen.sample import Failure, Sample
+from syngen.sample import DECODED, Failure, Sample
 from syngen.stages import stage_class
 from syngen.stages.base import Result, Stage
 from syngen.store import Row, StageStore, atomic_write_text, to_json
@@ -151,6 +151,7 @@ class Runner:
         pending = [s for s in wave if s["id"] not in done]
         rows: dict[str, list[Row]] = {}
         if pending and compute:
+            DECODED.fit(len(wave))
             _reset_peak_memory()
             loads = self.pool.loads.total()
             stage.model, load_s = self.pool.get(stage.model_ref(), stage.default_backend)

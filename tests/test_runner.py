@@ -13,7 +13,7 @@ from pydantic import Field
 from syngen import stages as stage_registry
 from syngen.recipe import load_recipe
 from syngen.runner import Runner
-from syngen.sample import Failure, image_bytes
+from syngen.sample import DECODED, Failure, image_bytes
 from syngen.stages.base import ModelRef, Stage, StageConfig
 from tests.conftest import draw_shapes
 
@@ -257,10 +257,15 @@ class DrawnSynthesize(Stage):
     def process(self, samples):
         return [
             [
-                {"id": f"{s['id']}-{i}", "image": image_bytes(draw_shapes(seed=10 * n + i)), "width": 128, "height": 96}
+                {
+                    "id": f"{s['id']}-{i}",
+                    "image": image_bytes(draw_shapes(seed=int(s["id"][:6], 16) + i)),
+                    "width": 128,
+                    "height": 96,
+                }
                 for i in range(2)
             ]
-            for n, s in enumerate(samples)
+            for s in samples
         ]
 
 
@@ -274,7 +279,9 @@ class BoxGround(Stage):
         return [{"regions": [{"phrase": p, "box": b, "box_score": 0.9} for p, b in boxes.items()]} for _ in samples]
 
 
-def test_negatives_encodes_no_image_after_fan_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_after_fan_out_negatives_encodes_no_image_and_each_image_is_decoded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The SAM embedding cache holds the whole wave after synthesize's fan-out (4 images from a wave of 2)."""
     monkeypatch.setitem(stage_registry.STAGES, "synthesize", f"{__name__}:DrawnSynthesize")
     monkeypatch.setitem(stage_registry.STAGES, "ground", f"{__name__}:BoxGround")
@@ -290,8 +297,11 @@ def test_negatives_encodes_no_image_after_fan_out(tmp_path: Path, monkeypatch: p
 
         monkeypatch.setattr(cls, "process", process)
     segment = {"model": "tiny:segmenter", "batch_size": 1}  # one image per encoder call
-    stages = {"synthesize": {}, "ground": {}, "segment": segment, "negatives": {"max_tries": 2}}
-    samples, report = run_all(make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2), tmp_path / "out")
+    stages = {"synthesize": {}, "ground": {}, "segment": segment, "negatives": {"max_tries": 2}, "views": {}}
+    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2)
+    decodes = DECODED.decodes
+    samples, report = run_all(recipe, tmp_path / "out")
     assert len(samples) == 6
     assert report["stages"]["negatives"]["stats"]["tries"] > 0  # the negatives stage did use the embeddings
     assert encoded == {"segment": 6, "negatives": 0}
+    assert DECODED.decodes - decodes == 6  # segment and negatives (and views) decode each image once
