@@ -57,6 +57,7 @@ class FloodFillSegmenter:
         boxes: np.ndarray | None = None,
         points: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        host: bool = True,  # numpy either way: the CPU is its device
     ) -> tuple[np.ndarray, np.ndarray]:
         pixels = self.pixels[key]
         n = len(boxes) if boxes is not None else len(points)
