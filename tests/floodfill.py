@@ -5,7 +5,8 @@ Same interface as the segmenter adapters (syngen/models/__init__.py): ``embed(im
 the flood fills (4-connected, same RGB colour) from its positive points, minus the flood fills from its
 negative points; with a box, fills stay inside the box, and with a box and no positive point the fill starts
 at the box centre. Scores are the mask's share of the box (1.0 without a box). ``predict_sizes`` records the
-number of prompts of each predict call.
+number of prompts of each predict call, ``predict_multimask`` its ``multimask`` flag (a flood fill has one
+answer, so the flag changes nothing else).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class FloodFillSegmenter:
         self.pixels: dict[str, np.ndarray] = {}
         self.encoder_calls = 0
         self.predict_sizes: list[int] = []
+        self.predict_multimask: list[bool] = []
 
     def embed(self, images: list[Image.Image], keys: list[str]) -> None:
         for image, key in zip(images, keys):
@@ -57,11 +59,13 @@ class FloodFillSegmenter:
         boxes: np.ndarray | None = None,
         points: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        multimask: bool = False,
         host: bool = True,  # numpy either way: the CPU is its device
     ) -> tuple[np.ndarray, np.ndarray]:
         pixels = self.pixels[key]
         n = len(boxes) if boxes is not None else len(points)
         self.predict_sizes.append(n)
+        self.predict_multimask.append(multimask)
         masks, scores = [], []
         for i in range(n):
             box = None if boxes is None else boxes[i]

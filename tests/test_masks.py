@@ -118,8 +118,9 @@ def test_is_valid_box(box: list[float], valid: bool) -> None:
         ([0.4, 0, 1.6, 1], [0], [0, 1]),
         ([0.6, 0, 1.4, 1], [0], []),
         ([-3, -3, 100, 100], list(range(5)), list(range(6))),
+        ([0.5, 1.5, 2.5, 3.5], [1, 2], [0, 1]),
     ],
-    ids=["integer", "covers-centres", "misses-centres", "overhang"],
+    ids=["integer", "covers-centres", "misses-centres", "overhang", "centres-on-edges-in-left-top-out-right-bottom"],
 )
 def test_box_mask_takes_pixels_whose_centres_are_inside(box: list[float], rows: list[int], cols: list[int]) -> None:
     expected = np.zeros((5, 6), bool)

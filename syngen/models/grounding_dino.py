@@ -35,7 +35,11 @@ class GroundingDino(Adapter):
             .to(self.device)
             .eval()
         )
-        self._special = set(self.processor.tokenizer.all_special_tokens)
+        tokenizer = self.processor.tokenizer
+        self._special = set(tokenizer.all_special_tokens)
+        # GroundingDINO separates a prompt's phrases at "." and "?" and reads up to [SEP] (padding follows it)
+        self._delimiters = set(tokenizer.convert_tokens_to_ids([".", "?"]))
+        self._ends = {tokenizer.sep_token_id, tokenizer.pad_token_id}
 
     def count_tokens(self, text: str) -> int:
         """Number of text tokens the processor makes of ``text``, [CLS] and [SEP] included."""
@@ -45,10 +49,14 @@ class GroundingDino(Adapter):
     def detect(
         self, images: list[Image.Image], prompts: list[str], box_threshold: float, text_threshold: float
     ) -> list[list[dict]]:
-        """Detections per image for its prompt: ``{"label", "box" (xyxy pixels), "score"}``, in one model call.
+        """Detections per image for its prompt, in one model call: ``{"phrase", "label", "box" (xyxy pixels),
+        "score"}``.
 
-        ``label`` is the text of the prompt tokens above ``text_threshold`` (special tokens removed): usually one
-        phrase of the prompt, sometimes the words of several.
+        ``phrase`` is the index of the prompt's phrase (its "."- or "?"-separated parts, in order, as the model
+        itself splits them) whose tokens hold most of the detection's token scores above ``text_threshold``, or
+        None when no token of any phrase is above it. ``label`` is the text of the prompt tokens above
+        ``text_threshold`` (special tokens removed), for information only: often part of a phrase (its head noun),
+        sometimes words of two phrases, ``[UNK]`` for words outside the vocabulary.
         """
         inputs = self.processor(images=images, text=prompts, padding=True, return_tensors="pt")
         inputs = inputs.to(self.device, self.dtype)
@@ -60,13 +68,44 @@ class GroundingDino(Adapter):
             text_threshold=text_threshold,
             target_sizes=[(image.height, image.width) for image in images],
         )
-        return [
-            [
-                {"label": self._strip_special(label), "box": [float(v) for v in box], "score": float(score)}
-                for label, box, score in zip(result["text_labels"], result["boxes"].float(), result["scores"].float())
-            ]
-            for result in results
-        ]
+        probs = torch.sigmoid(outputs.logits)  # as the post-processing computes them: (images, queries, 256)
+        found = []
+        for result, prob, ids in zip(results, probs, inputs["input_ids"], strict=True):
+            kept = prob[prob.max(-1).values > box_threshold].float()  # the post-processing's detections, in order
+            phrases = self._phrase_masses(kept, ids, text_threshold)
+            found.append(
+                [
+                    {
+                        "phrase": phrase,
+                        "label": self._strip_special(label),
+                        "box": [float(v) for v in box],
+                        "score": float(score),
+                    }
+                    for phrase, label, box, score in zip(
+                        phrases, result["text_labels"], result["boxes"].float(), result["scores"].float(), strict=True
+                    )
+                ]
+            )
+        return found
+
+    def _phrase_masses(self, probs: torch.Tensor, input_ids: torch.Tensor, text_threshold: float) -> list[int | None]:
+        """For each detection's token scores (detections, 256), the phrase holding most of its scores above
+        ``text_threshold``, or None."""
+        phrase_of = torch.full((probs.shape[-1],), -1, dtype=torch.long, device=probs.device)
+        phrase = 0
+        for position, token in enumerate(input_ids.tolist()[1:], start=1):  # [CLS] first
+            if token in self._ends or position >= probs.shape[-1]:
+                break
+            if token in self._delimiters:
+                phrase += 1
+            else:
+                phrase_of[position] = phrase
+        mass = torch.where(probs > text_threshold, probs, 0.0)
+        per_phrase = torch.zeros((len(probs), phrase + 1), device=probs.device)
+        inside = phrase_of >= 0
+        per_phrase.index_add_(1, phrase_of[inside], mass[:, inside])
+        best = per_phrase.max(-1)
+        return [int(i) if m > 0 else None for m, i in zip(best.values.tolist(), best.indices.tolist(), strict=True)]
 
     def _strip_special(self, label: str) -> str:
         return " ".join(word for word in label.split() if word not in self._special)

@@ -37,7 +37,8 @@ class CachedSegmenter(Adapter):
     """SAM with an LRU cache of image embeddings: ``embed`` once per image, then ``predict`` any number of prompts.
 
     Subclasses implement ``_encode`` (a batch of images through the image encoder, one call) and ``_decode``
-    (all prompts of one image through the prompt encoder and mask decoder, one call, single-mask output).
+    (all prompts of one image through the prompt encoder and mask decoder, one call, SAM's single-mask output or
+    its three masks per prompt).
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
@@ -72,14 +73,17 @@ class CachedSegmenter(Adapter):
         boxes: np.ndarray | None = None,
         points: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        multimask: bool = False,
         host: bool = True,
     ) -> tuple[Any, Any]:
         """Masks for N prompts on the image embedded under ``key``, all through the mask decoder at once.
 
         boxes: (N, 4) xyxy pixels; points: (N, K, 2) xy pixels with labels (N, K), 1 = foreground, 0 = background.
-        Either or both. Returns masks (N, H, W) bool at the image's original size and scores (N,) (SAM's predicted
-        IoU) as numpy arrays, or with ``host=False`` as tensors left on the model's device (no copy to the host).
-        Raises KeyError if ``key`` was never embedded (or was evicted).
+        Either or both. ``multimask``: ask SAM for its three masks per prompt and keep the one with the highest
+        predicted IoU, as SAM's predictor advises for an ambiguous prompt such as a single click; otherwise SAM's
+        single-mask output (best for boxes). Returns masks (N, H, W) bool at the image's original size and scores
+        (N,) (SAM's predicted IoU) as numpy arrays, or with ``host=False`` as tensors left on the model's device
+        (no copy to the host). Raises KeyError if ``key`` was never embedded (or was evicted).
         """
         if key not in self._cache:
             raise KeyError(f"no cached embedding for {key!r}: call embed() first")
@@ -99,7 +103,7 @@ class CachedSegmenter(Adapter):
             raise ValueError(f"points must be (N, K, 2) and labels (N, K); got {shapes}")
         if box_t is not None and point_t is not None and len(box_t) != len(point_t):
             raise ValueError(f"{len(box_t)} boxes but {len(point_t)} point sets")
-        masks, scores = self._decode(embedding, box_t, point_t, label_t)
+        masks, scores = self._decode(embedding, box_t, point_t, label_t, multimask)
         if not host:
             return masks.bool(), scores.float()
         return masks.cpu().numpy(), scores.float().cpu().numpy()
@@ -112,10 +116,24 @@ class CachedSegmenter(Adapter):
         raise NotImplementedError
 
     def _decode(
-        self, embedding: Embedding, boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
+        self,
+        embedding: Embedding,
+        boxes: torch.Tensor | None,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        multimask: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts already in the encoder's input coordinates -> masks (N, H, W) bool, scores (N,)."""
+        """Prompts already in the encoder's input coordinates -> masks (N, H, W) bool, scores (N,); with
+        ``multimask``, the best of SAM's three masks per prompt (see :func:`best_mask`)."""
         raise NotImplementedError
+
+
+def best_mask(low_res: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of each prompt's M candidate masks (N, M, h, w) with predicted IoUs (N, M), the one with the highest IoU:
+    masks (N, 1, h, w) and scores (N,)."""
+    best = scores.argmax(-1)
+    rows = torch.arange(len(best), device=best.device)
+    return low_res[rows, best][:, None], scores[rows, best]
 
 
 class HFSam(CachedSegmenter):
@@ -136,19 +154,25 @@ class HFSam(CachedSegmenter):
         ]
 
     def _decode(
-        self, embedding: Embedding, boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
+        self,
+        embedding: Embedding,
+        boxes: torch.Tensor | None,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        multimask: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = self.model(
             image_embeddings=embedding.features,
             input_boxes=None if boxes is None else boxes[None].to(self.dtype),
             input_points=None if points is None else points[None].to(self.dtype),
             input_labels=None if labels is None else labels[None],
-            multimask_output=False,
+            multimask_output=multimask,
         )
-        masks = self.processor.post_process_masks(
-            [outputs.pred_masks[0].float()], [embedding.original_size], [embedding.input_size]
-        )[0]
-        return masks[:, 0], outputs.iou_scores[0, :, 0]
+        low_res, scores = best_mask(outputs.pred_masks[0], outputs.iou_scores[0])
+        masks = self.processor.post_process_masks([low_res.float()], [embedding.original_size], [embedding.input_size])[
+            0
+        ]
+        return masks[:, 0], scores
 
     @classmethod
     def build_tiny(cls, variant: str, path: Path) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from syngen.models.sam_hf import CachedSegmenter, Embedding
+from syngen.models.sam_hf import CachedSegmenter, Embedding, best_mask
 
 
 def model_type(path: str | Path) -> str:
@@ -47,7 +47,12 @@ class OriginalSam(CachedSegmenter):
         return [Embedding(features[i : i + 1], original, resized) for i, (original, resized) in enumerate(sizes)]
 
     def _decode(
-        self, embedding: Embedding, boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
+        self,
+        embedding: Embedding,
+        boxes: torch.Tensor | None,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        multimask: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         sparse, dense = self.model.prompt_encoder(
             points=None if points is None else (points.to(self.dtype), labels), boxes=boxes, masks=None
@@ -57,7 +62,8 @@ class OriginalSam(CachedSegmenter):
             image_pe=self.model.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
-            multimask_output=False,
+            multimask_output=multimask,
         )
+        low_res, scores = best_mask(low_res, scores)
         masks = self.model.postprocess_masks(low_res.float(), embedding.input_size, embedding.original_size)
-        return masks[:, 0] > self.model.mask_threshold, scores[:, 0]
+        return masks[:, 0] > self.model.mask_threshold, scores

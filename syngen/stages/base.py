@@ -41,6 +41,11 @@ class ModelRef(BaseModel):
         return value
 
 
+# ``json_schema_extra`` of a setting added after results were stored: left at its default it stays out of the
+# stage's fingerprint, so an upgrade keeps those results (the default keeps the earlier behaviour).
+ADDED_LATER = {"added_later": True}
+
+
 class StageConfig(BaseModel):
     """Settings every stage has."""
 
@@ -103,12 +108,20 @@ class Stage:
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides this stage's output: its config (model id and revision included; a tiny twin's version),
-        less batch sizes. Pin ``revision`` to make a Hub checkpoint part of it for good."""
+        less batch sizes and the settings marked :data:`ADDED_LATER` that are at their defaults. Pin ``revision`` to
+        make a Hub checkpoint part of it for good."""
         from syngen.models.loading import TINY_PREFIX, TINY_VERSION
 
         ref = self.model_ref()
         tiny = {"tiny_version": TINY_VERSION} if ref is not None and ref.id.startswith(TINY_PREFIX) else {}
-        return {"stage": self.name, "config": self.config.model_dump(mode="json", exclude={"batch_size"})} | tiny
+        at_default = {
+            name
+            for name, info in type(self.config).model_fields.items()
+            if info.json_schema_extra == ADDED_LATER
+            and getattr(self.config, name) == info.get_default(call_default_factory=True)
+        }
+        config = self.config.model_dump(mode="json", exclude={"batch_size"} | at_default)
+        return {"stage": self.name, "config": config} | tiny
 
     def shrink(self) -> bool:
         """Halve the size of this stage's model calls after a CUDA out-of-memory error; False when they cannot

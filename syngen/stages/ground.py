@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from syngen.masks import box_iou, clip_box, is_valid_box
+from syngen.masks import box_area, box_iou, clip_box, is_valid_box
 from syngen.sample import Sample, load_image
-from syngen.stages.base import ModelRef, Result, Stage, StageConfig
+from syngen.stages.base import ADDED_LATER, ModelRef, Result, Stage, StageConfig
 
 
 class GroundConfig(StageConfig):
@@ -32,16 +32,44 @@ class GroundConfig(StageConfig):
     max_text_tokens: int = Field(
         256, ge=4, le=256, description="Tokens per prompt (GroundingDINO reads 256); longer phrase lists are split."
     )
+    min_box_area: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Drop a detection whose box covers less than this share of the image (counted as "
+        "filtered_small_box).",
+        json_schema_extra=ADDED_LATER,
+    )
+    max_box_area: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Drop a detection whose box covers more than this share of the image (counted as "
+        "filtered_large_box).",
+        json_schema_extra=ADDED_LATER,
+    )
+
+    @model_validator(mode="after")
+    def _area_range(self) -> GroundConfig:
+        if self.min_box_area >= self.max_box_area:
+            raise ValueError(f"min_box_area ({self.min_box_area}) must be below max_box_area ({self.max_box_area})")
+        return self
 
 
 class Ground(Stage):
     """Boxes for a sample's phrases.
 
     Needs ``image``, ``phrases``. Replaces ``regions`` with ``[{"phrase", "box" (xyxy pixels, clipped to the
-    image), "box_score"}]`` in phrase order, best score first; adds ``ground_stats``: ``detections`` (regions
-    kept), ``dropped_degenerate`` (NaN, zero-area or off-image boxes), ``dropped_nms``, ``unmatched_labels``
-    (detections whose label is no phrase of the prompt), ``dropped_long_phrases`` (a phrase alone over
-    ``max_text_tokens``) and ``prompts`` (model passes). An image with no detection gets ``regions = []``.
+    image), "box_score", "label"}]`` in phrase order, best score first; adds ``ground_stats``: ``detections``
+    (regions kept), ``dropped_degenerate`` (NaN, zero-area or off-image boxes), ``filtered_small_box`` and
+    ``filtered_large_box`` (outside [``min_box_area``, ``max_box_area``]), ``dropped_nms``, ``no_phrase``
+    (detections whose above-``text_threshold`` token scores lie in no phrase), ``dropped_long_phrases`` (a phrase
+    alone over ``max_text_tokens``) and ``prompts`` (model passes). An image with no detection gets
+    ``regions = []``.
+
+    A detection belongs to the phrase whose prompt tokens hold most of its token scores above ``text_threshold``
+    (the grounder tells which); its ``label`` (the text of those tokens: often only the head noun, sometimes words
+    of two phrases, or ``[UNK]``) is kept for information and never compared with the phrases.
 
     The prompt is the lower-cased phrases joined as ``"a. b. c."``; all images of a batch go through the model
     together, one pass per prompt when a phrase list needs several.
@@ -74,15 +102,16 @@ class Ground(Stage):
                 self.config.box_threshold,
                 self.config.text_threshold,
             )
-            for i, dets in zip(todo, detections):
+            for i, dets in zip(todo, detections, strict=True):
                 stats[i]["prompts"] += 1
-                phrases = {_key(phrase): phrase for phrase in plans[i][k]}
                 for det in dets:
-                    phrase = phrases.get(_key(det["label"]))
-                    if phrase is None:
-                        stats[i]["unmatched_labels"] += 1
+                    if det["phrase"] is None or det["phrase"] >= len(plans[i][k]):
+                        stats[i]["no_phrase"] += 1
                     else:
-                        found[i].append({"phrase": phrase, "box": det["box"], "box_score": det["score"]})
+                        phrase = plans[i][k][det["phrase"]]
+                        found[i].append(
+                            {"phrase": phrase, "box": det["box"], "box_score": det["score"], "label": det["label"]}
+                        )
         return [
             {"regions": self._regions(dets, image.width, image.height, stat, sample["phrases"]), "ground_stats": stat}
             for dets, image, stat, sample in zip(found, images, stats, samples)
@@ -103,6 +132,17 @@ class Ground(Stage):
             current.append(phrase)
         return passes + [current] if current else passes
 
+    def _area_ok(self, box: list[float], image_area: int, stats: dict[str, int]) -> bool:
+        """Whether a box's share of the image lies within [min_box_area, max_box_area]; counts a refusal."""
+        share = box_area(box) / image_area
+        if share < self.config.min_box_area:
+            stats["filtered_small_box"] += 1
+            return False
+        if share > self.config.max_box_area:
+            stats["filtered_large_box"] += 1
+            return False
+        return True
+
     def _regions(
         self, dets: list[dict], width: int, height: int, stats: dict[str, int], phrases: list[str]
     ) -> list[dict]:
@@ -113,6 +153,7 @@ class Ground(Stage):
             if is_valid_box(det["box"], width, height)
         ]
         stats["dropped_degenerate"] += len(dets) - len(valid)
+        valid = [det for det in valid if self._area_ok(det["box"], width * height, stats)]
         valid.sort(key=lambda det: -det["box_score"])
         if self.config.keep == "best":
             best: dict[str, dict] = {}
@@ -132,12 +173,20 @@ class Ground(Stage):
         return valid
 
 
-_STATS = ("detections", "dropped_degenerate", "dropped_nms", "unmatched_labels", "dropped_long_phrases", "prompts")
+_STATS = (
+    "detections",
+    "dropped_degenerate",
+    "filtered_small_box",
+    "filtered_large_box",
+    "dropped_nms",
+    "no_phrase",
+    "dropped_long_phrases",
+    "prompts",
+)
 
 
 def _key(text: str) -> str:
-    """What a phrase and a detection label are matched on: lower-case letters and digits only (the tokenizer's
-    decoding may change spacing around punctuation)."""
+    """What makes two phrases the same prompt phrase: lower-case letters and digits only."""
     return re.sub(r"[\W_]+", "", text.lower())
 
 

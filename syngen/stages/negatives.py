@@ -2,15 +2,18 @@
 
 Needs ``image`` and ``regions`` (with ``mask`` from the segment stage); replaces ``regions``, adding to each
 region ``negatives``: a list of ``{"kind": "boundary"|"semantic", "points": [[x, y], ...], "labels": [1|0, ...],
-"iou": float, "seed": int, "mask": RLE, "score": float}``, and adds ``negatives_stats``.
+"iou": float, "seed": int, "mask": RLE, "score": float, "multimask": bool}``, and adds ``negatives_stats``.
 
 - boundary: the region's box plus ``points`` points inside it, each either a positive point on a pixel inside the
   box but outside the mask (overflow) or a negative point on the mask near its edge (omission), the kind drawn
   at random (or the kind that has pixels); accepted when the IoU with the positive mask lies in ``iou_band``.
 - semantic: one positive point outside the region's box, no box; accepted when the IoU with the positive mask is
   at most ``semantic_max_iou`` and at most ``semantic_max_inside_box`` of the negative lies inside the box.
+  A single click is ambiguous, so SAM gives its three masks and the one with the highest predicted IoU is taken
+  (``multimask`` true); boundary prompts (box and points) use SAM's single-mask output (``multimask`` false).
 
-Empty masks and a mask equal to one already accepted for the region are rejected too. Each wanted negative
+Empty masks, a mask equal to the positive (IoU 1.0, whatever the bounds say: chosen and rejected must differ) and
+a mask equal to one already accepted for the region are rejected too. Each wanted negative
 (a slot: region, kind, slot number) gets up to ``max_tries`` attempts; attempt ``a`` draws its points from
 ``attempt_seed(seed, sample id, region, kind, slot, a)``, the seed recorded with the negative. The image
 embedding comes from the segmenter's cache (the segment stage's ``embed`` under the sample id).
@@ -63,7 +66,8 @@ class NegativesConfig(StageConfig):
     semantic_per_mask: int = Field(1, ge=0, description="Semantic negatives wanted per region.")
     points: int = Field(3, ge=1, description="Point prompts (k) added to the box for a boundary negative.")
     iou_band: tuple[float, float] = Field(
-        (0.5, 0.9), description="[lo, hi]: a boundary negative's IoU with the positive mask must lie in it."
+        (0.5, 0.9),
+        description="[lo, hi], 0 <= lo < hi < 1: a boundary negative's IoU with the positive mask must lie in it.",
     )
     semantic_max_iou: float = Field(
         0.05, ge=0, le=1, description="Largest IoU of a semantic negative with the positive mask."
@@ -85,8 +89,8 @@ class NegativesConfig(StageConfig):
     @classmethod
     def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
         lo, hi = value
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"need 0 <= lo <= hi <= 1, got [{lo}, {hi}]")
+        if not 0 <= lo < hi < 1:  # hi = 1 would accept the positive mask itself as its negative
+            raise ValueError(f"need 0 <= lo < hi < 1, got [{lo}, {hi}]")
         return value
 
 
@@ -239,11 +243,13 @@ class Negatives(Stage):
         else:
             prompts = [semantic_prompt(*s.pools, seed) for s, _, seed in jobs]
             boxes = None
+        multimask = kind == "semantic"  # a single click: the best of SAM's three masks
         masks, scores = self.model.predict(
             key,
             boxes=boxes,
             points=np.array([p for p, _ in prompts], dtype=np.float32),
             labels=np.array([labels for _, labels in prompts], dtype=np.int64),
+            multimask=multimask,
             host=False,
         )
         masks = torch.as_tensor(masks)
@@ -293,15 +299,16 @@ class Negatives(Stage):
                 "seed": candidate.seed,
                 "mask": encode_rle(candidate.mask.cpu().numpy()),
                 "score": candidate.score,
+                "multimask": slot.kind == "semantic",
             }
         )
         slot.done = True
         stats[f"{slot.kind}_accepted"] += 1
 
     def _acceptable(self, kind: str, candidate: _Candidate) -> bool:
-        """Whether a candidate mask is non-empty and meets the bounds of its kind."""
+        """Whether a candidate mask is non-empty, differs from the positive and meets the bounds of its kind."""
         cfg = self.config
-        if candidate.empty:
+        if candidate.empty or candidate.iou >= 1.0:
             return False
         if kind == "boundary":
             return cfg.iou_band[0] <= candidate.iou <= cfg.iou_band[1]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from syngen.masks import encode_rle
+from syngen.masks import encode_rle, share_in_box
 from syngen.sample import Sample, load_image
-from syngen.stages.base import ModelRef, Result, Stage, StageConfig
+from syngen.stages.base import ADDED_LATER, ModelRef, Result, Stage, StageConfig
 
 
 class SegmentConfig(StageConfig):
@@ -17,15 +17,31 @@ class SegmentConfig(StageConfig):
         default_factory=lambda: ModelRef(id="tiny:segmenter"),
         description="SAM checkpoint, e.g. facebook/sam-vit-base (or an original .pth with backend segment-anything).",
     )
+    min_mask_score: float | None = Field(
+        None,
+        description="Drop a region whose mask's SAM predicted IoU is below this (counted as filtered_mask_score); "
+        "null keeps all.",
+        json_schema_extra=ADDED_LATER,
+    )
+    max_outside_box: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Drop a region when more than this share of its mask lies outside its box (a mask spilling far "
+        "outside the detected box is usually the wrong object; counted as filtered_outside_box).",
+        json_schema_extra=ADDED_LATER,
+    )
 
 
 class Segment(Stage):
     """Masks for a sample's region boxes, single-mask output, SAM's predicted IoU as score.
 
     Needs ``image``, ``regions``. Replaces ``regions``, adding ``"mask"`` (COCO RLE at the image size) and
-    ``"mask_score"`` to each; a region whose mask is empty is dropped. Adds ``segment_stats``: ``masks`` (kept),
-    ``dropped_empty``. Each image of the batch is embedded once (under the sample's id, so later stages reuse the
-    embedding on the same adapter), then all its boxes go through the mask decoder in one call.
+    ``"mask_score"`` to each; a region whose mask is empty, or fails the quality filters, is dropped. Adds
+    ``segment_stats``: ``masks`` (kept), ``dropped_empty``, ``filtered_mask_score`` (below ``min_mask_score``),
+    ``filtered_outside_box`` (more than ``max_outside_box`` of the mask outside the box). Each image of the batch
+    is embedded once (under the sample's id, so later stages reuse the embedding on the same adapter), then all its
+    boxes go through the mask decoder in one call.
 
     Example::
 
@@ -33,7 +49,7 @@ class Segment(Stage):
         stage.model = segmenter  # the runner loads it
         stage.process([{"id": "x", "image": png, "regions": [{"phrase": "cat", "box": [4, 4, 60, 40], ...}]}])
         # -> [{"regions": [{..., "mask": {"size": [H, W], "counts": "..."}, "mask_score": 0.9}],
-        #      "segment_stats": {"masks": 1, "dropped_empty": 0}}]
+        #      "segment_stats": {"masks": 1, "dropped_empty": 0, "filtered_mask_score": 0, ...}}]
     """
 
     name = "segment"
@@ -41,6 +57,7 @@ class Segment(Stage):
     adds = ("regions", "segment_stats")
     Config = SegmentConfig
     default_backend = "sam"
+    config: SegmentConfig
 
     def process(self, samples: list[Sample]) -> list[Result]:
         todo = [sample for sample in samples if sample["regions"]]
@@ -49,13 +66,26 @@ class Segment(Stage):
 
     def _segment(self, sample: Sample) -> Result:
         regions = sample["regions"]
+        stats = dict.fromkeys(("masks", "dropped_empty", "filtered_mask_score", "filtered_outside_box"), 0)
         kept = []
         if regions:
             boxes = np.array([region["box"] for region in regions], dtype=np.float32)
             masks, scores = self.model.predict(sample["id"], boxes=boxes)
-            kept = [
-                {**region, "mask": encode_rle(mask), "mask_score": float(score)}
-                for region, mask, score in zip(regions, masks, scores)
-                if mask.any()
-            ]
-        return {"regions": kept, "segment_stats": {"masks": len(kept), "dropped_empty": len(regions) - len(kept)}}
+            for region, mask, score in zip(regions, masks, scores, strict=True):
+                refused = self._refusal(mask, float(score), region["box"])
+                if refused:
+                    stats[refused] += 1
+                else:
+                    kept.append({**region, "mask": encode_rle(mask), "mask_score": float(score)})
+        stats["masks"] = len(kept)
+        return {"regions": kept, "segment_stats": stats}
+
+    def _refusal(self, mask: np.ndarray, score: float, box: list[float]) -> str | None:
+        """The stat a region's mask is refused under, or None when it is kept."""
+        if not mask.any():
+            return "dropped_empty"
+        if self.config.min_mask_score is not None and score < self.config.min_mask_score:
+            return "filtered_mask_score"
+        if 1 - share_in_box(mask, box) > self.config.max_outside_box:
+            return "filtered_outside_box"
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,6 +76,39 @@ def test_predict_matches_the_transformers_reference_path(sam: HFSam) -> None:
     reference = sam.processor.post_process_masks(out.pred_masks, *sizes)
     np.testing.assert_array_equal(masks, reference[0][:, 0].numpy())
     np.testing.assert_allclose(scores, out.iou_scores[0, :, 0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_multimask_takes_the_best_of_three_for_a_single_click(sam: HFSam) -> None:
+    # SAM's reference path with its three masks per click; the adapter must return the one of highest predicted IoU.
+    image = draw_shapes((90, 140), seed=4)
+    points, labels = POINTS[:, :1], np.ones((3, 1), dtype=np.int64)
+    sam.embed([image], ["img"])
+    masks, scores = sam.predict("img", points=points, labels=labels, multimask=True)
+    inputs = sam.processor(
+        images=image, input_points=[points.tolist()], input_labels=[labels.tolist()], return_tensors="pt"
+    )
+    with torch.no_grad():
+        out = sam.model(**inputs, multimask_output=True)
+    assert out.pred_masks.shape[2] == 3
+    reference = sam.processor.post_process_masks(
+        out.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"]
+    )
+    best = out.iou_scores[0].argmax(-1).numpy()
+    np.testing.assert_array_equal(masks, reference[0].numpy()[np.arange(3), best])
+    np.testing.assert_allclose(scores, out.iou_scores[0].max(-1).values.numpy(), rtol=1e-5, atol=1e-6)
+    single, _ = sam.predict("img", points=points, labels=labels)
+    np.testing.assert_array_equal(single, reference_single(sam, image, points, labels))
+
+
+def reference_single(sam: HFSam, image: Any, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """SAM's single-mask output through the full reference path."""
+    inputs = sam.processor(
+        images=image, input_points=[points.tolist()], input_labels=[labels.tolist()], return_tensors="pt"
+    )
+    with torch.no_grad():
+        out = sam.model(**inputs, multimask_output=False)
+    masks = sam.processor.post_process_masks(out.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"])
+    return masks[0][:, 0].numpy()
 
 
 @pytest.mark.parametrize("boxes_per_image", [1, 16], ids=["1-box", "16-boxes"])

@@ -1,4 +1,5 @@
-"""The ground stage: prompts, token-limit passes, label -> phrase mapping, best/all, NMS, degenerate boxes."""
+"""The ground stage: prompts, token-limit passes, detection -> phrase mapping by token positions, best/all, NMS,
+degenerate boxes, box-area filters."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from pydantic import ValidationError
 
 from syngen.models.grounding_dino import GroundingDino
@@ -15,13 +17,15 @@ from syngen.models.loading import build_tiny
 from syngen.sample import Failure, image_bytes
 from syngen.stages.base import Context
 from syngen.stages.ground import Ground, GroundConfig
+from syngen.store import to_json
 from tests.conftest import draw_shapes
 
 WIDTH, HEIGHT = 128, 96
 
 
 class FakeGrounder:
-    """Answers each prompt with the scripted detections whose label words all occur in it; records the calls."""
+    """Answers each prompt with the scripted detections whose phrase is one of the prompt's, pointing at it by its
+    index in the prompt as the real grounder does; records the calls."""
 
     def __init__(self, detections: list[dict[str, Any]] | None = None):
         self.detections = detections or []
@@ -33,15 +37,16 @@ class FakeGrounder:
     def detect(self, images: list, prompts: list[str], box_threshold: float, text_threshold: float) -> list:
         assert len(images) == len(prompts)
         self.calls.append(prompts)
-        return [[d for d in self.detections if _words(d["label"]) <= _words(prompt)] for prompt in prompts]
+        found = []
+        for prompt in prompts:
+            phrases = prompt[:-1].split(". ")
+            mine = [d for d in self.detections if d["phrase"] in phrases]
+            found.append([d | {"phrase": phrases.index(d["phrase"])} for d in mine])
+        return found
 
 
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text.lower()))
-
-
-def det(label: str, box: list[float], score: float = 0.9) -> dict[str, Any]:
-    return {"label": label, "box": box, "score": score}
+def det(phrase: str, box: list[float], score: float = 0.9) -> dict[str, Any]:
+    return {"phrase": phrase, "label": phrase, "box": box, "score": score}
 
 
 def sample(phrases: list[str], n: int = 0) -> dict[str, Any]:
@@ -93,22 +98,85 @@ def test_phrase_over_the_limit_alone_is_dropped_and_counted() -> None:
     assert result["ground_stats"]["dropped_long_phrases"] == 1
 
 
+@pytest.fixture(scope="module")
+def twin() -> GroundingDino:
+    return GroundingDino(build_tiny("grounder"))
+
+
+def scripted(grounder: GroundingDino, scores: dict[tuple[int, str, int], float]) -> Any:
+    """Makes the twin's next forward passes score query 0 on chosen prompt tokens, everything else ~0.
+
+    ``scores``: {(phrase index, word, occurrence within that phrase): probability}; query 0's box is fixed.
+    Returns the hook handle (remove it after use)."""
+
+    def hook(module: Any, args: Any, kwargs: dict, output: Any) -> Any:
+        logits = torch.full_like(output.logits, -30.0)
+        for b, ids in enumerate(kwargs["input_ids"].tolist()):
+            for (phrase, word, nth), prob in scores.items():
+                logits[b, 0, _position(grounder, ids, phrase, word, nth)] = math.log(prob / (1 - prob))
+        output.logits = logits
+        output.pred_boxes[:, 0] = torch.tensor([0.5, 0.5, 0.5, 0.5])
+        return output
+
+    return grounder.model.register_forward_hook(hook, with_kwargs=True)
+
+
+def _position(grounder: GroundingDino, ids: list[int], phrase: int, word: str, nth: int) -> int:
+    """Position of the ``nth`` token ``word`` (or ".") inside the ``phrase``-th "."-separated part of a prompt."""
+    tokens = grounder.processor.tokenizer.convert_ids_to_tokens(ids)
+    parts: list[list[int]] = [[]]
+    for position, token in enumerate(tokens[1:], start=1):
+        parts[-1].append(position)
+        if token == ".":
+            parts.append([])
+    return [p for p in parts[phrase] if tokens[p] == word][nth]
+
+
 @pytest.mark.parametrize(
-    ("label", "phrase"),
+    ("phrases", "scores", "expected"),
     [
-        ("red circle", "red circle"),
-        ("Red Circle .", "red circle"),
-        ("man ' s hat", "man's hat"),
-        ("red circle blue box", None),
-        ("circle", None),
+        pytest.param(["red ball", "table"], {(0, "ball", 0): 0.6}, "red ball", id="head-noun-only"),
+        pytest.param(["ball", "red ball"], {(1, "ball", 0): 0.6}, "red ball", id="head-noun-equals-another-phrase"),
+        pytest.param(
+            ["red ball", "table"],
+            {(0, "ball", 0): 0.7, (0, "red", 0): 0.3, (1, "table", 0): 0.5},
+            "red ball",
+            id="spans-two-phrases",
+        ),
+        pytest.param(
+            ["blue box", "red ball"],
+            {(0, "box", 0): 0.5, (1, "red", 0): 0.4, (1, "ball", 0): 0.4},
+            "red ball",
+            id="most-mass-not-highest-token",
+        ),
+        pytest.param(["a zebra", "table"], {(0, "[UNK]", 0): 0.6}, "a zebra", id="unknown-word"),
+        pytest.param(["red ball", "table"], {(0, ".", 0): 0.6}, None, id="only-a-separator"),
+        pytest.param(["red ball", "table"], {(1, "table", 0): 0.4}, None, id="no-token-above-text-threshold"),
     ],
-    ids=["exact", "case-and-dot", "tokenizer-spacing", "two-phrases-merged", "part-of-a-phrase"],
 )
-def test_label_maps_to_the_phrase_that_equals_it(label: str, phrase: str | None) -> None:
-    grounder = FakeGrounder([det(label, [10, 10, 50, 50])])
-    [result] = run(grounder, [sample(["red circle", "blue box", "man's hat"])])
-    assert [r["phrase"] for r in result["regions"]] == ([phrase] if phrase else [])
-    assert result["ground_stats"]["unmatched_labels"] == (0 if phrase else 1)
+def test_detection_reaches_the_phrase_holding_most_of_its_token_scores(
+    twin: GroundingDino, phrases: list[str], scores: dict, expected: str | None
+) -> None:
+    handle = scripted(twin, scores)
+    try:
+        [result] = run(twin, [sample(phrases)], box_threshold=0.35, text_threshold=0.25 if expected else 0.5)
+    finally:
+        handle.remove()
+    assert [r["phrase"] for r in result["regions"]] == ([expected] if expected else [])
+    assert result["ground_stats"]["detections"] == (1 if expected else 0)
+    assert result["ground_stats"]["no_phrase"] == (0 if expected else 1)
+
+
+def test_detection_reaches_its_phrase_in_a_later_pass(twin: GroundingDino) -> None:
+    # two passes ("red ball." and "ball."): the second's phrase 0 is "ball", not the first's "red ball"
+    handle = scripted(twin, {(0, "ball", 0): 0.6})
+    try:
+        [result] = run(twin, [sample(["red ball", "ball"])], max_text_tokens=6, keep="all")
+    finally:
+        handle.remove()
+    assert result["ground_stats"]["prompts"] == 2
+    assert [r["phrase"] for r in result["regions"]] == ["red ball", "ball"]
+    assert [r["label"] for r in result["regions"]] == ["ball", "ball"]  # kept for information
 
 
 @pytest.mark.parametrize(
@@ -169,7 +237,9 @@ def test_no_detection_is_a_sample_without_regions(phrases: list[str]) -> None:
         "detections": 0,
         "dropped_degenerate": 0,
         "dropped_nms": 0,
-        "unmatched_labels": 0,
+        "filtered_small_box": 0,
+        "filtered_large_box": 0,
+        "no_phrase": 0,
         "dropped_long_phrases": 0,
         "prompts": len(grounder.calls),
     }
@@ -192,16 +262,84 @@ def test_config_is_validated(config: dict[str, Any]) -> None:
         GroundConfig(**config)
 
 
-def test_end_to_end_on_the_tiny_twin() -> None:
-    grounder = GroundingDino(build_tiny("grounder"))
+def test_end_to_end_on_the_tiny_twin(twin: GroundingDino) -> None:
     samples = [sample(["red circle"], 0), sample(["blue box", "cat"], 1)]
-    results = run(grounder, samples, box_threshold=0.3, text_threshold=0.0, keep="all")
-    # text_threshold 0 labels each detection with its whole prompt: it matches a phrase only on one-phrase prompts.
-    assert results[0]["regions"] and results[1]["regions"] == []
-    assert results[1]["ground_stats"]["unmatched_labels"] > 0
-    for result in results:
+    results = run(twin, samples, box_threshold=0.3, text_threshold=0.0, keep="all")
+    # text_threshold 0 labels each detection with its whole prompt; token scores still place it in one phrase.
+    assert results[0]["regions"] and results[1]["regions"]
+    for result, phrases in zip(results, (["red circle"], ["blue box", "cat"]), strict=True):
         assert result["ground_stats"]["detections"] == len(result["regions"])
+        assert result["ground_stats"]["no_phrase"] == 0
         for region in result["regions"]:
             x1, y1, x2, y2 = region["box"]
-            assert region["phrase"] == "red circle" and 0 < region["box_score"] <= 1
+            assert region["phrase"] in phrases and 0 < region["box_score"] <= 1
             assert 0 <= x1 < x2 <= WIDTH and 0 <= y1 < y2 <= HEIGHT
+
+
+@pytest.mark.parametrize(
+    ("limit", "passes"),
+    [
+        pytest.param(8, [["cat", "dog", "sky"], ["man", "hat"]], id="prompt-of-exactly-the-limit"),
+        pytest.param(7, [["cat", "dog"], ["sky", "man"], ["hat"]], id="one-token-over-the-limit-splits"),
+    ],
+)
+def test_a_prompt_never_exceeds_max_text_tokens(twin: GroundingDino, limit: int, passes: list[list[str]]) -> None:
+    # "cat. dog. sky." is 8 tokens with [CLS] and [SEP]; a prompt over the limit would be cut silently
+    grounder = FakeGrounder()
+    grounder.count_tokens = twin.count_tokens  # type: ignore[method-assign]
+    run(grounder, [sample(["cat", "dog", "sky", "man", "hat"])], max_text_tokens=limit)
+    assert [prompts[0][:-1].split(". ") for prompts in grounder.calls] == passes
+    assert all(twin.count_tokens(prompts[0]) <= limit for prompts in grounder.calls)
+
+
+# WIDTH x HEIGHT = 12288 pixels
+TINY, QUARTER, WHOLE = [0, 0, 16, 12], [0, 0, 64, 48], [0, 0, WIDTH, HEIGHT]  # 1/64, 1/4 and all of the image
+
+
+@pytest.mark.parametrize(
+    ("limits", "kept", "small", "large"),
+    [
+        pytest.param({}, [WHOLE, QUARTER, TINY], 0, 0, id="defaults-keep-all"),
+        pytest.param({"min_box_area": 1 / 64}, [WHOLE, QUARTER, TINY], 0, 0, id="min-edge-kept"),
+        pytest.param({"min_box_area": 0.02}, [WHOLE, QUARTER], 1, 0, id="min"),
+        pytest.param({"max_box_area": 0.25}, [QUARTER, TINY], 0, 1, id="max-edge-kept"),
+        pytest.param({"min_box_area": 0.02, "max_box_area": 0.9}, [QUARTER], 1, 1, id="both"),
+    ],
+)
+def test_box_area_filters_drop_and_count(limits: dict, kept: list, small: int, large: int) -> None:
+    grounder = FakeGrounder([det("red circle", WHOLE, 0.9), det("red circle", QUARTER, 0.6), det("red circle", TINY)])
+    grounder.detections[2]["score"] = 0.4
+    [result] = run(grounder, [sample(["red circle"])], keep="all", **limits)
+    assert [r["box"] for r in result["regions"]] == [[float(v) for v in box] for box in kept]
+    stats = result["ground_stats"]
+    assert (stats["filtered_small_box"], stats["filtered_large_box"], stats["detections"]) == (small, large, len(kept))
+
+
+def test_box_area_filter_applies_before_the_best_box_is_chosen() -> None:
+    grounder = FakeGrounder([det("red circle", WHOLE, 0.9), det("red circle", QUARTER, 0.6)])
+    [result] = run(grounder, [sample(["red circle"])], max_box_area=0.5)
+    assert [(r["box"], r["box_score"]) for r in result["regions"]] == [([0.0, 0.0, 64.0, 48.0], 0.6)]
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"min_box_area": 0.5, "max_box_area": 0.5}, {"min_box_area": 0.6, "max_box_area": 0.4}, {"max_box_area": 1.5}],
+    ids=["empty-range", "inverted-range", "above-1"],
+)
+def test_box_area_range_is_validated(limits: dict[str, float]) -> None:
+    with pytest.raises(ValidationError):
+        GroundConfig(**limits)
+
+
+def test_fingerprint_at_defaults_is_the_one_stored_before_the_filters_existed() -> None:
+    # recorded on ec140c1 (before min_box_area / max_box_area): stored results must survive the upgrade
+    before = (
+        '{"stage":"ground","config":{"model":{"id":"IDEA-Research/grounding-dino-tiny","revision":null,'
+        '"backend":null,"trust_remote_code":false},"box_threshold":0.35,"text_threshold":0.25,"keep":"best",'
+        '"nms_iou":null,"max_text_tokens":256}}'
+    )
+    model = "IDEA-Research/grounding-dino-tiny"
+    stage = Ground(GroundConfig(model=model), Context(recipe_dir=Path(".")))
+    assert to_json(stage.fingerprint()) == before
+    changed = Ground(GroundConfig(model=model, min_box_area=0.01), Context(recipe_dir=Path(".")))
+    assert to_json(changed.fingerprint()) != before

@@ -74,7 +74,7 @@ CONFIGS = [
     NegativesConfig(points=1, boundary_per_mask=3),
     NegativesConfig(semantic_per_mask=3, semantic_max_inside_box=0.05),
     NegativesConfig(points=1, max_tries=1),
-    NegativesConfig(iou_band=(0.0, 1.0), seed=7),
+    NegativesConfig(iou_band=(0.0, 0.99), seed=7),
 ]
 CONFIG_IDS = ["defaults", "one-point", "strict-semantic", "one-try", "wide-band"]
 
@@ -226,12 +226,24 @@ def test_boundary_prompt_mixes_kinds_and_falls_back() -> None:
         {"iou_band": (0.9, 0.5)},
         {"iou_band": (-0.1, 0.5)},
         {"iou_band": (0.5, 1.2)},
+        {"iou_band": (0.5, 1.0)},
+        {"iou_band": (0.6, 0.6)},
         {"max_tries": 0},
         {"points": 0},
         {"semantic_max_iou": 1.5},
         {"unknown": 1},
     ],
-    ids=["band-inverted", "band-below-0", "band-above-1", "no-tries", "no-points", "iou-above-1", "extra-field"],
+    ids=[
+        "band-inverted",
+        "band-below-0",
+        "band-above-1",
+        "band-up-to-1",
+        "band-empty",
+        "no-tries",
+        "no-points",
+        "iou-above-1",
+        "extra-field",
+    ],
 )
 def test_config_rejects_bad_values(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
@@ -253,7 +265,7 @@ def test_sam_twin_reuses_the_segment_embedding() -> None:
     image, _ = _scene()
     model.embed([image, image], ["a", "b"])  # what the segment stage does
     calls = model.encoder_calls
-    config = NegativesConfig(max_tries=3, iou_band=(0.0, 1.0))
+    config = NegativesConfig(max_tries=3, iou_band=(0.0, 0.99))
     updates, _ = _run(config, samples, model)
     assert model.encoder_calls == calls
     for update in updates:
@@ -263,3 +275,90 @@ def test_sam_twin_reuses_the_segment_embedding() -> None:
         for region in update["regions"]:
             for negative in region["negatives"]:
                 assert decode_rle(negative["mask"]).shape == (H, W)
+
+
+class Answering:
+    """A segmenter that answers boundary prompts (with a box) and semantic ones (a click) with fixed masks."""
+
+    def __init__(self, boundary: np.ndarray, semantic: np.ndarray) -> None:
+        self.boundary, self.semantic = boundary, semantic
+
+    def embed(self, images: list, keys: list[str]) -> None:
+        pass
+
+    def predict(
+        self,
+        key: str,
+        boxes: Any = None,
+        points: Any = None,
+        labels: Any = None,
+        multimask: bool = False,
+        host: bool = True,
+    ):
+        mask = self.boundary if boxes is not None else self.semantic
+        return np.stack([mask] * len(points)), np.ones(len(points), dtype=np.float32)
+
+
+def _one_region(mask: np.ndarray, box: list[float]) -> dict[str, Any]:
+    image, _ = _scene()
+    region = {"phrase": "box", "box": box, "box_score": 0.9, "mask": encode_rle(mask), "mask_score": 1.0}
+    return {"id": "one", "image": image_bytes(image), "regions": [region]}
+
+
+def test_a_negative_equal_to_the_positive_is_never_accepted() -> None:
+    _, (rect, _) = _scene()
+    box = [4.0, 6.0, 32.0, 34.0]
+    # bounds that would let the positive itself through: a band up to 1 (a recipe from before the validator
+    # refused it) and semantic bounds of 1
+    config = NegativesConfig.model_construct(
+        **(NegativesConfig().model_dump() | {"iou_band": (0.5, 1.0), "semantic_max_iou": 1.0})
+    )
+    config.semantic_max_inside_box = 1.0
+    [update], _ = _run(config, [_one_region(rect, box)], Answering(rect, rect))
+    assert update["regions"][0]["negatives"] == []
+    assert update["negatives_stats"]["gave_up"] == _slots(config)
+
+
+@pytest.mark.parametrize("end", ["lo", "hi"])
+def test_a_boundary_negative_at_either_end_of_the_band_is_accepted(end: str) -> None:
+    _, (rect, _) = _scene()
+    left = rect.copy()
+    left[:, 20:] = False  # the rectangle's left part: IoU 336/576 with the whole
+    iou = 336 / 576
+    band = (iou, 0.9) if end == "lo" else (0.5, iou)
+    config = NegativesConfig(iou_band=band, boundary_per_mask=1, semantic_per_mask=0, max_tries=1)
+    [update], _ = _run(config, [_one_region(rect, [4.0, 6.0, 32.0, 34.0])], Answering(left, left))
+    [negative] = update["regions"][0]["negatives"]
+    assert negative["iou"] == iou and negative["kind"] == "boundary"
+
+
+def test_a_semantic_candidate_above_max_iou_is_refused_even_when_little_of_it_is_in_the_box() -> None:
+    positive = np.zeros((H, W), bool)
+    positive[10:12, 10:15] = True  # 10 pixels inside the box
+    box = [8.0, 8.0, 20.0, 20.0]
+    outside = np.zeros((H, W), bool)
+    outside[40:46, 30:45] = True  # 90 pixels outside the box
+    covering = positive | outside  # IoU 10/100 = 0.1, a tenth inside the box
+    for max_iou, accepted in ((0.05, False), (0.1, True)):
+        config = NegativesConfig(
+            boundary_per_mask=0, semantic_max_iou=max_iou, semantic_max_inside_box=0.2, max_tries=1
+        )
+        [update], _ = _run(config, [_one_region(positive, box)], Answering(covering, covering))
+        assert [n["iou"] for n in update["regions"][0]["negatives"]] == ([0.1] if accepted else [])
+
+
+def test_the_edge_band_is_measured_on_the_box_shorter_side() -> None:
+    mask = np.zeros((H, W), bool)
+    mask[10:20, 10:50] = True  # fills its 40 x 10 box
+    overflow, omission = boundary_candidates(mask, [10.0, 10.0, 50.0, 20.0], edge_share=0.2)
+    # 0.2 of the shorter side (10) is a 2-pixel band: 400 pixels less the 36 x 6 inside it
+    assert omission.sum() == 400 - 36 * 6 and not overflow.any()
+
+
+def test_single_clicks_use_sam_best_of_three_and_record_it() -> None:
+    [update], model = _run(NegativesConfig(points=1, boundary_per_mask=3), [_sample()])
+    negatives = [n for r in update["regions"] for n in r["negatives"]]
+    assert {n["kind"] for n in negatives} == {"boundary", "semantic"}
+    assert all(n["multimask"] == (n["kind"] == "semantic") for n in negatives)
+    # the first two predict calls are round 1's boundary prompts (box and points), then its semantic clicks
+    assert model.predict_multimask[:2] == [False, True]
