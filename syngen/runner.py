@@ -34,6 +34,7 @@ from syngen.sample import DECODED, Failure, Sample
 from syngen.stages import stage_class
 from syngen.stages.base import Result, Stage
 from syngen.store import Row, StageStore, atomic_write_text, to_json
+from syngen.threads import consume_in_thread
 
 EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
 
@@ -258,11 +259,14 @@ def run(
             from syngen.export import export_dataset
 
             state_file.unlink(missing_ok=True)
-            export_dataset(
+            # the export of a wave (drawing, encoding, writing shards) runs in a worker thread while the next
+            # wave's stages run here
+            consume_in_thread(
+                lambda samples: export_dataset(
+                    samples, out, card_info(recipe, runner.summary), embed_images=recipe.top.output.embed_images
+                ),
                 runner.samples(),
-                out,
-                card_info(recipe, runner.summary),
-                embed_images=recipe.top.output.embed_images,
+                maxsize=2 * recipe.top.runtime.wave_size,
             )
             atomic_write_text(state_file, runner.state())
         report = runner.report()

@@ -5,7 +5,8 @@ Needs ``caption``; replaces ``image`` (PNG bytes) and adds ``width``, ``height``
 i-th with id ``make_id(parent_id, "synthesize", i, seed)`` and an image seed derived from (seed, parent id, i),
 so a rerun on the same device makes the same images. All prompts of a batch (× images_per_caption) are generated
 in calls of at most ``batch_size`` images; after a CUDA out-of-memory error the runner halves that call size
-(:meth:`Synthesize.shrink`), down to one image per call. A sample with an empty caption is a failure of kind ``empty_caption``.
+(:meth:`Synthesize.shrink`), down to one image per call. Images are PNG-encoded in the shared thread pool while
+the next call runs. A sample with an empty caption is a failure of kind ``empty_caption``.
 
 Example::
 
@@ -16,10 +17,14 @@ Example::
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
+from PIL import Image
 from pydantic import Field
 
 from syngen.sample import Failure, Sample, image_bytes, make_id
 from syngen.stages.base import Context, ModelRef, Result, Stage, StageConfig, Update
+from syngen.threads import POOL
 
 
 class SynthesizeConfig(StageConfig):
@@ -74,10 +79,11 @@ class Synthesize(Stage):
             if sample["caption"].strip()
             for index in range(cfg.images_per_caption)
         ]
-        images = []
+        images: list[Image.Image] = []
+        pngs: list[Future[bytes]] = []  # encoded in the shared pool while the next chunk is generated
         for start in range(0, len(jobs), self.call_size):
             chunk = jobs[start : start + self.call_size]
-            images += self.model.generate(
+            made = self.model.generate(
                 [samples[n]["caption"] for n, _, _ in chunk],
                 [seed for _, _, seed in chunk],
                 negative_prompt=cfg.negative_prompt or None,
@@ -86,13 +92,15 @@ class Synthesize(Stage):
                 height=cfg.height,
                 width=cfg.width,
             )
+            images += made
+            pngs += [POOL.submit(image_bytes, image) for image in made]
         updates: list[list[Update]] = [[] for _ in samples]
-        for (n, index, seed), image in zip(jobs, images):
+        for (n, index, seed), image, png in zip(jobs, images, pngs, strict=True):
             parent = samples[n]["id"]
             updates[n].append(
                 {
                     "id": make_id(parent, "synthesize", index, cfg.seed),
-                    "image": image_bytes(image),
+                    "image": png.result(),
                     "width": image.width,
                     "height": image.height,
                     "synth": {"seed": seed, "index": index, "parent": parent, "prompt": samples[n]["caption"]},

@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
 import imagehash
@@ -30,6 +30,7 @@ from pydantic import Field, field_validator, model_validator
 from syngen.masks import clip_box
 from syngen.sample import Sample, load_image, make_id
 from syngen.stages.base import Result, Stage, StageConfig
+from syngen.threads import POOL
 
 
 class ViewsConfig(StageConfig):
@@ -115,17 +116,25 @@ class Views(Stage):
     config: ViewsConfig
 
     def process(self, samples: list[Sample]) -> list[Result]:
-        """One update per sample: ``regions`` with ``views``."""
-        return [self._views(s) for s in samples]
+        """One update per sample: ``regions`` with ``views``. The pHash scores of all regions of the batch are
+        computed in the shared thread pool."""
+        cfg = self.config
+        regions = [(s, r) for s in samples for r in s.get("regions") or []] if cfg.select == "phash" else []
+        hashed = POOL.map(
+            lambda job: phash_scores(load_image(job[0]), job[1]["box"], cfg.candidates, cfg.size), regions
+        )
+        scores = iter(list(hashed))
+        return [self._views(s, scores) for s in samples]
 
-    def _views(self, sample: Sample) -> dict[str, Any]:
+    def _views(self, sample: Sample, phashed: Iterator[dict[float, float]]) -> dict[str, Any]:
+        """``phashed``: the pHash scores of the sample's regions, in order (select: phash)."""
         cfg = self.config
         regions = sample.get("regions") or []
         image = load_image(sample) if regions else None
         out = []
         for i, region in enumerate(regions):
             if cfg.select == "phash":
-                scores: dict[float, float | None] = phash_scores(image, region["box"], cfg.candidates, cfg.size)
+                scores: dict[float, float | None] = dict(next(phashed))
                 chosen = select_views(scores, cfg.n_views - 1)
             else:
                 rng = np.random.default_rng(int(make_id(cfg.seed, sample["id"], i), 16))
