@@ -155,7 +155,9 @@ class Runner:
             DECODED.fit(len(wave))
             _reset_peak_memory()
             loads = self.pool.loads.total()
-            stage.model, load_s = self.pool.get(stage.model_ref(), stage.default_backend)
+            stage.model, load_s = self.pool.get(
+                stage.model_ref(), stage.default_backend, stage.model_dtype(), stage.model_options()
+            )
             if hasattr(stage.model, "cache_limit"):  # e.g. SAM's embeddings: the whole wave after fan-out
                 stage.model.cache_limit = max(stage.model.cache_limit, len(wave))
             report.load_s += load_s

@@ -21,6 +21,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def resolve_dtype(name: str, device: str) -> str:
+    """A dtype name, ``auto`` resolved: bfloat16 on GPUs that support it, float16 on older GPUs, float32 on CPU."""
+    if name != "auto":
+        return name
+    if not str(device).startswith("cuda"):
+        return "float32"
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
 def timed(method: F) -> F:
     """Adds the wall time of a model call to ``self.model_seconds`` (reported as time inside model calls)."""
 

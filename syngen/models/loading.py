@@ -95,9 +95,10 @@ def _fetch_hint(ref: ModelRef, why: str) -> str:
     )
 
 
-def load(ref: ModelRef, default_backend: str | None, device: str, dtype: str) -> tuple[Any, float]:
-    """Resolve and load the adapter for ``ref``; returns it and the seconds loading took."""
+def load(ref: ModelRef, default_backend: str | None, device: str, dtype: str, **options: Any) -> tuple[Any, float]:
+    """Resolve and load the adapter for ``ref`` (``options``: the adapter's own load settings); returns it and the
+    seconds loading took."""
     start = time.perf_counter()
     cls = backend_class(backend_for(ref, default_backend))
-    adapter = cls(resolve(ref), device=device, dtype=dtype, trust_remote_code=ref.trust_remote_code)
+    adapter = cls(resolve(ref), device=device, dtype=dtype, trust_remote_code=ref.trust_remote_code, **options)
     return adapter, time.perf_counter() - start

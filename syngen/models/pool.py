@@ -17,7 +17,7 @@ from typing import Any
 from syngen.models.loading import backend_for, load, resolve
 from syngen.stages.base import ModelRef
 
-Key = tuple[str, str, str | None, str]  # backend, id, revision, dtype
+Key = tuple[str, str, str | None, str, str]  # backend, id, revision, dtype, load options
 _WEIGHTS = (".safetensors", ".bin", ".pth", ".pt", ".ckpt")
 
 
@@ -56,17 +56,24 @@ class ModelPool:
         self._resident: OrderedDict[Key, tuple[Any, int]] = OrderedDict()  # key -> (adapter, bytes)
         self._sizes: dict[Key, int] = {}  # measured sizes, kept after a model is freed
 
-    def get(self, ref: ModelRef | None, default_backend: str | None, dtype: str | None = None) -> tuple[Any, float]:
-        """The adapter for ``ref`` and the seconds spent loading it (0 when it was resident)."""
+    def get(
+        self,
+        ref: ModelRef | None,
+        default_backend: str | None,
+        dtype: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[Any, float]:
+        """The adapter for ``ref`` in ``dtype`` (default: the run's) loaded with ``options``, and the seconds spent
+        loading it (0 when it was resident)."""
         if ref is None:
             return None, 0.0
-        dtype = dtype or self.dtype
-        key: Key = (backend_for(ref, default_backend), ref.id, ref.revision, dtype)
+        dtype, options = dtype or self.dtype, options or {}
+        key: Key = (backend_for(ref, default_backend), ref.id, ref.revision, dtype, repr(sorted(options.items())))
         if key in self._resident:
             self._resident.move_to_end(key)
             return self._resident[key][0], 0.0
         self._fit(self._sizes.get(key) or _estimate(ref, dtype))
-        adapter, seconds = load(ref, default_backend, self.device, dtype)
+        adapter, seconds = load(ref, default_backend, self.device, dtype, **options)
         if hasattr(adapter, "cache_limit"):
             adapter.cache_limit = self.cache_limit
         size = adapter_bytes(adapter)

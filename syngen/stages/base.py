@@ -44,6 +44,9 @@ class ModelRef(BaseModel):
 # ``json_schema_extra`` of a setting added after results were stored: left at its default it stays out of the
 # stage's fingerprint, so an upgrade keeps those results (the default keeps the earlier behaviour).
 ADDED_LATER = {"added_later": True}
+# ``json_schema_extra`` of a setting that changes how a stage runs but not what it makes (memory savers such as
+# CPU offload or VAE slicing): never part of the fingerprint, like ``batch_size``.
+RUNTIME_ONLY = {"runtime_only": True}
 
 
 class StageConfig(BaseModel):
@@ -106,10 +109,22 @@ class Stage:
         """The model this stage runs, or None for stages without one."""
         return getattr(self.config, "model", None)
 
+    def model_dtype(self) -> str:
+        """The dtype this stage's model runs in: the stage's ``dtype`` setting when it has one (``auto``: bfloat16
+        on GPUs that support it, float16 on older ones, float32 on CPU), else the runtime's."""
+        from syngen.models.base import resolve_dtype
+
+        dtype = getattr(self.config, "dtype", None)
+        return self.ctx.dtype if dtype is None else resolve_dtype(dtype, self.ctx.device)
+
+    def model_options(self) -> dict[str, Any]:
+        """Keyword arguments for the model adapter at load (e.g. diffusers options); none by default."""
+        return {}
+
     def fingerprint(self) -> dict[str, Any]:
         """What decides this stage's output: its config (model id and revision included; a tiny twin's version),
-        less batch sizes and the settings marked :data:`ADDED_LATER` that are at their defaults. Pin ``revision`` to
-        make a Hub checkpoint part of it for good."""
+        less batch sizes, the settings marked :data:`RUNTIME_ONLY` and those marked :data:`ADDED_LATER` that are at
+        their defaults. Pin ``revision`` to make a Hub checkpoint part of it for good."""
         from syngen.models.loading import TINY_PREFIX, TINY_VERSION
 
         ref = self.model_ref()
@@ -120,7 +135,8 @@ class Stage:
             if info.json_schema_extra == ADDED_LATER
             and getattr(self.config, name) == info.get_default(call_default_factory=True)
         }
-        config = self.config.model_dump(mode="json", exclude={"batch_size"} | at_default)
+        runtime_only = {n for n, i in type(self.config).model_fields.items() if i.json_schema_extra == RUNTIME_ONLY}
+        config = self.config.model_dump(mode="json", exclude={"batch_size"} | at_default | runtime_only)
         return {"stage": self.name, "config": config} | tiny
 
     def shrink(self) -> bool:

@@ -18,12 +18,13 @@ Example::
 from __future__ import annotations
 
 from concurrent.futures import Future
+from typing import Any
 
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from syngen.sample import Failure, Sample, image_bytes, make_id
-from syngen.stages.base import Context, ModelRef, Result, Stage, StageConfig, Update
+from syngen.stages.base import ADDED_LATER, RUNTIME_ONLY, Context, ModelRef, Result, Stage, StageConfig, Update
 from syngen.threads import POOL
 
 
@@ -46,6 +47,43 @@ class SynthesizeConfig(StageConfig):
     negative_prompt: str = Field("", description="What the images should not show (empty: none).")
     seed: int = Field(0, ge=0, description="Base seed; each image's seed derives from it, the parent id and its index.")
     batch_size: int = Field(4, ge=1, description="Images per model call; halved and retried on CUDA out-of-memory.")
+    scheduler: str | None = Field(
+        None,
+        description="A diffusers scheduler class to sample with (e.g. DPMSolverMultistepScheduler, built from the "
+        "checkpoint's scheduler config); none: the checkpoint's own.",
+        json_schema_extra=ADDED_LATER,
+    )
+    variant: str | None = Field(
+        None,
+        description="Weight variant to load (e.g. fp16: half the download and load time); none: the full weights.",
+        json_schema_extra=ADDED_LATER,
+    )
+    vae_tiling: bool = Field(
+        False,
+        description="Decode latents in tiles: large images in little GPU memory (seams may differ slightly).",
+        json_schema_extra=ADDED_LATER,
+    )
+    cpu_offload: bool = Field(
+        False,
+        description="Keep the pipeline's models in CPU memory and move each to the GPU only while it runs (a small "
+        "GPU; slower). Ignored on CPU.",
+        json_schema_extra=RUNTIME_ONLY,
+    )
+    vae_slicing: bool = Field(
+        False,
+        description="Decode a batch's latents one image at a time (less GPU memory, same images).",
+        json_schema_extra=RUNTIME_ONLY,
+    )
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str | None) -> str | None:
+        if value is not None:
+            import diffusers
+
+            if not value.endswith("Scheduler") or not hasattr(diffusers, value):
+                raise ValueError(f"{value!r} is not a diffusers scheduler class (e.g. DPMSolverMultistepScheduler)")
+        return value
 
 
 class Synthesize(Stage):
@@ -60,6 +98,10 @@ class Synthesize(Stage):
     def __init__(self, config: SynthesizeConfig, ctx: Context):
         super().__init__(config, ctx)
         self.call_size = config.batch_size  # images per model call; halved on out-of-memory
+
+    def model_options(self) -> dict[str, Any]:
+        """The diffusers options the pipeline is loaded with."""
+        return self.config.model_dump(include={"scheduler", "variant", "vae_tiling", "cpu_offload", "vae_slicing"})
 
     def shrink(self) -> bool:
         if self.call_size == 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from syngen.models.base import resolve_dtype
 from syngen.models.loading import resolve
 from syngen.models.pool import ModelPool, weights_bytes
 from syngen.stages.base import ModelRef
@@ -20,3 +21,17 @@ def test_estimate_before_loading_matches_the_loaded_size(twin: str) -> None:
     assert pool.resident_bytes() == measured
     pool.close()
     assert pool.resident_bytes() == 0
+
+
+@pytest.mark.parametrize(
+    "name, device, bf16, expected",
+    [
+        pytest.param("auto", "cpu", True, "float32", id="auto-cpu"),
+        pytest.param("auto", "cuda", True, "bfloat16", id="auto-recent-gpu"),
+        pytest.param("auto", "cuda", False, "float16", id="auto-older-gpu"),
+        pytest.param("float16", "cpu", True, "float16", id="explicit"),
+    ],
+)
+def test_resolve_dtype(monkeypatch: pytest.MonkeyPatch, name: str, device: str, bf16: bool, expected: str) -> None:
+    monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda *args, **kwargs: bf16)
+    assert resolve_dtype(name, device) == expected

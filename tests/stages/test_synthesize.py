@@ -105,7 +105,7 @@ def test_out_of_memory_shrinks_the_model_call_with_several_images_per_caption(
 ) -> None:
     """One caption per batch (images_per_caption 4, batch_size 4): halving the batch alone cannot help."""
     model = OomAbove(limit)
-    monkeypatch.setattr("syngen.models.pool.load", lambda *args: (model, 0.0))
+    monkeypatch.setattr("syngen.models.pool.load", lambda *args, **options: (model, 0.0))
     (tmp_path / "captions.txt").write_text("a red ball\na dog\n")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
@@ -127,3 +127,40 @@ def test_out_of_memory_shrinks_the_model_call_with_several_images_per_caption(
         runner.stages[1].image_seed(p, i) % 256 for p in {s["synth"]["parent"] for s in samples} for i in range(4)
     )
     assert [n for n in model.calls if n <= limit] == calls_after  # every image made once, in calls that fit
+
+
+PRE_SETTINGS = {"model", "steps", "guidance_scale", "height", "width", "images_per_caption", "negative_prompt", "seed"}
+
+
+@pytest.mark.parametrize(
+    "settings, same_fingerprint",
+    [
+        pytest.param({}, True, id="defaults"),
+        pytest.param({"cpu_offload": True, "vae_slicing": True}, True, id="memory-savers-change-nothing-made"),
+        pytest.param({"scheduler": "EulerDiscreteScheduler"}, False, id="scheduler"),
+        pytest.param({"variant": "fp16"}, False, id="variant"),
+        pytest.param({"vae_tiling": True}, False, id="vae-tiling"),
+    ],
+)
+def test_diffusers_settings_leave_the_fingerprint_alone_at_defaults(settings: dict, same_fingerprint: bool) -> None:
+    ctx = Context(recipe_dir=Path("."))
+    default = Synthesize(SynthesizeConfig(), ctx).fingerprint()
+    assert set(default["config"]) == PRE_SETTINGS  # what stores made before these settings existed hold
+    assert (Synthesize(SynthesizeConfig(**settings), ctx).fingerprint() == default) is same_fingerprint
+
+
+def test_unknown_scheduler_fails_validation() -> None:
+    with pytest.raises(ValidationError, match="not a diffusers scheduler"):
+        SynthesizeConfig(scheduler="FastestScheduler")
+
+
+def test_diffusers_options_reach_the_pipeline() -> None:
+    plain = DiffusersTextToImage(build_tiny("sd"))
+    tuned = DiffusersTextToImage(
+        build_tiny("sd"), scheduler="EulerDiscreteScheduler", vae_slicing=True, vae_tiling=True, cpu_offload=True
+    )
+    assert type(tuned.pipe.scheduler).__name__ == "EulerDiscreteScheduler"
+    assert tuned.pipe.vae.use_slicing and tuned.pipe.vae.use_tiling
+    assert type(plain.pipe.scheduler).__name__ == "PNDMScheduler" and not plain.pipe.vae.use_slicing
+    images = tuned.generate(["a red ball"] * 2, [1, 2], steps=2, guidance_scale=7.5)
+    assert [im.size for im in images] == [(64, 64)] * 2  # cpu_offload is ignored on CPU
