@@ -1,58 +1,81 @@
-"""The `syngen` command line: run, validate, export, inspect, push, models."""
+"""The `syngen` command line: run, validate, export, inspect, push, models.
+
+Every command's errors derive from :class:`~syngen.errors.SyngenError`; the app catches them once, prints the
+message and exits with the error's code (2: bad recipe or arguments, 1: the run failed).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
+
+from syngen import log
+from syngen.errors import SyngenError, UsageError
 
 # syngen shows one progress bar per stage; the libraries' own bars (weights, parquet shards) are noise here.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic grounding and segmentation data.")
 console = Console(stderr=True)
 
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml"
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
+class _Commands(TyperGroup):
+    """The command group; a :class:`SyngenError` from any command becomes its message and exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SyngenError as err:
+            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(err.exit_code) from None
 
 
-def _load(recipe: Path):  # -> Recipe
-    from syngen.recipe import RecipeError, load_recipe
+app = typer.Typer(
+    cls=_Commands, add_completion=False, no_args_is_help=True, help="Synthetic grounding and segmentation data."
+)
 
-    try:
-        return load_recipe(recipe)
-    except RecipeError as err:
-        _fail(str(err))
+
+@app.callback()
+def _main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Only warnings and errors in the log.")] = False,
+) -> None:
+    """Synthetic grounding and segmentation data."""
+    log.setup(-1 if quiet else verbose)
+
+
+def _load(recipe: Path) -> Any:  # -> Recipe
+    from syngen.recipe import load_recipe
+
+    return load_recipe(recipe)
 
 
 @app.command()
 def run(
-    recipe: Path = typer.Argument(DEFAULT_RECIPE, help="Recipe YAML; default: the offline quickstart."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder; default outputs/<recipe name>."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Use at most N seed items."),
-    fresh: bool = typer.Option(False, "--fresh", help="Drop earlier results in the output folder and start over."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per stage."),
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML; default: the offline quickstart.")] = DEFAULT_RECIPE,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder; default outputs/<recipe name>.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use at most N seed items.")] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Drop earlier results in the output folder and start over.")
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar per stage.")] = True,
 ) -> None:
     """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
-    from syngen.models.loading import PreflightError
-    from syngen.runner import RunLocked
     from syngen.runner import run as run_recipe
 
     loaded = _load(recipe)
     out_dir = loaded.out_dir(out)
-    try:
-        report = run_recipe(loaded, out_dir, fresh=fresh, limit=limit, progress=progress)
-    except (PreflightError, RunLocked) as err:
-        _fail(str(err))
+    report = run_recipe(loaded, out_dir, fresh=fresh, limit=limit, progress=progress)
     print_report(report)
     console.print(f"dataset: {out_dir / 'dataset'}   report: {out_dir / 'run.json'}")
     if loaded.top.output.push_to_hub:
@@ -60,7 +83,7 @@ def run(
 
 
 @app.command()
-def validate(recipe: Path = typer.Argument(..., help="Recipe YAML to check.")) -> None:
+def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML to check.")]) -> None:
     """Check a recipe against the schema without running anything."""
     loaded = _load(recipe)
     console.print(f"{recipe}: ok ({', '.join(loaded.stages)})")
@@ -68,8 +91,10 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML to check.")) -
 
 @app.command()
 def export(
-    out: Path = typer.Argument(..., help="A run's output folder."),
-    recipe: Path | None = typer.Option(None, "--recipe", help="The run's recipe; default: the one run.json names."),
+    out: Annotated[Path, typer.Argument(help="A run's output folder.")],
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", help="The run's recipe; default: the one run.json names.")
+    ] = None,
 ) -> None:
     """Rewrite OUT/dataset from the stage stores (no model runs; samples not yet computed are left out)."""
     from syngen.export import export_dataset
@@ -78,14 +103,16 @@ def export(
 
     if recipe is None:
         if not (out / "run.json").exists():
-            _fail(f"{out}: no run.json saying which recipe made it; pass --recipe")
+            raise UsageError(f"{out}: no run.json saying which recipe made it; pass --recipe")
         recipe = Path(json.loads((out / "run.json").read_text())["recipe_path"])
     loaded = _load(recipe)
     runner = Runner(loaded, out, progress=False)
     try:
         runner.open_stores(drop_stale=False)
     except StaleStore as err:
-        _fail(f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe")
+        raise UsageError(
+            f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe"
+        ) from None
     path = export_dataset(
         runner.samples(compute=False),
         out,
@@ -97,55 +124,55 @@ def export(
 
 @app.command()
 def inspect(
-    out: Path = typer.Argument(..., help="A run's output folder."),
-    n: int = typer.Option(16, "--n", min=1, help="Samples (and preference pairs) on the contact sheets."),
+    out: Annotated[Path, typer.Argument(help="A run's output folder.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Samples (and preference pairs) on the contact sheets.")] = 16,
 ) -> None:
     """Print dataset statistics and write a contact sheet (PNG) and an HTML page under OUT/inspect/."""
     from syngen.stats import format_summary, summarize
     from syngen.viz import contact_sheet
 
     if not (out / "dataset").exists():
-        _fail(f"{out}: no dataset folder; run a recipe first")
+        raise UsageError(f"{out}: no dataset folder; run a recipe first")
     Console().print(format_summary(summarize(out)))
     png, html = contact_sheet(out, n)
     console.print(f"contact sheet: {png}\nhtml: {html}")
 
 
 def _push(out: Path, repo_id: str, private: bool, revision: str | None) -> None:
-    from syngen.push import PushError, push_dataset
+    from syngen.push import push_dataset
 
-    try:
-        url = push_dataset(out / "dataset", repo_id, private=private, revision=revision)
-    except PushError as err:
-        _fail(str(err))
+    url = push_dataset(out / "dataset", repo_id, private=private, revision=revision)
     console.print(f"pushed: {url}")
 
 
 @app.command()
 def push(
-    out: Path = typer.Argument(..., help="A run's output folder."),
-    repo_id: str = typer.Option(..., "--repo-id", help="Hub dataset repo (org/name)."),
-    private: bool = typer.Option(False, "--private", help="Create the repo as private."),
-    revision: str | None = typer.Option(None, "--revision", help="Branch to push to (created when missing)."),
+    out: Annotated[Path, typer.Argument(help="A run's output folder.")],
+    repo_id: Annotated[str, typer.Option("--repo-id", help="Hub dataset repo (org/name).")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Branch to push to (created when missing).")
+    ] = None,
 ) -> None:
     """Upload OUT/dataset to the Hub; the token comes from HF_TOKEN or `hf auth login`."""
     _push(out, repo_id, private, revision)
 
 
 @app.command()
-def models(build: bool = typer.Option(False, "--build", help="Build (and cache) every tiny twin.")) -> None:
-    """List model backends and tiny twins."""
-    from syngen.models import BACKENDS, TINY
+def models(build: Annotated[bool, typer.Option("--build", help="Build (and cache) every tiny twin.")] = False) -> None:
+    """List model backends (with their roles) and tiny twins."""
+    from syngen.models import BACKENDS
     from syngen.models.loading import build_tiny
+    from syngen.models.twins import TINY
 
     table = Table("tiny twin", "backend", *(["cached at"] if build else []))
-    for name, (backend, _) in TINY.items():
-        table.add_row(f"tiny:{name}", backend, *([str(build_tiny(name))] if build else []))
+    for name, twin in TINY.items():
+        table.add_row(f"tiny:{name}", twin.backend or "(trainer only)", *([str(build_tiny(name))] if build else []))
     Console().print(table)
-    Console().print("backends: " + ", ".join(BACKENDS))
+    Console().print("backends: " + ", ".join(f"{name} ({spec.role})" for name, spec in BACKENDS.items()))
 
 
-def print_report(report: dict) -> None:
+def print_report(report: dict[str, Any]) -> None:
     """The run report as a table on the terminal."""
     table = Table(title=f"run {report['recipe']} on {report['device']} ({report['total_s']:.1f} s)")
     for col in ("stage", "in", "out", "fail", "new", "wall s", "loads", "load s", "model s", "it/s", "peak MB"):

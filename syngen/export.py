@@ -25,9 +25,9 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCardData
 from PIL import Image
 
-from syngen.masks import decode_rle
+from syngen.masks import RLE, decode_rle
 from syngen.push import redact
-from syngen.sample import Sample, image_bytes, load_image
+from syngen.sample import ModelInfo, Provenance, Sample, image_bytes, load_image
 from syngen.stats import config_dir, stage_counts
 from syngen.viz import draw_overlay
 
@@ -139,7 +139,9 @@ def export_dataset(
     out_dir = Path(out_dir)
     final, building = out_dir / "dataset", out_dir / ".dataset.tmp"
     _recover(out_dir)
-    models = [{"stage": stage, "id": m["id"], "revision": m.get("revision")} for stage, m in info.models.items()]
+    models: list[ModelInfo] = [
+        {"stage": stage, "id": str(m["id"]), "revision": m.get("revision")} for stage, m in info.models.items()
+    ]
     features = CONFIGS | ({"preference": PREFERENCE_EMBEDDED} if embed_images else {})
     writers = {name: _ShardWriter(building, name, features[name], shard_rows, shard_bytes) for name in CONFIGS}
     for sample in samples:
@@ -355,12 +357,10 @@ def _recover(out_dir: Path) -> None:
             old.rename(final)
 
 
-def _grounding_row(sample: Sample, models: list[dict[str, Any]]) -> dict[str, Any]:
+def _grounding_row(sample: Sample, models: list[ModelInfo]) -> dict[str, Any]:
     regions = sample.get("regions") or []
     overlay = io.BytesIO()
     draw_overlay(load_image(sample), regions).save(overlay, format="JPEG", quality=80)
-    source, synth = sample.get("source") or {}, sample.get("synth") or {}
-    item = source.get("item")
     return {
         "id": sample["id"],
         "image": {"bytes": sample["image"], "path": None},
@@ -380,15 +380,23 @@ def _grounding_row(sample: Sample, models: list[dict[str, Any]]) -> dict[str, An
             for r in regions
         ],
         "overlay": {"bytes": overlay.getvalue(), "path": None},
-        "provenance": {
-            "source_kind": source.get("kind"),
-            "source_item": item if item is None or isinstance(item, str) else json.dumps(item, sort_keys=True),
-            "synth_seed": synth.get("seed"),
-            "synth_index": synth.get("index"),
-            "synth_parent": synth.get("parent"),
-            "synth_prompt": synth.get("prompt"),
-            "models": models,
-        },
+        "provenance": _provenance(sample, models),
+    }
+
+
+def _provenance(sample: Sample, models: list[ModelInfo]) -> Provenance:
+    """Where an exported image came from: its seed item, its synthesis (None when not synthesized), the models."""
+    source: dict[str, Any] = dict(sample.get("source") or {})
+    synth: dict[str, Any] = dict(sample.get("synth") or {})
+    item = source.get("item")
+    return {
+        "source_kind": source.get("kind"),
+        "source_item": item if item is None or isinstance(item, str) else json.dumps(item, sort_keys=True),
+        "synth_seed": synth.get("seed"),
+        "synth_index": synth.get("index"),
+        "synth_parent": synth.get("parent"),
+        "synth_prompt": synth.get("prompt"),
+        "models": models,
     }
 
 
@@ -423,7 +431,7 @@ def _preference_rows(sample: Sample) -> list[dict[str, Any]]:
     return rows
 
 
-def _mask_png(rle: dict[str, Any]) -> bytes:
+def _mask_png(rle: RLE) -> bytes:
     """A binary mask as a 1-bit PNG (white = mask)."""
     return image_bytes(Image.fromarray(decode_rle(rle)))
 

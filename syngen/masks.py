@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-RLE = dict[str, Any]
+
+class RLE(TypedDict):
+    """A binary mask as COCO RLE (``counts`` as text)."""
+
+    size: list[int]  # [height, width]
+    counts: str
 
 
 def encode_rle(mask: np.ndarray) -> RLE:
@@ -22,7 +27,7 @@ def encode_rle(mask: np.ndarray) -> RLE:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
-def decode_rle(rle: RLE) -> np.ndarray:
+def decode_rle(rle: RLE | dict[str, Any]) -> np.ndarray:
     """A COCO RLE (str or bytes counts) as a (H, W) bool mask."""
     counts = rle["counts"]
     coco = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}

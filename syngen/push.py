@@ -14,11 +14,10 @@ from urllib.parse import quote
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+from syngen.errors import PushError
+
+__all__ = ["PushError", "push_dataset", "redact"]
 _TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
-
-
-class PushError(RuntimeError):
-    """A push that could not be done; the message is safe to print."""
 
 
 def push_dataset(

@@ -15,12 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from syngen.errors import PreflightError, RecipeError
 from syngen.stages import STAGES, stage_class
-from syngen.stages.base import PROJECT_ROOT, Context, StageConfig
+from syngen.stages.base import PROJECT_ROOT, Context, ModelStageConfig, StageConfig
 
-
-class RecipeError(ValueError):
-    """A recipe that cannot run; the message names the file, the field and what was expected."""
+__all__ = ["Recipe", "RecipeError", "RecipeModel", "load_recipe", "reference_markdown"]
 
 
 class RuntimeConfig(BaseModel):
@@ -175,26 +174,36 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 def _fill_shared_models(recipe: Recipe) -> None:
     """The negatives stage reuses the segment stage's model (and its cached image embeddings) unless told otherwise."""
     negatives = recipe.stages.get("negatives")
-    if negatives is not None and getattr(negatives, "model", None) is None:
+    if isinstance(negatives, ModelStageConfig) and negatives.model is None:
         segment = recipe.stages.get("segment")
-        if segment is None:
+        if not isinstance(segment, ModelStageConfig):
             raise RecipeError(
                 f"{recipe.path}: stages.negatives.model: expected a segmenter model (or a segment stage to share)"
             )
-        negatives.model = segment.model  # type: ignore[attr-defined]
+        negatives.model = segment.model
 
 
 def _check_models(recipe: Recipe) -> None:
-    """Every model names a known backend (tiny twins: a known twin)."""
-    from syngen.models.loading import PreflightError, backend_for
+    """Every model names a known backend (tiny twins: a known twin) of the role its stage runs."""
+    from syngen.models import BACKENDS
+    from syngen.models.loading import backend_for
 
     for name, config in recipe.stages.items():
-        ref = getattr(config, "model", None)
-        if ref is not None:
-            try:
-                backend_for(ref, stage_class(name).default_backend)
-            except PreflightError as err:
-                raise RecipeError(f"{recipe.path}: stages.{name}.model: {err}") from None
+        ref = config.model if isinstance(config, ModelStageConfig) else None
+        if ref is None:
+            continue
+        cls = stage_class(name)
+        try:
+            backend = backend_for(ref, cls.default_backend)
+        except PreflightError as err:
+            raise RecipeError(f"{recipe.path}: stages.{name}.model: {err}") from None
+        role = BACKENDS[backend].role
+        if role != cls.role:
+            fitting = [b for b, spec in BACKENDS.items() if spec.role == cls.role]
+            raise RecipeError(
+                f"{recipe.path}: stages.{name}.model: {ref.id!r} runs on backend {backend!r}, a {role}; the {name} "
+                f"stage needs a {cls.role} (backends: {', '.join(fitting)})"
+            )
 
 
 def _check_files(recipe: Recipe) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import resource
 import shutil
 import sys
@@ -22,25 +23,26 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from syngen.models.loading import resolve
+from syngen.errors import RunLocked
+from syngen.models.loading import backend_for, resolve
 from syngen.models.pool import ModelPool, device_memory_bytes
+from syngen.models.roles import Model
 from syngen.recipe import Recipe
 from syngen.sample import DECODED, Failure, Sample
 from syngen.stages import stage_class
-from syngen.stages.base import Result, Stage
+from syngen.stages.base import ModelStageConfig, Result, SourceStage, Stage
 from syngen.store import Row, StageStore, atomic_write_text, to_json
 from syngen.threads import consume_in_thread
 
 EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
+log = logging.getLogger(__name__)
 
-
-class RunLocked(RuntimeError):
-    """Another run holds the output folder's lock."""
+__all__ = ["EXPORTED_STATE", "RunLocked", "Runner", "StageReport", "card_info", "run"]
 
 
 @dataclass
@@ -71,7 +73,10 @@ class Runner:
         self.limit = limit
         self.progress = progress
         self.ctx = recipe.context()
-        self.stages: list[Stage] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
+        self.stages: list[Stage[Any, Any]] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
+        if not isinstance(self.stages[0], SourceStage):
+            raise TypeError(f"the first stage must be a source stage, not {self.stages[0].name}")
+        self.source: SourceStage[Any] = self.stages[0]
         self.reports = {stage.name: StageReport() for stage in self.stages}
         self.stores: dict[str, StageStore] = {}
         self._chain = ""
@@ -103,7 +108,7 @@ class Runner:
         digest = hashlib.sha1(self._chain.encode())
         if self.recipe.top.output.embed_images:  # the dataset's layout
             digest.update(b"embed_images")
-        for item in self.stages[0].items(self.limit):  # type: ignore[attr-defined]
+        for item in self.source.items(self.limit):
             digest.update(item["id"].encode())
         for name in sorted(p.name for store in self.stores.values() for p in store.dir.glob("part-*.parquet")):
             digest.update(name.encode())
@@ -122,8 +127,7 @@ class Runner:
 
     def samples(self, compute: bool = True) -> Iterator[Sample]:
         """The final samples, wave by wave; with ``compute=False`` only what the stores already hold."""
-        source = self.stages[0]
-        items = source.items(self.limit)  # type: ignore[attr-defined]
+        items = self.source.items(self.limit)
         wave_size = self.recipe.top.runtime.wave_size
         try:
             while wave := list(islice(items, wave_size)):
@@ -136,14 +140,14 @@ class Runner:
             for bar in self._bars.values():
                 bar.close()
 
-    def _bar(self, stage: Stage) -> tqdm:
+    def _bar(self, stage: Stage[Any, Any]) -> tqdm:
         if stage.name not in self._bars:
             self._bars[stage.name] = tqdm(
                 desc=f"{stage.name:>10}", unit="it", disable=not self.progress or None, leave=True, file=sys.stderr
             )
         return self._bars[stage.name]
 
-    def _run_stage(self, stage: Stage, wave: list[Sample], compute: bool) -> list[Sample]:
+    def _run_stage(self, stage: Stage[Any, Any], wave: list[Sample], compute: bool) -> list[Sample]:
         start = time.perf_counter()
         report = self.reports[stage.name]
         store = self.stores[stage.name]
@@ -155,26 +159,32 @@ class Runner:
             DECODED.fit(len(wave))
             _reset_peak_memory()
             loads = self.pool.loads.total()
-            stage.model, load_s = self.pool.get(
+            model, load_s = self.pool.get(
                 stage.model_ref(), stage.default_backend, stage.model_dtype(), stage.model_options()
             )
-            if hasattr(stage.model, "cache_limit"):  # e.g. SAM's embeddings: the whole wave after fan-out
-                stage.model.cache_limit = max(stage.model.cache_limit, len(wave))
+            if hasattr(model, "cache_limit"):  # e.g. SAM's embeddings: the whole wave after fan-out
+                model.cache_limit = max(model.cache_limit, len(wave))
+            ref = stage.model_ref()
+            if ref is not None and self.pool.loads.total() > loads:
+                backend = backend_for(ref, stage.default_backend)
+                log.info("%s: loaded %s (%s) in %.1f s", stage.name, ref.id, backend, load_s)
             report.load_s += load_s
             report.loads += self.pool.loads.total() - loads
-            model_s0 = getattr(stage.model, "model_seconds", 0.0)
+            model_s0 = getattr(model, "model_seconds", 0.0)
             bar = self._bar(stage)
             queue = list(pending)
             while queue:
                 batch, queue = queue[: self.batch_size[stage.name]], queue[self.batch_size[stage.name] :]
                 batch_rows = [
-                    row for sample, result in zip(batch, self._process(stage, batch)) for row in _rows(sample, result)
+                    row
+                    for sample, result in zip(batch, self._process(stage, batch, model), strict=True)
+                    for row in _rows(sample, result)
                 ]
                 store.write(batch_rows)
                 for row in batch_rows:
                     rows.setdefault(row["input_id"], []).append(row)
                 bar.update(len(batch))
-            report.model_s += getattr(stage.model, "model_seconds", 0.0) - model_s0
+            report.model_s += getattr(model, "model_seconds", 0.0) - model_s0
             report.computed += len(pending)
             report.peak_mem_mb = max(report.peak_mem_mb, _peak_memory_mb())
         rows |= store.read(stored)
@@ -192,27 +202,28 @@ class Runner:
         report.items_per_s = report.computed / report.wall_s if report.wall_s else 0.0
         return merged
 
-    def _process(self, stage: Stage, batch: list[Sample]) -> list[Result]:
+    def _process(self, stage: Stage[Any, Any], batch: list[Sample], model: Model | None) -> list[Result]:
         """Results for a batch; a failing batch is split to isolate the failing samples."""
         try:
-            results = stage.process(batch)
+            results = stage.process(batch, model)
             if len(results) != len(batch):
                 raise RuntimeError(f"{stage.name} returned {len(results)} results for {len(batch)} samples")
             return results
         except Exception as err:
             if _is_oom(err):
-                self.pool.free_others(stage.model)
+                self.pool.free_others(model)
                 _free_cuda()
                 if stage.shrink():  # the stage's model calls are larger than its batch: shrink those first
-                    return self._process(stage, batch)
+                    return self._process(stage, batch, model)
             if len(batch) == 1:
                 detail = "".join(traceback.format_exception(err)[-3:])
                 return [Failure(kind=type(err).__name__, message=str(err)[:500], detail=detail[-2000:])]
             if _is_oom(err):
                 self.batch_size[stage.name] = max(1, len(batch) // 2)
                 half = self.batch_size[stage.name]
-                return self._process(stage, batch[:half]) + self._process(stage, batch[half:])
-            return [r for sample in batch for r in self._process(stage, [sample])]
+                log.warning("%s: out of memory on a batch of %d; batch size halved to %d", stage.name, len(batch), half)
+                return self._process(stage, batch[:half], model) + self._process(stage, batch[half:], model)
+            return [r for sample in batch for r in self._process(stage, [sample], model)]
 
     def report(self) -> dict[str, Any]:
         """The run report as written to ``run.json``."""
@@ -282,11 +293,10 @@ def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
     """What the dataset card says about the run: recipe, models, settings, and the (filled-in-later) report."""
     from syngen.export import CardInfo
 
-    models = {}
+    models: dict[str, dict[str, str | None]] = {}
     for name, cfg in recipe.stages.items():
-        ref = getattr(cfg, "model", None)
-        if ref is not None:
-            models[name] = {"id": ref.id, "revision": ref.revision}
+        if isinstance(cfg, ModelStageConfig) and cfg.model is not None:
+            models[name] = {"id": cfg.model.id, "revision": cfg.model.revision}
     settings = {name: cfg.model_dump(mode="json", exclude={"model"}) for name, cfg in recipe.stages.items()}
     return CardInfo(
         name=recipe.name,
@@ -327,10 +337,10 @@ def _merge(sample: Sample, rows: Iterable[Row], report: StageReport) -> list[Sam
         for key, value in data.items():
             if key.endswith("_stats") and isinstance(value, dict):
                 report.stats.update({k: v for k, v in value.items() if isinstance(v, (int, float))})
-        new = sample | data | {"id": row["id"]}
+        new = {**sample, **data, "id": row["id"]}
         if row["image"] is not None:
             new["image"] = row["image"]
-        outputs.append(new)
+        outputs.append(cast(Sample, new))
     return outputs
 
 

@@ -1,7 +1,8 @@
-"""The record that flows through stages, and the failure a stage reports instead of it.
+"""The record that flows through stages, the shapes of its parts, and the failure a stage reports instead of it.
 
-A sample is a plain dict: ``id`` (stable, see :func:`make_id`), ``source`` (provenance of the seed item) and
-the columns stages add (``image`` as encoded bytes, ``caption``, ``phrases``, ``regions``, ...).
+A sample is a dict (:class:`Sample`): ``id`` (stable, see :func:`make_id`), ``source`` (provenance of the seed
+item) and the columns stages add (``image`` as encoded bytes, ``caption``, ``phrases``, ``regions``, ...). Every
+per-item random choice is seeded with :func:`item_seed`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,103 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from PIL import Image
+from typing_extensions import Required
 
-Sample = dict[str, Any]
+from syngen.masks import RLE
+
+Box = list[float]  # [x1, y1, x2, y2], pixels
+
+
+class SourceRef(TypedDict):
+    """Where a seed item came from: the source kind and the item (a relative file path, a dataset index or a
+    captions-file line number, as text)."""
+
+    kind: str
+    item: str
+
+
+class Synth(TypedDict):
+    """How the synthesize stage made an image: its generator seed, its index among the caption's images, the
+    parent sample's id and the prompt."""
+
+    seed: int
+    index: int
+    parent: str
+    prompt: str
+
+
+class Negative(TypedDict):
+    """A hard negative mask of a region (negatives stage): the SAM prompt that made it and how it compares."""
+
+    kind: str  # "boundary" or "semantic"
+    points: list[list[int]]  # [[x, y], ...] pixels
+    labels: list[int]  # 1 foreground, 0 background, one per point
+    iou: float  # with the region's mask
+    seed: int  # of the point sampling
+    mask: RLE
+    score: float  # SAM's predicted IoU
+
+
+class View(TypedDict):
+    """A DynRefer view of a region (views stage)."""
+
+    t: float  # 0 = the region's box, 1 = the whole image
+    box: Box  # the view's box in image pixels
+    region_box: Box  # the region's box in the crop's pixels
+    size: int  # side of the square crop
+    score: float | None  # pHash score; None for random selection
+
+
+class Region(TypedDict, total=False):
+    """A phrase grounded in the image: its box (ground), mask (segment), negatives and views."""
+
+    phrase: Required[str]
+    box: Required[Box]
+    box_score: float
+    mask: RLE
+    mask_score: float
+    negatives: list[Negative]
+    views: list[View]
+
+
+class Sample(TypedDict, total=False):
+    """One image's (or, before synthesis, one caption's) record; each stage adds its columns."""
+
+    id: Required[str]
+    source: SourceRef
+    image: bytes
+    width: int
+    height: int
+    caption: str
+    synth: Synth
+    phrases: list[str]
+    regions: list[Region]
+    ground_stats: dict[str, int]
+    segment_stats: dict[str, int]
+    negatives_stats: dict[str, int]
+
+
+class ModelInfo(TypedDict):
+    """A model a stage ran, as the export records it."""
+
+    stage: str
+    id: str
+    revision: str | None
+
+
+class Provenance(TypedDict):
+    """An exported image's provenance: its seed item, how it was synthesized (None when it was not), the models."""
+
+    source_kind: str | None
+    source_item: str | None
+    synth_seed: int | None
+    synth_index: int | None
+    synth_parent: str | None
+    synth_prompt: str | None
+    models: list[ModelInfo]
 
 
 @dataclass
@@ -67,6 +160,17 @@ class DecodedImages:
 
 
 DECODED = DecodedImages()
+def item_seed(*parts: Any, bits: int = 64) -> int:
+    """A seed for one item's random choices, from JSON-serialisable parts (a base seed, the sample id, ...).
+
+    The 64-bit number :func:`make_id` spells in hex, cut to ``bits`` bits: up to 32 bits keeps the low ones
+    (31 for torch generators), more keeps the high ones (60: fits an int64 column). The cuts are those the stages
+    have always used, so stored seeds and the data made from them stay the same.
+    """
+    if not 1 <= bits <= 64:
+        raise ValueError(f"bits must be in 1..64, got {bits}")
+    value = int(make_id(*parts), 16)
+    return value % 2**bits if bits <= 32 else value >> (64 - bits)
 
 
 def load_image(sample: Sample) -> Image.Image:

@@ -11,11 +11,11 @@ fingerprint empties it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
 import uuid
-import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from syngen.errors import StaleStore
 
 SCHEMA = pa.schema(
     [
@@ -34,10 +36,9 @@ SCHEMA = pa.schema(
     ]
 )
 Row = dict[str, Any]
+log = logging.getLogger(__name__)
 
-
-class StaleStore(RuntimeError):
-    """A stage folder made under another fingerprint, where dropping it was not allowed."""
+__all__ = ["SCHEMA", "Row", "StageStore", "StaleStore", "atomic_write_text", "to_json"]
 
 
 def to_json(value: Any) -> str:
@@ -70,6 +71,14 @@ class StageStore:
         if marker.exists() and json.loads(marker.read_text()).get("fingerprint") != fingerprint:
             if not drop_stale:
                 raise StaleStore(f"{self.dir} was made with other settings than the recipe's")
+            parts = list(self.dir.glob("part-*.parquet"))
+            rows = sum(_row_count(part) for part in parts)
+            log.warning(
+                "%s: the stage's settings changed; discarding %d stored result(s) in %d part file(s)",
+                self.dir.name,
+                rows,
+                len(parts),
+            )
             shutil.rmtree(self.dir)
             kept = False
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +96,12 @@ class StageStore:
                     ids = pq.read_table(part, columns=["input_id"]).column(0).to_pylist()
                 except (OSError, pa.ArrowException) as err:  # damaged outside syngen: set aside, its samples redone
                     part.rename(part.with_name(f"corrupt-{part.name}"))
-                    warnings.warn(f"{part} is unreadable ({err}); moved aside, its samples will be recomputed")
+                    log.warning(
+                        "%s is unreadable (%s); moved aside as corrupt-%s, its samples will be recomputed",
+                        part,
+                        err,
+                        part.name,
+                    )
                     continue
                 for input_id in ids:
                     self._index[input_id] = part
@@ -118,6 +132,14 @@ class StageStore:
                 if row["input_id"] in wanted:
                     rows[row["input_id"]].append(row)
         return rows
+
+
+def _row_count(part: Path) -> int:
+    """Rows of a part file, from its footer (0 if unreadable)."""
+    try:
+        return pq.read_metadata(part).num_rows
+    except (OSError, pa.ArrowException):
+        return 0
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+
+from tests.helpers import draw_shapes
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -19,17 +19,6 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tiny twins cached for the whole session (or in $SYNGEN_CACHE when set); HF caches in a temp folder."""
     os.environ.setdefault("SYNGEN_CACHE", str(tmp_path_factory.mktemp("syngen-cache")))
     os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf-home"))
-
-
-def draw_shapes(size: tuple[int, int] = (128, 96), seed: int = 0) -> Image.Image:
-    """A deterministic RGB picture: a coloured background with a filled rectangle and ellipse."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    img = Image.new("RGB", size, tuple(int(c) for c in rng.integers(0, 255, 3)))
-    draw = ImageDraw.Draw(img)
-    draw.rectangle([w * 0.1, h * 0.1, w * 0.45, h * 0.6], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-    draw.ellipse([w * 0.55, h * 0.3, w * 0.9, h * 0.9], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-    return img
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ def test_second_run_on_same_folder_is_locked(reference: Path) -> None:
     with FileLock(str(reference / ".lock")):
         proc = syngen("run", str(QUICKSTART), "--out", str(reference), "--no-progress")
         out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 2 and "another syngen run" in out
+    assert proc.returncode == 1 and "another syngen run" in out
 
 
 def test_sigkill_at_any_moment_then_rerun_matches(reference: Path, tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ def test_missing_model_fails_before_any_compute(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"])
-    assert result.exit_code == 2 and "some-org/grounder-not-cached" in result.output and "hf download" in result.output
+    assert result.exit_code == 1 and "some-org/grounder-not-cached" in result.output and "hf download" in result.output
     assert not list((tmp_path / "out").glob("stages/*/part-*.parquet"))
 
 
@@ -184,6 +184,6 @@ def test_push_offline_fails_cleanly_and_leaves_the_dataset(reference: Path) -> N
     before = {p: p.read_bytes() for p in (reference / "dataset").rglob("*") if p.is_file()}
     start = time.monotonic()
     result = CliRunner().invoke(app, ["push", str(reference), "--repo-id", "me/quick"])
-    assert result.exit_code == 2 and "HF_HUB_OFFLINE" in result.output
+    assert result.exit_code == 1 and "HF_HUB_OFFLINE" in result.output
     assert time.monotonic() - start < 10
     assert {p: p.read_bytes() for p in (reference / "dataset").rglob("*") if p.is_file()} == before

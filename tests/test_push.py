@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +96,11 @@ def test_sends_repo_folder_privacy_and_revision(
     assert snapshot(dataset_dir) == before
 
 
-def test_offline_fails_fast_and_leaves_the_folder(dataset_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_fails_and_leaves_the_folder(dataset_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     before = snapshot(dataset_dir)
-    start = time.perf_counter()
     with pytest.raises(PushError) as error:
         push_dataset(dataset_dir, "me/demo", token=TOKEN)
-    assert time.perf_counter() - start < 5
     assert "HF_HUB_OFFLINE" in str(error.value) and "me/demo" in str(error.value)
     assert TOKEN not in str(error.value)
     assert error.value.__cause__ is None and error.value.__suppress_context__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import ClassVar
@@ -12,10 +13,11 @@ from pydantic import Field
 
 from syngen import stages as stage_registry
 from syngen.recipe import load_recipe
+from syngen.refs import ModelRef
 from syngen.runner import Runner
 from syngen.sample import DECODED, Failure, image_bytes
-from syngen.stages.base import ModelRef, Stage, StageConfig
-from tests.conftest import draw_shapes
+from syngen.stages.base import ModelStageConfig, Stage, StageConfig
+from tests.helpers import draw_shapes
 
 CALLS: Counter = Counter()
 
@@ -30,7 +32,7 @@ class FakeCaption(Stage):
 
     name, needs, adds, Config = "caption", ("image",), ("caption",), CaptionConfig
 
-    def process(self, samples):
+    def process(self, samples, model=None):
         CALLS["caption_batches"] += 1
         if self.config.oom_above and len(samples) > self.config.oom_above:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -50,7 +52,7 @@ class FakeSynthesize(Stage):
 
     name, needs, adds = "synthesize", ("caption",), ("image", "synth")
 
-    def process(self, samples):
+    def process(self, samples, model=None):
         CALLS["synthesize"] += len(samples)
         return [
             [{"id": f"{s['id']}-{i}", "image": b"img%d" % i, "synth": {"index": i}} for i in range(2)] for s in samples
@@ -60,27 +62,27 @@ class FakeSynthesize(Stage):
 class FakePhrases(Stage):
     name, needs, adds = "phrases", ("caption",), ("phrases", "phrases_stats")
 
-    def process(self, samples):
+    def process(self, samples, model=None):
         CALLS["phrases"] += len(samples)
         return [{"phrases": s["caption"].split("."), "phrases_stats": {"words": 2}} for s in samples]
 
 
-class ModelConfig(StageConfig):
+class ModelConfig(ModelStageConfig):
     model: ModelRef = Field(default_factory=lambda: ModelRef(id="org/one", backend="blip"), description="A model.")
 
 
 class FakeModelCaption(Stage):
-    name, needs, adds, Config = "caption", ("image",), ("caption",), ModelConfig
+    name, needs, adds, Config, role = "caption", ("image",), ("caption",), ModelConfig, "captioner"
 
-    def process(self, samples):
-        return [{"caption": self.model.name} for _ in samples]
+    def process(self, samples, model):
+        return [{"caption": model.name} for _ in samples]
 
 
 class FakeModelPhrases(FakeModelCaption):
     name, needs, adds = "phrases", ("caption",), ("phrases",)
 
-    def process(self, samples):
-        return [{"phrases": [self.model.name]} for _ in samples]
+    def process(self, samples, model):
+        return [{"phrases": [model.name]} for _ in samples]
 
 
 class FakeAdapter:
@@ -115,6 +117,7 @@ class FakeAdapter:
 def test_models_stay_resident_across_waves_while_they_fit(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
     phrases_model: str,
     budget_gib: float,
     expected_loads: list[str],
@@ -128,7 +131,11 @@ def test_models_stay_resident_across_waves_while_they_fit(
     stages = {"caption": {}, "phrases": {"model": {"id": phrases_model, "backend": "blip"}}}
     recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=1)  # three waves
     recipe.top.runtime.memory_budget = budget_gib
-    samples, report = run_all(recipe, tmp_path / "out")
+    with caplog.at_level(logging.INFO, logger="syngen.runner"):
+        samples, report = run_all(recipe, tmp_path / "out")
+    assert [r.getMessage() for r in caplog.records if "loaded" in r.getMessage()] == [
+        f"{'caption' if name == 'org/one' else 'phrases'}: loaded {name} (blip) in 0.0 s" for name in expected_loads
+    ]
     assert [s["phrases"] for s in samples] == [[phrases_model]] * 3
     assert FakeAdapter.loads == expected_loads
     assert FakeAdapter.most_alive == most_alive and FakeAdapter.alive == 0  # all freed at the end
@@ -228,13 +235,20 @@ def test_limit_caps_seed_items(tmp_path: Path, fakes: None) -> None:
     assert [s["caption"] for s in runner.samples()] == ["a.png", "b.png"]
 
 
-def test_out_of_memory_halves_the_batch(tmp_path: Path, fakes: None) -> None:
+def test_out_of_memory_halves_the_batch(tmp_path: Path, fakes: None, caplog: pytest.LogCaptureFixture) -> None:
     recipe = make_recipe(
         tmp_path, [f"{c}.png" for c in "abcdefgh"], {"caption": {"batch_size": 8, "oom_above": 2}}, wave_size=8
     )
-    samples, report = run_all(recipe, tmp_path / "out")
+    with caplog.at_level(logging.WARNING, logger="syngen.runner"):
+        samples, report = run_all(recipe, tmp_path / "out")
     assert len(samples) == 8 and report["stages"]["caption"]["failed"] == 0
     assert CALLS["caption"] == 8  # every sample captioned exactly once, in batches of at most 2
+    halvings = [r.getMessage() for r in caplog.records if "out of memory" in r.getMessage()]
+    assert halvings == [  # 8 -> 4 + 4, each 4 -> 2 + 2
+        "caption: out of memory on a batch of 8; batch size halved to 4",
+        "caption: out of memory on a batch of 4; batch size halved to 2",
+        "caption: out of memory on a batch of 4; batch size halved to 2",
+    ]
 
 
 def test_compute_false_reads_only_what_is_stored(tmp_path: Path, fakes: None) -> None:
@@ -254,7 +268,7 @@ class DrawnSynthesize(Stage):
 
     name, needs, adds = "synthesize", ("image",), ("image", "width", "height")
 
-    def process(self, samples):
+    def process(self, samples, model=None):
         return [
             [
                 {
@@ -274,7 +288,7 @@ class BoxGround(Stage):
 
     name, needs, adds = "ground", ("image",), ("regions",)
 
-    def process(self, samples):
+    def process(self, samples, model=None):
         boxes = {"rectangle": [12.0, 9.0, 58.0, 58.0], "ellipse": [70.0, 28.0, 116.0, 87.0]}
         return [{"regions": [{"phrase": p, "box": b, "box_score": 0.9} for p, b in boxes.items()]} for _ in samples]
 
@@ -289,10 +303,10 @@ def test_after_fan_out_negatives_encodes_no_image_and_each_image_is_decoded_once
     for name in ("segment", "negatives"):
         cls = stage_registry.stage_class(name)
 
-        def process(self, samples, _process=cls.process, _name=name):
-            before = self.model.encoder_calls
-            results = _process(self, samples)
-            encoded[_name] += self.model.encoder_calls - before
+        def process(self, samples, model, _process=cls.process, _name=name):
+            before = model.encoder_calls
+            results = _process(self, samples, model)
+            encoded[_name] += model.encoder_calls - before
             return results
 
         monkeypatch.setattr(cls, "process", process)

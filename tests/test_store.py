@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +29,21 @@ def test_write_index_and_read_in_order(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("drop_stale", [True, False], ids=["drops", "refuses"])
-def test_other_fingerprint(tmp_path: Path, drop_stale: bool) -> None:
+def test_other_fingerprint(tmp_path: Path, drop_stale: bool, caplog: pytest.LogCaptureFixture) -> None:
     store = StageStore(tmp_path, "ground")
     store.open("old")
-    store.write([row("a", "a")])
+    store.write([row("a", "a"), row("b", "b")])
+    store.write([row("c", "c")])
     fresh = StageStore(tmp_path, "ground")
     if drop_stale:
-        assert fresh.open("new") is False
+        with caplog.at_level(logging.WARNING, logger="syngen.store"):
+            assert fresh.open("new") is False
+        assert "discarding 3 stored result(s) in 2 part file(s)" in caplog.text
         assert fresh.index() == {}
     else:
         with pytest.raises(StaleStore):
             fresh.open("new", drop_stale=False)
-        assert set(StageStore(tmp_path, "ground").index()) == {"a"}
+        assert set(StageStore(tmp_path, "ground").index()) == {"a", "b", "c"}
 
 
 def test_to_json_converts_numpy() -> None:
@@ -48,7 +52,7 @@ def test_to_json_converts_numpy() -> None:
         to_json({"x": object()})
 
 
-def test_unreadable_part_is_set_aside(tmp_path: Path) -> None:
+def test_unreadable_part_is_set_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = StageStore(tmp_path, "caption")
     store.open("fp")
     store.write([row("a", "a")])
@@ -56,6 +60,7 @@ def test_unreadable_part_is_set_aside(tmp_path: Path) -> None:
     damaged = sorted(store.dir.glob("part-*.parquet"))[0]
     damaged.write_bytes(damaged.read_bytes()[:20])
     reopened = StageStore(tmp_path, "caption")
-    with pytest.warns(UserWarning, match="unreadable"):
+    with caplog.at_level(logging.WARNING, logger="syngen.store"):
         assert set(reopened.index()) == {"b"}
+    assert "unreadable" in caplog.text and damaged.name in caplog.text
     assert (store.dir / f"corrupt-{damaged.name}").exists()

@@ -12,7 +12,7 @@ from PIL import Image
 from syngen.export import export_dataset
 from syngen.masks import encode_rle
 from syngen.viz import CHOSEN, PALETTE, REJECTED, TILE, contact_sheet, draw_overlay
-from tests.conftest import draw_shapes
+from tests.helpers import draw_shapes
 from tests.test_export import GREY, HEIGHT, WIDTH, make_info, make_region, make_sample, rect_mask
 
 ALPHA = 0.45

@@ -1,8 +1,8 @@
 """What every model adapter shares: loading arguments, device and dtype, timing of model calls, freeing memory.
 
 An adapter is one class per backend, constructed from a resolved local folder (a Hub snapshot or a tiny twin),
-exposing one batch call for its role. A classmethod ``build_tiny(variant, path)`` saves a randomly initialised
-twin of the same classes as the real checkpoint to ``path``.
+exposing one batch call for its role (the Protocols of :mod:`syngen.models.roles`). Tiny twins are built in
+:mod:`syngen.models.twins`.
 """
 
 from __future__ import annotations
@@ -54,11 +54,6 @@ class Adapter:
         self.dtype = DTYPES[dtype]
         self.trust_remote_code = trust_remote_code
         self.model_seconds = 0.0
-
-    @classmethod
-    def build_tiny(cls, variant: str, path: Path) -> None:
-        """Save a deterministic, randomly initialised twin of this backend's model classes to ``path``."""
-        raise NotImplementedError(f"{cls.__name__} has no tiny twin")
 
     def memory_bytes(self) -> int:
         """Bytes of the parameters and buffers of the adapter's modules (a diffusers pipeline's components too)."""

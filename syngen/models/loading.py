@@ -1,6 +1,6 @@
 """Resolving model references to local folders (preflight), building tiny twins, and loading adapters.
 
-``resolve`` turns a :class:`~syngen.stages.base.ModelRef` into a local folder: a tiny twin (built once and
+``resolve`` turns a :class:`~syngen.refs.ModelRef` into a local folder: a tiny twin (built once and
 cached under ``$SYNGEN_CACHE`` or ``~/.cache/syngen``), a local path, or a Hub snapshot (from the local cache,
 downloaded when the Hub is reachable). A model that is none of these raises :class:`PreflightError` naming it
 and saying how to fetch it, before any compute.
@@ -17,15 +17,11 @@ from typing import Any
 
 from filelock import FileLock
 
-from syngen.models import BACKENDS, TINY, backend_class
-from syngen.stages.base import ModelRef
-
-TINY_PREFIX = "tiny:"
-TINY_VERSION = "2"  # bump when a twin's architecture or tokenizer changes, so caches rebuild
-
-
-class PreflightError(RuntimeError):
-    """A model of the recipe cannot be resolved."""
+from syngen.errors import PreflightError
+from syngen.models import BACKENDS, backend_class
+from syngen.models.roles import PROTOCOLS, Model
+from syngen.models.twins import TINY, TINY_VERSION, builder
+from syngen.refs import ModelRef
 
 
 def cache_dir() -> Path:
@@ -34,11 +30,13 @@ def cache_dir() -> Path:
 
 def backend_for(ref: ModelRef, default: str | None) -> str:
     """The backend a reference runs on: a tiny twin's own, else the ref's, else the stage's default."""
-    if ref.id.startswith(TINY_PREFIX):
-        name = ref.id[len(TINY_PREFIX) :]
-        if name not in TINY:
+    if ref.tiny is not None:
+        if ref.tiny not in TINY:
             raise PreflightError(f"unknown tiny twin {ref.id!r}; known: {', '.join('tiny:' + n for n in TINY)}")
-        return TINY[name][0]
+        twin_backend = TINY[ref.tiny].backend
+        if twin_backend is None:
+            raise PreflightError(f"tiny twin {ref.id!r} is for the trainer only; no pipeline backend loads it")
+        return twin_backend
     backend = ref.backend or default
     if backend not in BACKENDS:
         raise PreflightError(f"unknown backend {backend!r} for {ref.id!r}; known: {', '.join(BACKENDS)}")
@@ -47,7 +45,6 @@ def backend_for(ref: ModelRef, default: str | None) -> str:
 
 def build_tiny(name: str) -> Path:
     """The folder of tiny twin ``name``, built on first use (atomically: a killed build leaves no half folder)."""
-    backend, variant = TINY[name]
     target = cache_dir() / "tiny" / f"{name}-v{TINY_VERSION}"
     if target.exists():
         return target
@@ -57,7 +54,7 @@ def build_tiny(name: str) -> Path:
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
         try:
-            backend_class(backend).build_tiny(variant, tmp)
+            builder(name)(tmp)
             tmp.rename(target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -66,9 +63,10 @@ def build_tiny(name: str) -> Path:
 
 def resolve(ref: ModelRef) -> Path:
     """A local folder (or file, for single-file checkpoints) holding the model ``ref`` names."""
-    if ref.id.startswith(TINY_PREFIX):
-        backend_for(ref, None)
-        return build_tiny(ref.id[len(TINY_PREFIX) :])
+    if ref.tiny is not None:
+        if ref.tiny not in TINY:
+            backend_for(ref, None)  # raises, naming the known twins
+        return build_tiny(ref.tiny)
     local = Path(ref.id).expanduser()
     if local.exists():
         return local
@@ -95,10 +93,15 @@ def _fetch_hint(ref: ModelRef, why: str) -> str:
     )
 
 
-def load(ref: ModelRef, default_backend: str | None, device: str, dtype: str, **options: Any) -> tuple[Any, float]:
+def load(ref: ModelRef, default_backend: str | None, device: str, dtype: str, **options: Any) -> tuple[Model, float]:
     """Resolve and load the adapter for ``ref`` (``options``: the adapter's own load settings); returns it and the
     seconds loading took."""
     start = time.perf_counter()
-    cls = backend_class(backend_for(ref, default_backend))
-    adapter = cls(resolve(ref), device=device, dtype=dtype, trust_remote_code=ref.trust_remote_code, **options)
+    backend = backend_for(ref, default_backend)
+    adapter = backend_class(backend)(
+        resolve(ref), device=device, dtype=dtype, trust_remote_code=ref.trust_remote_code, **options
+    )
+    role = BACKENDS[backend].role
+    if not isinstance(adapter, PROTOCOLS[role]):
+        raise TypeError(f"backend {backend!r} does not implement the {role} role's calls")
     return adapter, time.perf_counter() - start

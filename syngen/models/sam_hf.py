@@ -12,14 +12,9 @@ import numpy as np
 import torch
 from PIL import Image
 from transformers import (
-    SamConfig,
-    SamMaskDecoderConfig,
     SamModel,
     SamProcessor,
-    SamPromptEncoderConfig,
-    SamVisionConfig,
 )
-from transformers.models.sam import SamImageProcessorPil
 
 from syngen.models.base import Adapter, timed
 
@@ -150,7 +145,9 @@ class HFSam(CachedSegmenter):
         features = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device, self.dtype))
         return [
             Embedding(features[i : i + 1], tuple(original.tolist()), tuple(resized.tolist()))
-            for i, (original, resized) in enumerate(zip(inputs["original_sizes"], inputs["reshaped_input_sizes"]))
+            for i, (original, resized) in enumerate(
+                zip(inputs["original_sizes"], inputs["reshaped_input_sizes"], strict=True)
+            )
         ]
 
     def _decode(
@@ -173,33 +170,3 @@ class HFSam(CachedSegmenter):
             0
         ]
         return masks[:, 0], scores
-
-    @classmethod
-    def build_tiny(cls, variant: str, path: Path) -> None:
-        """A 32-wide, 2-layer SAM on 256-pixel inputs, with its processor."""
-        if variant != "sam":
-            raise ValueError(f"unknown SAM twin {variant!r}")
-        hidden = 32
-        config = SamConfig(
-            vision_config=SamVisionConfig(
-                hidden_size=hidden,
-                output_channels=hidden,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                image_size=256,
-                window_size=4,
-                global_attn_indexes=[1],
-                num_pos_feats=hidden // 2,  # must equal the prompt encoder's hidden_size // 2
-                mlp_dim=2 * hidden,
-            ),
-            prompt_encoder_config=SamPromptEncoderConfig(hidden_size=hidden, image_size=256),
-            mask_decoder_config=SamMaskDecoderConfig(
-                hidden_size=hidden, mlp_dim=2 * hidden, num_attention_heads=2, iou_head_hidden_dim=hidden
-            ),
-        )
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = SamModel(config).eval()
-        model.save_pretrained(path)
-        image_processor = SamImageProcessorPil(size={"longest_edge": 256}, pad_size={"height": 256, "width": 256})
-        SamProcessor(image_processor=image_processor).save_pretrained(path)

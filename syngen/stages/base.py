@@ -1,44 +1,28 @@
-"""The stage contract: what a stage needs, what it adds, its config, and one batch call.
+"""The stage contract: what a stage needs, what it adds, its config, the model role it runs, one batch call.
 
-A stage subclass sets ``name``, ``needs`` (columns it reads), ``adds`` (columns it writes) and ``Config``
-(a :class:`StageConfig` subclass whose fields carry their help text), and implements :meth:`Stage.process`.
-It never decides where data is stored; the runner never knows what it computes.
+A stage subclass sets ``name``, ``needs`` (columns it reads), ``adds`` (columns it writes), ``Config`` (a
+:class:`StageConfig` subclass whose fields carry their help text; :class:`ModelStageConfig` for stages with a
+model) and ``role`` (the model role it runs, None for none), and implements :meth:`Stage.process`, which gets
+the loaded model from the runner. The first stage is a :class:`SourceStage`: it also enumerates the seed items.
+A stage never decides where data is stored; the runner never knows what it computes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from syngen.models.roles import Role
+from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-
-class ModelRef(BaseModel):
-    """A model: a Hub id, a local path, or ``tiny:<name>`` for a tiny twin."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(description="Hub id (org/name), local path, or tiny:<name> for a randomly initialised twin.")
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin.")
-    backend: str | None = Field(None, description="Backend adapter; defaults to the stage's (see `syngen models`).")
-    trust_remote_code: bool = Field(False, description="Allow the checkpoint's own Python code. Off unless needed.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"id": value} if isinstance(value, str) else value
-
-    @field_validator("id")
-    @classmethod
-    def _not_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("a model id, local path or tiny:<name>")
-        return value
+__all__ = ["Context", "ModelRef", "ModelStageConfig", "Result", "SourceStage", "Stage", "StageConfig", "Update"]
 
 
 # ``json_schema_extra`` of a setting added after results were stored: left at its default it stays out of the
@@ -55,6 +39,18 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(8, ge=1, description="Samples per model call; halved and retried on CUDA out-of-memory.")
+
+
+class ModelStageConfig(StageConfig):
+    """Settings of a stage that runs a model: ``model`` (subclasses set its default and help with
+    :func:`model_field`)."""
+
+    model: ModelRef | None = Field(None, description="The model this stage runs.")
+
+
+def model_field(default: str, description: str) -> Any:
+    """A ``model`` field defaulting to ``default`` (a Hub id, path or tiny twin), with its help text."""
+    return Field(default_factory=lambda: ModelRef(id=default), description=description)
 
 
 @dataclass
@@ -79,35 +75,37 @@ class Context:
 
 Update = dict[str, Any]
 Result = Update | list[Update] | Failure
+M = TypeVar("M")  # the model a stage runs: a role Protocol of syngen.models.roles, or None
+C = TypeVar("C", bound=StageConfig)
 
 
-class Stage:
+class Stage(Generic[C, M]):
     """Base class. Subclasses set the class attributes and implement :meth:`process`.
 
-    ``process`` takes a batch of samples and returns one result per sample, in order:
-    a dict of the columns added (same id), a list of such dicts each with its own ``id`` (fan-out,
-    e.g. several images per caption), or a :class:`Failure`.
+    ``process`` takes a batch of samples and the loaded model (None for a stage with no ``role``) and returns one
+    result per sample, in order: a dict of the columns added (same id), a list of such dicts each with its own
+    ``id`` (fan-out, e.g. several images per caption), or a :class:`Failure`.
     """
 
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ()
     adds: ClassVar[tuple[str, ...]] = ()
     Config: ClassVar[type[StageConfig]] = StageConfig
+    role: ClassVar[Role | None] = None
     default_backend: ClassVar[str | None] = None
 
-    def __init__(self, config: StageConfig, ctx: Context):
+    def __init__(self, config: C, ctx: Context):
         self.config = config
         self.ctx = ctx
-        self.model: Any = None
 
     @classmethod
-    def provides(cls, config: StageConfig) -> tuple[str, ...]:
+    def provides(cls, config: Any) -> tuple[str, ...]:
         """The columns this stage adds under ``config`` (the source's depend on its kind)."""
         return cls.adds
 
     def model_ref(self) -> ModelRef | None:
         """The model this stage runs, or None for stages without one."""
-        return getattr(self.config, "model", None)
+        return self.config.model if isinstance(self.config, ModelStageConfig) else None
 
     def model_dtype(self) -> str:
         """The dtype this stage's model runs in: the stage's ``dtype`` setting when it has one (``auto``: bfloat16
@@ -125,10 +123,10 @@ class Stage:
         """What decides this stage's output: its config (model id and revision included; a tiny twin's version),
         less batch sizes, the settings marked :data:`RUNTIME_ONLY` and those marked :data:`ADDED_LATER` that are at
         their defaults. Pin ``revision`` to make a Hub checkpoint part of it for good."""
-        from syngen.models.loading import TINY_PREFIX, TINY_VERSION
+        from syngen.models.twins import TINY_VERSION
 
         ref = self.model_ref()
-        tiny = {"tiny_version": TINY_VERSION} if ref is not None and ref.id.startswith(TINY_PREFIX) else {}
+        tiny = {"tiny_version": TINY_VERSION} if ref is not None and ref.tiny is not None else {}
         at_default = {
             name
             for name, info in type(self.config).model_fields.items()
@@ -145,5 +143,13 @@ class Stage:
         whose calls hold more than its batch (e.g. several images per caption) overrides this."""
         return False
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: M) -> list[Result]:
+        raise NotImplementedError
+
+
+class SourceStage(Stage[C, None]):
+    """The first stage: enumerates the seed items, then ``process`` loads them (no model)."""
+
+    def items(self, limit: int | None = None) -> Iterator[Sample]:
+        """Seed items ``{"id", "source"}`` in a stable order, at most ``limit``."""
         raise NotImplementedError

@@ -6,25 +6,26 @@ failure of kind ``empty_caption``.
 
 Example::
 
-    stage = Caption(Caption.Config(), ctx)
-    stage.model, _ = load(stage.config.model, Caption.default_backend, "cpu", "float32")
-    [update] = stage.process([sample])  # {"caption": "..."}
+    stage = Caption(CaptionConfig(), ctx)
+    captioner, _ = load(stage.config.model, Caption.default_backend, "cpu", "float32")
+    [update] = stage.process([sample], captioner)  # {"caption": "..."}
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
+from syngen.models.roles import Captioner
+from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample, load_image
-from syngen.stages.base import Context, ModelRef, Result, Stage, StageConfig
+from syngen.stages.base import Context, ModelStageConfig, Result, Stage, model_field
 
 
-class CaptionConfig(StageConfig):
+class CaptionConfig(ModelStageConfig):
     """Settings of the caption stage."""
 
-    model: ModelRef = Field(
-        default_factory=lambda: ModelRef(id="tiny:captioner-blip"),
-        description="Captioner: BLIP (backend blip, the default) or LLaVA (backend llava).",
+    model: ModelRef = model_field(
+        "tiny:captioner-blip", "Captioner: BLIP (backend blip, the default) or LLaVA (backend llava)."
     )
     prompt: str = Field(
         "prompts/caption_blip.txt",
@@ -34,21 +35,22 @@ class CaptionConfig(StageConfig):
     max_new_tokens: int = Field(60, ge=1, le=2048, description="Longest caption, in tokens.")
 
 
-class Caption(Stage):
+class Caption(Stage[CaptionConfig, Captioner]):
     """Captions each sample's image with the configured captioner."""
 
     name = "caption"
     needs = ("image",)
     adds = ("caption",)
     Config = CaptionConfig
+    role = "captioner"
     default_backend = "blip"
 
     def __init__(self, config: CaptionConfig, ctx: Context):
         super().__init__(config, ctx)
         self.prompt = ctx.resolve_path(config.prompt).read_text(encoding="utf-8").strip()
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: Captioner) -> list[Result]:
         images = [load_image(sample) for sample in samples]
-        captions = self.model.caption(images, self.prompt, self.config.max_new_tokens)
+        captions = model.caption(images, self.prompt, self.config.max_new_tokens)
         empty = Failure(kind="empty_caption", message="the captioner returned no text")
         return [{"caption": caption} if caption.strip() else empty for caption in captions]

@@ -8,17 +8,16 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from syngen.masks import box_area, box_iou, clip_box, is_valid_box
-from syngen.sample import Sample, load_image
-from syngen.stages.base import ADDED_LATER, ModelRef, Result, Stage, StageConfig
+from syngen.models.roles import Grounder
+from syngen.refs import ModelRef
+from syngen.sample import Region, Sample, load_image
+from syngen.stages.base import ADDED_LATER, ModelStageConfig, Result, Stage, model_field
 
 
-class GroundConfig(StageConfig):
+class GroundConfig(ModelStageConfig):
     """Settings of the ground stage."""
 
-    model: ModelRef = Field(
-        default_factory=lambda: ModelRef(id="tiny:grounder"),
-        description="GroundingDINO checkpoint, e.g. IDEA-Research/grounding-dino-tiny.",
-    )
+    model: ModelRef = model_field("tiny:grounder", "GroundingDINO checkpoint, e.g. IDEA-Research/grounding-dino-tiny.")
     box_threshold: float = Field(0.35, ge=0, le=1, description="Keep a detection whose box score is above this.")
     text_threshold: float = Field(
         0.25, ge=0, le=1, description="A prompt token belongs to a detection's label when its score is above this."
@@ -56,7 +55,7 @@ class GroundConfig(StageConfig):
         return self
 
 
-class Ground(Stage):
+class Ground(Stage[GroundConfig, Grounder]):
     """Boxes for a sample's phrases.
 
     Needs ``image``, ``phrases``. Replaces ``regions`` with ``[{"phrase", "box" (xyxy pixels, clipped to the
@@ -77,8 +76,7 @@ class Ground(Stage):
     Example::
 
         stage = Ground(GroundConfig(), ctx)
-        stage.model = grounder  # the runner loads it
-        stage.process([{"id": "x", "image": png, "phrases": ["red circle", "blue box"]}])
+        stage.process([{"id": "x", "image": png, "phrases": ["red circle", "blue box"]}], grounder)
         # -> [{"regions": [{"phrase": "red circle", "box": [...], "box_score": 0.8}], "ground_stats": {...}}]
     """
 
@@ -86,17 +84,17 @@ class Ground(Stage):
     needs = ("image", "phrases")
     adds = ("regions", "ground_stats")
     Config = GroundConfig
+    role = "grounder"
     default_backend = "grounding-dino"
-    config: GroundConfig
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: Grounder) -> list[Result]:
         images = [load_image(sample) for sample in samples]
         stats = [dict.fromkeys(_STATS, 0) for _ in samples]
-        plans = [self._passes(_unique(sample["phrases"]), stat) for sample, stat in zip(samples, stats)]
-        found: list[list[dict]] = [[] for _ in samples]
+        plans = [self._passes(model, _unique(sample["phrases"]), stat) for sample, stat in zip(samples, stats)]
+        found: list[list[Region]] = [[] for _ in samples]
         for k in range(max(map(len, plans), default=0)):
             todo = [i for i, plan in enumerate(plans) if k < len(plan)]
-            detections = self.model.detect(
+            detections = model.detect(
                 [images[i] for i in todo],
                 [_prompt(plans[i][k]) for i in todo],
                 self.config.box_threshold,
@@ -114,19 +112,19 @@ class Ground(Stage):
                         )
         return [
             {"regions": self._regions(dets, image.width, image.height, stat, sample["phrases"]), "ground_stats": stat}
-            for dets, image, stat, sample in zip(found, images, stats, samples)
+            for dets, image, stat, sample in zip(found, images, stats, samples, strict=True)
         ]
 
-    def _passes(self, phrases: list[str], stats: dict[str, int]) -> list[list[str]]:
+    def _passes(self, model: Grounder, phrases: list[str], stats: dict[str, int]) -> list[list[str]]:
         """The phrases split greedily into prompts of at most ``max_text_tokens`` tokens."""
         limit = self.config.max_text_tokens
         passes: list[list[str]] = []
         current: list[str] = []
         for phrase in phrases:
-            if self.model.count_tokens(_prompt([phrase])) > limit:
+            if model.count_tokens(_prompt([phrase])) > limit:
                 stats["dropped_long_phrases"] += 1
                 continue
-            if current and self.model.count_tokens(_prompt(current + [phrase])) > limit:
+            if current and model.count_tokens(_prompt(current + [phrase])) > limit:
                 passes.append(current)
                 current = []
             current.append(phrase)
@@ -144,10 +142,10 @@ class Ground(Stage):
         return True
 
     def _regions(
-        self, dets: list[dict], width: int, height: int, stats: dict[str, int], phrases: list[str]
-    ) -> list[dict]:
+        self, dets: list[Region], width: int, height: int, stats: dict[str, int], phrases: list[str]
+    ) -> list[Region]:
         """Valid boxes clipped to the image, the best per phrase (or all), then NMS; in phrase order."""
-        valid = [
+        valid: list[Region] = [
             {**det, "box": clip_box(det["box"], width, height)}
             for det in dets
             if is_valid_box(det["box"], width, height)
@@ -156,12 +154,12 @@ class Ground(Stage):
         valid = [det for det in valid if self._area_ok(det["box"], width * height, stats)]
         valid.sort(key=lambda det: -det["box_score"])
         if self.config.keep == "best":
-            best: dict[str, dict] = {}
+            best: dict[str, Region] = {}
             for det in valid:
                 best.setdefault(det["phrase"], det)
             valid = list(best.values())
         if self.config.nms_iou is not None:
-            kept: list[dict] = []
+            kept: list[Region] = []
             for det in valid:
                 if all(box_iou(det["box"], other["box"]) <= self.config.nms_iou for other in kept):
                     kept.append(det)

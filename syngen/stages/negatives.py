@@ -32,9 +32,8 @@ considered, not counting those computed ahead for a slot that was done by then) 
 
 Example::
 
-    stage = Negatives(Negatives.Config(model="tiny:segmenter"), ctx)
-    stage.model = segmenter  # the adapter the segment stage embedded the images with
-    [update] = stage.process([sample])
+    stage = Negatives(NegativesConfig(model="tiny:segmenter"), ctx)
+    [update] = stage.process([sample], segmenter)  # the adapter the segment stage embedded the images with
     update["regions"][0]["negatives"][0]["kind"]  # "boundary"
 """
 
@@ -48,15 +47,17 @@ import torch
 from pydantic import Field, field_validator
 
 from syngen.masks import box_mask, clip_box, decode_rle, edge_band, encode_rle
-from syngen.sample import Sample, load_image, make_id
-from syngen.stages.base import ModelRef, Result, Stage, StageConfig
+from syngen.models.roles import Role, Segmenter
+from syngen.refs import ModelRef
+from syngen.sample import Region, Sample, item_seed, load_image
+from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig
 
 Points = tuple[list[list[int]], list[int]]
 STATS = ("boundary_accepted", "semantic_accepted", "tries", "gave_up")
 ROUND_GROWTH = 2  # each round of decoder calls runs this many times the attempts of the one before
 
 
-class NegativesConfig(StageConfig):
+class NegativesConfig(ModelStageConfig):
     """Settings of the negatives stage."""
 
     model: ModelRef | None = Field(
@@ -96,7 +97,7 @@ class NegativesConfig(StageConfig):
 
 def attempt_seed(seed: int, sample_id: str, region: int, kind: str, slot: int, attempt: int) -> int:
     """The seed of one attempt's point sampling (60 bits: fits int64 columns)."""
-    return int(make_id(seed, sample_id, region, kind, slot, attempt)[:15], 16)
+    return item_seed(seed, sample_id, region, kind, slot, attempt, bits=60)
 
 
 def boundary_candidates(mask: np.ndarray, box: list[float], edge_share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -181,22 +182,22 @@ class Negatives(Stage):
     needs: ClassVar[tuple[str, ...]] = ("image", "regions")
     adds: ClassVar[tuple[str, ...]] = ("regions", "negatives_stats")
     Config: ClassVar[type[StageConfig]] = NegativesConfig
+    role: ClassVar[Role | None] = "segmenter"
     default_backend: ClassVar[str | None] = "sam"
-    config: NegativesConfig
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: Segmenter) -> list[Result]:
         """One update per sample: ``regions`` with ``negatives``, and ``negatives_stats``."""
         todo = [s for s in samples if any(r.get("mask") for r in s.get("regions") or [])]
         if todo:  # a cache hit for images the segment stage embedded
-            self.model.embed([load_image(s) for s in todo], [s["id"] for s in todo])
-        return [self._negatives(s) for s in samples]
+            model.embed([load_image(s) for s in todo], [s["id"] for s in todo])
+        return [self._negatives(model, s) for s in samples]
 
-    def _negatives(self, sample: Sample) -> dict[str, Any]:
+    def _negatives(self, model: Segmenter, sample: Sample) -> dict[str, Any]:
         cfg = self.config
-        regions = [dict(r, negatives=[]) for r in sample.get("regions") or []]
+        regions: list[Region] = [{**r, "negatives": []} for r in sample.get("regions") or []]
         stats = dict.fromkeys(STATS, 0)
         slots: list[_Slot] = []
-        device = getattr(self.model, "device", "cpu")
+        device = getattr(model, "device", "cpu")
         for i, region in enumerate(regions):
             mask = decode_rle(region["mask"]) if region.get("mask") else None
             if mask is None or not mask.any():
@@ -216,7 +217,7 @@ class Negatives(Stage):
         while attempt < cfg.max_tries and any(not s.done for s in slots):
             attempts = range(attempt, min(attempt + span, cfg.max_tries))
             candidates = {
-                kind: self._candidates(sample["id"], kind, attempts, _pending(slots, kind))
+                kind: self._candidates(model, sample["id"], kind, attempts, _pending(slots, kind))
                 for kind in ("boundary", "semantic")
             }
             for a in attempts:  # acceptance in the order of one attempt at a time: results do not depend on span
@@ -229,7 +230,7 @@ class Negatives(Stage):
         return {"regions": regions, "negatives_stats": stats}
 
     def _candidates(
-        self, key: str, kind: str, attempts: range, slots: list[_Slot]
+        self, model: Segmenter, key: str, kind: str, attempts: range, slots: list[_Slot]
     ) -> dict[tuple[int, int, int], _Candidate]:
         """Candidate negatives for every (slot, attempt), all in one predict call: (region, slot number, attempt)
         -> the candidate, with its IoU, emptiness and share in the box measured on the model's device."""
@@ -244,7 +245,7 @@ class Negatives(Stage):
             prompts = [semantic_prompt(*s.pools, seed) for s, _, seed in jobs]
             boxes = None
         multimask = kind == "semantic"  # a single click: the best of SAM's three masks
-        masks, scores = self.model.predict(
+        masks, scores = model.predict(
             key,
             boxes=boxes,
             points=np.array([p for p, _ in prompts], dtype=np.float32),
@@ -280,7 +281,7 @@ class Negatives(Stage):
         self,
         candidate: _Candidate,
         slot: _Slot,
-        regions: list[dict[str, Any]],
+        regions: list[Region],
         stats: dict[str, int],
     ) -> None:
         """Accepts ``candidate`` for ``slot`` when it meets the bounds of its kind and equals no negative already

@@ -19,21 +19,20 @@ from typing import Any
 
 from pydantic import Field
 
+from syngen.models.roles import ChatLLM
+from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample
-from syngen.stages.base import Context, ModelRef, Result, Stage, StageConfig
+from syngen.stages.base import Context, ModelStageConfig, Result, Stage, model_field
 
 PLACEHOLDER = "{caption}"
 _LIST_MARKER = re.compile(r"^(?:[-*•+]+|\(?\d+[.):])\s*")
 _EDGE_CHARS = " \t\"'`[]{}()*.,;:!?"
 
 
-class PhrasesConfig(StageConfig):
+class PhrasesConfig(ModelStageConfig):
     """Settings of the phrases stage."""
 
-    model: ModelRef = Field(
-        default_factory=lambda: ModelRef(id="tiny:llm"),
-        description="Instruction-tuned causal LM with a chat template (backend causal-lm).",
-    )
+    model: ModelRef = model_field("tiny:llm", "Instruction-tuned causal LM with a chat template (backend causal-lm).")
     prompt: str = Field("prompts/phrases.txt", description=f"Prompt file; {PLACEHOLDER} is replaced by the caption.")
     max_new_tokens: int = Field(128, ge=1, le=4096, description="Longest LLM answer, in tokens.")
     max_phrases: int = Field(10, ge=1, description="Keep at most this many phrases per caption (first ones first).")
@@ -41,13 +40,14 @@ class PhrasesConfig(StageConfig):
     batch_size: int = Field(16, ge=1, description="Captions per LLM call; halved and retried on CUDA out-of-memory.")
 
 
-class Phrases(Stage):
+class Phrases(Stage[PhrasesConfig, ChatLLM]):
     """Asks the LLM for the caption's short noun phrases and keeps those that occur in the caption."""
 
     name = "phrases"
     needs = ("caption",)
     adds = ("phrases",)
     Config = PhrasesConfig
+    role = "llm"
     default_backend = "causal-lm"
 
     def __init__(self, config: PhrasesConfig, ctx: Context):
@@ -57,13 +57,13 @@ class Phrases(Stage):
         if PLACEHOLDER not in self.template:
             raise ValueError(f"prompt file {path} has no {PLACEHOLDER} placeholder")
 
-    def process(self, samples: list[Sample]) -> list[Result]:
-        cfg: PhrasesConfig = self.config  # type: ignore[assignment]
+    def process(self, samples: list[Sample], model: ChatLLM) -> list[Result]:
+        cfg = self.config
         # str.replace, not str.format: prompt files hold JSON examples with braces
         prompts = [self.template.replace(PLACEHOLDER, sample["caption"]) for sample in samples]
-        answers = self.model.chat(prompts, cfg.max_new_tokens)
+        answers = model.chat(prompts, cfg.max_new_tokens)
         results: list[Result] = []
-        for sample, answer in zip(samples, answers):
+        for sample, answer in zip(samples, answers, strict=True):
             phrases = parse_phrases(answer, sample["caption"], cfg.max_words, cfg.max_phrases)
             if phrases:
                 results.append({"phrases": phrases})

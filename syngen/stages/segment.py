@@ -6,16 +6,18 @@ import numpy as np
 from pydantic import Field
 
 from syngen.masks import encode_rle, share_in_box
+from syngen.models.roles import Segmenter
+from syngen.refs import ModelRef
 from syngen.sample import Sample, load_image
-from syngen.stages.base import ADDED_LATER, ModelRef, Result, Stage, StageConfig
+from syngen.stages.base import ADDED_LATER, ModelStageConfig, Result, Stage, model_field
 
 
-class SegmentConfig(StageConfig):
+class SegmentConfig(ModelStageConfig):
     """Settings of the segment stage."""
 
-    model: ModelRef = Field(
-        default_factory=lambda: ModelRef(id="tiny:segmenter"),
-        description="SAM checkpoint, e.g. facebook/sam-vit-base (or an original .pth with backend segment-anything).",
+    model: ModelRef = model_field(
+        "tiny:segmenter",
+        "SAM checkpoint, e.g. facebook/sam-vit-base (or an original .pth with backend segment-anything).",
     )
     min_mask_score: float | None = Field(
         None,
@@ -33,7 +35,7 @@ class SegmentConfig(StageConfig):
     )
 
 
-class Segment(Stage):
+class Segment(Stage[SegmentConfig, Segmenter]):
     """Masks for a sample's region boxes, single-mask output, SAM's predicted IoU as score.
 
     Needs ``image``, ``regions``. Replaces ``regions``, adding ``"mask"`` (COCO RLE at the image size) and
@@ -46,8 +48,7 @@ class Segment(Stage):
     Example::
 
         stage = Segment(SegmentConfig(), ctx)
-        stage.model = segmenter  # the runner loads it
-        stage.process([{"id": "x", "image": png, "regions": [{"phrase": "cat", "box": [4, 4, 60, 40], ...}]}])
+        stage.process([{"id": "x", "image": png, "regions": [{"phrase": "cat", "box": [4, 4, 60, 40], ...}]}], sam)
         # -> [{"regions": [{..., "mask": {"size": [H, W], "counts": "..."}, "mask_score": 0.9}],
         #      "segment_stats": {"masks": 1, "dropped_empty": 0, "filtered_mask_score": 0, ...}}]
     """
@@ -56,21 +57,22 @@ class Segment(Stage):
     needs = ("image", "regions")
     adds = ("regions", "segment_stats")
     Config = SegmentConfig
+    role = "segmenter"
     default_backend = "sam"
     config: SegmentConfig
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: Segmenter) -> list[Result]:
         todo = [sample for sample in samples if sample["regions"]]
-        self.model.embed([load_image(sample) for sample in todo], [sample["id"] for sample in todo])
-        return [self._segment(sample) for sample in samples]
+        model.embed([load_image(sample) for sample in todo], [sample["id"] for sample in todo])
+        return [self._segment(model, sample) for sample in samples]
 
-    def _segment(self, sample: Sample) -> Result:
+    def _segment(self, model: Segmenter, sample: Sample) -> Result:
         regions = sample["regions"]
         stats = dict.fromkeys(("masks", "dropped_empty", "filtered_mask_score", "filtered_outside_box"), 0)
         kept = []
         if regions:
             boxes = np.array([region["box"] for region in regions], dtype=np.float32)
-            masks, scores = self.model.predict(sample["id"], boxes=boxes)
+            masks, scores = model.predict(sample["id"], boxes=boxes)
             for region, mask, score in zip(regions, masks, scores, strict=True):
                 refused = self._refusal(mask, float(score), region["box"])
                 if refused:

@@ -18,7 +18,7 @@ from PIL import Image
 from pydantic import Field
 
 from syngen.sample import Failure, Sample, image_bytes, make_id
-from syngen.stages.base import Result, Stage, StageConfig
+from syngen.stages.base import Result, SourceStage, StageConfig
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -34,14 +34,14 @@ class SourceConfig(StageConfig):
     batch_size: int = Field(32, ge=1, description="Items loaded per batch.")
 
 
-class Source(Stage):
+class Source(SourceStage[SourceConfig]):
     """Seed items in a stable order; ``process`` loads and checks each (a bad file is a per-item failure)."""
 
     name = "source"
     Config = SourceConfig
 
     @classmethod
-    def provides(cls, config: SourceConfig) -> tuple[str, ...]:  # type: ignore[override]
+    def provides(cls, config: SourceConfig) -> tuple[str, ...]:
         if config.kind == "captions":
             return ("source", "caption")
         return ("source", "image", "width", "height") + (("caption",) if config.caption_column else ())
@@ -53,7 +53,7 @@ class Source(Stage):
 
     def items(self, limit: int | None = None) -> Iterator[Sample]:
         """Seed items ``{"id", "source": {"kind", "item"}}``, at most ``limit`` (or the recipe's limit)."""
-        cfg: SourceConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         limit = limit or cfg.limit
         keys = {"images": self._image_keys, "dataset": self._dataset_keys, "captions": self._caption_keys}[cfg.kind]
         for n, item in enumerate(keys()):
@@ -61,13 +61,13 @@ class Source(Stage):
                 return
             yield {"id": make_id("source", cfg.kind, item), "source": {"kind": cfg.kind, "item": item}}
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: None = None) -> list[Result]:
         load = {"images": self._load_image_file, "dataset": self._load_row, "captions": self._load_caption}
-        return [load[self.config.kind](s["source"]["item"]) for s in samples]  # type: ignore[attr-defined]
+        return [load[self.config.kind](s["source"]["item"]) for s in samples]
 
     # images ------------------------------------------------------------------------------------------------
     def _root(self) -> Path:
-        return self.ctx.resolve_path(self.config.path)  # type: ignore[attr-defined]
+        return self.ctx.resolve_path(self.config.path)
 
     def _image_keys(self) -> Iterator[str]:
         root = self._root()
@@ -80,14 +80,14 @@ class Source(Stage):
     # dataset -----------------------------------------------------------------------------------------------
     def _dataset(self) -> Any:
         if not hasattr(self, "_ds"):
-            self._ds = _open_dataset(self._root(), self.config.split)  # type: ignore[attr-defined]
+            self._ds = _open_dataset(self._root(), self.config.split)
         return self._ds
 
     def _dataset_keys(self) -> Iterator[str]:
         yield from (str(i) for i in range(len(self._dataset())))
 
     def _load_row(self, item: str) -> Result:
-        cfg: SourceConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         row = self._dataset()[int(item)]
         value = row[cfg.image_column]
         if isinstance(value, Image.Image):
@@ -121,7 +121,7 @@ class Source(Stage):
         line = self._caption_lines()[int(item)]
         if self._root().suffix.lower() == ".jsonl":
             try:
-                caption = json.loads(line)[self.config.caption_field]  # type: ignore[attr-defined]
+                caption = json.loads(line)[self.config.caption_field]
             except (ValueError, KeyError, TypeError) as err:
                 return Failure("bad_json", f"line {int(item) + 1}: {type(err).__name__}: {err}")
         else:

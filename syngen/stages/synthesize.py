@@ -10,9 +10,9 @@ the next call runs. A sample with an empty caption is a failure of kind ``empty_
 
 Example::
 
-    stage = Synthesize(Synthesize.Config(steps=2, images_per_caption=2), ctx)
-    stage.model, _ = load(stage.config.model, Synthesize.default_backend, "cpu", "float32")
-    [[first, second]] = stage.process([{"id": "p1", "caption": "a red ball on a table"}])
+    stage = Synthesize(SynthesizeConfig(steps=2, images_per_caption=2), ctx)
+    pipe, _ = load(stage.config.model, Synthesize.default_backend, "cpu", "float32")
+    [[first, second]] = stage.process([{"id": "p1", "caption": "a red ball on a table"}], pipe)
 """
 
 from __future__ import annotations
@@ -23,18 +23,17 @@ from typing import Any
 from PIL import Image
 from pydantic import Field, field_validator
 
-from syngen.sample import Failure, Sample, image_bytes, make_id
-from syngen.stages.base import ADDED_LATER, RUNTIME_ONLY, Context, ModelRef, Result, Stage, StageConfig, Update
+from syngen.models.roles import TextToImage
+from syngen.refs import ModelRef
+from syngen.sample import Failure, Sample, image_bytes, item_seed, make_id
+from syngen.stages.base import ADDED_LATER, RUNTIME_ONLY, Context, ModelStageConfig, Result, Stage, Update, model_field
 from syngen.threads import POOL
 
 
-class SynthesizeConfig(StageConfig):
+class SynthesizeConfig(ModelStageConfig):
     """Settings of the synthesize stage."""
 
-    model: ModelRef = Field(
-        default_factory=lambda: ModelRef(id="tiny:sd"),
-        description="Text-to-image diffusers checkpoint (Stable Diffusion 1.x/2.x or SDXL).",
-    )
+    model: ModelRef = model_field("tiny:sd", "Text-to-image diffusers checkpoint (Stable Diffusion 1.x/2.x or SDXL).")
     steps: int = Field(30, ge=1, le=1000, description="Denoising steps.")
     guidance_scale: float = Field(7.5, ge=0.0, description="Classifier-free guidance scale (<= 1 turns it off).")
     height: int | None = Field(
@@ -86,13 +85,14 @@ class SynthesizeConfig(StageConfig):
         return value
 
 
-class Synthesize(Stage):
+class Synthesize(Stage[SynthesizeConfig, TextToImage]):
     """Generates ``images_per_caption`` seeded images per caption."""
 
     name = "synthesize"
     needs = ("caption",)
     adds = ("image", "width", "height", "synth")
     Config = SynthesizeConfig
+    role = "text-to-image"
     default_backend = "diffusers"
 
     def __init__(self, config: SynthesizeConfig, ctx: Context):
@@ -111,10 +111,10 @@ class Synthesize(Stage):
 
     def image_seed(self, parent_id: str, index: int) -> int:
         """The generator seed of image ``index`` made from sample ``parent_id``."""
-        return int(make_id(self.config.seed, parent_id, index), 16) % 2**31
+        return item_seed(self.config.seed, parent_id, index, bits=31)
 
-    def process(self, samples: list[Sample]) -> list[Result]:
-        cfg: SynthesizeConfig = self.config  # type: ignore[assignment]
+    def process(self, samples: list[Sample], model: TextToImage) -> list[Result]:
+        cfg = self.config
         jobs = [
             (n, index, self.image_seed(sample["id"], index))
             for n, sample in enumerate(samples)
@@ -125,7 +125,7 @@ class Synthesize(Stage):
         pngs: list[Future[bytes]] = []  # encoded in the shared pool while the next chunk is generated
         for start in range(0, len(jobs), self.call_size):
             chunk = jobs[start : start + self.call_size]
-            made = self.model.generate(
+            made = model.generate(
                 [samples[n]["caption"] for n, _, _ in chunk],
                 [seed for _, _, seed in chunk],
                 negative_prompt=cfg.negative_prompt or None,

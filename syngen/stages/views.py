@@ -28,7 +28,7 @@ from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
 from syngen.masks import clip_box
-from syngen.sample import Sample, load_image, make_id
+from syngen.sample import Region, Sample, View, item_seed, load_image
 from syngen.stages.base import Result, Stage, StageConfig
 from syngen.threads import POOL
 
@@ -65,7 +65,7 @@ class ViewsConfig(StageConfig):
 def view_box(box: Sequence[float], width: int, height: int, t: float) -> list[float]:
     """``(1 - t) * box + t * (0, 0, width, height)``, clipped to the image."""
     whole = (0.0, 0.0, width, height)
-    return clip_box([(1 - t) * b + t * w for b, w in zip(box, whole)], width, height)
+    return clip_box([(1 - t) * b + t * w for b, w in zip(box, whole, strict=True)], width, height)
 
 
 def crop_view(image: Image.Image, box: Sequence[float], size: int) -> Image.Image:
@@ -106,16 +106,15 @@ def select_views(scores: dict[float, float], n: int) -> list[float]:
     return sorted(scores, key=lambda t: (-scores[t], t))[:n]
 
 
-class Views(Stage):
+class Views(Stage[ViewsConfig, None]):
     """Adds DynRefer views to every region (see the module docstring)."""
 
     name: ClassVar[str] = "views"
     needs: ClassVar[tuple[str, ...]] = ("image", "regions")
     adds: ClassVar[tuple[str, ...]] = ("regions",)
     Config: ClassVar[type[StageConfig]] = ViewsConfig
-    config: ViewsConfig
 
-    def process(self, samples: list[Sample]) -> list[Result]:
+    def process(self, samples: list[Sample], model: None = None) -> list[Result]:
         """One update per sample: ``regions`` with ``views``. The pHash scores of all regions of the batch are
         computed in the shared thread pool."""
         cfg = self.config
@@ -130,17 +129,19 @@ class Views(Stage):
         """``phashed``: the pHash scores of the sample's regions, in order (select: phash)."""
         cfg = self.config
         regions = sample.get("regions") or []
-        image = load_image(sample) if regions else None
-        out = []
+        if not regions:
+            return {"regions": []}
+        image = load_image(sample)
+        out: list[Region] = []
         for i, region in enumerate(regions):
             if cfg.select == "phash":
                 scores: dict[float, float | None] = dict(next(phashed))
                 chosen = select_views(scores, cfg.n_views - 1)
             else:
-                rng = np.random.default_rng(int(make_id(cfg.seed, sample["id"], i), 16))
+                rng = np.random.default_rng(item_seed(cfg.seed, sample["id"], i))
                 chosen = [float(t) for t in rng.choice(cfg.candidates, cfg.n_views - 1, replace=False)]
                 scores = dict.fromkeys(chosen)
-            views = []
+            views: list[View] = []
             for t in [0.0, *sorted(chosen)]:
                 box = view_box(region["box"], image.width, image.height, t)
                 views.append(
@@ -152,5 +153,5 @@ class Views(Stage):
                         "score": scores.get(t),
                     }
                 )
-            out.append(dict(region, views=views))
+            out.append({**region, "views": views})
         return {"regions": out}

@@ -6,7 +6,7 @@ import pytest
 
 from syngen.models.causal_lm import CausalLM
 from syngen.models.loading import build_tiny
-from syngen.models.vocab import PUNCTUATION, WORDS
+from syngen.models.twins.vocab import PUNCTUATION, WORDS
 
 PROMPTS = ["List the noun phrases of: a red ball on the table next to a small dog", "hi"]
 

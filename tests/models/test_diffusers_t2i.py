@@ -10,7 +10,7 @@ from transformers import CLIPTokenizer
 
 from syngen.models.diffusers_t2i import DiffusersTextToImage
 from syngen.models.loading import build_tiny
-from syngen.models.vocab import PUNCTUATION, WORDS, clip_bpe
+from syngen.models.twins.vocab import PUNCTUATION, WORDS, clip_bpe
 
 # model_index.json of stable-diffusion-v1-5/stable-diffusion-v1-5 and stabilityai/stable-diffusion-xl-base-1.0
 REAL = {

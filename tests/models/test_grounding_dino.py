@@ -14,7 +14,8 @@ from transformers.models.grounding_dino.modeling_grounding_dino import (
 
 from syngen.models.grounding_dino import GroundingDino
 from syngen.models.loading import build_tiny
-from tests.conftest import draw_shapes
+from syngen.models.twins.grounding_dino import build_grounding_dino
+from tests.helpers import draw_shapes
 
 
 @pytest.fixture(scope="module")
@@ -75,5 +76,5 @@ def test_detect_without_detections(grounder: GroundingDino) -> None:
 
 def test_tiny_twin_is_deterministic(tmp_path: Path) -> None:
     for name in ("a", "b"):
-        GroundingDino.build_tiny("grounding-dino", tmp_path / name)
+        build_grounding_dino(tmp_path / name)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()

@@ -6,8 +6,8 @@ import pytest
 
 from syngen.models.llava import LlavaCaptioner
 from syngen.models.loading import build_tiny
-from syngen.models.vocab import PUNCTUATION, WORDS
-from tests.conftest import draw_shapes
+from syngen.models.twins.vocab import PUNCTUATION, WORDS
+from tests.helpers import draw_shapes
 
 IMAGES = [draw_shapes((128, 96), seed=0), draw_shapes((60, 150), seed=1)]
 PROMPT = "Describe this image in detail."

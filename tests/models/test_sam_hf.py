@@ -11,7 +11,8 @@ import torch
 
 from syngen.models.loading import build_tiny
 from syngen.models.sam_hf import HFSam
-from tests.conftest import draw_shapes
+from syngen.models.twins.sam import build_sam
+from tests.helpers import draw_shapes
 
 BOXES = np.array([[10, 10, 60, 50], [70, 30, 120, 90], [0, 0, 128, 96]], dtype=np.float32)
 POINTS = np.array([[[30, 30], [50, 40]], [[90, 60], [75, 35]], [[5, 5], [64, 48]]], dtype=np.float32)
@@ -167,5 +168,5 @@ def test_predict_rejects_bad_prompts(sam: HFSam, prompts: dict) -> None:
 
 def test_tiny_twin_is_deterministic(tmp_path: Path) -> None:
     for name in ("a", "b"):
-        HFSam.build_tiny("sam", tmp_path / name)
+        build_sam(tmp_path / name)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()

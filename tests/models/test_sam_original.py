@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from syngen.models.sam_original import OriginalSam, model_type
-from tests.conftest import draw_shapes
+from tests.helpers import draw_shapes
 
 
 @pytest.mark.parametrize(

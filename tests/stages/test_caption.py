@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from syngen.models.loading import load
+from syngen.refs import ModelRef
 from syngen.sample import Failure, image_bytes
-from syngen.stages.base import Context, ModelRef
+from syngen.stages.base import Context
 from syngen.stages.caption import Caption, CaptionConfig
-from tests.conftest import draw_shapes
+from tests.fakes import FakeCaptioner
+from tests.helpers import draw_shapes
 
 SAMPLES = [{"id": f"s{i}", "image": image_bytes(draw_shapes(seed=i))} for i in range(3)]
-
-
-class FakeCaptioner:
-    """Returns scripted captions; records the prompts and image sizes it was given."""
-
-    def __init__(self, captions: list[str]):
-        self.captions = captions
-        self.calls: list[tuple[str, list[tuple[int, int]]]] = []
-
-    def caption(self, images: list, prompt: str, max_new_tokens: int) -> list[str]:
-        self.calls.append((prompt, [image.size for image in images]))
-        return self.captions[: len(images)]
-
-
-def stage_with(model: Any, ctx: Context, **config: Any) -> Caption:
-    stage = Caption(CaptionConfig(**config), ctx)
-    stage.model = model
-    return stage
 
 
 def test_default_prompt_is_the_bundled_blip_prefix(tmp_path: Path) -> None:
@@ -41,13 +24,14 @@ def test_default_prompt_is_the_bundled_blip_prefix(tmp_path: Path) -> None:
 def test_prompt_file_resolves_against_the_recipe_folder(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("  Describe it.\n")
     fake = FakeCaptioner(["a cat", "a dog", "a car"])
-    stage = stage_with(fake, Context(recipe_dir=tmp_path), prompt="mine.txt")
-    assert stage.process(SAMPLES) == [{"caption": "a cat"}, {"caption": "a dog"}, {"caption": "a car"}]
+    stage = Caption(CaptionConfig(prompt="mine.txt"), Context(recipe_dir=tmp_path))
+    assert stage.process(SAMPLES, fake) == [{"caption": "a cat"}, {"caption": "a dog"}, {"caption": "a car"}]
     assert fake.calls == [("Describe it.", [(128, 96)] * 3)]
 
 
 def test_empty_caption_is_a_failure(tmp_path: Path) -> None:
-    results = stage_with(FakeCaptioner(["a cat", "", " \n "]), Context(recipe_dir=tmp_path)).process(SAMPLES)
+    stage = Caption(CaptionConfig(), Context(recipe_dir=tmp_path))
+    results = stage.process(SAMPLES, FakeCaptioner(["a cat", "", " \n "]))
     assert results[0] == {"caption": "a cat"}
     assert [r.kind for r in results[1:] if isinstance(r, Failure)] == ["empty_caption", "empty_caption"]
 
@@ -60,7 +44,7 @@ def test_empty_caption_is_a_failure(tmp_path: Path) -> None:
 def test_twins_caption_every_image(tmp_path: Path, model: str, prompt: str) -> None:
     config = CaptionConfig(model=ModelRef(id=model), prompt=prompt, max_new_tokens=8)
     stage = Caption(config, Context(recipe_dir=tmp_path))
-    stage.model, _ = load(config.model, Caption.default_backend, "cpu", "float32")
-    results = stage.process(SAMPLES)
+    captioner, _ = load(config.model, Caption.default_backend, "cpu", "float32")
+    results = stage.process(SAMPLES, captioner)
     assert len(results) == 3 and all(isinstance(r, dict) and r["caption"].strip() for r in results)
-    assert stage.model.model_seconds > 0
+    assert captioner.model_seconds > 0

@@ -4,7 +4,6 @@ degenerate boxes, box-area filters."""
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +17,10 @@ from syngen.sample import Failure, image_bytes
 from syngen.stages.base import Context
 from syngen.stages.ground import Ground, GroundConfig
 from syngen.store import to_json
-from tests.conftest import draw_shapes
+from tests.fakes import FakeGrounder
+from tests.helpers import draw_shapes
 
 WIDTH, HEIGHT = 128, 96
-
-
-class FakeGrounder:
-    """Answers each prompt with the scripted detections whose phrase is one of the prompt's, pointing at it by its
-    index in the prompt as the real grounder does; records the calls."""
-
-    def __init__(self, detections: list[dict[str, Any]] | None = None):
-        self.detections = detections or []
-        self.calls: list[list[str]] = []  # the prompts of each detect call
-
-    def count_tokens(self, text: str) -> int:
-        return len(re.findall(r"\w+|[^\w\s]", text)) + 2  # words and punctuation, plus [CLS] and [SEP]
-
-    def detect(self, images: list, prompts: list[str], box_threshold: float, text_threshold: float) -> list:
-        assert len(images) == len(prompts)
-        self.calls.append(prompts)
-        found = []
-        for prompt in prompts:
-            phrases = prompt[:-1].split(". ")
-            mine = [d for d in self.detections if d["phrase"] in phrases]
-            found.append([d | {"phrase": phrases.index(d["phrase"])} for d in mine])
-        return found
 
 
 def det(phrase: str, box: list[float], score: float = 0.9) -> dict[str, Any]:
@@ -55,8 +33,7 @@ def sample(phrases: list[str], n: int = 0) -> dict[str, Any]:
 
 def run(grounder: Any, samples: list[dict], **config: Any) -> list:
     stage = Ground(GroundConfig(**config), Context(recipe_dir=Path(".")))
-    stage.model = grounder
-    return stage.process(samples)
+    return stage.process(samples, grounder)
 
 
 def asked(grounder: FakeGrounder) -> list[str]:

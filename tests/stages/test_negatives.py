@@ -12,8 +12,9 @@ from PIL import Image
 from pydantic import ValidationError
 
 from syngen.masks import box_mask, decode_rle, encode_rle
+from syngen.refs import ModelRef
 from syngen.sample import image_bytes
-from syngen.stages.base import Context, ModelRef
+from syngen.stages.base import Context
 from syngen.stages.negatives import (
     Negatives,
     NegativesConfig,
@@ -22,7 +23,7 @@ from syngen.stages.negatives import (
     boundary_prompt,
     semantic_prompt,
 )
-from tests.floodfill import FloodFillSegmenter
+from tests.fakes import FloodFillSegmenter
 
 W, H = 64, 48
 BACKGROUND, LEFT, RIGHT, ELLIPSE = (90, 90, 90), (200, 40, 40), (40, 40, 200), (40, 200, 40)
@@ -61,8 +62,8 @@ def _sample(sample_id: str = "scene") -> dict[str, Any]:
 
 def _run(config: NegativesConfig, samples: list[dict[str, Any]], model: Any = None) -> tuple[list[dict], Any]:
     stage = Negatives(config, Context(recipe_dir=Path(".")))
-    stage.model = model or FloodFillSegmenter()
-    return stage.process(samples), stage.model
+    model = model or FloodFillSegmenter()
+    return stage.process(samples, model), model
 
 
 def _slots(config: NegativesConfig) -> int:

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from syngen.models.loading import load
+from syngen.refs import ModelRef
 from syngen.sample import Failure
-from syngen.stages.base import Context, ModelRef
+from syngen.stages.base import Context
 from syngen.stages.phrases import Phrases, PhrasesConfig, parse_phrases
+from tests.fakes import FakeLLM
 
 CAPTION = "A red ball on the wooden table, next to a small dog and a man's hat."
 
@@ -54,22 +56,12 @@ def test_parse_phrases_keeps_the_first_max_phrases() -> None:
     assert parse_phrases("dog, hat, table, ball", CAPTION, max_words=4, max_phrases=2) == ["dog", "hat"]
 
 
-class FakeLLM:
-    def __init__(self, answers: list[str]):
-        self.answers = answers
-        self.prompts: list[str] = []
-
-    def chat(self, prompts: list[str], max_new_tokens: int) -> list[str]:
-        self.prompts += prompts
-        return self.answers[: len(prompts)]
-
-
 def test_prompt_gets_the_caption_and_junk_is_a_failure(tmp_path: Path) -> None:
     (tmp_path / "p.txt").write_text('Phrases of {caption} as JSON, like ["a dog"]')
     stage = Phrases(PhrasesConfig(prompt="p.txt"), Context(recipe_dir=tmp_path))
-    stage.model = FakeLLM(['["a dog"]', "I cannot help with that.\n" * 40])
-    results = stage.process([{"id": "a", "caption": "a dog"}, {"id": "b", "caption": "a cat"}])
-    assert stage.model.prompts == [f'Phrases of {c} as JSON, like ["a dog"]' for c in ("a dog", "a cat")]
+    llm = FakeLLM(['["a dog"]', "I cannot help with that.\n" * 40])
+    results = stage.process([{"id": "a", "caption": "a dog"}, {"id": "b", "caption": "a cat"}], llm)
+    assert llm.prompts == [f'Phrases of {c} as JSON, like ["a dog"]' for c in ("a dog", "a cat")]
     assert results[0] == {"phrases": ["a dog"]}
     failure = results[1]
     assert isinstance(failure, Failure) and failure.kind == "no_phrases"
@@ -85,8 +77,8 @@ def test_prompt_without_placeholder_is_refused(tmp_path: Path) -> None:
 def test_tiny_llm_answers_parse_into_caption_phrases(tmp_path: Path) -> None:
     config = PhrasesConfig(model=ModelRef(id="tiny:llm"), max_new_tokens=24)
     stage = Phrases(config, Context(recipe_dir=tmp_path))
-    stage.model, _ = load(config.model, Phrases.default_backend, "cpu", "float32")
+    llm, _ = load(config.model, Phrases.default_backend, "cpu", "float32")
     captions = ["shape plate wall image box bottom sky three chair", "nothing in common here"]
-    results: list[Any] = stage.process([{"id": str(i), "caption": c} for i, c in enumerate(captions)])
+    results: list[Any] = stage.process([{"id": str(i), "caption": c} for i, c in enumerate(captions)], llm)
     assert results[0]["phrases"] and all(p in captions[0].split() for p in results[0]["phrases"])
     assert isinstance(results[1], Failure) and results[1].kind == "no_phrases"

@@ -16,7 +16,8 @@ from syngen.sample import image_bytes
 from syngen.stages.base import Context
 from syngen.stages.segment import Segment, SegmentConfig
 from syngen.store import to_json
-from tests.conftest import draw_shapes
+from tests.fakes import FakeSegmenter
+from tests.helpers import draw_shapes
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,7 @@ def sample(n: int, size: tuple[int, int], regions: list[dict]) -> dict[str, Any]
 
 def run(model: Any, samples: list[dict]) -> list:
     stage = Segment(SegmentConfig(), Context(recipe_dir=Path(".")))
-    stage.model = model
-    return stage.process(samples)
+    return stage.process(samples, model)
 
 
 def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
@@ -76,21 +76,6 @@ def test_masks_at_the_image_size_one_embedding_per_image(twin: Path) -> None:
         np.testing.assert_array_equal(rle_to_mask(after["mask"]), mask)
         assert after["mask_score"] == pytest.approx(float(score))
     assert sam.encoder_calls == 2
-
-
-class FakeSegmenter:
-    """Returns full masks except an empty one for every box whose x1 is negative."""
-
-    def __init__(self) -> None:
-        self.embedded: list[str] = []
-
-    def embed(self, images: list, keys: list[str]) -> None:
-        self.embedded += keys
-
-    def predict(self, key: str, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        masks = np.ones((len(boxes), 96, 128), dtype=bool)
-        masks[boxes[:, 0] < 0] = False
-        return masks, np.linspace(0.1, 0.9, len(boxes), dtype=np.float32)
 
 
 def test_empty_masks_are_dropped_and_counted() -> None:
@@ -157,8 +142,7 @@ INSIDE, QUARTER_OUT, HALF_OUT, ALL_OUT = _columns(0, 64), _columns(16, 80), _col
 def test_quality_filters_drop_and_count(limits: dict, scores: list[float], kept: list[str], stats: dict) -> None:
     segmenter = ScriptedSegmenter([INSIDE, QUARTER_OUT, HALF_OUT, ALL_OUT], scores)
     stage = Segment(SegmentConfig(**limits), Context(recipe_dir=Path(".")))
-    stage.model = segmenter
-    [result] = stage.process([sample(0, (128, 96), [region(p, BOX) for p in "abcd"])])
+    [result] = stage.process([sample(0, (128, 96), [region(p, BOX) for p in "abcd"])], segmenter)
     assert [r["phrase"] for r in result["regions"]] == kept
     assert result["segment_stats"] == {"masks": len(kept), **NOTHING_DROPPED, **stats}
 

@@ -12,7 +12,7 @@ from PIL import Image
 from syngen.sample import Failure
 from syngen.stages.base import Context
 from syngen.stages.source import Source, SourceConfig
-from tests.conftest import draw_shapes
+from tests.helpers import draw_shapes
 
 
 def source(tmp_path: Path, **config) -> Source:

@@ -37,8 +37,8 @@ def run(sd: DiffusersTextToImage, samples: list[dict], **config: Any) -> tuple[l
         calls.append(len(prompts))
         return sd.generate(prompts, seeds, **kwargs)
 
-    stage.model = type("Recording", (), {"generate": staticmethod(generate)})()
-    return stage.process(samples), calls
+    recording = type("Recording", (), {"generate": staticmethod(generate)})()
+    return stage.process(samples, recording), calls
 
 
 def test_fan_out_with_derived_ids_and_seeds(sd: DiffusersTextToImage) -> None:

@@ -1,0 +1,109 @@
+"""The model roles: one Protocol per role, the batch call a stage of that role makes.
+
+A backend adapter (one file per backend, registered in :data:`syngen.models.BACKENDS` with its role) satisfies
+its role's Protocol; a stage names the role it needs (``Stage.role``) and receives the loaded model in
+``process(samples, model)``. Inputs and outputs are plain Python, numpy and PIL.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+Role = Literal["captioner", "text-to-image", "llm", "grounder", "segmenter"]
+
+
+class Detection(TypedDict):
+    """One grounder detection: the prompt text it matched, its box (xyxy pixels) and score."""
+
+    label: str
+    box: list[float]
+    score: float
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What every loaded model has: the seconds spent inside its batch calls, and a way to free it."""
+
+    model_seconds: float
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Captioner(Model, Protocol):
+    def caption(self, images: list[Image.Image], prompt: str, max_new_tokens: int) -> list[str]:
+        """One caption per image (the prompt is BLIP's text prefix or LLaVA's instruction)."""
+        ...
+
+
+@runtime_checkable
+class TextToImage(Model, Protocol):
+    def generate(
+        self,
+        prompts: list[str],
+        seeds: list[int],
+        *,
+        negative_prompt: str | None = None,
+        steps: int,
+        guidance_scale: float,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> list[Image.Image]:
+        """One image per prompt, each from its own seeded generator."""
+        ...
+
+
+@runtime_checkable
+class ChatLLM(Model, Protocol):
+    def chat(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        """The answer to each prompt, sent as one user message (chat template, greedy)."""
+        ...
+
+
+@runtime_checkable
+class Grounder(Model, Protocol):
+    def detect(
+        self, images: list[Image.Image], prompts: list[str], box_threshold: float, text_threshold: float
+    ) -> list[list[Detection]]:
+        """Detections per image for its prompt (``"a. b. c."``), in one model call."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Text tokens the model's processor makes of ``text`` (special tokens included)."""
+        ...
+
+
+@runtime_checkable
+class Segmenter(Model, Protocol):
+    encoder_calls: int  # images through the image encoder so far
+    cache_limit: int  # embeddings kept (least recently used evicted past it)
+
+    def embed(self, images: list[Image.Image], keys: list[str]) -> None:
+        """Cache the embeddings of the images whose keys are not cached (one encoder call)."""
+        ...
+
+    def predict(
+        self,
+        key: str,
+        boxes: np.ndarray | None = None,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        multimask: bool = False,
+        host: bool = True,
+    ) -> tuple[Any, Any]:
+        """Masks (N, H, W) bool and scores (N,) for N prompts on the image embedded under ``key``; ``multimask``:
+        the best of SAM's three masks per prompt; ``host=False``: tensors left on the model's device (numpy
+        arrays are accepted too)."""
+        ...
+
+
+PROTOCOLS: dict[Role, type[Model]] = {
+    "captioner": Captioner,
+    "text-to-image": TextToImage,
+    "llm": ChatLLM,
+    "grounder": Grounder,
+    "segmenter": Segmenter,
+}
