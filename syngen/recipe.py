@@ -172,7 +172,8 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 
 
 def _fill_shared_models(recipe: Recipe) -> None:
-    """The negatives stage reuses the segment stage's model (and its cached image embeddings) unless told otherwise."""
+    """The negatives stage reuses the segment stage's model (and its cached image embeddings) unless told otherwise:
+    the same checkpoint, loaded the same way (dtype, compile), so the runner hands it the same loaded model."""
     negatives = recipe.stages.get("negatives")
     if isinstance(negatives, ModelStageConfig) and negatives.model is None:
         segment = recipe.stages.get("segment")
@@ -181,6 +182,8 @@ def _fill_shared_models(recipe: Recipe) -> None:
                 f"{recipe.path}: stages.negatives.model: expected a segmenter model (or a segment stage to share)"
             )
         negatives.model = segment.model
+        if "dtype" not in negatives.model_fields_set and "compile" not in negatives.model_fields_set:
+            negatives.dtype, negatives.compile = segment.dtype, segment.compile
 
 
 def _check_models(recipe: Recipe) -> None:

@@ -160,7 +160,11 @@ class Runner:
             _reset_peak_memory()
             loads = self.pool.loads.total()
             model, load_s = self.pool.get(
-                stage.model_ref(), stage.default_backend, stage.model_dtype(), stage.model_options()
+                stage.model_ref(),
+                stage.default_backend,
+                stage.model_dtype(),
+                stage.model_options(),
+                compile=getattr(stage.config, "compile", False),
             )
             if hasattr(model, "cache_limit"):  # e.g. SAM's embeddings: the whole wave after fan-out
                 model.cache_limit = max(model.cache_limit, len(wave))

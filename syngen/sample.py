@@ -160,6 +160,8 @@ class DecodedImages:
 
 
 DECODED = DecodedImages()
+
+
 def item_seed(*parts: Any, bits: int = 64) -> int:
     """A seed for one item's random choices, from JSON-serialisable parts (a base seed, the sample id, ...).
 

@@ -16,7 +16,7 @@ from syngen.recipe import load_recipe
 from syngen.refs import ModelRef
 from syngen.runner import Runner
 from syngen.sample import DECODED, Failure, image_bytes
-from syngen.stages.base import ModelStageConfig, Stage, StageConfig
+from syngen.stages.base import Context, ModelStageConfig, Stage, StageConfig
 from tests.helpers import draw_shapes
 
 CALLS: Counter = Counter()
@@ -319,3 +319,42 @@ def test_after_fan_out_negatives_encodes_no_image_and_each_image_is_decoded_once
     assert report["stages"]["negatives"]["stats"]["tries"] > 0  # the negatives stage did use the embeddings
     assert encoded == {"segment": 6, "negatives": 0}
     assert DECODED.decodes - decodes == 6  # segment and negatives (and views) decode each image once
+
+
+MODEL_STAGES = ["caption", "synthesize", "phrases", "ground", "segment", "negatives"]
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in MODEL_STAGES])
+def test_gpu_settings_at_defaults_leave_every_fingerprint_alone(name: str) -> None:
+    """dtype and compile, left at their defaults, are not in the fingerprint stores were made under; set, they are."""
+    cls = stage_registry.stage_class(name)
+    ctx = Context(recipe_dir=Path("."))
+    default = cls(cls.Config(), ctx).fingerprint()
+    assert not {"dtype", "compile"} & set(default["config"])
+    assert cls(cls.Config(dtype="bfloat16"), ctx).fingerprint() != default
+    assert cls(cls.Config(compile=True), ctx).fingerprint() != default
+    assert cls(cls.Config(dtype="auto"), ctx).model_dtype() == "float32"  # on CPU
+
+
+def test_negatives_shares_the_segment_model_as_loaded(tmp_path: Path, fakes: None) -> None:
+    stages = {"segment": {"model": "tiny:segmenter", "dtype": "bfloat16"}, "negatives": {}}
+    recipe = make_recipe(tmp_path, ["a.png"], {"caption": {}, "phrases": {}, "ground": {}, **stages})
+    assert (recipe.stages["negatives"].model, recipe.stages["negatives"].dtype) == (
+        recipe.stages["segment"].model,
+        "bfloat16",
+    )
+
+
+class Compilable(FakeAdapter):
+    compiled: ClassVar[int] = 0
+
+    def compile(self) -> None:
+        Compilable.compiled += 1
+
+
+def test_compile_setting_compiles_the_loaded_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeModelCaption")
+    monkeypatch.setattr("syngen.models.pool.load", lambda ref, *args, **options: (Compilable(ref.id), 0.0))
+    Compilable.compiled = 0
+    run_all(make_recipe(tmp_path, ["a.png", "b.png"], {"caption": {"compile": True}}, wave_size=1), tmp_path / "out")
+    assert Compilable.compiled == 1  # once, at the only load

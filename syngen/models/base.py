@@ -55,6 +55,16 @@ class Adapter:
         self.trust_remote_code = trust_remote_code
         self.model_seconds = 0.0
 
+    def compile(self) -> None:
+        """``torch.compile`` the adapter's modules in place (a diffusers pipeline's denoiser)."""
+        for value in list(vars(self).values()):
+            if isinstance(value, torch.nn.Module):
+                value.compile()
+            for name in ("unet", "transformer"):
+                module = getattr(value, name, None) if hasattr(value, "components") else None
+                if isinstance(module, torch.nn.Module):
+                    module.compile()
+
     def memory_bytes(self) -> int:
         """Bytes of the parameters and buffers of the adapter's modules (a diffusers pipeline's components too)."""
         tensors: dict[int, torch.Tensor] = {}

@@ -17,7 +17,7 @@ from typing import Any
 from syngen.models.loading import backend_for, load, resolve
 from syngen.stages.base import ModelRef
 
-Key = tuple[str, str, str | None, str, str]  # backend, id, revision, dtype, load options
+Key = tuple[str, str, str | None, str, str]  # backend, id, revision, dtype, load options and compile
 _WEIGHTS = (".safetensors", ".bin", ".pth", ".pt", ".ckpt")
 
 
@@ -62,18 +62,22 @@ class ModelPool:
         default_backend: str | None,
         dtype: str | None = None,
         options: dict[str, Any] | None = None,
+        compile: bool = False,
     ) -> tuple[Any, float]:
-        """The adapter for ``ref`` in ``dtype`` (default: the run's) loaded with ``options``, and the seconds spent
-        loading it (0 when it was resident)."""
+        """The adapter for ``ref`` in ``dtype`` (default: the run's) loaded with ``options`` (and torch-compiled),
+        and the seconds spent loading it (0 when it was resident)."""
         if ref is None:
             return None, 0.0
         dtype, options = dtype or self.dtype, options or {}
-        key: Key = (backend_for(ref, default_backend), ref.id, ref.revision, dtype, repr(sorted(options.items())))
+        settings = repr(sorted(options.items()) + [("compile", compile)])
+        key: Key = (backend_for(ref, default_backend), ref.id, ref.revision, dtype, settings)
         if key in self._resident:
             self._resident.move_to_end(key)
             return self._resident[key][0], 0.0
         self._fit(self._sizes.get(key) or _estimate(ref, dtype))
         adapter, seconds = load(ref, default_backend, self.device, dtype, **options)
+        if compile:
+            adapter.compile()
         if hasattr(adapter, "cache_limit"):
             adapter.cache_limit = self.cache_limit
         size = adapter_bytes(adapter)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +46,18 @@ class ModelStageConfig(StageConfig):
     :func:`model_field`)."""
 
     model: ModelRef | None = Field(None, description="The model this stage runs.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] | None = Field(
+        None,
+        description="This stage's model dtype; auto: bfloat16 on GPUs that support it, float16 on older GPUs, "
+        "float32 on CPU; none: runtime.dtype.",
+        json_schema_extra=ADDED_LATER,
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model (faster calls on a GPU after a slow first one; results may differ in "
+        "the last bits).",
+        json_schema_extra=ADDED_LATER,
+    )
 
 
 def model_field(default: str, description: str) -> Any:
