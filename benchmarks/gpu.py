@@ -81,14 +81,13 @@ def syngen_path(samples: list[dict], dino: GroundingDino, sam: HFSam, device: st
     ctx = Context(recipe_dir=Path("."), device=device)
     ground = Ground(GroundConfig(box_threshold=0.0, text_threshold=0.0, batch_size=batch), ctx)
     segment, negatives = Segment(SegmentConfig(batch_size=batch), ctx), Negatives(NegativesConfig(), ctx)
-    ground.model, segment.model, negatives.model = dino, sam, sam
     seconds: dict[str, float] = {}
-    for stage in (ground, segment, negatives):
+    for stage, model in ((ground, dino), (segment, sam), (negatives, sam)):
         start = time.perf_counter()
         out = []
         for i in range(0, len(samples), batch):
             chunk = samples[i : i + batch]
-            out += [s | r for s, r in zip(chunk, stage.process(chunk), strict=True)]
+            out += [s | r for s, r in zip(chunk, stage.process(chunk, model), strict=True)]
         sync(device)
         seconds[stage.name] = time.perf_counter() - start
         samples = out
