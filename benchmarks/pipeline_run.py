@@ -14,8 +14,8 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw
 
+from syngen.executors.local import run
 from syngen.recipe import load_recipe
-from syngen.runner import run
 
 REPO = Path(__file__).resolve().parent.parent
 

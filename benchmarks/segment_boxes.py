@@ -44,7 +44,7 @@ def samples(tag: str, count: int, boxes: int, rng: np.random.Generator) -> list[
         sizes = rng.uniform(40, 200, size=(boxes, 2))
         regions = [
             {"phrase": f"thing {j}", "box": [*corner, *(corner + size)], "box_score": 1.0}
-            for j, (corner, size) in enumerate(zip(corners, sizes))
+            for j, (corner, size) in enumerate(zip(corners, sizes, strict=True))
         ]
         out.append({"id": f"{tag}-{i}", "image": image_bytes(Image.fromarray(pixels)), "regions": regions})
     return out

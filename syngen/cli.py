@@ -11,14 +11,13 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
 from syngen import log
-from syngen.errors import SyngenError, UsageError
+from syngen.errors import StaleStore, SyngenError, UsageError
 
 # syngen shows one progress bar per stage; the libraries' own bars (weights, parquet shards) are noise here.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -26,13 +25,11 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 console = Console(stderr=True)
 
-DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml"
-
 
 class _Commands(TyperGroup):
     """The command group; a :class:`SyngenError` from any command becomes its message and exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # a click Context (typer vendors click; Any fits either)
         try:
             return super().invoke(ctx)
         except SyngenError as err:
@@ -62,20 +59,76 @@ def _load(recipe: Path) -> Any:  # -> Recipe
 
 @app.command()
 def run(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML; default: the offline quickstart.")] = DEFAULT_RECIPE,
+    recipe: Annotated[
+        Path | None, typer.Argument(help="Recipe YAML; default: the offline quickstart bundled with syngen.")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder; default outputs/<recipe name>.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use at most N seed items.")] = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Drop earlier results in the output folder and start over.")
     ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar per stage.")] = True,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Compute the samples that failed before again (and nothing else).")
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Run only share K of N (K/N, from 0) of the seed items; default: the launcher's RANK/WORLD_SIZE "
+            "or Slurm array ids, else the whole recipe. Shards share OUT; `syngen export OUT` merges them.",
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run the shards on a Ray cluster: `local` starts one on this machine, `auto` joins the one "
+            "`ray start` started, or host:port. Needs `pip install syngen[ray]`.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="--ray: worker actors (each keeps its models loaded).")
+    ] = 2,
+    gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", min=0, help="--ray: GPUs per worker.")] = 0.0,
+    shards: Annotated[
+        int | None,
+        typer.Option("--shards", min=1, help="--ray: shards to split the seed items into; default 4 per worker."),
+    ] = None,
 ) -> None:
     """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
-    from syngen.runner import run as run_recipe
+    from syngen.assets import quickstart_recipe
+    from syngen.executors import Shard, shard_from_env
 
-    loaded = _load(recipe)
+    loaded = _load(recipe or quickstart_recipe())
     out_dir = loaded.out_dir(out)
-    report = run_recipe(loaded, out_dir, fresh=fresh, limit=limit, progress=progress)
+    if ray is not None:
+        from syngen.executors.ray import run as run_ray
+
+        report = run_ray(
+            loaded,
+            out_dir,
+            address=ray,
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            shards=shards or 4 * workers,
+            fresh=fresh,
+            limit=limit,
+            progress=progress,
+            retry_failed=retry_failed,
+        )
+    else:
+        from syngen.executors.local import run as run_local
+
+        part = Shard.parse(shard) if shard else shard_from_env()
+        report = run_local(
+            loaded, out_dir, fresh=fresh, limit=limit, progress=progress, shard=part, retry_failed=retry_failed
+        )
+        if not part.whole:
+            print_report(report)
+            console.print(f"shard {part} done; once every shard is: syngen export {out_dir}")
+            return
     print_report(report)
     console.print(f"dataset: {out_dir / 'dataset'}   report: {out_dir / 'run.json'}")
     if loaded.top.output.push_to_hub:
@@ -95,30 +148,28 @@ def export(
     recipe: Annotated[
         Path | None, typer.Option("--recipe", help="The run's recipe; default: the one run.json names.")
     ] = None,
+    repo_id: Annotated[
+        str | None,
+        typer.Option(
+            "--repo-id", help="Hub repo the card's loading code names; default: the recipe's output.push_to_hub."
+        ),
+    ] = None,
 ) -> None:
-    """Rewrite OUT/dataset from the stage stores (no model runs; samples not yet computed are left out)."""
-    from syngen.export import export_dataset
-    from syngen.runner import Runner, card_info
-    from syngen.store import StaleStore
+    """Rewrite OUT/dataset from the stage stores of every shard (no model runs; samples not yet computed are left
+    out)."""
+    from syngen.executors.local import export as export_stores
+    from syngen.executors.local import recipe_path
 
+    recipe = recipe or recipe_path(out)
     if recipe is None:
-        if not (out / "run.json").exists():
-            raise UsageError(f"{out}: no run.json saying which recipe made it; pass --recipe")
-        recipe = Path(json.loads((out / "run.json").read_text())["recipe_path"])
+        raise UsageError(f"{out}: no run.json saying which recipe made it; pass --recipe")
     loaded = _load(recipe)
-    runner = Runner(loaded, out, progress=False)
     try:
-        runner.open_stores(drop_stale=False)
+        path = export_stores(loaded, out, repo_id)
     except StaleStore as err:
         raise UsageError(
             f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe"
         ) from None
-    path = export_dataset(
-        runner.samples(compute=False),
-        out,
-        card_info(loaded, runner.summary),
-        embed_images=loaded.top.output.embed_images,
-    )
     console.print(f"dataset: {path}")
 
 

@@ -15,9 +15,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from syngen.assets import assets_dir
 from syngen.errors import PreflightError, RecipeError
 from syngen.stages import STAGES, stage_class
-from syngen.stages.base import PROJECT_ROOT, Context, ModelStageConfig, StageConfig
+from syngen.stages.base import Context, ModelStageConfig, StageConfig
 
 __all__ = ["Recipe", "RecipeError", "RecipeModel", "load_recipe", "reference_markdown"]
 
@@ -156,10 +157,8 @@ def _check_keys(path: Path, data: Any, model: type[BaseModel], prefix: str) -> N
     fields = model.model_fields
     for key, value in data.items():
         if key not in fields:
-            expected = ", ".join(fields)
-            raise RecipeError(
-                f"{path}: {prefix}{key}: unknown field{_did_you_mean(str(key), list(fields))}; expected one of {expected}"
-            )
+            hint, expected = _did_you_mean(str(key), list(fields)), ", ".join(fields)
+            raise RecipeError(f"{path}: {prefix}{key}: unknown field{hint}; expected one of {expected}")
         annotation = fields[key].annotation
         for candidate in getattr(annotation, "__args__", ()) + (annotation,):
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
@@ -219,8 +218,8 @@ def _check_files(recipe: Recipe) -> None:
                 where = "source" if name == "source" else f"stages.{name}"
                 raise RecipeError(
                     f"{recipe.path}: {where}.{key}: expected an existing file or folder, but {value!r} was found "
-                    f"neither beside the recipe ({recipe.path.parent}), nor in the current folder, nor in syngen's "
-                    f"own folder ({PROJECT_ROOT})"
+                    f"neither beside the recipe ({recipe.path.parent}), nor in the current folder, nor among the files "
+                    f"bundled with syngen ({assets_dir()})"
                 )
 
 
@@ -253,7 +252,7 @@ def _check_columns(recipe: Recipe) -> None:
 def reference_markdown() -> str:
     """Markdown tables of the runtime, output, source and every stage's settings (field, default, help), as in
     the README."""
-    sections = [("`runtime`", RuntimeConfig), ("`output`", OutputConfig)]
+    sections: list[tuple[str, type[BaseModel]]] = [("`runtime`", RuntimeConfig), ("`output`", OutputConfig)]
     sections += [("`source`" if n == "source" else f"`stages.{n}`", stage_class(n).Config) for n in STAGES]
     parts = []
     for title, cls in sections:

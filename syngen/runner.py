@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import resource
-import shutil
 import sys
 import time
 import traceback
@@ -23,12 +23,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
-from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from syngen.errors import RunLocked
+from syngen.executors.shard import WHOLE, Shard
 from syngen.models.loading import backend_for, resolve
 from syngen.models.pool import ModelPool, device_memory_bytes
 from syngen.models.roles import Model
@@ -36,13 +35,12 @@ from syngen.recipe import Recipe
 from syngen.sample import DECODED, Failure, Sample
 from syngen.stages import stage_class
 from syngen.stages.base import ModelStageConfig, Result, SourceStage, Stage
-from syngen.store import Row, StageStore, atomic_write_text, to_json
-from syngen.threads import consume_in_thread
+from syngen.store import Row, StageStore, to_json
 
-EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
+FAILURES = "failures.jsonl"  # every recorded failure with its seed item, rewritten whenever the samples are read
 log = logging.getLogger(__name__)
 
-__all__ = ["EXPORTED_STATE", "RunLocked", "Runner", "StageReport", "card_info", "run"]
+__all__ = ["FAILURES", "Runner", "StageReport", "card_info"]
 
 
 @dataclass
@@ -65,13 +63,26 @@ class StageReport:
 
 
 class Runner:
-    """One run of a recipe into an output folder. Use :meth:`samples` to stream the final samples."""
+    """One run of a recipe (or of one shard of it) into an output folder. Use :meth:`samples` to stream the final
+    samples. Which process runs which shard is the executors' business (:mod:`syngen.executors`); a ``pool``
+    passed in (an executor's worker running shard after shard) keeps its models loaded after the run."""
 
-    def __init__(self, recipe: Recipe, out: Path, *, limit: int | None = None, progress: bool = True):
+    def __init__(
+        self,
+        recipe: Recipe,
+        out: Path,
+        *,
+        limit: int | None = None,
+        progress: bool = True,
+        shard: Shard = WHOLE,
+        pool: ModelPool | None = None,
+    ):
         self.recipe = recipe
         self.out = out
         self.limit = limit
         self.progress = progress
+        self.shard = shard
+        self.failures_file = FAILURES if shard.whole else f"failures-shard-{shard.rank}.jsonl"
         self.ctx = recipe.context()
         self.stages: list[Stage[Any, Any]] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
         if not isinstance(self.stages[0], SourceStage):
@@ -81,17 +92,21 @@ class Runner:
         self.stores: dict[str, StageStore] = {}
         self._chain = ""
         self.batch_size = {stage.name: stage.config.batch_size for stage in self.stages}
-        budget = recipe.top.runtime.memory_budget
-        self.pool = ModelPool(
-            self.ctx.device,
-            self.ctx.dtype,
-            device_memory_bytes(self.ctx.device) if budget is None else int(budget * 2**30),
-            cache_limit=recipe.top.runtime.wave_size,
-        )
+        self._own_pool = pool is None
+        if pool is None:
+            budget = recipe.top.runtime.memory_budget
+            pool = ModelPool(
+                self.ctx.device,
+                self.ctx.dtype,
+                device_memory_bytes(self.ctx.device) if budget is None else int(budget * 2**30),
+                cache_limit=recipe.top.runtime.wave_size,
+            )
+        self.pool = pool
         self._bars: dict[str, tqdm] = {}
         self.started = time.perf_counter()
         self.preflight_s = 0.0
         self.summary: dict[str, Any] = {}  # the run report, filled in when :meth:`samples` is exhausted
+        self._failures: TextIO  # where :meth:`samples` writes the failures it meets (the next failures.jsonl)
 
     def preflight(self) -> None:
         """Resolve every model before any compute (tiny twins are built here)."""
@@ -103,15 +118,17 @@ class Runner:
         self.preflight_s = time.perf_counter() - start
 
     def state(self) -> str:
-        """A digest of what the final samples are made from: the seed item ids, the stage fingerprints and the
-        stores' part files. Equal digests mean equal results."""
+        """A digest of what the final samples are made from: the seed item ids (all shards'), the stage
+        fingerprints and the stores' data files (name, size and time: a file rewritten in place, as
+        ``--retry-failed`` does, counts as changed). Equal digests mean equal results."""
         digest = hashlib.sha1(self._chain.encode())
         if self.recipe.top.output.embed_images:  # the dataset's layout
             digest.update(b"embed_images")
         for item in self.source.items(self.limit):
             digest.update(item["id"].encode())
-        for name in sorted(p.name for store in self.stores.values() for p in store.dir.glob("part-*.parquet")):
-            digest.update(name.encode())
+        for path in sorted(p for store in self.stores.values() for p in store.data_files()):
+            stat = path.stat()
+            digest.update(f"{path.name} {stat.st_size} {stat.st_mtime_ns}".encode())
         return digest.hexdigest()
 
     def open_stores(self, drop_stale: bool = True) -> None:
@@ -120,25 +137,45 @@ class Runner:
         chain = ""
         for stage in self.stages:
             chain = hashlib.sha1((chain + to_json(stage.fingerprint())).encode()).hexdigest()
-            store = StageStore(self.out, stage.name)
+            store = StageStore(self.out, stage.name, self.shard.rank, exclusive=self.shard.whole)
             store.open(chain, drop_stale=drop_stale)
             self.stores[stage.name] = store
         self._chain = chain
 
     def samples(self, compute: bool = True) -> Iterator[Sample]:
-        """The final samples, wave by wave; with ``compute=False`` only what the stores already hold."""
-        items = self.source.items(self.limit)
+        """The final samples, wave by wave; with ``compute=False`` only what the stores already hold.
+
+        Every failure met on the way (computed now or stored earlier) goes to ``OUT/failures.jsonl`` (a shard's to
+        ``OUT/failures-shard-K.jsonl``), which is replaced when the stream is exhausted."""
+        items = (item for item in self.source.items(self.limit) if self.shard.owns(item["id"]))
         wave_size = self.recipe.top.runtime.wave_size
+        failures = self.out / f".tmp-{self.failures_file}"
         try:
-            while wave := list(islice(items, wave_size)):
-                for stage in self.stages:
-                    wave = self._run_stage(stage, wave, compute)
-                yield from wave
+            with failures.open("w", encoding="utf-8") as self._failures:
+                while wave := list(islice(items, wave_size)):
+                    for stage in self.stages:
+                        wave = self._run_stage(stage, wave, compute)
+                    yield from wave
+            if compute:
+                for store in self.stores.values():
+                    store.compact()
+            os.replace(failures, self.out / self.failures_file)
             self.summary.update(self.report())
         finally:
-            self.pool.close()
+            failures.unlink(missing_ok=True)
+            if self._own_pool:
+                self.pool.close()
             for bar in self._bars.values():
                 bar.close()
+
+    def retry_failed(self) -> int:
+        """Drops the stored failures of every stage (open the stores first), so the next :meth:`samples` computes
+        those samples again and nothing else; returns how many were dropped."""
+        dropped = {name: store.drop_failed() for name, store in self.stores.items()}
+        for name, n in dropped.items():
+            if n:
+                log.info("retrying %d failed sample(s) of stage %s", n, name)
+        return sum(dropped.values())
 
     def _bar(self, stage: Stage[Any, Any]) -> tqdm:
         if stage.name not in self._bars:
@@ -199,6 +236,9 @@ class Runner:
                 continue
             report.items_in += 1
             outputs = _merge(sample, sample_rows, report)
+            for row in sample_rows:
+                if row["status"] == "failed":
+                    self._failures.write(to_json(failure_record(stage.name, sample, json.loads(row["data"]))) + "\n")
             report.items_out += bool(outputs)
             report.emitted += len(outputs)
             merged.extend(outputs)
@@ -247,54 +287,9 @@ class Runner:
         }
 
 
-def run(
-    recipe: Recipe, out: Path, *, fresh: bool = False, limit: int | None = None, progress: bool = True
-) -> dict[str, Any]:
-    """Run ``recipe`` into ``out`` (resuming by default) and export the dataset; returns the run report."""
-    out.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(out / ".lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise RunLocked(
-            f"another syngen run is writing to {out} (lock {out / '.lock'}); wait for it or use --out"
-        ) from None
-    try:
-        if fresh:
-            for name in ("stages", "dataset", "run.json", EXPORTED_STATE):
-                path = out / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        atomic_write_text(out / "recipe.yaml", recipe.text)
-        runner = Runner(recipe, out, limit=limit, progress=progress)
-        runner.preflight()
-        runner.open_stores()
-        state_file = out / EXPORTED_STATE
-        if (out / "dataset").is_dir() and state_file.exists() and state_file.read_text() == runner.state():
-            for _ in runner.samples():  # nothing to compute or export: read the stores for the report
-                pass
-        else:
-            from syngen.export import export_dataset
-
-            state_file.unlink(missing_ok=True)
-            # the export of a wave (drawing, encoding, writing shards) runs in a worker thread while the next
-            # wave's stages run here
-            consume_in_thread(
-                lambda samples: export_dataset(
-                    samples, out, card_info(recipe, runner.summary), embed_images=recipe.top.output.embed_images
-                ),
-                runner.samples(),
-                maxsize=2 * recipe.top.runtime.wave_size,
-            )
-            atomic_write_text(state_file, runner.state())
-        report = runner.report()
-        atomic_write_text(out / "run.json", json.dumps(report, indent=2))
-        return report
-    finally:
-        lock.release()
-
-
-def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
-    """What the dataset card says about the run: recipe, models, settings, and the (filled-in-later) report."""
+def card_info(recipe: Recipe, report: dict[str, Any], repo_id: str | None = None) -> Any:
+    """What the dataset card says about the run: recipe, models, settings, the (filled-in-later) report, and the
+    Hub repo (``repo_id``, else the recipe's ``output.push_to_hub``)."""
     from syngen.export import CardInfo
 
     models: dict[str, dict[str, str | None]] = {}
@@ -311,7 +306,23 @@ def card_info(recipe: Recipe, report: dict[str, Any]) -> Any:
         report=report,
         pretty_name=recipe.top.output.pretty_name,
         description=recipe.top.description,
+        repo_id=repo_id or recipe.top.output.push_to_hub,
     )
+
+
+def failure_record(stage: str, sample: Sample, failure: dict[str, Any]) -> dict[str, Any]:
+    """A line of ``failures.jsonl``: the stage, the seed item the sample came from (its file name, dataset index
+    or captions line, as the source names it), the sample id, the failure's kind, message and traceback tail."""
+    source: dict[str, Any] = dict(sample.get("source") or {})
+    return {
+        "stage": stage,
+        "item": source.get("item"),
+        "source": source.get("kind"),
+        "id": sample["id"],
+        "kind": failure["kind"],
+        "message": failure["message"],
+        "detail": failure.get("detail", ""),
+    }
 
 
 def _rows(sample: Sample, result: Result) -> list[Row]:

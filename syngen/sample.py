@@ -51,6 +51,7 @@ class Negative(TypedDict):
     seed: int  # of the point sampling
     mask: RLE
     score: float  # SAM's predicted IoU
+    multimask: bool  # True: the best of SAM's three masks (a single click); False: SAM's single-mask output
 
 
 class View(TypedDict):
@@ -69,6 +70,7 @@ class Region(TypedDict, total=False):
     phrase: Required[str]
     box: Required[Box]
     box_score: float
+    label: str  # the grounder's text of the detection's tokens, for information
     mask: RLE
     mask_score: float
     negatives: list[Negative]

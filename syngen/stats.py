@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from rich.console import Group
 from rich.table import Table
 
+EXAMPLES = 3  # seed items shown per failure reason
 QUANTILES = {"min": 0.0, "p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9, "max": 1.0}
 
 
@@ -34,15 +35,18 @@ def stage_counts(stage: dict[str, Any]) -> dict[str, int]:
 def read_rows(
     dataset_dir: Path, config: str, columns: list[str], limit: int | None = None, batch_size: int = 256
 ) -> Iterator[dict[str, Any]]:
-    """Rows of a config as dicts holding only ``columns`` (Image cells as {"bytes", "path"}), shard by shard,
-    stopping after ``limit`` rows. A config that was not exported yields nothing."""
+    """Rows of a config as dicts holding only ``columns`` (Image cells as {"bytes", "path"}; None for a column the
+    dataset does not have: the stage that publishes it did not run), shard by shard, stopping after ``limit``
+    rows. A config that was not exported yields nothing."""
     if limit is not None and limit <= 0:
         return
     count = 0
     for shard in sorted(config_dir(dataset_dir, config).glob("*.parquet")):
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=batch_size, columns=columns):
+        parquet = pq.ParquetFile(shard)
+        present = [name for name in columns if name in parquet.schema_arrow.names]
+        for batch in parquet.iter_batches(batch_size=batch_size, columns=present):
             for row in batch.to_pylist():
-                yield row
+                yield dict.fromkeys(columns) | row
                 count += 1
                 if count == limit:
                     return
@@ -53,8 +57,11 @@ def summarize(out_dir: Path) -> dict[str, Any]:
 
     Returns {"images", "regions": {"total", "per_image"}, "phrases_per_caption", "box_score", "mask_score",
     "preference": {"pairs", "by_kind", "iou"}, "stages": {stage: {"in", "out", "failed"}},
-    "failures": {stage: {kind: n}}}; counts as {"mean", "min", "max", "histogram"}, scores as
-    {"n", "mean", "min", "p10", ..., "max"} (None where there is nothing to measure).
+    "failures": {stage: {kind: n}}, "filtered": {stage: {reason: n}}} (regions dropped by the quality filters,
+    from the run's ``filtered_<reason>`` counters), "reasons": [{"stage", "kind", "count", "items", "message"}]
+    (from ``failures.jsonl``, most common first, with the first few seed items and one message)}; counts as
+    {"mean", "min", "max", "histogram"}, scores as {"n", "mean", "min", "p10", ..., "max"} (None where there is
+    nothing to measure).
     """
     dataset_dir = Path(out_dir) / "dataset"
     regions_per_image, phrases_per_caption, box_scores, mask_scores = [], [], [], []
@@ -81,11 +88,37 @@ def summarize(out_dir: Path) -> dict[str, Any]:
         "preference": {"pairs": sum(kinds.values()), "by_kind": dict(sorted(kinds.items())), "iou": _quantiles(ious)},
         "stages": {name: stage_counts(s) for name, s in stages.items()},
         "failures": {name: dict(s["failures"]) for name, s in stages.items() if s.get("failures")},
+        "filtered": {name: found for name, s in stages.items() if (found := _filtered(s.get("stats") or {}))},
+        "reasons": failure_reasons(Path(out_dir) / "failures.jsonl"),
     }
 
 
+def _filtered(stats: dict[str, Any]) -> dict[str, int]:
+    """The non-zero ``filtered_<reason>`` counters of a stage, by reason."""
+    return {key.removeprefix("filtered_"): n for key, n in stats.items() if key.startswith("filtered_") and n}
+
+
+def failure_reasons(path: Path) -> list[dict[str, Any]]:
+    """The failures in a ``failures.jsonl`` grouped by (stage, kind), most common first: {"stage", "kind",
+    "count", "items" (the first few seed items), "message" (the first one)}. Read line by line."""
+    reasons: dict[tuple[str, str], dict[str, Any]] = {}
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            failure = json.loads(line)
+            key = (failure["stage"], failure["kind"])
+            reason = reasons.setdefault(key, {"stage": key[0], "kind": key[1], "count": 0, "items": []})
+            reason["count"] += 1
+            reason.setdefault("message", failure["message"])
+            if len(reason["items"]) < EXAMPLES:
+                reason["items"].append(failure["item"])
+    return sorted(reasons.values(), key=lambda r: -r["count"])
+
+
 def format_summary(summary: dict[str, Any]) -> Group:
-    """The summary as rich tables: overview, score distributions, preference kinds, stage counts and failures."""
+    """The summary as rich tables: overview, score distributions, preference kinds, stage counts, failures and
+    regions dropped by the quality filters."""
     overview = Table("measure", "value", title="Dataset")
     per_image, per_caption = summary["regions"]["per_image"], summary["phrases_per_caption"]
     overview.add_row("images", str(summary["images"]))
@@ -104,11 +137,16 @@ def format_summary(summary: dict[str, Any]) -> Group:
     ]:
         scores.add_row(name, str(values["n"]), *(_number(values[k]) for k in ["mean", *QUANTILES]))
 
-    stages = Table("stage", "in", "out", "failed", "failures", title="Run")
+    stages = Table("stage", "in", "out", "failed", "failures", "regions filtered", title="Run")
     for name, counts in summary["stages"].items():
         failures = _histogram(summary["failures"].get(name, {}))
-        stages.add_row(name, *(str(counts[k]) for k in ("in", "out", "failed")), failures)
-    return Group(overview, scores, stages)
+        filtered = _histogram(summary["filtered"].get(name, {}))
+        stages.add_row(name, *(str(counts[k]) for k in ("in", "out", "failed")), failures, filtered)
+    reasons = Table("stage", "kind", "count", "example items", "message", title="Failures (failures.jsonl)")
+    for reason in summary["reasons"]:
+        items = ", ".join(str(item) for item in reason["items"]) + (", ..." if reason["count"] > EXAMPLES else "")
+        reasons.add_row(reason["stage"], reason["kind"], str(reason["count"]), items, reason["message"])
+    return Group(overview, scores, stages, *([reasons] if summary["reasons"] else []))
 
 
 def _counts(values: list[int]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ _BACKGROUND: RGB = (32, 32, 32)
 
 
 def draw_overlay(
-    image: Image.Image, regions: Sequence[dict[str, Any]], palette: Sequence[RGB] = PALETTE, alpha: float = 0.45
+    image: Image.Image, regions: Sequence[Mapping[str, Any]], palette: Sequence[RGB] = PALETTE, alpha: float = 0.45
 ) -> Image.Image:
     """``image`` with each region drawn in its colour: ``mask`` (RLE, optional) blended in at ``alpha``, ``box``
     (xyxy pixels) outlined, ``phrase`` written above the box. Region i gets ``palette[i % len(palette)]``.
@@ -78,7 +78,7 @@ def contact_sheet(out_dir: Path, n: int = 16) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
 
     samples = list(read_rows(dataset_dir, "grounding", ["id", "image", "caption", "phrases", "regions"], limit=n))
-    tiles = [_tile(draw_overlay(_decode(row["image"]), row["regions"]), f"#{i}") for i, row in enumerate(samples)]
+    tiles = [_tile(draw_overlay(_decode(row["image"]), row["regions"] or []), f"#{i}") for i, row in enumerate(samples)]
     sheet = folder / "contact_sheet.png"
     _grid(tiles, math.ceil(math.sqrt(len(tiles))), "no samples").save(sheet)
 

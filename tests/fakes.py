@@ -52,8 +52,8 @@ class FakeLLM(FakeModel):
 
 
 class FakeGrounder(FakeModel):
-    """Answers each prompt with the scripted detections whose phrase is one of the prompt's, pointing at it by its
-    index in the prompt as the real grounder does; records the calls."""
+    """Answers each prompt with the scripted detections whose ``phrase`` is one of the prompt's, pointing at it by
+    its index in the prompt as the real grounder does; records the calls."""
 
     def __init__(self, detections: list[dict[str, Any]] | None = None):
         super().__init__()
@@ -190,13 +190,13 @@ class FloodFillSegmenter(FakeModel):
     def _one(pixels: np.ndarray, box: Sequence[float] | None, points: Sequence, labels: Sequence) -> np.ndarray:
         height, width = pixels.shape[:2]
         allowed = np.ones((height, width), bool) if box is None else box_mask(box, height, width)
-        seeds = [(int(x), int(y)) for (x, y), label in zip(points, labels) if label == 1]
+        seeds = [(int(x), int(y)) for (x, y), label in zip(points, labels, strict=True) if label == 1]
         if box is not None and not seeds:
             seeds = [(int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2))]
         mask = np.zeros((height, width), bool)
         for x, y in seeds:
             mask |= flood_fill(pixels, allowed, x, y)
-        for (x, y), label in zip(points, labels):
+        for (x, y), label in zip(points, labels, strict=True):
             if label == 0:
                 mask &= ~flood_fill(pixels, allowed, int(x), int(y))
         return mask

@@ -12,7 +12,7 @@ from syngen.data import load_preference
 from syngen.export import export_dataset
 from syngen.sample import image_bytes
 from tests.conftest import draw_shapes
-from tests.test_export import SAMPLES, make_info
+from tests.export.test_export import SAMPLES, make_info
 
 # the export test's samples, each on its own picture so a wrong join shows
 PICTURES = {s["id"]: draw_shapes(seed=i) for i, s in enumerate(SAMPLES)}

@@ -158,9 +158,12 @@ def test_recipe_push_to_hub_pushes_after_export(
 
 def test_export_rewrites_the_same_dataset_and_never_drops_results(reference: Path, tmp_path: Path) -> None:
     before = comparable(reference)
-    result = CliRunner().invoke(app, ["export", str(reference)])
+    result = CliRunner().invoke(app, ["export", str(reference), "--repo-id", "me/quick"])
     assert result.exit_code == 0, result.output
     assert comparable(reference) == before
+    assert 'load_dataset("me/quick", "grounding"' in (reference / "dataset" / "README.md").read_text()
+    failed = sum(s["failed"] for s in json.loads((reference / "run.json").read_text())["stages"].values())
+    assert len((reference / "failures.jsonl").read_text().splitlines()) == failed
     changed = yaml.safe_load(QUICKSTART.read_text())
     changed["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
     changed["stages"]["ground"]["box_threshold"] = 0.5

@@ -148,3 +148,32 @@ def test_bad_arguments_fail_before_any_request(
     with pytest.raises(PushError, match=expected):
         push_dataset(dataset_dir.parent / folder, repo_id, token=TOKEN)
     assert calls == []
+
+
+def test_card_names_the_repo_pushed_to(dataset_dir: Path, calls: list) -> None:
+    card = dataset_dir / "README.md"
+    card.write_text(
+        '---\nlicense: other\n---\n```python\ng = load_dataset("<user>/demo", "grounding")\n'
+        '# pairs = load_preference("<user>/demo")\n```\n'
+    )
+    push_dataset(dataset_dir, "me/demo")
+    assert 'load_dataset("me/demo", "grounding")' in card.read_text()
+    assert 'load_preference("me/demo")' in card.read_text()  # the join's line too
+    push_dataset(dataset_dir, "org/other")  # a card that already names a repo is pointed at the new one
+    assert 'load_dataset("org/other", "grounding")' in card.read_text() and "me/demo" not in card.read_text()
+
+
+def test_failed_push_leaves_the_card_as_it_was(dataset_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    card = dataset_dir / "README.md"
+    card.write_text('---\nlicense: other\n---\n```python\ng = load_dataset("<user>/demo", "grounding")\n```\n')
+    before = snapshot(dataset_dir)
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: f"https://hf.co/datasets/{repo_id}")
+
+    def upload_folder(self: HfApi, **kwargs: Any) -> None:
+        assert 'load_dataset("me/demo"' in card.read_text()  # the uploaded card names the repo
+        raise RuntimeError("connection reset")
+
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    with pytest.raises(PushError, match="connection reset"):
+        push_dataset(dataset_dir, "me/demo")
+    assert {k: v[0] for k, v in snapshot(dataset_dir).items()} == {k: v[0] for k, v in before.items()}

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from pathlib import Path
 from typing import ClassVar
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from pydantic import Field
+from typer.testing import CliRunner
 
 from syngen import stages as stage_registry
+from syngen.cli import app
+from syngen.executors.local import run
 from syngen.recipe import load_recipe
 from syngen.refs import ModelRef
 from syngen.runner import Runner
 from syngen.sample import DECODED, Failure, image_bytes
 from syngen.stages.base import Context, ModelStageConfig, Stage, StageConfig
+from syngen.store import StageStore
 from tests.helpers import draw_shapes
 
 CALLS: Counter = Counter()
@@ -358,3 +364,47 @@ def test_compile_setting_compiles_the_loaded_model(tmp_path: Path, monkeypatch: 
     Compilable.compiled = 0
     run_all(make_recipe(tmp_path, ["a.png", "b.png"], {"caption": {"compile": True}}, wave_size=1), tmp_path / "out")
     assert Compilable.compiled == 1  # once, at the only load
+
+
+def read_failures(out: Path) -> list[tuple[str, str, str]]:
+    lines = (out / "failures.jsonl").read_text().splitlines()
+    return sorted((f["stage"], f["item"], f["kind"]) for f in map(json.loads, lines))
+
+
+def stored_rows(out: Path, stage: str) -> set[tuple]:
+    """(data file, input id, status, data) of a stage's stored rows."""
+    files = StageStore(out, stage).data_files()
+    return {(p.name, r["input_id"], r["status"], r["data"]) for p in files for r in pq.read_table(p).to_pylist()}
+
+
+def test_failures_name_their_seed_items_and_retry_recomputes_only_them(tmp_path: Path, fakes: None) -> None:
+    files = ["a.png", "corrupt.png", "zero.jpg", "empty.png", "b.png"]
+    recipe = make_recipe(tmp_path, files, {"caption": {"batch_size": 2}}, wave_size=3)
+    out = tmp_path / "out"
+    run(recipe, out, progress=False)
+    assert read_failures(out) == [
+        ("caption", "empty.png", "empty_caption"),
+        ("source", "corrupt.png", "bad_image"),
+        ("source", "zero.jpg", "bad_image"),
+    ]
+    first = json.loads((out / "failures.jsonl").read_text().splitlines()[0])
+    assert first["message"] and first["source"] == "images" and first["id"]
+
+    draw_shapes(seed=1).save(tmp_path / "seeds" / "corrupt.png")  # the user fixes one file
+    before = {stage: stored_rows(out, stage) for stage in ("source", "caption")}
+    CALLS.clear()
+    result = CliRunner().invoke(app, ["run", str(recipe.path), "--out", str(out), "--retry-failed", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "run.json").read_text())
+    assert {name: s["computed"] for name, s in report["stages"].items()} == {"source": 2, "caption": 2}
+    assert CALLS["caption"] == 2  # corrupt.png, now readable, and empty.png again: a.png and b.png are not redone
+    assert read_failures(out) == [("caption", "empty.png", "empty_caption"), ("source", "zero.jpg", "bad_image")]
+    assert {name: s["failed"] for name, s in report["stages"].items()} == {"source": 1, "caption": 1}
+    for stage, rows in before.items():  # the earlier successes are stored as they were (compaction may move them)
+        assert {row[1:] for row in rows if row[2] == "ok"} <= {row[1:] for row in stored_rows(out, stage)}
+    provenance = pq.read_table(out / "dataset/data/grounding", columns=["provenance"]).column(0).to_pylist()
+    assert sorted(p["source_item"] for p in provenance) == ["a.png", "b.png", "corrupt.png"]
+
+    CALLS.clear()
+    report = run(recipe, out, progress=False)
+    assert CALLS["caption"] == 0 and all(s["computed"] == 0 for s in report["stages"].values())

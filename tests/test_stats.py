@@ -5,18 +5,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
 from syngen.export import export_dataset
+from syngen.stages.source import SourceConfig
 from syngen.stats import format_summary, read_rows, summarize
-from tests.test_export import make_info, make_region, make_sample
+from tests.export.test_export import make_info, make_region, make_sample
 
 BOX_SCORES = [0.1, 0.2, 0.3, 0.4, 0.5]
 RUN = {
     "stages": {
-        "ground": {"items_in": 4, "items_out": 3, "failed": 1, "failures": {"no_phrases": 1}},
-        "segment": {"items_in": 3, "items_out": 3, "failed": 0, "failures": {}},
+        "ground": {
+            "items_in": 4,
+            "items_out": 3,
+            "failed": 1,
+            "failures": {"no_phrases": 1},
+            "stats": {"detections": 5, "filtered_small_box": 2, "filtered_large_box": 0, "no_phrase": 3},
+        },
+        "segment": {
+            "items_in": 3,
+            "items_out": 3,
+            "failed": 0,
+            "failures": {},
+            "stats": {"masks": 5, "filtered_mask_score": 1, "filtered_outside_box": 4},
+        },
         "negatives": {"items_in": 3, "items_out": 1, "failed": 2, "failures": {"timeout": 1, "ValueError": 1}},
     }
 }
@@ -83,10 +97,17 @@ def test_failures_by_stage_and_reason(out: Path) -> None:
     assert summary["stages"]["negatives"] == {"in": 3, "out": 1, "failed": 2}
 
 
+def test_regions_filtered_by_stage_and_reason(out: Path) -> None:
+    summary = summarize(out)
+    assert summary["filtered"] == {"ground": {"small_box": 2}, "segment": {"mask_score": 1, "outside_box": 4}}
+    text = render(summary)
+    assert "small_box: 2" in text and "mask_score: 1, outside_box: 4" in text
+
+
 def test_without_run_report_or_pairs(tmp_path: Path) -> None:
     export_dataset([make_sample(0, [])], tmp_path, make_info())
     summary = summarize(tmp_path)
-    assert (summary["stages"], summary["failures"]) == ({}, {})
+    assert (summary["stages"], summary["failures"], summary["filtered"]) == ({}, {}, {})
     assert summary["preference"] == {
         "pairs": 0,
         "by_kind": {},
@@ -134,3 +155,45 @@ def test_read_rows_stops_at_limit_across_shards(out: Path, limit: int | None, ex
     rows = list(read_rows(out / "dataset", "grounding", ["id"], limit=limit, batch_size=1))
     assert [row["id"] for row in rows] == [f"img{i:04d}" for i in range(expected)]
     assert list(read_rows(out / "dataset", "no-such-config", ["id"])) == []
+
+
+def test_failure_reasons_most_common_first_with_example_items(tmp_path: Path) -> None:
+    lines = [("source", "bad_image", f"broken{i}.png", "cannot decode image") for i in range(4)]
+    lines.append(("phrases", "no_phrases", "a.png", "the answer had no phrase"))
+    with (tmp_path / "failures.jsonl").open("w") as f:
+        for stage, kind, item, message in lines:
+            f.write(json.dumps({"stage": stage, "kind": kind, "item": item, "message": message, "id": "x"}) + "\n")
+    reasons = summarize(tmp_path)["reasons"]
+    assert reasons == [
+        {
+            "stage": "source",
+            "kind": "bad_image",
+            "count": 4,
+            "items": ["broken0.png", "broken1.png", "broken2.png"],
+            "message": "cannot decode image",
+        },
+        {
+            "stage": "phrases",
+            "kind": "no_phrases",
+            "count": 1,
+            "items": ["a.png"],
+            "message": "the answer had no phrase",
+        },
+    ]
+    text = render(summarize(tmp_path))
+    assert "broken0.png, broken1.png, broken2.png, ..." in text and "no_phrases" in text
+
+
+def test_no_failure_table_without_failures(out: Path) -> None:
+    assert summarize(out)["reasons"] == [] and "failures.jsonl" not in render(summarize(out))
+
+
+def test_dataset_of_a_source_only_recipe(tmp_path: Path) -> None:
+    """No stage published phrases or regions: their columns are absent, and the statistics count them as empty."""
+    stages = {"source": SourceConfig(kind="images", path="seeds")}
+    export_dataset([make_sample(0, []), make_sample(1, [])], tmp_path, make_info(), stages=stages)
+    assert "regions" not in pq.read_schema(next((tmp_path / "dataset/data/grounding").glob("*.parquet"))).names
+    summary = summarize(tmp_path)
+    assert summary["images"] == 2 and summary["regions"]["total"] == 0
+    assert summary["phrases_per_caption"]["histogram"] == {0: 2}
+    assert [row["regions"] for row in read_rows(tmp_path / "dataset", "grounding", ["id", "regions"])] == [None] * 2

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from syngen.store import StageStore, StaleStore, to_json
@@ -38,12 +40,13 @@ def test_other_fingerprint(tmp_path: Path, drop_stale: bool, caplog: pytest.LogC
     if drop_stale:
         with caplog.at_level(logging.WARNING, logger="syngen.store"):
             assert fresh.open("new") is False
-        assert "discarding 3 stored result(s) in 2 part file(s)" in caplog.text
+        assert "discarding 3 stored result(s) in 2 data file(s)" in caplog.text
         assert fresh.index() == {}
     else:
         with pytest.raises(StaleStore):
             fresh.open("new", drop_stale=False)
-        assert set(StageStore(tmp_path, "ground").index()) == {"a", "b", "c"}
+        kept = StageStore(tmp_path, "ground")
+        assert kept.open("old") is True and set(kept.index()) == {"a", "b", "c"}
 
 
 def test_to_json_converts_numpy() -> None:
@@ -60,7 +63,214 @@ def test_unreadable_part_is_set_aside(tmp_path: Path, caplog: pytest.LogCaptureF
     damaged = sorted(store.dir.glob("part-*.parquet"))[0]
     damaged.write_bytes(damaged.read_bytes()[:20])
     reopened = StageStore(tmp_path, "caption")
+    reopened.open("fp")
     with caplog.at_level(logging.WARNING, logger="syngen.store"):
         assert set(reopened.index()) == {"b"}
     assert "unreadable" in caplog.text and damaged.name in caplog.text
     assert (store.dir / f"corrupt-{damaged.name}").exists()
+
+
+def rows_for(ids: range | list[int], fan_out: int = 1) -> list[dict]:
+    return [row(f"s{i}", f"s{i}-{k}", data=f'{{"k":{k}}}') for i in ids for k in range(fan_out)]
+
+
+def fill(store: StageStore, n: int, batch: int = 64, fan_out: int = 1) -> None:
+    for start in range(0, n, batch):
+        store.write(rows_for(range(start, min(start + batch, n)), fan_out))
+
+
+@pytest.mark.parametrize(
+    "samples, batch, fan_out",
+    [
+        pytest.param(2500, 64, 1, id="2500-samples"),
+        pytest.param(999, 100, 1, id="under-one-chunk"),
+        pytest.param(1200, 50, 3, id="fan-out-rows"),
+    ],
+)
+def test_compaction_bounds_files_and_keeps_every_row(tmp_path: Path, samples: int, batch: int, fan_out: int) -> None:
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    fill(store, samples, batch, fan_out)
+    store.compact()  # what a run does at its end
+    files = store.data_files()
+    assert len(files) <= -(-samples // 1000), [f.name for f in files]
+    reopened = StageStore(tmp_path, "caption")
+    reopened.open("fp")
+    assert len(reopened.index()) == samples
+    ids = [f"s{i}" for i in range(samples)]
+    stored = reopened.read(ids)
+    assert all([r["id"] for r in stored[i]] == [f"{i}-{k}" for k in range(fan_out)] for i in ids)
+    on_disk = [i for f in files for i in pq.read_table(f, columns=["input_id"]).column(0).to_pylist()]
+    assert len(on_disk) == samples * fan_out  # nothing duplicated by compaction
+
+
+def test_opening_reads_the_manifest_not_the_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    fill(store, 2100, 100)
+    opened: list[str] = []
+    real = pq.ParquetFile
+    monkeypatch.setattr(pq, "ParquetFile", lambda path, *a, **k: opened.append(Path(path).name) or real(path, *a, **k))
+    reopened = StageStore(tmp_path, "caption")
+    reopened.open("fp")
+    assert len(reopened.index()) == 2100
+    assert not [name for name in opened if name.startswith("chunk-")]
+    assert "manifest-r0.parquet" in opened
+
+
+@pytest.mark.parametrize("step", ["after-chunk", "after-manifest"], ids=["killed-after-chunk", "killed-after-manifest"])
+def test_compaction_killed_midway_rolls_forward(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    fill(store, 990, 90)  # 11 loose parts, no compaction yet
+
+    class Killed(Exception):
+        pass
+
+    def kill(*args: object, **kwargs: object) -> None:
+        raise Killed
+
+    if step == "after-chunk":
+        monkeypatch.setattr(StageStore, "_write_manifest", kill)
+    else:
+        monkeypatch.setattr(Path, "unlink", kill)
+    with pytest.raises(Killed):
+        store.write(rows_for(range(990, 1010)))
+    monkeypatch.undo()
+    reopened = StageStore(tmp_path, "caption")
+    reopened.open("fp")
+    assert len(reopened.index()) == 1010
+    on_disk = [i for f in reopened.data_files() for i in pq.read_table(f, columns=["input_id"]).column(0).to_pylist()]
+    assert sorted(on_disk) == sorted(f"s{i}" for i in range(1010))  # one copy of each, whichever file holds it
+
+
+def test_shards_index_each_other_and_compact_their_own(tmp_path: Path) -> None:
+    shard0 = StageStore(tmp_path, "caption", rank=0, exclusive=False)
+    shard1 = StageStore(tmp_path, "caption", rank=1, exclusive=False)
+    for store in (shard0, shard1):
+        store.open("fp")
+    fill(shard0, 1100, 100)
+    shard1.write(rows_for(range(5000, 5010)))
+    assert {p.name.split("-")[1] for p in shard0.data_files()} == {"r0", "r1"}
+    assert len([p for p in shard0.data_files() if p.name.startswith("part-r1")]) == 1  # shard 0 left it alone
+    whole = StageStore(tmp_path, "caption")
+    whole.open("fp")
+    assert len(whole.index()) == 1110
+
+
+def test_stale_discard_killed_midway_never_adopts_old_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = StageStore(tmp_path, "ground")
+    store.open("old")
+    store.write([row("a", "a")])
+
+    def killed(path: Path, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # the process dies after the rename, before the delete
+
+    monkeypatch.setattr("syngen.store.shutil.rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        StageStore(tmp_path, "ground").open("new")
+    monkeypatch.undo()
+    assert not (tmp_path / "stages" / "ground").exists()  # the folder went aside whole, fingerprint with parts
+    again = StageStore(tmp_path, "ground")
+    assert again.open("new") is True  # nothing of the old settings is left to drop
+    assert again.index() == {}
+    assert [p.name for p in (tmp_path / "stages").iterdir() if p.name != ".open.lock"] == ["ground"]
+
+
+def test_parts_without_a_fingerprint_are_not_adopted(tmp_path: Path) -> None:
+    store = StageStore(tmp_path, "ground")
+    store.open("old")
+    store.write([row("a", "a")])
+    (store.dir / "fingerprint.json").unlink()  # what an old syngen's interrupted discard left behind
+    with pytest.raises(StaleStore):
+        StageStore(tmp_path, "ground").open("new", drop_stale=False)
+    fresh = StageStore(tmp_path, "ground")
+    assert fresh.open("new") is False
+    assert fresh.index() == {} and fresh.data_files() == []
+
+
+def test_a_part_made_under_another_fingerprint_is_set_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    old = StageStore(tmp_path / "old", "ground")
+    old.open("old")
+    old.write([row("a", "a")])
+    store = StageStore(tmp_path, "ground")
+    store.open("new")
+    store.write([row("b", "b")])
+    foreign = old.data_files()[0]
+    foreign.rename(store.dir / foreign.name)  # copied in by hand, say
+    reopened = StageStore(tmp_path, "ground")
+    reopened.open("new")
+    with caplog.at_level(logging.WARNING, logger="syngen.store"):
+        assert set(reopened.index()) == {"b"}
+    assert "another fingerprint" in caplog.text
+    assert (store.dir / f"stale-{foreign.name}").exists()
+
+
+@pytest.mark.parametrize(
+    "rank, exclusive, left",
+    [
+        pytest.param(0, True, [], id="whole-run-cleans-all"),
+        pytest.param(0, False, [".tmp-part-r1-2-b.parquet"], id="shard-cleans-its-own"),
+    ],
+)
+def test_leftover_temporary_files_are_cleaned_at_start(
+    tmp_path: Path, rank: int, exclusive: bool, left: list[str]
+) -> None:
+    folder = tmp_path / "stages" / "caption"
+    folder.mkdir(parents=True)
+    for name in (".tmp-part-r0-1-a.parquet", ".tmp-part-r1-2-b.parquet", ".tmp-manifest-r0.parquet"):
+        (folder / name).write_bytes(b"half a parquet file")
+    StageStore(tmp_path, "caption", rank, exclusive=exclusive).open("fp")
+    assert sorted(p.name for p in folder.glob(".tmp-*")) == left
+
+
+def test_files_are_fsynced_before_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr("syngen.store.os.fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(
+        "syngen.store.os.replace", lambda a, b: events.append(f"rename {Path(b).name[:4]}") or real_replace(a, b)
+    )
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    events.clear()
+    store.write([row("a", "a")])
+    assert events == ["fsync", "rename part"]
+    events.clear()
+    fill(store, 1000, 500)  # compaction: the chunk and the manifest, each synced before its rename
+    assert events[-4:] == ["fsync", "rename chun", "fsync", "rename mani"]
+
+
+def test_drop_failed_keeps_the_successes_in_place(tmp_path: Path) -> None:
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    store.write([row("a", "a"), row("b", None, "failed"), row("c", "c")])
+    store.write([row("d", None, "failed")])
+    store.write([row("e", "e")])
+    before = {p.name: p.read_bytes() for p in store.dir.glob("part-*.parquet")}
+    assert store.drop_failed() == 2
+    reopened = StageStore(tmp_path, "caption")
+    reopened.open("fp")
+    assert set(store.index()) == {"a", "c", "e"} and set(reopened.index()) == {"a", "c", "e"}
+    after = {p.name: p.read_bytes() for p in store.dir.glob("part-*.parquet")}
+    assert len(after) == 2 and set(after) < set(before)  # the all-failed part is gone, the others keep their names
+    assert [after[name] == before[name] for name in sorted(after)].count(True) == 1  # the clean part is untouched
+    assert [r["id"] for r in store.read(["a", "c"])["a"] + store.read(["c"])["c"]] == ["a", "c"]
+    assert not list(store.dir.glob(".tmp-*")) and store.drop_failed() == 0
+
+
+def test_drop_failed_inside_chunks_keeps_the_index_right(tmp_path: Path) -> None:
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    for start in range(0, 1500, 100):  # every tenth sample failed; the first 1000+ end up in a chunk
+        store.write(
+            [row(f"s{i}", None, "failed") if i % 10 == 0 else row(f"s{i}", f"s{i}") for i in range(start, start + 100)]
+        )
+    store.compact()
+    assert [p.name[:5] for p in store.data_files()] == ["chunk", "chunk"]
+    assert store.drop_failed() == 150
+    reopened = StageStore(tmp_path, "caption")
+    reopened.open("fp")
+    expected = {f"s{i}" for i in range(1500) if i % 10}
+    assert set(reopened.index()) == expected
+    assert all(rows[0]["id"] == i for i, rows in reopened.read(sorted(expected)).items())

@@ -11,9 +11,10 @@ from PIL import Image
 
 from syngen.export import export_dataset
 from syngen.masks import encode_rle
+from syngen.stages.source import SourceConfig
 from syngen.viz import CHOSEN, PALETTE, REJECTED, TILE, contact_sheet, draw_overlay
+from tests.export.test_export import GREY, HEIGHT, WIDTH, make_info, make_region, make_sample, rect_mask
 from tests.helpers import draw_shapes
-from tests.test_export import GREY, HEIGHT, WIDTH, make_info, make_region, make_sample, rect_mask
 
 ALPHA = 0.45
 
@@ -136,3 +137,10 @@ def test_zero_samples_and_zero_pairs(tmp_path: Path) -> None:
     export_dataset([], tmp_path, make_info())
     sheet, page = contact_sheet(tmp_path, 4)
     assert "Grounding samples (0)" in page.read_text() and Image.open(sheet).size == (TILE, TILE)
+
+
+def test_contact_sheet_of_a_dataset_without_regions(tmp_path: Path) -> None:
+    stages = {"source": SourceConfig(kind="images", path="seeds")}
+    export_dataset([make_sample(0, []), make_sample(1, [])], tmp_path, make_info(), stages=stages)
+    sheet, page = contact_sheet(tmp_path, 2)
+    assert Image.open(sheet).size[0] > 0 and "img0001" in page.read_text()

@@ -12,11 +12,13 @@ import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 import torch
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+A = TypeVar("A", bound="Adapter")
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -30,11 +32,11 @@ def resolve_dtype(name: str, device: str) -> str:
     return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
 
 
-def timed(method: F) -> F:
+def timed(method: Callable[Concatenate[A, P], R]) -> Callable[Concatenate[A, P], R]:
     """Adds the wall time of a model call to ``self.model_seconds`` (reported as time inside model calls)."""
 
     @functools.wraps(method)
-    def wrapper(self: Adapter, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: A, /, *args: P.args, **kwargs: P.kwargs) -> R:
         start = time.perf_counter()
         try:
             with torch.inference_mode():
@@ -42,7 +44,7 @@ def timed(method: F) -> F:
         finally:
             self.model_seconds += time.perf_counter() - start
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class Adapter:

@@ -6,12 +6,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import (
-    AutoModelForZeroShotObjectDetection,
-    AutoProcessor,
-)
+from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
 from syngen.models.base import Adapter, timed
+from syngen.models.roles import Detection
 
 
 class GroundingDino(Adapter):
@@ -40,7 +38,7 @@ class GroundingDino(Adapter):
     @timed
     def detect(
         self, images: list[Image.Image], prompts: list[str], box_threshold: float, text_threshold: float
-    ) -> list[list[dict]]:
+    ) -> list[list[Detection]]:
         """Detections per image for its prompt, in one model call: ``{"phrase", "label", "box" (xyxy pixels),
         "score"}``.
 
@@ -61,7 +59,7 @@ class GroundingDino(Adapter):
             target_sizes=[(image.height, image.width) for image in images],
         )
         probs = torch.sigmoid(outputs.logits)  # as the post-processing computes them: (images, queries, 256)
-        found = []
+        found: list[list[Detection]] = []
         for result, prob, ids in zip(results, probs, inputs["input_ids"], strict=True):
             kept = prob[prob.max(-1).values > box_threshold].float()  # the post-processing's detections, in order
             phrases = self._phrase_masses(kept, ids, text_threshold)

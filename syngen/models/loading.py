@@ -98,10 +98,9 @@ def load(ref: ModelRef, default_backend: str | None, device: str, dtype: str, **
     seconds loading took."""
     start = time.perf_counter()
     backend = backend_for(ref, default_backend)
-    adapter = backend_class(backend)(
-        resolve(ref), device=device, dtype=dtype, trust_remote_code=ref.trust_remote_code, **options
-    )
+    cls = backend_class(backend)
     role = BACKENDS[backend].role
+    adapter: Model = cls(resolve(ref), device=device, dtype=dtype, trust_remote_code=ref.trust_remote_code, **options)
     if not isinstance(adapter, PROTOCOLS[role]):
-        raise TypeError(f"backend {backend!r} does not implement the {role} role's calls")
+        raise TypeError(f"backend {backend!r} ({cls.__name__}) does not implement the {role} role's calls")
     return adapter, time.perf_counter() - start

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections import Counter, OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from syngen.models.loading import backend_for, load, resolve
 from syngen.stages.base import ModelRef
@@ -76,8 +76,8 @@ class ModelPool:
             return self._resident[key][0], 0.0
         self._fit(self._sizes.get(key) or _estimate(ref, dtype))
         adapter, seconds = load(ref, default_backend, self.device, dtype, **options)
-        if compile:
-            adapter.compile()
+        if compile:  # an Adapter method (base.Adapter.compile); not part of the role protocols
+            cast(Any, adapter).compile()
         if hasattr(adapter, "cache_limit"):
             adapter.cache_limit = self.cache_limit
         size = adapter_bytes(adapter)

@@ -16,8 +16,11 @@ Role = Literal["captioner", "text-to-image", "llm", "grounder", "segmenter"]
 
 
 class Detection(TypedDict):
-    """One grounder detection: the prompt text it matched, its box (xyxy pixels) and score."""
+    """One grounder detection: the prompt's phrase it belongs to (its index among the prompt's "."-separated
+    phrases, by token scores; None when no phrase token passed the text threshold), the text of its tokens above
+    the threshold (for information), its box (xyxy pixels) and score."""
 
+    phrase: int | None
     label: str
     box: list[float]
     score: float
@@ -100,7 +103,7 @@ class Segmenter(Model, Protocol):
         ...
 
 
-PROTOCOLS: dict[Role, type[Model]] = {
+PROTOCOLS: dict[Role, type] = {
     "captioner": Captioner,
     "text-to-image": TextToImage,
     "llm": ChatLLM,

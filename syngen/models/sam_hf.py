@@ -93,7 +93,7 @@ class CachedSegmenter(Adapter):
         box_t = None if boxes is None else (self._floats(boxes).reshape(-1, 2, 2) * scale).reshape(-1, 4)
         point_t = None if points is None else self._floats(points) * scale
         label_t = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long, device=self.device)
-        if point_t is not None and (point_t.ndim != 3 or label_t.shape != point_t.shape[:2]):
+        if point_t is not None and label_t is not None and (point_t.ndim != 3 or label_t.shape != point_t.shape[:2]):
             shapes = f"{tuple(point_t.shape)} and {tuple(label_t.shape)}"
             raise ValueError(f"points must be (N, K, 2) and labels (N, K); got {shapes}")
         if box_t is not None and point_t is not None and len(box_t) != len(point_t):

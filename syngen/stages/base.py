@@ -4,7 +4,9 @@ A stage subclass sets ``name``, ``needs`` (columns it reads), ``adds`` (columns 
 :class:`StageConfig` subclass whose fields carry their help text; :class:`ModelStageConfig` for stages with a
 model) and ``role`` (the model role it runs, None for none), and implements :meth:`Stage.process`, which gets
 the loaded model from the runner. The first stage is a :class:`SourceStage`: it also enumerates the seed items.
-A stage never decides where data is stored; the runner never knows what it computes.
+It declares what it publishes in the exported dataset in ``publishes`` (column -> datasets feature type and
+the card's line about it; see :mod:`syngen.export.schema`). A stage never decides where data is stored; the
+runner never knows what it computes.
 """
 
 from __future__ import annotations
@@ -12,25 +14,38 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
+from syngen.assets import assets_dir
 from syngen.models.roles import Role
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+if TYPE_CHECKING:
+    from syngen.export.schema import Column
 
-__all__ = ["Context", "ModelRef", "ModelStageConfig", "Result", "SourceStage", "Stage", "StageConfig", "Update"]
+__all__ = [
+    "ADDED_LATER",
+    "Context",
+    "ModelRef",
+    "ModelStageConfig",
+    "Result",
+    "SourceStage",
+    "Stage",
+    "StageConfig",
+    "Update",
+]
 
 
 # ``json_schema_extra`` of a setting added after results were stored: left at its default it stays out of the
 # stage's fingerprint, so an upgrade keeps those results (the default keeps the earlier behaviour).
-ADDED_LATER = {"added_later": True}
+ADDED_LATER: JsonDict = {"added_later": True}
 # ``json_schema_extra`` of a setting that changes how a stage runs but not what it makes (memory savers such as
 # CPU offload or VAE slicing): never part of the fingerprint, like ``batch_size``.
-RUNTIME_ONLY = {"runtime_only": True}
+RUNTIME_ONLY: JsonDict = {"runtime_only": True}
 
 
 class StageConfig(BaseModel):
@@ -74,12 +89,12 @@ class Context:
     dtype: str = "float32"
 
     def resolve_path(self, value: str | Path) -> Path:
-        """A recipe path: absolute, else relative to the recipe's folder, the current folder, or syngen's own
-        folder (where the bundled ``prompts/`` live), the first that exists."""
+        """A recipe path: absolute, else relative to the recipe's folder, the current folder, or the files bundled
+        with syngen (where ``prompts/`` live), the first that exists."""
         path = Path(value).expanduser()
         if path.is_absolute():
             return path
-        for base in (self.recipe_dir, Path.cwd(), PROJECT_ROOT):
+        for base in (self.recipe_dir, Path.cwd(), assets_dir()):
             if (base / path).exists():
                 return base / path
         return self.recipe_dir / path
@@ -102,6 +117,7 @@ class Stage(Generic[C, M]):
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ()
     adds: ClassVar[tuple[str, ...]] = ()
+    publishes: ClassVar[dict[str, Column]] = {}  # columns of the exported `grounding` config: name -> type and doc
     Config: ClassVar[type[StageConfig]] = StageConfig
     role: ClassVar[Role | None] = None
     default_backend: ClassVar[str | None] = None
@@ -114,6 +130,12 @@ class Stage(Generic[C, M]):
     def provides(cls, config: Any) -> tuple[str, ...]:
         """The columns this stage adds under ``config`` (the source's depend on its kind)."""
         return cls.adds
+
+    @classmethod
+    def published(cls, config: StageConfig) -> dict[str, Column]:
+        """The columns this stage publishes under ``config``: those of ``publishes`` it provides."""
+        provided = cls.provides(config)
+        return {name: column for name, column in cls.publishes.items() if name in provided}
 
     def model_ref(self) -> ModelRef | None:
         """The model this stage runs, or None for stages without one."""

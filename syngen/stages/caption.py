@@ -13,8 +13,10 @@ Example::
 
 from __future__ import annotations
 
+from datasets import Value
 from pydantic import Field
 
+from syngen.export.schema import Column
 from syngen.models.roles import Captioner
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample, load_image
@@ -41,6 +43,7 @@ class Caption(Stage[CaptionConfig, Captioner]):
     name = "caption"
     needs = ("image",)
     adds = ("caption",)
+    publishes = {"caption": Column(Value("string"), "the captioner's description of the image")}
     Config = CaptionConfig
     role = "captioner"
     default_backend = "blip"

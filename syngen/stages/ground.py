@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from datasets import List, Value
 from pydantic import Field, model_validator
 
+from syngen.export.schema import BOX, Column
 from syngen.masks import box_area, box_iou, clip_box, is_valid_box
 from syngen.models.roles import Grounder
 from syngen.refs import ModelRef
@@ -83,6 +85,13 @@ class Ground(Stage[GroundConfig, Grounder]):
     name = "ground"
     needs = ("image", "phrases")
     adds = ("regions", "ground_stats")
+    publishes = {
+        "regions": Column(
+            List({"phrase": Value("string"), "box": BOX, "box_score": Value("float32"), "label": Value("string")}),
+            "one per grounded phrase: `phrase`, `box` [x1, y1, x2, y2] in pixels, `box_score` (GroundingDINO), "
+            "`label` (the prompt tokens GroundingDINO read, for information)",
+        )
+    }
     Config = GroundConfig
     role = "grounder"
     default_backend = "grounding-dino"
@@ -90,7 +99,9 @@ class Ground(Stage[GroundConfig, Grounder]):
     def process(self, samples: list[Sample], model: Grounder) -> list[Result]:
         images = [load_image(sample) for sample in samples]
         stats = [dict.fromkeys(_STATS, 0) for _ in samples]
-        plans = [self._passes(model, _unique(sample["phrases"]), stat) for sample, stat in zip(samples, stats)]
+        plans = [
+            self._passes(model, _unique(sample["phrases"]), stat) for sample, stat in zip(samples, stats, strict=True)
+        ]
         found: list[list[Region]] = [[] for _ in samples]
         for k in range(max(map(len, plans), default=0)):
             todo = [i for i, plan in enumerate(plans) if k < len(plan)]

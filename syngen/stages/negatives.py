@@ -239,10 +239,10 @@ class Negatives(Stage):
         cfg = self.config
         jobs = [(s, a, attempt_seed(cfg.seed, key, s.region, kind, s.number, a)) for a in attempts for s in slots]
         if kind == "boundary":
-            prompts = [boundary_prompt(*s.pools, cfg.points, seed) for s, _, seed in jobs]
+            prompts = [boundary_prompt(s.pools[0], s.pools[1], cfg.points, seed) for s, _, seed in jobs]
             boxes = np.array([s.shared.box for s, _, _ in jobs], dtype=np.float32)
         else:
-            prompts = [semantic_prompt(*s.pools, seed) for s, _, seed in jobs]
+            prompts = [semantic_prompt(s.pools[0], seed) for s, _, seed in jobs]
             boxes = None
         multimask = kind == "semantic"  # a single click: the best of SAM's three masks
         masks, scores = model.predict(

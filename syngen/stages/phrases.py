@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Iterator
 
+from datasets import List, Value
 from pydantic import Field
 
+from syngen.export.schema import Column
 from syngen.models.roles import ChatLLM
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample
 from syngen.stages.base import Context, ModelStageConfig, Result, Stage, model_field
 
 PLACEHOLDER = "{caption}"
-_LIST_MARKER = re.compile(r"^(?:[-*•+]+|\(?\d+[.):])\s*")
-_EDGE_CHARS = " \t\"'`[]{}()*.,;:!?"
 
 
 class PhrasesConfig(ModelStageConfig):
@@ -46,6 +46,7 @@ class Phrases(Stage[PhrasesConfig, ChatLLM]):
     name = "phrases"
     needs = ("caption",)
     adds = ("phrases",)
+    publishes = {"phrases": Column(List(Value("string")), "short phrases the LLM took from the caption")}
     Config = PhrasesConfig
     role = "llm"
     default_backend = "causal-lm"
@@ -74,40 +75,79 @@ class Phrases(Stage[PhrasesConfig, ChatLLM]):
 
 
 def parse_phrases(answer: str, caption: str, max_words: int, max_phrases: int) -> list[str]:
-    """The phrases of an LLM ``answer`` that occur in ``caption``: lower-cased, trimmed, deduplicated, in order.
+    """The phrases of an LLM ``answer`` that occur in ``caption``, read as a person would: lower-cased, in order.
 
-    Reads the first JSON array in the answer (its string items), or else one phrase per line (split also on
-    commas and semicolons, with bullets, numbering, quotes and trailing punctuation stripped). Keeps phrases of
-    at most ``max_words`` words that occur in the caption as whole words (case-insensitive), at most
-    ``max_phrases`` of them. Never raises on junk: returns [] when nothing is usable.
+    A reasoning block (``<think>...</think>``) is skipped. The answer's first JSON array holding strings that
+    yields a phrase is read (an empty array, citation numbers such as ``[1]`` or an example list before it are
+    passed over); otherwise its lines: a header ending in ":" (also on the list's own line, "Phrases: a, b") is
+    dropped, items are split at commas and semicolons (and at the "and" before a list's last item). Each item
+    loses its numbering (``1.``, ``1)``, ``1 -``, ``(1)``), bullet (``-``, ``*``, ``•``, en or em dash),
+    markdown emphasis, an explanation after it (``a man - the person``, ``a man: ...``, ``a man (...)``),
+    quotes and trailing punctuation. Kept: phrases of at most ``max_words`` words that occur in the caption as
+    whole words (case-insensitive; returned as the caption writes them, lower-cased), the first of those that
+    differ only in case or a leading article, at most ``max_phrases`` of them (counted after this filtering).
+    Never raises on junk: returns [] when nothing is usable.
     """
-    items = _json_array(answer)
-    if items is None:
-        items = [piece for line in answer.splitlines() for piece in re.split(r"[,;]", line)]
+    answer = _REASONING.sub(" ", answer.translate(_QUOTES))
     text = " ".join(caption.split())
-    phrases = []
-    for item in items:
-        if not isinstance(item, str):
-            continue
-        phrase = " ".join(_LIST_MARKER.sub("", item.strip()).strip(_EDGE_CHARS).lower().split())
-        if (
-            phrase
-            and phrase not in phrases
-            and len(phrase.split()) <= max_words
-            and re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text, re.IGNORECASE)
-        ):
-            phrases.append(phrase)
-    return phrases[:max_phrases]
+    for items in _json_arrays(answer):
+        phrases = _keep(items, text, max_words, max_phrases)
+        if phrases:
+            return phrases
+    return _keep(_line_items(answer), text, max_words, max_phrases)
 
 
-def _json_array(text: str) -> list[Any] | None:
-    """The first JSON array anywhere in ``text``, or None."""
+_REASONING = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.DOTALL | re.IGNORECASE)
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+_MARKER = re.compile(r"^\s*(?:[-*+\u2022\u2013\u2014\u00b7]+(?=\s)|\(\d+\)|\d+\s*[.):]|\d+\s+[-\u2013\u2014](?=\s))\s*")
+_EMPHASIS = re.compile(r"\*+|`+|(?<!\w)_+|_+(?!\w)")
+_EXPLANATION = re.compile(r"\s+[-\u2013\u2014=]\s|:|\s\(")
+_ARTICLE = re.compile(r"^(?:a|an|the)\s+")
+_EDGE_CHARS = " \t\"'[]{}().,;:!?"
+
+
+def _json_arrays(text: str) -> Iterator[list[str]]:
+    """The string items of each JSON array in ``text`` that holds any, in order."""
     decoder = json.JSONDecoder()
     for match in re.finditer(r"\[", text):
         try:
             value, _ = decoder.raw_decode(text, match.start())
         except ValueError:
             continue
-        if isinstance(value, list):
-            return value
-    return None
+        if isinstance(value, list) and any(isinstance(item, str) for item in value):
+            yield [item for item in value if isinstance(item, str)]
+
+
+def _line_items(text: str) -> list[str]:
+    """The items of a plain-text answer: one list item per line, or comma-separated items after a header."""
+    items = []
+    for line in text.splitlines():
+        marked = _MARKER.match(line)
+        if marked:  # "1. **a man**: the person": the item is before the explanation
+            items.append(_EXPLANATION.split(_EMPHASIS.sub("", line[marked.end() :]), maxsplit=1)[0])
+            continue
+        line = _EMPHASIS.sub("", line)
+        pieces = re.split(r"[,;]", line.split(":", 1)[-1])  # "Phrases: a, b, and c" -> "a", "b", "and c"
+        if len(pieces) > 1:
+            pieces[-1:] = re.split(r"^\s*(?:and|or)\s+|\s+(?:and|or)\s+", pieces[-1])
+        items += pieces
+    return items
+
+
+def _keep(items: list[str], text: str, max_words: int, max_phrases: int) -> list[str]:
+    """The usable phrases of ``items``: cleaned, in ``text`` (the caption) as whole words, short, first of each."""
+    phrases: dict[str, str] = {}  # article-less key -> phrase
+    searchable = text.translate(_QUOTES)  # same length as text: a match's span is the caption's own words
+    for item in items:
+        cleaned = _EMPHASIS.sub("", _MARKER.sub("", item.strip()))
+        cleaned = _EXPLANATION.split(cleaned, maxsplit=1)[0]
+        phrase = " ".join(cleaned.strip(_EDGE_CHARS).split())
+        if not phrase or len(phrase.split()) > max_words:
+            continue
+        found = re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", searchable, re.IGNORECASE)
+        if found:
+            phrase = text[found.start() : found.end()].lower()
+            phrases.setdefault(_ARTICLE.sub("", phrase), phrase)
+        if len(phrases) == max_phrases:
+            break
+    return list(phrases.values())

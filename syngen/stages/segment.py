@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from datasets import List, Value
 from pydantic import Field
 
+from syngen.export.schema import RLE, Column
 from syngen.masks import encode_rle, share_in_box
 from syngen.models.roles import Segmenter
 from syngen.refs import ModelRef
@@ -56,10 +58,15 @@ class Segment(Stage[SegmentConfig, Segmenter]):
     name = "segment"
     needs = ("image", "regions")
     adds = ("regions", "segment_stats")
+    publishes = {
+        "regions": Column(
+            List({"mask": RLE, "mask_score": Value("float32")}),
+            "each region's SAM `mask` (COCO RLE: `size` [h, w], `counts`) and `mask_score` (SAM's predicted IoU)",
+        )
+    }
     Config = SegmentConfig
     role = "segmenter"
     default_backend = "sam"
-    config: SegmentConfig
 
     def process(self, samples: list[Sample], model: Segmenter) -> list[Result]:
         todo = [sample for sample in samples if sample["regions"]]

@@ -14,9 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from datasets import Image as ImageFeature
+from datasets import Value
 from PIL import Image
 from pydantic import Field
 
+from syngen.export.schema import Column
 from syngen.sample import Failure, Sample, image_bytes, make_id
 from syngen.stages.base import Result, SourceStage, StageConfig
 
@@ -39,6 +42,12 @@ class Source(SourceStage[SourceConfig]):
 
     name = "source"
     Config = SourceConfig
+    publishes = {
+        "image": Column(ImageFeature(), "the seed image, as read"),
+        "width": Column(Value("int32"), "image width in pixels"),
+        "height": Column(Value("int32"), "image height in pixels"),
+        "caption": Column(Value("string"), "the caption from the dataset's `caption_column`"),
+    }
 
     @classmethod
     def provides(cls, config: SourceConfig) -> tuple[str, ...]:

@@ -4,9 +4,11 @@ Needs ``caption``; replaces ``image`` (PNG bytes) and adds ``width``, ``height``
 ``{"seed", "index", "parent", "prompt"}``. Each input sample fans out to ``images_per_caption`` samples, the
 i-th with id ``make_id(parent_id, "synthesize", i, seed)`` and an image seed derived from (seed, parent id, i),
 so a rerun on the same device makes the same images. All prompts of a batch (× images_per_caption) are generated
-in calls of at most ``batch_size`` images; after a CUDA out-of-memory error the runner halves that call size
-(:meth:`Synthesize.shrink`), down to one image per call. Images are PNG-encoded in the shared thread pool while
-the next call runs. A sample with an empty caption is a failure of kind ``empty_caption``.
+in as few calls of at most ``batch_size`` images as possible, of near-equal sizes (7 images, batch_size 3: calls of
+2, 2 and 3). An image's pixels depend on the number of images in its call, not on which prompts share it: see the
+README's Limits. After a CUDA out-of-memory error the runner halves that call size (:meth:`Synthesize.shrink`), down
+to one image per call. Images are PNG-encoded in the shared thread pool while the next call runs. A sample with an
+empty caption is a failure of kind ``empty_caption``.
 
 Example::
 
@@ -18,11 +20,15 @@ Example::
 from __future__ import annotations
 
 from concurrent.futures import Future
+from itertools import pairwise
 from typing import Any
 
+from datasets import Image as ImageFeature
+from datasets import Value
 from PIL import Image
 from pydantic import Field, field_validator
 
+from syngen.export.schema import Column
 from syngen.models.roles import TextToImage
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample, image_bytes, item_seed, make_id
@@ -91,6 +97,11 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
     name = "synthesize"
     needs = ("caption",)
     adds = ("image", "width", "height", "synth")
+    publishes = {
+        "image": Column(ImageFeature(), "the image synthesized from the caption (it replaces the seed image)"),
+        "width": Column(Value("int32"), "its width in pixels"),
+        "height": Column(Value("int32"), "its height in pixels"),
+    }
     Config = SynthesizeConfig
     role = "text-to-image"
     default_backend = "diffusers"
@@ -123,8 +134,11 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
         ]
         images: list[Image.Image] = []
         pngs: list[Future[bytes]] = []  # encoded in the shared pool while the next chunk is generated
-        for start in range(0, len(jobs), self.call_size):
-            chunk = jobs[start : start + self.call_size]
+        # as few calls as call_size allows, of near-equal sizes: no lone last image (see README, Limits)
+        calls = -(-len(jobs) // self.call_size)
+        bounds = [len(jobs) * i // calls for i in range(calls + 1)]
+        for start, stop in pairwise(bounds):
+            chunk = jobs[start:stop]
             made = model.generate(
                 [samples[n]["caption"] for n, _, _ in chunk],
                 [seed for _, _, seed in chunk],

@@ -24,9 +24,11 @@ from typing import Any, ClassVar, Literal
 
 import imagehash
 import numpy as np
+from datasets import List, Value
 from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
+from syngen.export.schema import BOX, Column
 from syngen.masks import clip_box
 from syngen.sample import Region, Sample, View, item_seed, load_image
 from syngen.stages.base import Result, Stage, StageConfig
@@ -72,7 +74,8 @@ def crop_view(image: Image.Image, box: Sequence[float], size: int) -> Image.Imag
     """The part of ``image`` under ``box`` (float pixel coordinates) resized to ``size`` x ``size`` (bilinear)."""
     if box[2] <= box[0] or box[3] <= box[1]:
         raise ValueError(f"empty view box {list(box)}")
-    return image.resize((size, size), Image.Resampling.BILINEAR, box=tuple(float(v) for v in box))
+    left, top, right, bottom = (float(v) for v in box)
+    return image.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, right, bottom))
 
 
 def to_crop_coords(region_box: Sequence[float], view: Sequence[float], size: int) -> list[float]:
@@ -112,6 +115,25 @@ class Views(Stage[ViewsConfig, None]):
     name: ClassVar[str] = "views"
     needs: ClassVar[tuple[str, ...]] = ("image", "regions")
     adds: ClassVar[tuple[str, ...]] = ("regions",)
+    publishes = {
+        "regions": Column(
+            List(
+                {
+                    "views": List(
+                        {
+                            "t": Value("float32"),
+                            "box": BOX,
+                            "region_box": BOX,
+                            "size": Value("int32"),
+                            "score": Value("float32"),
+                        }
+                    )
+                }
+            ),
+            "each region's DynRefer `views`: `t` (0 = the region, 1 = the image), `box` in image pixels, "
+            "`region_box` in the resized crop, `size`, `score` (pHash)",
+        )
+    }
     Config: ClassVar[type[StageConfig]] = ViewsConfig
 
     def process(self, samples: list[Sample], model: None = None) -> list[Result]:
@@ -135,8 +157,9 @@ class Views(Stage[ViewsConfig, None]):
         out: list[Region] = []
         for i, region in enumerate(regions):
             if cfg.select == "phash":
-                scores: dict[float, float | None] = dict(next(phashed))
-                chosen = select_views(scores, cfg.n_views - 1)
+                phash = next(phashed)
+                chosen = select_views(phash, cfg.n_views - 1)
+                scores: dict[float, float | None] = dict(phash)
             else:
                 rng = np.random.default_rng(item_seed(cfg.seed, sample["id"], i))
                 chosen = [float(t) for t in rng.choice(cfg.candidates, cfg.n_views - 1, replace=False)]

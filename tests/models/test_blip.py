@@ -31,7 +31,7 @@ def test_twin_uses_the_real_checkpoint_classes(blip: BlipCaptioner) -> None:
 def test_caption_is_the_continuation_of_the_prompt(blip: BlipCaptioner, prompt: str) -> None:
     captions = blip.caption(IMAGES, prompt, max_new_tokens=12)
     assert len(captions) == 2 and all(isinstance(c, str) and c for c in captions)
-    for image, caption in zip(IMAGES, captions):
+    for image, caption in zip(IMAGES, captions, strict=True):
         assert set(re.findall(r"\w+|\S", caption)) <= set(WORDS + PUNCTUATION)  # BERT decoding joins "on ."
         # the full generated text, decoded independently, is the prompt followed by the caption
         inputs = blip.processor(images=[image], text=[prompt] if prompt else None, return_tensors="pt")

@@ -93,7 +93,7 @@ def test_matches_sam_predictor(tiny_checkpoint: Path, prompts: dict[str, list]) 
     assert sam.encoder_calls == 2
     arrays = {name: np.array(value) for name, value in prompts.items()}
     predictor = SamPredictor(sam.model)
-    for key, image in zip(("a", "b"), images):
+    for key, image in zip(("a", "b"), images, strict=True):
         masks, scores = sam.predict(key, **arrays)
         predictor.set_image(np.asarray(image))
         transform, size = predictor.transform, predictor.original_size

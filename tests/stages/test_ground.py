@@ -320,3 +320,15 @@ def test_fingerprint_at_defaults_is_the_one_stored_before_the_filters_existed() 
     assert to_json(stage.fingerprint()) == before
     changed = Ground(GroundConfig(model=model, min_box_area=0.01), Context(recipe_dir=Path(".")))
     assert to_json(changed.fingerprint()) != before
+
+
+def test_same_size_images_ground_alike_in_any_batch(twin: GroundingDino) -> None:
+    # synthesized images share one size: batching changes only float rounding (README, Limits)
+    samples = [sample(["red circle", "blue box"], 0), sample(["cat"], 1), sample(["a big dog", "ball", "cup"], 2)]
+    together = run(twin, samples, box_threshold=0.3, keep="all")
+    for one, batched in zip(samples, together, strict=True):
+        [alone] = run(twin, [one], box_threshold=0.3, keep="all")
+        assert alone["ground_stats"] == batched["ground_stats"]
+        assert [r["phrase"] for r in alone["regions"]] == [r["phrase"] for r in batched["regions"]]
+        for a, b in zip(alone["regions"], batched["regions"], strict=True):
+            assert a["box"] == pytest.approx(b["box"], abs=1e-3) and a["box_score"] == pytest.approx(b["box_score"])

@@ -87,13 +87,13 @@ def test_accepted_negatives_meet_their_bounds_and_counts_add_up(config: Negative
     stats = update["negatives_stats"]
     regions = update["regions"]
     accepted = {"boundary": 0, "semantic": 0}
-    for region, original in zip(regions, sample["regions"]):
+    for region, original in zip(regions, sample["regions"], strict=True):
         assert {k: v for k, v in region.items() if k != "negatives"} == original
         positive = decode_rle(region["mask"])
         inside = box_mask(region["box"], H, W)
         masks = [decode_rle(n["mask"]) for n in region["negatives"]]
         assert len({m.tobytes() for m in masks}) == len(masks), "duplicate negatives"
-        for negative, mask in zip(region["negatives"], masks):
+        for negative, mask in zip(region["negatives"], masks, strict=True):
             accepted[negative["kind"]] += 1
             union = (mask | positive).sum()
             iou = (mask & positive).sum() / union
@@ -102,7 +102,7 @@ def test_accepted_negatives_meet_their_bounds_and_counts_add_up(config: Negative
                 lo, hi = config.iou_band
                 assert lo <= iou <= hi
                 assert len(negative["points"]) == config.points == len(negative["labels"])
-                for (x, y), label in zip(negative["points"], negative["labels"]):
+                for (x, y), label in zip(negative["points"], negative["labels"], strict=True):
                     assert inside[y, x] and positive[y, x] == (label == 0)
             else:
                 assert iou <= config.semantic_max_iou
@@ -214,8 +214,8 @@ def test_boundary_prompt_mixes_kinds_and_falls_back() -> None:
     omission = np.zeros((4, 5), bool)
     omission[3, 4] = True
     points, labels = boundary_prompt(overflow, omission, 40, seed=3)
-    assert {tuple(p) for p, l in zip(points, labels) if l == 1} == {(1, 0)}
-    assert {tuple(p) for p, l in zip(points, labels) if l == 0} == {(4, 3)}
+    assert {tuple(p) for p, label in zip(points, labels, strict=True) if label == 1} == {(1, 0)}
+    assert {tuple(p) for p, label in zip(points, labels, strict=True) if label == 0} == {(4, 3)}
     assert 0 < sum(labels) < 40
     assert boundary_prompt(overflow, np.zeros_like(omission), 3, seed=3) == ([[1, 0]] * 3, [1, 1, 1])
     assert boundary_prompt(np.zeros_like(overflow), omission, 2, seed=3) == ([[4, 3]] * 2, [0, 0])

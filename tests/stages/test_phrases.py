@@ -56,6 +56,171 @@ def test_parse_phrases_keeps_the_first_max_phrases() -> None:
     assert parse_phrases("dog, hat, table, ball", CAPTION, max_words=4, max_phrases=2) == ["dog", "hat"]
 
 
+SCENE = (
+    "A young woman in a red coat walks a small dog past the old church while a man's hat lies on the wet street "
+    "near two bicycles."
+)
+
+# Realistic LLM answers and the phrases a person would take from them (max_words 4, max_phrases 10).
+ANSWERS = [
+    pytest.param(
+        '["a young woman", "a red coat", "a small dog"]', ["a young woman", "a red coat", "a small dog"], id="json"
+    ),
+    pytest.param(
+        'Sure! Here are the noun phrases:\n["a young woman", "the old church"]',
+        ["a young woman", "the old church"],
+        id="json-after-preamble",
+    ),
+    pytest.param(
+        '<think>The user wants phrases like ["a car"]. Let me look.</think>\n["a small dog", "two bicycles"]',
+        ["a small dog", "two bicycles"],
+        id="think-block-then-json",
+    ),
+    pytest.param(
+        "<think>\nwoman, dog\n</think>\n- the wet street\n- a man's hat",
+        ["the wet street", "a man's hat"],
+        id="think-block-then-bullets",
+    ),
+    pytest.param("<think>I should list a young woman and a small dog, then", [], id="unfinished-think-block"),
+    pytest.param(
+        'Based on the description [1], the phrases are ["a red coat", "the wet street"]',
+        ["a red coat", "the wet street"],
+        id="citation-before-json",
+    ),
+    pytest.param('[]\nSorry, let me try again: ["two bicycles"]', ["two bicycles"], id="empty-array-first"),
+    pytest.param(
+        'I found [3] phrases: ["a young woman", "a small dog", "the old church"]',
+        ["a young woman", "a small dog", "the old church"],
+        id="count-in-brackets-first",
+    ),
+    pytest.param(
+        'Following the example ["a red car", "the man"], the answer is ["a man\'s hat", "the old church"]',
+        ["a man's hat", "the old church"],
+        id="example-array-first",
+    ),
+    pytest.param('```json\n["a young woman", "a small dog"]\n```', ["a young woman", "a small dog"], id="code-fence"),
+    pytest.param(
+        '{"phrases": ["the old church", "two bicycles"]}', ["the old church", "two bicycles"], id="json-object"
+    ),
+    pytest.param("['a red coat', 'the wet street']", ["a red coat", "the wet street"], id="python-list"),
+    pytest.param(
+        '[\n  "a young woman",\n  "a small dog",\n]', ["a young woman", "a small dog"], id="json-trailing-comma"
+    ),
+    pytest.param(
+        "Phrases: a young woman, a red coat, a small dog",
+        ["a young woman", "a red coat", "a small dog"],
+        id="header-on-the-line",
+    ),
+    pytest.param(
+        "**Noun phrases:** the old church; the wet street",
+        ["the old church", "the wet street"],
+        id="bold-header-on-the-line",
+    ),
+    pytest.param(
+        "Phrases:\n1. the old church\n2. the wet street",
+        ["the old church", "the wet street"],
+        id="header-line-then-list",
+    ),
+    pytest.param("1. a young woman\n2. a red coat", ["a young woman", "a red coat"], id="numbered-dot"),
+    pytest.param("1) a small dog\n2) two bicycles", ["a small dog", "two bicycles"], id="numbered-paren"),
+    pytest.param("1 - the old church\n2 - a man's hat", ["the old church", "a man's hat"], id="numbered-dash"),
+    pytest.param("(1) the wet street\n(2) a red coat", ["the wet street", "a red coat"], id="numbered-in-parens"),
+    pytest.param("1: a young woman\n2: two bicycles", ["a young woman", "two bicycles"], id="numbered-colon"),
+    pytest.param("- a young woman\n- a small dog", ["a young woman", "a small dog"], id="bullet-hyphen"),
+    pytest.param("* the old church\n* two bicycles", ["the old church", "two bicycles"], id="bullet-star"),
+    pytest.param("• a red coat\n• the wet street", ["a red coat", "the wet street"], id="bullet-dot"),
+    pytest.param("– a man's hat\n– a small dog", ["a man's hat", "a small dog"], id="bullet-en-dash"),
+    pytest.param("Objects:\n  - a small dog\n  - two bicycles", ["a small dog", "two bicycles"], id="indented-bullets"),
+    pytest.param("1. **a young woman**\n2. **a small dog**", ["a young woman", "a small dog"], id="bold-items"),
+    pytest.param(
+        "- *the old church*\n- _two bicycles_\n- `a red coat`",
+        ["the old church", "two bicycles", "a red coat"],
+        id="italic-and-code-items",
+    ),
+    pytest.param(
+        "1. a young woman - the person walking\n2. a small dog - her pet",
+        ["a young woman", "a small dog"],
+        id="explanation-after-dash",
+    ),
+    pytest.param(
+        "- **a red coat**: what the woman wears\n* **the old church**: the building",
+        ["a red coat", "the old church"],
+        id="explanation-after-colon",
+    ),
+    pytest.param(
+        "- a man's hat (on the street)\n- two bicycles (parked)",
+        ["a man's hat", "two bicycles"],
+        id="explanation-in-parens",
+    ),
+    pytest.param(
+        "a small dog — an animal, the wet street — the road",
+        ["a small dog", "the wet street"],
+        id="explanation-after-em-dash",
+    ),
+    pytest.param("1. **Two bicycles** – parked near the street", ["two bicycles"], id="bold-numbered-explained"),
+    pytest.param('"a young woman", "a red coat"', ["a young woman", "a red coat"], id="double-quotes"),
+    pytest.param("“the old church”, ‘two bicycles’", ["the old church", "two bicycles"], id="curly-quotes"),
+    pytest.param('["a man’s hat"]', ["a man's hat"], id="curly-apostrophe"),
+    pytest.param("- a small dog.\n- the wet street.", ["a small dog", "the wet street"], id="trailing-periods"),
+    pytest.param(
+        '["A Small Dog", "a small dog", "the Old Church"]', ["a small dog", "the old church"], id="duplicates-by-case"
+    ),
+    pytest.param(
+        '["old church", "the old church", "a small dog", "small dog"]',
+        ["old church", "a small dog"],
+        id="duplicates-by-article",
+    ),
+    pytest.param(
+        "a young woman, a small dog and two bicycles",
+        ["a young woman", "a small dog", "two bicycles"],
+        id="and-before-last",
+    ),
+    pytest.param(
+        "the old church, the wet street, and a man's hat",
+        ["the old church", "the wet street", "a man's hat"],
+        id="oxford-comma",
+    ),
+    pytest.param("A YOUNG WOMAN, THE OLD CHURCH", ["a young woman", "the old church"], id="upper-case"),
+    pytest.param('["a   small  dog "]', ["a small dog"], id="extra-spaces"),
+    pytest.param('["a young woman", "a blue car", "the sky"]', ["a young woman"], id="not-in-caption"),
+    pytest.param('["a young woman in a red coat", "a red coat"]', ["a red coat"], id="too-long"),
+    pytest.param('["woman in", "small do", "dog"]', ["woman in", "dog"], id="whole-words-only"),
+    pytest.param(
+        "Here are the phrases from the description:\n\n- a young woman\n- the wet street\n\nAnything else?",
+        ["a young woman", "the wet street"],
+        id="preamble-and-closing",
+    ),
+    pytest.param("I'm sorry, I can't help with that.", [], id="refusal"),
+    pytest.param("\n\n\n", [], id="newlines-only"),
+]
+
+
+@pytest.mark.parametrize(("answer", "expected"), ANSWERS)
+def test_parse_answers_as_a_person_reads_them(answer: str, expected: list[str]) -> None:
+    assert parse_phrases(answer, SCENE, max_words=4, max_phrases=10) == expected
+
+
+@pytest.mark.parametrize(
+    ("max_words", "expected"),
+    [(3, ["a young woman", "a man's hat", "dog"]), (2, ["dog"])],
+    ids=["exactly-max-words-kept", "one-word-over-dropped"],
+)
+def test_max_words_is_inclusive(max_words: int, expected: list[str]) -> None:
+    assert parse_phrases('["a young woman", "a man\'s hat", "dog"]', SCENE, max_words, 10) == expected
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '["a blue car", "the sky", "a young woman", "a small dog", "two bicycles"]',
+        '["a young woman", "A young woman", "the young woman", "a small dog", "two bicycles"]',
+    ],
+    ids=["unusable-items-first", "duplicates-first"],
+)
+def test_max_phrases_counts_kept_phrases(answer: str) -> None:
+    assert parse_phrases(answer, SCENE, max_words=4, max_phrases=2) == ["a young woman", "a small dog"]
+
+
 def test_prompt_gets_the_caption_and_junk_is_a_failure(tmp_path: Path) -> None:
     (tmp_path / "p.txt").write_text('Phrases of {caption} as JSON, like ["a dog"]')
     stage = Phrases(PhrasesConfig(prompt="p.txt"), Context(recipe_dir=tmp_path))

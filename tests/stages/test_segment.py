@@ -60,11 +60,11 @@ def test_masks_at_the_image_size_one_embedding_per_image(twin: Path) -> None:
     assert sam.encoder_calls == 2  # the sample without regions is not embedded
     assert len(decoder_calls) == 2  # all boxes of an image in one decoder call
     assert results[2] == {"regions": [], "segment_stats": {"masks": 0, **NOTHING_DROPPED}}
-    for (width, height), s, result in zip(sizes, samples, results):
+    for (width, height), s, result in zip(sizes, samples, results, strict=True):
         regions = result["regions"]
         dropped = {"dropped_empty": len(s["regions"]) - len(regions)}
         assert result["segment_stats"] == {"masks": len(regions), **NOTHING_DROPPED, **dropped}
-        for before, after in zip(s["regions"], regions):
+        for before, after in zip(s["regions"], regions, strict=True):
             mask = rle_to_mask(after["mask"])
             assert mask.shape == (height, width) and mask.any()
             assert isinstance(after["mask_score"], float)
@@ -72,7 +72,7 @@ def test_masks_at_the_image_size_one_embedding_per_image(twin: Path) -> None:
     # Each RLE holds exactly the adapter's mask, predicted again on the embedding cached under the sample id.
     masks, scores = sam.predict("s1", boxes=np.array([r["box"] for r in samples[1]["regions"]], dtype=np.float32))
     assert masks.any(axis=(1, 2)).all() and len(results[1]["regions"]) == 16  # none dropped: the zip below aligns
-    for after, mask, score in zip(results[1]["regions"], masks, scores):
+    for after, mask, score in zip(results[1]["regions"], masks, scores, strict=True):
         np.testing.assert_array_equal(rle_to_mask(after["mask"]), mask)
         assert after["mask_score"] == pytest.approx(float(score))
     assert sam.encoder_calls == 2

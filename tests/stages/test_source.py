@@ -21,7 +21,7 @@ def source(tmp_path: Path, **config) -> Source:
 
 def load_all(src: Source, limit: int | None = None) -> list:
     items = list(src.items(limit))
-    return list(zip(items, src.process(items)))
+    return list(zip(items, src.process(items), strict=True))
 
 
 def test_image_folder_is_recursive_sorted_and_filtered(seed_dir: Path, tmp_path: Path) -> None:

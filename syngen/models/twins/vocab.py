@@ -8,6 +8,7 @@ tokens GroundingDINO hard-codes ([CLS] 101, [SEP] 102, "." 1012, "?" 1029).
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
@@ -137,7 +138,7 @@ def _learn_bpe(
         vocab[token] = len(vocab)
     merges: list[tuple[str, str]] = []
     while True:
-        pairs = Counter(pair for w in words for pair in zip(w, w[1:]))
+        pairs = Counter(pair for w in words for pair in pairwise(w))
         if not pairs:
             return vocab, merges
         best = min(pairs, key=lambda pair: (-pairs[pair], pair))

@@ -16,7 +16,7 @@ from huggingface_hub import DatasetCard
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from syngen.export import CONFIGS, CardInfo, dataset_card, export_dataset
+from syngen.export import CardInfo, dataset_card, export_dataset, schemas
 from syngen.masks import encode_rle
 from syngen.sample import image_bytes
 
@@ -52,6 +52,7 @@ def make_region(box: tuple[int, int, int, int], phrase: str = "red box", kinds: 
                 "labels": [1],
                 "iou": 0.5 if kind == "boundary" else 0.0,
                 "seed": 7,
+                "multimask": kind == "semantic",
                 "mask": encode_rle(negatives[kind]),
                 "score": 0.25,
             }
@@ -218,6 +219,7 @@ def test_preference_rows(preference: datasets.Dataset) -> None:
     assert row["iou"] == pytest.approx(0.5) and row["chosen_score"] == pytest.approx(0.75)
     assert row["rejected_score"] == pytest.approx(0.25)
     assert (row["points"], row["labels"], row["seed"]) == ([[11.0, 11.0]], [1], 7)
+    assert preference["multimask"] == [False, True, False]
 
 
 def test_card_loads_with_hub_metadata(exported: Path) -> None:
@@ -239,6 +241,7 @@ def test_card_loads_with_hub_metadata(exported: Path) -> None:
     assert "synthetic" in card.data.tags and "image-segmentation" in card.data.task_categories
     for text in [
         'load_dataset("<user>/demo", "preference", split="train")',
+        'pairs = load_preference("<user>/demo")',
         "box_threshold: 0.35",  # the recipe
         "| ground | `IDEA-Research/grounding-dino-base` | abc123 |",
         "| negatives | iou_band | [0.5, 0.9] |",
@@ -256,13 +259,13 @@ def config_infos(**rows: int) -> dict[str, DatasetInfo]:
     for name, n in rows.items():
         splits = SplitDict()
         splits.add(SplitInfo(name="train", num_examples=n))
-        infos[name] = DatasetInfo(config_name=name, features=CONFIGS[name], splits=splits)
+        infos[name] = DatasetInfo(config_name=name, features=schemas()[name].features, splits=splits)
     return infos
 
 
 def test_card_never_holds_a_token() -> None:
     info = make_info(recipe_text=f"token: {TOKEN}\n", description=f"see {TOKEN}")
-    card = dataset_card(info, config_infos(grounding=1))
+    card = dataset_card(info, config_infos(grounding=1), schemas())
     assert TOKEN not in card and "hf_***" in card
 
 
@@ -279,7 +282,7 @@ def test_card_never_holds_a_token() -> None:
     ids=["one", "999", "1000", "54k", "999k", "3M"],
 )
 def test_size_category_follows_the_largest_config(rows: int, category: str) -> None:
-    card = DatasetCard(dataset_card(make_info(), config_infos(grounding=1, preference=rows)))
+    card = DatasetCard(dataset_card(make_info(), config_infos(grounding=1, preference=rows), schemas()))
     assert card.data.size_categories == [category]
 
 
@@ -356,3 +359,13 @@ def test_swap_cut_between_renames_is_recovered(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         export_dataset(killed(), tmp_path, make_info())
     assert folder_digest(tmp_path / "dataset") == before
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "named"), [(None, "<user>/demo"), ("me/demo-data", "me/demo-data")], ids=["placeholder", "repo-id"]
+)
+def test_card_loading_code_names_the_repo(tmp_path: Path, repo_id: str | None, named: str) -> None:
+    dataset = export_dataset([make_sample(0, [])], tmp_path, make_info(repo_id=repo_id))
+    text = DatasetCard.load(dataset / "README.md").text
+    assert f'grounding = load_dataset("{named}", "grounding", split="train")' in text
+    assert ("<user>" in text) == (repo_id is None)
