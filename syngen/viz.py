@@ -82,9 +82,10 @@ def contact_sheet(out_dir: Path, n: int = 16) -> tuple[Path, Path]:
     sheet = folder / "contact_sheet.png"
     _grid(tiles, math.ceil(math.sqrt(len(tiles))), "no samples").save(sheet)
 
-    pair_columns = ["id", "image", "prompt", "box", "chosen", "rejected", "kind", "iou"]
+    pair_columns = ["id", "image_id", "prompt", "box", "chosen", "rejected", "kind", "iou"]
     pairs = list(read_rows(dataset_dir, "preference", pair_columns, limit=n))
-    pair_tiles = [_pair_tiles(row, i) for i, row in enumerate(pairs)]
+    images = _images(dataset_dir, {row["image_id"] for row in pairs})
+    pair_tiles = [_pair_tiles(row, images[row["image_id"]], i) for i, row in enumerate(pairs)]
     _grid([t for both in pair_tiles for t in both], 2 * math.ceil(math.sqrt(len(pairs) / 2)), "no pairs").save(
         folder / "preference.png"
     )
@@ -127,8 +128,18 @@ def _tile(image: Image.Image, tag: str) -> Image.Image:
     return tile
 
 
-def _pair_tiles(row: dict[str, Any], index: int) -> tuple[Image.Image, Image.Image]:
-    image = _decode(row["image"])
+def _images(dataset_dir: Path, ids: set[str]) -> dict[str, Image.Image]:
+    """The grounding images of ``ids`` (where preference pairs refer to them), reading until all are found."""
+    found: dict[str, Image.Image] = {}
+    for row in read_rows(dataset_dir, "grounding", ["id", "image"]) if ids else ():
+        if row["id"] in ids:
+            found[row["id"]] = _decode(row["image"])
+            if len(found) == len(ids):
+                break
+    return found
+
+
+def _pair_tiles(row: dict[str, Any], image: Image.Image, index: int) -> tuple[Image.Image, Image.Image]:
     chosen = draw_overlay(image, [{"phrase": row["prompt"], "box": row["box"], "mask": row["chosen"]}], [CHOSEN])
     label = f"{row['kind']} IoU {row['iou']:.2f}"
     rejected = draw_overlay(image, [{"phrase": label, "box": row["box"], "mask": row["rejected"]}], [REJECTED])

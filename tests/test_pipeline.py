@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import datasets
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -18,6 +17,7 @@ from huggingface_hub import DatasetCard
 from typer.testing import CliRunner
 
 from syngen.cli import app
+from syngen.data import load_preference
 from syngen.masks import decode_rle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def test_quickstart_makes_both_configs(reference: Path) -> None:
     for row in grounding:
         for region in row["regions"]:
             assert decode_rle(region["mask"]).shape == (row["height"], row["width"])
-    pairs = datasets.load_dataset(str(reference / "dataset"), "preference", split="train")
+    pairs = load_preference(reference / "dataset")
     assert (
         len(pairs)
         == report["stages"]["negatives"]["stats"]["boundary_accepted"]
@@ -75,6 +75,14 @@ def test_quickstart_makes_both_configs(reference: Path) -> None:
     assert pairs[0]["chosen_mask"].size == (pairs[0]["image"].width, pairs[0]["image"].height)
     card = DatasetCard.load(reference / "dataset" / "README.md")
     assert {c["config_name"] for c in card.data["configs"]} == {"grounding", "preference"}
+
+
+def test_quickstart_dataset_is_at_most_one_and_a_half_times_its_images(reference: Path) -> None:
+    dataset = reference / "dataset"
+    published = sum(f.stat().st_size for f in dataset.rglob("*") if f.is_file())
+    images = sum(len(r["image"]["bytes"]) for r in rows(reference, "grounding"))
+    assert rows(reference, "preference") and "image" not in rows(reference, "preference")[0]
+    assert published <= 1.5 * images
 
 
 def test_rerun_does_no_model_work(reference: Path) -> None:

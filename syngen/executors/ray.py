@@ -105,7 +105,13 @@ def run(
                     bar.set_postfix(samples=sum(r["stages"][driver.stages[0].name]["items_in"] for r in reports))
         finally:
             ray.shutdown()
-        export_dataset(driver.samples(compute=False), out, card_info(recipe, driver.summary), stages=recipe.stages)
+        export_dataset(
+            driver.samples(compute=False),
+            out,
+            card_info(recipe, driver.summary),
+            stages=recipe.stages,
+            embed_images=recipe.top.output.embed_images,
+        )
         atomic_write_text(out / EXPORTED_STATE, driver.state())
         report = driver.report() | {"total_s": round(time.perf_counter() - started, 3), "shards": shards}
         for name, stage in report["stages"].items():

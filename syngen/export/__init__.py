@@ -1,7 +1,9 @@
 """Export: final samples to a Hub-layout dataset folder with two configs and a dataset card.
 
 ``<out>/dataset/`` holds ``data/grounding/train-00000.parquet ...`` (one row per image),
-``data/preference/train-00000.parquet ...`` (one row per (region, negative) pair), ``README.md`` (the card,
+``data/preference/train-00000.parquet ...`` (one row per (region, negative) pair; by default without the image,
+which the pair's ``image_id`` finds in ``grounding``: :func:`syngen.data.load_preference` joins them; with
+``embed_images`` each pair carries its image for self-contained rows), ``README.md`` (the card,
 whose YAML ``configs`` point ``datasets.load_dataset(folder, "grounding")`` at the shards) and
 ``recipe.yaml``. A config with no rows is left out: no folder, no ``configs`` entry, a line in the card.
 
@@ -25,10 +27,10 @@ from syngen.sample import ModelInfo, Sample
 __all__ = ["CardInfo", "Column", "ConfigSchema", "dataset_card", "export_dataset", "schemas", "set_repo_id"]
 
 
-def schemas(stages: Mapping[str, Any] | None = None) -> dict[str, ConfigSchema]:
+def schemas(stages: Mapping[str, Any] | None = None, embed_images: bool = False) -> dict[str, ConfigSchema]:
     """The published configs' schemas for the given stages (name -> config, as a recipe has them), or with every
-    column any registered stage may publish."""
-    return build(published(stages))
+    column any registered stage may publish; ``embed_images``: each preference pair carries its image."""
+    return build(published(stages), embed_images)
 
 
 def export_dataset(
@@ -37,13 +39,15 @@ def export_dataset(
     info: CardInfo,
     *,
     stages: Mapping[str, Any] | None = None,
+    embed_images: bool = False,
     shard_rows: int = 1000,
     shard_bytes: int = 256 << 20,
 ) -> Path:
     """Writes ``<out_dir>/dataset`` from final samples (read once, as a stream) and returns its path.
 
     ``stages`` (name -> config) are the stages that ran: their declared columns make the ``grounding`` schema
-    (default: every registered stage's). Shards hold at most ``shard_rows`` rows and about ``shard_bytes`` of
+    (default: every registered stage's). Each image is stored once, in ``grounding``; with ``embed_images`` every
+    preference pair carries a copy too. Shards hold at most ``shard_rows`` rows and about ``shard_bytes`` of
     encoded images, so memory stays bounded whatever the dataset's size. The folder is built beside the old one
     and swapped in at the end: a kill leaves the previous dataset in place. With no samples at all the folder
     holds only the card.
@@ -51,7 +55,7 @@ def export_dataset(
     out_dir = Path(out_dir)
     building = out_dir / ".dataset.tmp"
     recover(out_dir)
-    configs = schemas(stages)
+    configs = schemas(stages, embed_images)
     models: list[ModelInfo] = [
         {"stage": stage, "id": str(m["id"]), "revision": m.get("revision")} for stage, m in info.models.items()
     ]
@@ -61,7 +65,7 @@ def export_dataset(
     grounding = configs["grounding"].features
     for sample in samples:
         writers["grounding"].add(grounding_row(sample, grounding, models))
-        for row in preference_rows(sample):
+        for row in preference_rows(sample, embed_images):
             writers["preference"].add(row)
     infos = {name: writer.close() for name, writer in writers.items()}
     building.mkdir(parents=True, exist_ok=True)

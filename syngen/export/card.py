@@ -17,7 +17,7 @@ from syngen.push import redact
 from syngen.stats import stage_counts
 
 _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
-_LOADING = re.compile(r'load_dataset\("[^"\n]*",')
+_LOADING = re.compile(r'(load_dataset|load_preference)\("[^"\n]*"')
 DESCRIPTION = (
     "Synthetic visual-grounding and referring-segmentation data made with syngen: images captioned and "
     "re-synthesized, short phrases extracted by an LLM, boxed by GroundingDINO, segmented by SAM, with "
@@ -100,7 +100,7 @@ def dataset_card(info: CardInfo, configs: dict[str, DatasetInfo], schemas: dict[
 
 def set_repo_id(card: str, repo_id: str) -> str:
     """The card with its loading code pointed at the Hub repo ``repo_id``."""
-    return _LOADING.sub(f'load_dataset("{repo_id}",', card)
+    return _LOADING.sub(lambda m: f'{m.group(1)}("{repo_id}"', card)
 
 
 def _cell(value: Any) -> str:

@@ -2,7 +2,8 @@
 
 A ``grounding`` row holds each schema column taken from the sample and cut to its declared type (a struct keeps
 only its declared fields, a missing list is empty, image bytes become an ``Image`` cell), plus the columns the
-export makes: ``overlay`` and ``provenance``. ``preference`` rows join each region with each of its negatives.
+export makes: ``overlay`` and ``provenance``. ``preference`` rows join each region with each of its negatives (and
+carry the image only when asked: by default a pair refers to it by ``image_id``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def grounding_row(sample: Sample, features: Features, models: list[ModelInfo]) -
     row = {name: project(sample.get(name), feature) for name, feature in features.items()}
     if "overlay" in features:
         overlay = io.BytesIO()
-        draw_overlay(load_image(sample), sample.get("regions") or []).save(overlay, format="JPEG", quality=90)
+        draw_overlay(load_image(sample), sample.get("regions") or []).save(overlay, format="JPEG", quality=80)
         row["overlay"] = {"bytes": overlay.getvalue(), "path": None}
     row["provenance"] = provenance(sample, models)
     return row
@@ -58,8 +59,9 @@ def provenance(sample: Sample, models: list[ModelInfo]) -> Provenance:
     }
 
 
-def preference_rows(sample: Sample) -> list[dict[str, Any]]:
-    """One row per (region, negative) of the sample; the id joins image id, region index and negative index."""
+def preference_rows(sample: Sample, embed_images: bool = False) -> list[dict[str, Any]]:
+    """One row per (region, negative) of the sample; the id joins image id, region index and negative index. The
+    image is in the row only with ``embed_images`` (else ``image_id`` finds it in ``grounding``)."""
     rows = []
     for r, region in enumerate(sample.get("regions") or []):
         if region.get("mask") is None:
@@ -71,7 +73,7 @@ def preference_rows(sample: Sample) -> list[dict[str, Any]]:
                     "id": f"{sample['id']}-{r}-{n}",
                     "image_id": sample["id"],
                     "region_index": r,
-                    "image": {"bytes": sample["image"], "path": None},
+                    **({"image": {"bytes": sample["image"], "path": None}} if embed_images else {}),
                     "prompt": region["phrase"],
                     "box": region["box"],
                     "chosen": region["mask"],

@@ -4,7 +4,8 @@ A stage declares the columns it publishes in the ``grounding`` config (``Stage.p
 :class:`Column`); :func:`build` merges the declarations of the stages that ran, in pipeline order, and adds the
 columns the export makes itself (``id``, ``overlay``, ``provenance``). Two stages may declare the same column:
 equal types are one column, lists of structs merge their fields (ground, segment and views each add fields to
-``regions``). The ``preference`` config is derived from several stages, so the export declares it here.
+``regions``). The ``preference`` config is derived from several stages, so the export declares it here; it holds
+each pair's image only with ``output.embed_images`` (:func:`preference_columns`).
 """
 
 from __future__ import annotations
@@ -56,9 +57,11 @@ PROVENANCE = Column(
 )
 PREFERENCE: dict[str, Column] = {
     "id": Column(Value("string"), "the pair: `<image_id>-<region index>-<negative index>`"),
-    "image_id": Column(Value("string"), "the `grounding` row the pair comes from"),
+    "image_id": Column(
+        Value("string"),
+        "the `grounding` row the pair comes from, which holds its image (`syngen.data.load_preference` joins them)",
+    ),
     "region_index": Column(Value("int32"), "the region of that row"),
-    "image": Column(ImageFeature(), "the image"),
     "prompt": Column(Value("string"), "the region's phrase"),
     "box": Column(BOX, "the region's box, xyxy pixels"),
     "chosen": Column(RLE, "SAM's mask, COCO RLE"),
@@ -74,6 +77,8 @@ PREFERENCE: dict[str, Column] = {
     "seed": Column(Value("int64"), "the seed that drew the points"),
     "multimask": Column(Value("bool"), "SAM's best of three masks was taken (single clicks), else its single mask"),
 }
+# with ``output.embed_images`` each pair carries its image too (self-contained rows), after ``region_index``
+EMBEDDED_IMAGE = Column(ImageFeature(), "the image (only with `output.embed_images`; else it is in `grounding`)")
 ROWS = {
     "grounding": "one image: caption, phrases, regions (box, SAM mask as COCO RLE, DynRefer views), overlay",
     "preference": "one (region, negative) pair: phrase as prompt, chosen and rejected masks, kind, IoU",
@@ -90,8 +95,9 @@ def published(stages: Mapping[str, Any] | None = None) -> list[tuple[str, dict[s
     return [(name, stage_class(name).published(config)) for name, config in stages.items()]
 
 
-def build(declared: Iterable[tuple[str, Mapping[str, Column]]]) -> dict[str, ConfigSchema]:
-    """The configs' schemas from each stage's published columns (see :func:`published`)."""
+def build(declared: Iterable[tuple[str, Mapping[str, Column]]], embed_images: bool = False) -> dict[str, ConfigSchema]:
+    """The configs' schemas from each stage's published columns (see :func:`published`); with ``embed_images``
+    the ``preference`` config has an ``image`` column."""
     features: dict[str, Any] = {"id": ID.feature}
     fields = [_field("id", "export", ID)]
     for stage, columns in declared:
@@ -102,13 +108,28 @@ def build(declared: Iterable[tuple[str, Mapping[str, Column]]]) -> dict[str, Con
     for name, column in (export_made | {"provenance": PROVENANCE}).items():
         features[name] = column.feature
         fields.append(_field(name, "export", column))
-    preference = [_field(name, "export", column) for name, column in PREFERENCE.items()]
+    pairs = preference_columns(embed_images)
+    preference = [_field(name, "export", column) for name, column in pairs.items()]
     return {
         "grounding": ConfigSchema("grounding", ROWS["grounding"], Features(features), fields),
         "preference": ConfigSchema(
-            "preference", ROWS["preference"], Features({k: c.feature for k, c in PREFERENCE.items()}), preference
+            "preference", ROWS["preference"], Features({k: c.feature for k, c in pairs.items()}), preference
         ),
     }
+
+
+def preference_columns(embed_images: bool = False) -> dict[str, Column]:
+    """The ``preference`` config's columns: the image only with ``embed_images`` (by default it is stored once, in
+    ``grounding``, and a pair refers to it by ``image_id``)."""
+    if not embed_images:
+        return PREFERENCE
+    names = list(PREFERENCE)
+    at = names.index("region_index") + 1
+    return (
+        {name: PREFERENCE[name] for name in names[:at]}
+        | {"image": EMBEDDED_IMAGE}
+        | {name: PREFERENCE[name] for name in names[at:]}
+    )
 
 
 def merge(first: Any, second: Any, where: str) -> Any:

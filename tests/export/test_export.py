@@ -215,7 +215,7 @@ def test_preference_rows(preference: datasets.Dataset) -> None:
     assert row["chosen"] == region["mask"] and row["rejected"] == region["negatives"][0]["mask"]
     np.testing.assert_array_equal(np.asarray(row["chosen_mask"]), rect_mask(10, 10, 50, 40))
     np.testing.assert_array_equal(np.asarray(row["rejected_mask"]), rect_mask(10, 10, 50, 25))
-    assert row["image"].size == (WIDTH, HEIGHT)
+    assert "image" not in row  # each image is stored once, in grounding (joined by syngen.data.load_preference)
     assert row["iou"] == pytest.approx(0.5) and row["chosen_score"] == pytest.approx(0.75)
     assert row["rejected_score"] == pytest.approx(0.25)
     assert (row["points"], row["labels"], row["seed"]) == ([[11.0, 11.0]], [1], 7)
@@ -241,6 +241,7 @@ def test_card_loads_with_hub_metadata(exported: Path) -> None:
     assert "synthetic" in card.data.tags and "image-segmentation" in card.data.task_categories
     for text in [
         'load_dataset("<user>/demo", "preference", split="train")',
+        'pairs = load_preference("<user>/demo")',
         "box_threshold: 0.35",  # the recipe
         "| ground | `IDEA-Research/grounding-dino-base` | abc123 |",
         "| negatives | iou_band | [0.5, 0.9] |",
