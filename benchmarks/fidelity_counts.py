@@ -38,7 +38,8 @@ def counts(out: Path, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(recipe_path: Path, out: Path, floodfill: bool) -> dict[str, Any]:
-    from syngen import runner
+    from syngen.executors.local import run as run_recipe
+    from syngen.models.pool import ModelPool
     from syngen.recipe import load_recipe
 
     recipe = load_recipe(recipe_path)
@@ -46,13 +47,14 @@ def run(recipe_path: Path, out: Path, floodfill: bool) -> dict[str, Any]:
         from tests.fakes import FloodFillSegmenter
 
         segmenter = FloodFillSegmenter()
-        original = runner._ModelPool.get
+        sam = {recipe.stages[name].model.id for name in ("segment", "negatives") if name in recipe.stages}
+        original = ModelPool.get
 
-        def get(self: Any, stage: Any) -> Any:
-            return (segmenter, 0.0) if stage.name in ("segment", "negatives") else original(self, stage)
+        def get(self: Any, ref: Any, *args: Any, **kwargs: Any) -> Any:
+            return (segmenter, 0.0) if ref is not None and ref.id in sam else original(self, ref, *args, **kwargs)
 
-        runner._ModelPool.get = get  # type: ignore[method-assign]
-    report = runner.run(recipe, out, fresh=True, progress=False)
+        ModelPool.get = get  # type: ignore[method-assign]
+    report = run_recipe(recipe, out, fresh=True, progress=False)
     return counts(out, report)
 
 

@@ -317,7 +317,7 @@ def models(build: Annotated[bool, typer.Option("--build", help="Build (and cache
 def print_report(report: dict[str, Any]) -> None:
     """The run report as a table on the terminal."""
     table = Table(title=f"run {report['recipe']} on {report['device']} ({report['total_s']:.1f} s)")
-    for col in ("stage", "in", "out", "fail", "new", "wall s", "load s", "model s", "it/s", "peak MB"):
+    for col in ("stage", "in", "out", "fail", "new", "wall s", "loads", "load s", "model s", "it/s", "peak MB"):
         table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
     for name, s in report["stages"].items():
         table.add_row(
@@ -327,6 +327,7 @@ def print_report(report: dict[str, Any]) -> None:
             str(s["failed"]),
             str(s["computed"]),
             f"{s['wall_s']:.2f}",
+            str(s.get("loads", 0)),
             f"{s['load_s']:.2f}",
             f"{s['model_s']:.2f}",
             f"{s['items_per_s']:.1f}",
@@ -334,6 +335,8 @@ def print_report(report: dict[str, Any]) -> None:
         )
     out = Console(stderr=True)
     (out if out.is_terminal else Console(stderr=True, width=120)).print(table)
+    if report.get("model_loads"):
+        console.print("model loads: " + ", ".join(f"{m} x{n}" for m, n in report["model_loads"].items()))
     failures = {name: s["failures"] for name, s in report["stages"].items() if s["failures"]}
     if failures:
         console.print("failures: " + json.dumps(failures))

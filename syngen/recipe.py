@@ -100,6 +100,13 @@ class RuntimeConfig(BaseModel):
         "auto", description="Model dtype; auto: float16 on cuda, float32 on cpu."
     )
     wave_size: int = Field(64, ge=1, description="Samples per wave: every stage runs over a wave before the next.")
+    memory_budget: float | None = Field(
+        None,
+        ge=0,
+        description="GiB the loaded models may take together; models stay loaded across waves while they fit, the "
+        "least recently used is freed when the next does not. none: the device's memory (GPU memory on cuda, RAM "
+        "on cpu); 0: one model at a time.",
+    )
 
 
 class OutputConfig(BaseModel):
@@ -230,7 +237,8 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 
 
 def _fill_shared_models(recipe: Recipe) -> None:
-    """The negatives stage reuses the segment stage's model (and its cached image embeddings) unless told otherwise."""
+    """The negatives stage reuses the segment stage's model (and its cached image embeddings) unless told otherwise:
+    the same checkpoint, loaded the same way (dtype, compile), so the runner hands it the same loaded model."""
     negatives = recipe.stages.get("negatives")
     if isinstance(negatives, ModelStageConfig) and negatives.model is None:
         segment = recipe.stages.get("segment")
@@ -239,6 +247,8 @@ def _fill_shared_models(recipe: Recipe) -> None:
                 f"{recipe.path}: stages.negatives.model: expected a segmenter model (or a segment stage to share)"
             )
         negatives.model = segment.model
+        if "dtype" not in negatives.model_fields_set and "compile" not in negatives.model_fields_set:
+            negatives.dtype, negatives.compile = segment.dtype, segment.compile
 
 
 def _check_models(recipe: Recipe) -> None:

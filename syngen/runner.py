@@ -1,8 +1,9 @@
 """Runs a recipe's stages over the seed items: waves, batches, failures, resume, the run report.
 
 Stage-major in waves: for each wave of ``runtime.wave_size`` seed items every stage runs over the whole wave
-before the next stage starts, so one model is resident at a time (a model is kept only when the next stage
-runs the same one, as negatives does after segment). Samples already in a stage's store are read back instead
+before the next stage starts. Models come from a :class:`~syngen.models.pool.ModelPool`: loaded once per run
+and kept resident across waves while they fit ``runtime.memory_budget``, the least recently used freed when
+the next one does not fit. Samples already in a stage's store are read back instead
 of computed. A batch that raises is retried sample by sample so the bad sample alone is recorded as a failure;
 on CUDA out-of-memory the batch size is halved. Results stream into the dataset export as waves complete.
 """
@@ -27,12 +28,13 @@ from typing import Any, TextIO, cast
 from tqdm import tqdm
 
 from syngen.executors.shard import WHOLE, Shard
-from syngen.models.loading import backend_for, load, resolve
+from syngen.models.loading import backend_for, resolve
+from syngen.models.pool import ModelPool, device_memory_bytes
 from syngen.models.roles import Model
 from syngen.recipe import Recipe
-from syngen.sample import Failure, Sample
+from syngen.sample import DECODED, Failure, Sample
 from syngen.stages import stage_class
-from syngen.stages.base import Context, ModelStageConfig, Result, SourceStage, Stage
+from syngen.stages.base import ModelStageConfig, Result, SourceStage, Stage
 from syngen.store import Row, StageStore, to_json
 
 FAILURES = "failures.jsonl"  # every recorded failure with its seed item, rewritten whenever the samples are read
@@ -52,6 +54,7 @@ class StageReport:
     computed: int = 0
     wall_s: float = 0.0
     load_s: float = 0.0
+    loads: int = 0
     model_s: float = 0.0
     items_per_s: float = 0.0
     peak_mem_mb: float = 0.0
@@ -59,37 +62,6 @@ class StageReport:
     failure_examples: dict[str, str] = field(default_factory=dict)  # failure kind -> its first message
     stats: Counter = field(default_factory=Counter)
     not_computed: int = 0  # inputs left out because they are not in the store yet (export of an unfinished run)
-
-
-class _ModelPool:
-    """Holds at most one loaded adapter; a stage asking for another model frees the current one first."""
-
-    def __init__(self, ctx: Context, cache_limit: int):
-        self.ctx = ctx
-        self.cache_limit = cache_limit
-        self.key: tuple[str, str, str | None] | None = None
-        self.adapter: Model | None = None
-
-    def get(self, stage: Stage[Any, Any]) -> tuple[Model | None, float]:
-        """The adapter for ``stage`` and the seconds spent loading it (0 when it was resident)."""
-        ref = stage.model_ref()
-        if ref is None:
-            return None, 0.0
-        key = (backend_for(ref, stage.default_backend), ref.id, ref.revision)
-        if key == self.key:
-            return self.adapter, 0.0
-        self.close()
-        adapter, seconds = load(ref, stage.default_backend, self.ctx.device, self.ctx.dtype)
-        if hasattr(adapter, "cache_limit"):
-            adapter.cache_limit = self.cache_limit
-        log.info("%s: loaded %s (%s) in %.1f s", stage.name, ref.id, key[0], seconds)
-        self.adapter, self.key = adapter, key
-        return adapter, seconds
-
-    def close(self) -> None:
-        if self.adapter is not None:
-            self.adapter.close()
-        self.adapter, self.key = None, None
 
 
 class Runner:
@@ -105,7 +77,7 @@ class Runner:
         limit: int | None = None,
         progress: bool = True,
         shard: Shard = WHOLE,
-        pool: _ModelPool | None = None,
+        pool: ModelPool | None = None,
     ):
         self.recipe = recipe
         self.out = out
@@ -123,7 +95,15 @@ class Runner:
         self._chain = ""
         self.batch_size = {stage.name: stage.config.batch_size for stage in self.stages}
         self._own_pool = pool is None
-        self.pool = pool or _ModelPool(self.ctx, recipe.top.runtime.wave_size)
+        if pool is None:
+            budget = recipe.top.runtime.memory_budget
+            pool = ModelPool(
+                self.ctx.device,
+                self.ctx.dtype,
+                device_memory_bytes(self.ctx.device) if budget is None else int(budget * 2**30),
+                cache_limit=recipe.top.runtime.wave_size,
+            )
+        self.pool = pool
         self._bars: dict[str, tqdm] = {}
         self.started = time.perf_counter()
         self.preflight_s = 0.0
@@ -145,6 +125,8 @@ class Runner:
         a file rewritten in place, as ``--retry-failed`` does, counts as changed). Equal digests, equal exports."""
         digest = hashlib.sha1(self._chain.encode())
         digest.update(self.recipe.text.encode())
+        if self.recipe.top.output.embed_images:  # the dataset's layout
+            digest.update(b"embed_images")
         for item in self.source.items(self.limit):
             digest.update(item["id"].encode())
         for path in sorted(p for store in self.stores.values() for p in store.data_files()):
@@ -214,9 +196,24 @@ class Runner:
         pending = [s for s in wave if s["id"] not in done]
         rows: dict[str, list[Row]] = {}
         if pending and compute:
+            DECODED.fit(len(wave))
             _reset_peak_memory()
-            model, load_s = self.pool.get(stage)
+            loads = self.pool.loads.total()
+            model, load_s = self.pool.get(
+                stage.model_ref(),
+                stage.default_backend,
+                stage.model_dtype(),
+                stage.model_options(),
+                compile=getattr(stage.config, "compile", False),
+            )
+            if hasattr(model, "cache_limit"):  # e.g. SAM's embeddings: the whole wave after fan-out
+                model.cache_limit = max(model.cache_limit, len(wave))
+            ref = stage.model_ref()
+            if ref is not None and self.pool.loads.total() > loads:
+                backend = backend_for(ref, stage.default_backend)
+                log.info("%s: loaded %s (%s) in %.1f s", stage.name, ref.id, backend, load_s)
             report.load_s += load_s
+            report.loads += self.pool.loads.total() - loads
             model_s0 = getattr(model, "model_seconds", 0.0)
             bar = self._bar(stage)
             queue = list(pending)
@@ -261,12 +258,16 @@ class Runner:
                 raise RuntimeError(f"{stage.name} returned {len(results)} results for {len(batch)} samples")
             return results
         except Exception as err:
+            if _is_oom(err):
+                self.pool.free_others(model)
+                _free_cuda()
+                if stage.shrink():  # the stage's model calls are larger than its batch: shrink those first
+                    return self._process(stage, batch, model)
             if len(batch) == 1:
                 detail = "".join(traceback.format_exception(err)[-3:])
                 return [Failure(kind=type(err).__name__, message=str(err)[:500], detail=detail[-2000:])]
             if _is_oom(err):
                 self.batch_size[stage.name] = min(self.batch_size[stage.name], max(1, len(batch) // 2))
-                _free_cuda()
                 size = self.batch_size[stage.name]
                 log.warning("%s: out of memory on a batch of %d; batch size halved to %d", stage.name, len(batch), size)
                 done: list[Result] = []
@@ -291,6 +292,7 @@ class Runner:
             "preflight_s": round(self.preflight_s, 3),
             "stages": stages,
             "skipped": skipped,  # seed files that are not images, with the reason
+            "model_loads": dict(self.pool.loads),
         }
 
     def unfinished(self) -> tuple[str, int] | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any, TypedDict
 
@@ -130,6 +132,38 @@ def make_id(*parts: Any) -> str:
     return hashlib.sha1(blob).hexdigest()[:16]
 
 
+class DecodedImages:
+    """The most recently decoded images, keyed by their encoded bytes, so that the stages of a wave decode each
+    image once (the runner sizes it to the wave with :meth:`fit`). Thread-safe."""
+
+    def __init__(self, limit: int = 64):
+        self.limit = limit
+        self.decodes = 0
+        self._images: OrderedDict[bytes, Image.Image] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def fit(self, count: int) -> None:
+        """Keep at least ``count`` images (a wave's)."""
+        self.limit = max(self.limit, count)
+
+    def get(self, data: bytes) -> Image.Image:
+        with self._lock:
+            image = self._images.get(data)
+            if image is not None:
+                self._images.move_to_end(data)
+                return image
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        with self._lock:
+            self.decodes += 1
+            self._images[data] = image
+            while len(self._images) > self.limit:
+                self._images.popitem(last=False)
+        return image
+
+
+DECODED = DecodedImages()
+
+
 def item_seed(*parts: Any, bits: int = 64) -> int:
     """A seed for one item's random choices, from JSON-serialisable parts (a base seed, the sample id, ...).
 
@@ -144,8 +178,9 @@ def item_seed(*parts: Any, bits: int = 64) -> int:
 
 
 def load_image(sample: Sample) -> Image.Image:
-    """The sample's ``image`` bytes decoded to an RGB PIL image."""
-    return Image.open(io.BytesIO(sample["image"])).convert("RGB")
+    """The sample's ``image`` bytes decoded to an RGB PIL image, decoded once per wave (the image is shared
+    between stages: copy it before drawing on it)."""
+    return DECODED.get(sample["image"])
 
 
 def image_bytes(image: Image.Image, format: str = "PNG") -> bytes:

@@ -172,6 +172,7 @@ class FloodFillSegmenter(FakeModel):
         points: np.ndarray | None = None,
         labels: np.ndarray | None = None,
         multimask: bool = False,
+        host: bool = True,  # numpy either way: the CPU is its device
     ) -> tuple[np.ndarray, np.ndarray]:
         pixels = self.pixels[key]
         n = len(boxes) if boxes is not None else len(points)

@@ -152,9 +152,13 @@ def test_bad_arguments_fail_before_any_request(
 
 def test_card_names_the_repo_pushed_to(dataset_dir: Path, calls: list) -> None:
     card = dataset_dir / "README.md"
-    card.write_text('---\nlicense: other\n---\n```python\ng = load_dataset("<user>/demo", "grounding")\n```\n')
+    card.write_text(
+        '---\nlicense: other\n---\n```python\ng = load_dataset("<user>/demo", "grounding")\n'
+        '# pairs = load_preference("<user>/demo")\n```\n'
+    )
     push_dataset(dataset_dir, "me/demo")
     assert 'load_dataset("me/demo", "grounding")' in card.read_text()
+    assert 'load_preference("me/demo")' in card.read_text()  # the join's line too
     push_dataset(dataset_dir, "org/other")  # a card that already names a repo is pointed at the new one
     assert 'load_dataset("org/other", "grounding")' in card.read_text() and "me/demo" not in card.read_text()
 

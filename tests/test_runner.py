@@ -20,8 +20,8 @@ from syngen.executors.local import run
 from syngen.recipe import load_recipe
 from syngen.refs import ModelRef
 from syngen.runner import Runner
-from syngen.sample import Failure
-from syngen.stages.base import ModelStageConfig, Stage, StageConfig
+from syngen.sample import DECODED, Failure, image_bytes
+from syngen.stages.base import Context, ModelStageConfig, Stage, StageConfig
 from syngen.store import StageStore
 from tests.helpers import draw_shapes
 
@@ -92,6 +92,8 @@ class FakeModelPhrases(FakeModelCaption):
 
 
 class FakeAdapter:
+    """A loaded model of 1 GiB that counts how many are alive at once."""
+
     alive: ClassVar[int] = 0
     most_alive: ClassVar[int] = 0
     loads: ClassVar[list[str]] = []
@@ -102,35 +104,49 @@ class FakeAdapter:
         FakeAdapter.most_alive = max(FakeAdapter.most_alive, FakeAdapter.alive)
         FakeAdapter.loads.append(name)
 
+    def memory_bytes(self) -> int:
+        return 2**30
+
     def close(self) -> None:
         FakeAdapter.alive -= 1
 
 
 @pytest.mark.parametrize(
-    "phrases_model, expected_loads",
-    [("org/two", ["org/one", "org/two"] * 2), ("org/one", ["org/one"])],
-    ids=["different-models-swap", "same-model-stays-resident"],
+    "phrases_model, budget_gib, expected_loads, most_alive",
+    [
+        pytest.param("org/two", 4, ["org/one", "org/two"], 2, id="both-fit-each-loaded-once"),
+        pytest.param("org/two", 1.5, ["org/one", "org/two"] * 3, 1, id="one-fits-swapped-every-wave"),
+        pytest.param("org/two", 0, ["org/one", "org/two"] * 3, 1, id="zero-budget-one-at-a-time"),
+        pytest.param("org/one", 1.5, ["org/one"], 1, id="same-model-shared-by-two-stages"),
+    ],
 )
-def test_one_model_resident_at_a_time(
+def test_models_stay_resident_across_waves_while_they_fit(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     phrases_model: str,
+    budget_gib: float,
     expected_loads: list[str],
+    most_alive: int,
 ) -> None:
     monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeModelCaption")
     monkeypatch.setitem(stage_registry.STAGES, "phrases", f"{__name__}:FakeModelPhrases")
-    monkeypatch.setattr("syngen.runner.load", lambda ref, backend, device, dtype: (FakeAdapter(ref.id), 0.0))
+    monkeypatch.setattr("syngen.models.pool.load", lambda ref, backend, device, dtype: (FakeAdapter(ref.id), 0.0))
+    monkeypatch.setattr("syngen.models.pool._estimate", lambda ref, dtype: 2**30)  # its weight files' size
     FakeAdapter.alive, FakeAdapter.most_alive, FakeAdapter.loads = 0, 0, []
     stages = {"caption": {}, "phrases": {"model": {"id": phrases_model, "backend": "blip"}}}
+    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=1)  # three waves
+    recipe.top.runtime.memory_budget = budget_gib
     with caplog.at_level(logging.INFO, logger="syngen.runner"):
-        samples, _ = run_all(make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2), tmp_path / "out")
+        samples, report = run_all(recipe, tmp_path / "out")
     assert [r.getMessage() for r in caplog.records if "loaded" in r.getMessage()] == [
         f"{'caption' if name == 'org/one' else 'phrases'}: loaded {name} (blip) in 0.0 s" for name in expected_loads
     ]
     assert [s["phrases"] for s in samples] == [[phrases_model]] * 3
-    assert FakeAdapter.most_alive == 1 and FakeAdapter.alive == 0
-    assert FakeAdapter.loads == expected_loads  # 2 waves: a model is loaded again only after another one
+    assert FakeAdapter.loads == expected_loads
+    assert FakeAdapter.most_alive == most_alive and FakeAdapter.alive == 0  # all freed at the end
+    assert report["model_loads"] == dict(Counter(expected_loads))
+    assert report["stages"]["caption"]["loads"] + report["stages"]["phrases"]["loads"] == len(expected_loads)
 
 
 @pytest.fixture
@@ -250,6 +266,103 @@ def test_compute_false_reads_only_what_is_stored(tmp_path: Path, fakes: None) ->
     runner.open_stores()
     assert [s["caption"] for s in runner.samples(compute=False)] == ["a.png", "b.png"]
     assert Counter() == CALLS
+
+
+class DrawnSynthesize(Stage):
+    """Two drawn pictures per input (fan-out, like images_per_caption: 2)."""
+
+    name, needs, adds = "synthesize", ("image",), ("image", "width", "height")
+
+    def process(self, samples, model=None):
+        return [
+            [
+                {
+                    "id": f"{s['id']}-{i}",
+                    "image": image_bytes(draw_shapes(seed=int(s["id"][:6], 16) + i)),
+                    "width": 128,
+                    "height": 96,
+                }
+                for i in range(2)
+            ]
+            for s in samples
+        ]
+
+
+class BoxGround(Stage):
+    """Two regions per picture: boxes around draw_shapes' rectangle and ellipse."""
+
+    name, needs, adds = "ground", ("image",), ("regions",)
+
+    def process(self, samples, model=None):
+        boxes = {"rectangle": [12.0, 9.0, 58.0, 58.0], "ellipse": [70.0, 28.0, 116.0, 87.0]}
+        return [{"regions": [{"phrase": p, "box": b, "box_score": 0.9} for p, b in boxes.items()]} for _ in samples]
+
+
+def test_after_fan_out_negatives_encodes_no_image_and_each_image_is_decoded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SAM embedding cache holds the whole wave after synthesize's fan-out (4 images from a wave of 2)."""
+    monkeypatch.setitem(stage_registry.STAGES, "synthesize", f"{__name__}:DrawnSynthesize")
+    monkeypatch.setitem(stage_registry.STAGES, "ground", f"{__name__}:BoxGround")
+    encoded: Counter = Counter()
+    for name in ("segment", "negatives"):
+        cls = stage_registry.stage_class(name)
+
+        def process(self, samples, model, _process=cls.process, _name=name):
+            before = model.encoder_calls
+            results = _process(self, samples, model)
+            encoded[_name] += model.encoder_calls - before
+            return results
+
+        monkeypatch.setattr(cls, "process", process)
+    segment = {"model": "tiny:segmenter", "batch_size": 1}  # one image per encoder call
+    stages = {"synthesize": {}, "ground": {}, "segment": segment, "negatives": {"max_tries": 2}, "views": {}}
+    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2)
+    decodes = DECODED.decodes
+    samples, report = run_all(recipe, tmp_path / "out")
+    assert len(samples) == 6
+    assert report["stages"]["negatives"]["stats"]["tries"] > 0  # the negatives stage did use the embeddings
+    assert encoded == {"segment": 6, "negatives": 0}
+    assert DECODED.decodes - decodes == 6  # segment and negatives (and views) decode each image once
+
+
+MODEL_STAGES = ["caption", "synthesize", "phrases", "ground", "segment", "negatives"]
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in MODEL_STAGES])
+def test_gpu_settings_at_defaults_leave_every_fingerprint_alone(name: str) -> None:
+    """dtype and compile, left at their defaults, are not in the fingerprint stores were made under; set, they are."""
+    cls = stage_registry.stage_class(name)
+    ctx = Context(recipe_dir=Path("."))
+    default = cls(cls.Config(), ctx).fingerprint()
+    assert not {"dtype", "compile"} & set(default["config"])
+    assert cls(cls.Config(dtype="bfloat16"), ctx).fingerprint() != default
+    assert cls(cls.Config(compile=True), ctx).fingerprint() != default
+    assert cls(cls.Config(dtype="auto"), ctx).model_dtype() == "float32"  # on CPU
+
+
+def test_negatives_shares_the_segment_model_as_loaded(tmp_path: Path, fakes: None) -> None:
+    stages = {"segment": {"model": "tiny:segmenter", "dtype": "bfloat16"}, "negatives": {}}
+    recipe = make_recipe(tmp_path, ["a.png"], {"caption": {}, "phrases": {}, "ground": {}, **stages})
+    assert (recipe.stages["negatives"].model, recipe.stages["negatives"].dtype) == (
+        recipe.stages["segment"].model,
+        "bfloat16",
+    )
+
+
+class Compilable(FakeAdapter):
+    compiled: ClassVar[int] = 0
+
+    def compile(self) -> None:
+        Compilable.compiled += 1
+
+
+def test_compile_setting_compiles_the_loaded_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeModelCaption")
+    monkeypatch.setattr("syngen.models.pool.load", lambda ref, *args, **options: (Compilable(ref.id), 0.0))
+    Compilable.compiled = 0
+    run_all(make_recipe(tmp_path, ["a.png", "b.png"], {"caption": {"compile": True}}, wave_size=1), tmp_path / "out")
+    assert Compilable.compiled == 1  # once, at the only load
 
 
 def read_failures(out: Path) -> list[tuple[str, str, str]]:

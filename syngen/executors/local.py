@@ -22,6 +22,7 @@ from syngen.recipe import Recipe
 from syngen.runner import FAILURES, Runner, card_info
 from syngen.sample import Sample
 from syngen.store import atomic_write_text
+from syngen.threads import consume_in_thread
 
 EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
 
@@ -92,13 +93,16 @@ def _export(runner: Runner, samples: Iterator[Sample] | None = None, info: Any =
 
     state_file = runner.out / EXPORTED_STATE
     state_file.unlink(missing_ok=True)
-    info = info or card_info(runner.recipe, runner.summary)
-    path = export_dataset(
+    recipe = runner.recipe
+    info = info or card_info(recipe, runner.summary)
+    # the export of a wave (drawing, encoding, writing shards) runs in a worker thread while the next wave's
+    # stages run here
+    path = consume_in_thread(
+        lambda samples: export_dataset(
+            samples, runner.out, info, stages=recipe.stages, embed_images=recipe.top.output.embed_images
+        ),
         runner.samples() if samples is None else samples,
-        runner.out,
-        info,
-        stages=runner.recipe.stages,
-        embed_images=runner.recipe.top.output.embed_images,
+        maxsize=2 * recipe.top.runtime.wave_size,
     )
     if samples is None:
         atomic_write_text(state_file, runner.state())

@@ -23,6 +23,15 @@ A = TypeVar("A", bound="Adapter")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def resolve_dtype(name: str, device: str) -> str:
+    """A dtype name, ``auto`` resolved: bfloat16 on GPUs that support it, float16 on older GPUs, float32 on CPU."""
+    if name != "auto":
+        return name
+    if not str(device).startswith("cuda"):
+        return "float32"
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
 def timed(method: Callable[Concatenate[A, P], R]) -> Callable[Concatenate[A, P], R]:
     """Adds the wall time of a model call to ``self.model_seconds`` (reported as time inside model calls)."""
 
@@ -47,6 +56,26 @@ class Adapter:
         self.dtype = DTYPES[dtype]
         self.trust_remote_code = trust_remote_code
         self.model_seconds = 0.0
+
+    def compile(self) -> None:
+        """``torch.compile`` the adapter's modules in place (a diffusers pipeline's denoiser)."""
+        for value in list(vars(self).values()):
+            if isinstance(value, torch.nn.Module):
+                value.compile()
+            for name in ("unet", "transformer"):
+                module = getattr(value, name, None) if hasattr(value, "components") else None
+                if isinstance(module, torch.nn.Module):
+                    module.compile()
+
+    def memory_bytes(self) -> int:
+        """Bytes of the parameters and buffers of the adapter's modules (a diffusers pipeline's components too)."""
+        tensors: dict[int, torch.Tensor] = {}
+        for value in vars(self).values():
+            parts = getattr(value, "components", {}).values() if not isinstance(value, torch.nn.Module) else [value]
+            for module in parts:
+                if isinstance(module, torch.nn.Module):
+                    tensors |= {id(t): t for t in (*module.parameters(), *module.buffers())}
+        return sum(t.numel() * t.element_size() for t in tensors.values())
 
     def close(self) -> None:
         """Drop the model and free (GPU) memory."""

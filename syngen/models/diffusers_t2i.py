@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
 from diffusers import (
     AutoPipelineForText2Image,
@@ -18,13 +19,35 @@ from syngen.models.base import Adapter, timed
 class DiffusersTextToImage(Adapter):
     """Generates one image per prompt, each from its own seeded generator (same seed, same image, any batch)."""
 
-    def __init__(self, path: str | Path, **kwargs: Any):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        scheduler: str | None = None,
+        variant: str | None = None,
+        vae_tiling: bool = False,
+        cpu_offload: bool = False,
+        vae_slicing: bool = False,
+        **kwargs: Any,
+    ):
+        """Loads the pipeline; ``scheduler`` (a diffusers scheduler class name), ``variant`` (weights variant),
+        ``vae_tiling``, ``cpu_offload`` (CUDA only) and ``vae_slicing`` are the synthesize stage's settings."""
         super().__init__(path, **kwargs)
         diffusers_logging.disable_progress_bar()  # syngen shows its own progress per stage
         # A checkpoint's safety checker, if it has one, stays in place (and blacks out flagged images).
         self.pipe = AutoPipelineForText2Image.from_pretrained(
-            self.path, dtype=self.dtype, trust_remote_code=self.trust_remote_code
-        ).to(self.device)
+            self.path, dtype=self.dtype, variant=variant, trust_remote_code=self.trust_remote_code
+        )
+        if scheduler is not None:
+            self.pipe.scheduler = getattr(diffusers, scheduler).from_config(self.pipe.scheduler.config)
+        if vae_tiling:
+            self.pipe.vae.enable_tiling()
+        if vae_slicing:
+            self.pipe.vae.enable_slicing()
+        if cpu_offload and self.device.type == "cuda":
+            self.pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
 
     @timed

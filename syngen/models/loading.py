@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -92,13 +93,14 @@ def _fetch_hint(ref: ModelRef, why: str) -> str:
     )
 
 
-def load(ref: ModelRef, default_backend: str | None, device: str, dtype: str) -> tuple[Model, float]:
-    """Resolve and load the adapter for ``ref``; returns it and the seconds loading took."""
+def load(ref: ModelRef, default_backend: str | None, device: str, dtype: str, **options: Any) -> tuple[Model, float]:
+    """Resolve and load the adapter for ``ref`` (``options``: the adapter's own load settings); returns it and the
+    seconds loading took."""
     start = time.perf_counter()
     backend = backend_for(ref, default_backend)
     cls = backend_class(backend)
     role = BACKENDS[backend].role
-    adapter: Model = cls(resolve(ref), device=device, dtype=dtype, trust_remote_code=ref.trust_remote_code)
+    adapter: Model = cls(resolve(ref), device=device, dtype=dtype, trust_remote_code=ref.trust_remote_code, **options)
     if not isinstance(adapter, PROTOCOLS[role]):
         raise TypeError(f"backend {backend!r} ({cls.__name__}) does not implement the {role} role's calls")
     return adapter, time.perf_counter() - start

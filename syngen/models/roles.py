@@ -7,7 +7,7 @@ its role's Protocol; a stage names the role it needs (``Stage.role``) and receiv
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -95,9 +95,11 @@ class Segmenter(Model, Protocol):
         points: np.ndarray | None = None,
         labels: np.ndarray | None = None,
         multimask: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Masks (N, H, W) bool and scores (N,) for N prompts on the image embedded under ``key``; with
-        ``multimask``, the best of SAM's three masks per prompt (for single clicks)."""
+        host: bool = True,
+    ) -> tuple[Any, Any]:
+        """Masks (N, H, W) bool and scores (N,) for N prompts on the image embedded under ``key``; ``multimask``:
+        the best of SAM's three masks per prompt; ``host=False``: tensors left on the model's device (numpy
+        arrays are accepted too)."""
         ...
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,14 +69,16 @@ class CachedSegmenter(Adapter):
         points: np.ndarray | None = None,
         labels: np.ndarray | None = None,
         multimask: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
+        host: bool = True,
+    ) -> tuple[Any, Any]:
         """Masks for N prompts on the image embedded under ``key``, all through the mask decoder at once.
 
         boxes: (N, 4) xyxy pixels; points: (N, K, 2) xy pixels with labels (N, K), 1 = foreground, 0 = background.
         Either or both. ``multimask``: ask SAM for its three masks per prompt and keep the one with the highest
         predicted IoU, as SAM's predictor advises for an ambiguous prompt such as a single click; otherwise SAM's
         single-mask output (best for boxes). Returns masks (N, H, W) bool at the image's original size and scores
-        (N,) (SAM's predicted IoU). Raises KeyError if ``key`` was never embedded (or was evicted).
+        (N,) (SAM's predicted IoU) as numpy arrays, or with ``host=False`` as tensors left on the model's device
+        (no copy to the host). Raises KeyError if ``key`` was never embedded (or was evicted).
         """
         if key not in self._cache:
             raise KeyError(f"no cached embedding for {key!r}: call embed() first")
@@ -96,6 +99,8 @@ class CachedSegmenter(Adapter):
         if box_t is not None and point_t is not None and len(box_t) != len(point_t):
             raise ValueError(f"{len(box_t)} boxes but {len(point_t)} point sets")
         masks, scores = self._decode(embedding, box_t, point_t, label_t, multimask)
+        if not host:
+            return masks.bool(), scores.float()
         return masks.cpu().numpy(), scores.float().cpu().numpy()
 
     def _floats(self, array: np.ndarray) -> torch.Tensor:
@@ -161,5 +166,7 @@ class HFSam(CachedSegmenter):
             multimask_output=multimask,
         )
         low_res, scores = best_mask(outputs.pred_masks[0], outputs.iou_scores[0])
-        masks = self.processor.post_process_masks([low_res.float()], [embedding.original_size], [embedding.input_size])
-        return masks[0][:, 0], scores
+        masks = self.processor.post_process_masks([low_res.float()], [embedding.original_size], [embedding.input_size])[
+            0
+        ]
+        return masks[:, 0], scores

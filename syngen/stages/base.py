@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict
@@ -43,6 +43,9 @@ __all__ = [
 # ``json_schema_extra`` of a setting added after results were stored: left at its default it stays out of the
 # stage's fingerprint, so an upgrade keeps those results (the default keeps the earlier behaviour).
 ADDED_LATER: JsonDict = {"added_later": True}
+# ``json_schema_extra`` of a setting that changes how a stage runs but not what it makes (memory savers such as
+# CPU offload or VAE slicing): never part of the fingerprint, like ``batch_size``.
+RUNTIME_ONLY: JsonDict = {"runtime_only": True}
 
 
 class StageConfig(BaseModel):
@@ -58,6 +61,18 @@ class ModelStageConfig(StageConfig):
     :func:`model_field`)."""
 
     model: ModelRef | None = Field(None, description="The model this stage runs.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] | None = Field(
+        None,
+        description="This stage's model dtype; auto: bfloat16 on GPUs that support it, float16 on older GPUs, "
+        "float32 on CPU; none: runtime.dtype.",
+        json_schema_extra=ADDED_LATER,
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model (faster calls on a GPU after a slow first one; results may differ in "
+        "the last bits).",
+        json_schema_extra=ADDED_LATER,
+    )
 
 
 def model_field(default: str, description: str) -> Any:
@@ -126,10 +141,22 @@ class Stage(Generic[C, M]):
         """The model this stage runs, or None for stages without one."""
         return self.config.model if isinstance(self.config, ModelStageConfig) else None
 
+    def model_dtype(self) -> str:
+        """The dtype this stage's model runs in: the stage's ``dtype`` setting when it has one (``auto``: bfloat16
+        on GPUs that support it, float16 on older ones, float32 on CPU), else the runtime's."""
+        from syngen.models.base import resolve_dtype
+
+        dtype = getattr(self.config, "dtype", None)
+        return self.ctx.dtype if dtype is None else resolve_dtype(dtype, self.ctx.device)
+
+    def model_options(self) -> dict[str, Any]:
+        """Keyword arguments for the model adapter at load (e.g. diffusers options); none by default."""
+        return {}
+
     def fingerprint(self) -> dict[str, Any]:
         """What decides this stage's output: its config (model id and revision included; a tiny twin's version),
-        less batch sizes and the settings marked :data:`ADDED_LATER` that are at their defaults. Pin ``revision`` to
-        make a Hub checkpoint part of it for good."""
+        less batch sizes, the settings marked :data:`RUNTIME_ONLY` and those marked :data:`ADDED_LATER` that are at
+        their defaults. Pin ``revision`` to make a Hub checkpoint part of it for good."""
         from syngen.models.twins import TINY_VERSION
 
         ref = self.model_ref()
@@ -140,8 +167,15 @@ class Stage(Generic[C, M]):
             if info.json_schema_extra == ADDED_LATER
             and getattr(self.config, name) == info.get_default(call_default_factory=True)
         }
-        config = self.config.model_dump(mode="json", exclude={"batch_size"} | at_default)
+        runtime_only = {n for n, i in type(self.config).model_fields.items() if i.json_schema_extra == RUNTIME_ONLY}
+        config = self.config.model_dump(mode="json", exclude={"batch_size"} | at_default | runtime_only)
         return {"stage": self.name, "config": config} | tiny
+
+    def shrink(self) -> bool:
+        """Halve the size of this stage's model calls after a CUDA out-of-memory error; False when they cannot
+        shrink further. By default a model call is the runner's batch, which the runner halves itself: a stage
+        whose calls hold more than its batch (e.g. several images per caption) overrides this."""
+        return False
 
     def process(self, samples: list[Sample], model: M) -> list[Result]:
         raise NotImplementedError

@@ -16,10 +16,16 @@ Empty masks, a mask equal to the positive (IoU 1.0, whatever the bounds say: cho
 a mask equal to one already accepted for the region are rejected too. Each wanted negative
 (a slot: region, kind, slot number) gets up to ``max_tries`` attempts; attempt ``a`` draws its points from
 ``attempt_seed(seed, sample id, region, kind, slot, a)``, the seed recorded with the negative. The image
-embedding comes from the segmenter's cache (the segment stage's ``embed`` under the sample id), and all
-attempts of one round on one image go through one ``predict`` call per kind.
+embedding comes from the segmenter's cache (the segment stage's ``embed`` under the sample id).
 
-``negatives_stats``: ``boundary_accepted``, ``semantic_accepted``, ``tries`` (SAM prompts run) and ``gave_up``
+Decoder calls are batched across slots and attempts: a round runs, in one ``predict`` call per kind, the next
+attempts of every slot still open (1 attempt, then 2, 4, ...: at most 2 * ceil(log2(max_tries + 1)) calls per
+image instead of 2 * max_tries), and candidates are then accepted in the order of one attempt at a time, so the
+result is the same as trying one attempt after another. IoU, emptiness and share in the box are measured on
+the model's device in one pass per call; only accepted masks come to the host.
+
+``negatives_stats``: ``boundary_accepted``, ``semantic_accepted``, ``tries`` (attempts used: candidates a slot
+considered, not counting those computed ahead for a slot that was done by then) and ``gave_up``
 (slots left without a negative: retry limit reached, or no mask / no pixel to draw points from). Identity:
 ``boundary_accepted + semantic_accepted + gave_up == regions * (boundary_per_mask + semantic_per_mask)``, and
 ``accepted <= tries <= max_tries * (boundary_per_mask + semantic_per_mask) * regions``.
@@ -33,13 +39,14 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from pydantic import Field, field_validator
 
-from syngen.masks import box_mask, clip_box, decode_rle, edge_band, encode_rle, mask_iou, share_in_box
+from syngen.masks import box_mask, clip_box, decode_rle, edge_band, encode_rle
 from syngen.models.roles import Role, Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Region, Sample, item_seed, load_image
@@ -47,6 +54,7 @@ from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig
 
 Points = tuple[list[list[int]], list[int]]
 STATS = ("boundary_accepted", "semantic_accepted", "tries", "gave_up")
+ROUND_GROWTH = 2  # each round of decoder calls runs this many times the attempts of the one before
 
 
 class NegativesConfig(ModelStageConfig):
@@ -127,6 +135,17 @@ def _pixel(flat: np.ndarray, width: int, rng: np.random.Generator) -> list[int]:
 
 
 @dataclass
+class _Region:
+    """What every slot of one region checks its candidates against: the positive mask and its box (as a mask,
+    on the model's device), and the negatives accepted so far (a region never gets the same mask twice)."""
+
+    box: list[float]
+    positive: torch.Tensor
+    inside: torch.Tensor
+    accepted: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass
 class _Slot:
     """One wanted negative: the region it belongs to, its kind and number, and the pixels its points come from."""
 
@@ -134,10 +153,29 @@ class _Slot:
     kind: str
     number: int
     pools: tuple[np.ndarray, ...]
+    shared: _Region
     done: bool = False
 
 
-class Negatives(Stage[NegativesConfig, Segmenter]):
+@dataclass
+class _Candidate:
+    """One attempt's mask (on the model's device), its prompt, and what acceptance looks at."""
+
+    mask: torch.Tensor
+    points: list[list[int]]
+    labels: list[int]
+    seed: int
+    score: float
+    empty: bool
+    iou: float
+    share_in_box: float
+
+
+def _pending(slots: list[_Slot], kind: str) -> list[_Slot]:
+    return [s for s in slots if s.kind == kind and not s.done]
+
+
+class Negatives(Stage):
     """Adds SAM-perturbed boundary and semantic hard negatives to every region (see the module docstring)."""
 
     name: ClassVar[str] = "negatives"
@@ -158,55 +196,53 @@ class Negatives(Stage[NegativesConfig, Segmenter]):
         cfg = self.config
         regions: list[Region] = [{**r, "negatives": []} for r in sample.get("regions") or []]
         stats = dict.fromkeys(STATS, 0)
-        positives: dict[int, tuple[np.ndarray, list[float]]] = {}
         slots: list[_Slot] = []
+        device = getattr(model, "device", "cpu")
         for i, region in enumerate(regions):
             mask = decode_rle(region["mask"]) if region.get("mask") else None
             if mask is None or not mask.any():
                 stats["gave_up"] += cfg.boundary_per_mask + cfg.semantic_per_mask
                 continue
             box = clip_box(region["box"], mask.shape[1], mask.shape[0])
-            positives[i] = mask, box
-            pools = {
-                "boundary": boundary_candidates(mask, box, cfg.edge_band),
-                "semantic": (~box_mask(box, *mask.shape),),
-            }
+            inside = box_mask(box, *mask.shape)
+            shared = _Region(box, torch.as_tensor(mask, device=device), torch.as_tensor(inside, device=device))
+            pools = {"boundary": boundary_candidates(mask, box, cfg.edge_band), "semantic": (~inside,)}
             for kind, wanted in (("boundary", cfg.boundary_per_mask), ("semantic", cfg.semantic_per_mask)):
                 if any(pool.any() for pool in pools[kind]):
-                    slots += [_Slot(i, kind, n, pools[kind]) for n in range(wanted)]
+                    slots += [_Slot(i, kind, n, pools[kind], shared) for n in range(wanted)]
                 else:
                     stats["gave_up"] += wanted
 
-        for attempt in range(cfg.max_tries):
-            for kind in ("boundary", "semantic"):
-                batch = [s for s in slots if s.kind == kind and not s.done]
-                if batch:
-                    stats["tries"] += len(batch)
-                    self._round(model, sample["id"], kind, attempt, batch, positives, regions, stats)
+        attempt, span = 0, 1
+        while attempt < cfg.max_tries and any(not s.done for s in slots):
+            attempts = range(attempt, min(attempt + span, cfg.max_tries))
+            candidates = {
+                kind: self._candidates(model, sample["id"], kind, attempts, _pending(slots, kind))
+                for kind in ("boundary", "semantic")
+            }
+            for a in attempts:  # acceptance in the order of one attempt at a time: results do not depend on span
+                for kind in ("boundary", "semantic"):
+                    for slot in _pending(slots, kind):
+                        stats["tries"] += 1
+                        self._consider(candidates[kind][slot.region, slot.number, a], slot, regions, stats)
+            attempt, span = attempt + span, ROUND_GROWTH * span
         stats["gave_up"] += sum(not s.done for s in slots)
         return {"regions": regions, "negatives_stats": stats}
 
-    def _round(
-        self,
-        model: Segmenter,
-        key: str,
-        kind: str,
-        attempt: int,
-        batch: list[_Slot],
-        positives: dict[int, tuple[np.ndarray, list[float]]],
-        regions: list[Region],
-        stats: dict[str, int],
-    ) -> None:
-        """One attempt for every slot in ``batch`` (all of one kind), in one predict call; records acceptances."""
+    def _candidates(
+        self, model: Segmenter, key: str, kind: str, attempts: range, slots: list[_Slot]
+    ) -> dict[tuple[int, int, int], _Candidate]:
+        """Candidate negatives for every (slot, attempt), all in one predict call: (region, slot number, attempt)
+        -> the candidate, with its IoU, emptiness and share in the box measured on the model's device."""
+        if not slots:
+            return {}
         cfg = self.config
-        seeds = [attempt_seed(cfg.seed, key, s.region, kind, s.number, attempt) for s in batch]
+        jobs = [(s, a, attempt_seed(cfg.seed, key, s.region, kind, s.number, a)) for a in attempts for s in slots]
         if kind == "boundary":
-            prompts = [
-                boundary_prompt(s.pools[0], s.pools[1], cfg.points, seed) for s, seed in zip(batch, seeds, strict=True)
-            ]
-            boxes = np.array([positives[s.region][1] for s in batch], dtype=np.float32)
+            prompts = [boundary_prompt(s.pools[0], s.pools[1], cfg.points, seed) for s, _, seed in jobs]
+            boxes = np.array([s.shared.box for s, _, _ in jobs], dtype=np.float32)
         else:
-            prompts = [semantic_prompt(s.pools[0], seed) for s, seed in zip(batch, seeds, strict=True)]
+            prompts = [semantic_prompt(s.pools[0], seed) for s, _, seed in jobs]
             boxes = None
         multimask = kind == "semantic"  # a single click: the best of SAM's three masks
         masks, scores = model.predict(
@@ -215,35 +251,66 @@ class Negatives(Stage[NegativesConfig, Segmenter]):
             points=np.array([p for p, _ in prompts], dtype=np.float32),
             labels=np.array([labels for _, labels in prompts], dtype=np.int64),
             multimask=multimask,
+            host=False,
         )
-        for slot, seed, (points, labels), negative, score in zip(batch, seeds, prompts, masks, scores, strict=True):
-            positive, box = positives[slot.region]
-            iou = mask_iou(negative, positive)
-            accepted = regions[slot.region]["negatives"]
-            if not self._acceptable(kind, negative, iou, box) or any(
-                np.array_equal(negative, decode_rle(n["mask"])) for n in accepted
-            ):
-                continue
-            accepted.append(
-                {
-                    "kind": kind,
-                    "points": points,
-                    "labels": labels,
-                    "iou": iou,
-                    "seed": seed,
-                    "mask": encode_rle(negative),
-                    "score": float(score),
-                    "multimask": multimask,
-                }
+        masks = torch.as_tensor(masks)
+        positive = torch.stack([slot.shared.positive for slot, _, _ in jobs]).to(masks.device)
+        inside = torch.stack([slot.shared.inside for slot, _, _ in jobs]).to(masks.device)
+        area = masks.flatten(1).sum(1)
+        inter = (masks & positive).flatten(1).sum(1)
+        union = (masks | positive).flatten(1).sum(1)
+        in_box = (masks & inside).flatten(1).sum(1)
+        measures = torch.stack([area, inter, union, in_box], 1).tolist()  # one transfer for the whole call
+        return {
+            (slot.region, slot.number, a): _Candidate(
+                mask=mask,
+                points=points,
+                labels=labels,
+                seed=seed,
+                score=float(score),
+                empty=not m_area,
+                iou=float(np.float64(m_inter) / m_union) if m_union else 0.0,
+                share_in_box=float(np.float64(m_in_box) / m_area) if m_area else 0.0,
             )
-            slot.done = True
-            stats[f"{kind}_accepted"] += 1
+            for (slot, a, seed), (points, labels), mask, score, (m_area, m_inter, m_union, m_in_box) in zip(
+                jobs, prompts, masks, torch.as_tensor(scores, dtype=torch.float32).tolist(), measures, strict=True
+            )
+        }
 
-    def _acceptable(self, kind: str, negative: np.ndarray, iou: float, box: list[float]) -> bool:
+    def _consider(
+        self,
+        candidate: _Candidate,
+        slot: _Slot,
+        regions: list[Region],
+        stats: dict[str, int],
+    ) -> None:
+        """Accepts ``candidate`` for ``slot`` when it meets the bounds of its kind and equals no negative already
+        accepted for the region (the mask comes to the host only then)."""
+        if not self._acceptable(slot.kind, candidate) or any(
+            torch.equal(candidate.mask, other) for other in slot.shared.accepted
+        ):
+            return
+        slot.shared.accepted.append(candidate.mask)
+        regions[slot.region]["negatives"].append(
+            {
+                "kind": slot.kind,
+                "points": candidate.points,
+                "labels": candidate.labels,
+                "iou": candidate.iou,
+                "seed": candidate.seed,
+                "mask": encode_rle(candidate.mask.cpu().numpy()),
+                "score": candidate.score,
+                "multimask": slot.kind == "semantic",
+            }
+        )
+        slot.done = True
+        stats[f"{slot.kind}_accepted"] += 1
+
+    def _acceptable(self, kind: str, candidate: _Candidate) -> bool:
         """Whether a candidate mask is non-empty, differs from the positive and meets the bounds of its kind."""
         cfg = self.config
-        if not negative.any() or iou >= 1.0:
+        if candidate.empty or candidate.iou >= 1.0:
             return False
         if kind == "boundary":
-            return cfg.iou_band[0] <= iou <= cfg.iou_band[1]
-        return iou <= cfg.semantic_max_iou and share_in_box(negative, box) <= cfg.semantic_max_inside_box
+            return cfg.iou_band[0] <= candidate.iou <= cfg.iou_band[1]
+        return candidate.iou <= cfg.semantic_max_iou and candidate.share_in_box <= cfg.semantic_max_inside_box

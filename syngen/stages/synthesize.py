@@ -6,7 +6,9 @@ i-th with id ``make_id(parent_id, "synthesize", i, seed)`` and an image seed der
 so a rerun on the same device makes the same images. All prompts of a batch (× images_per_caption) are generated
 in as few calls of at most ``batch_size`` images as possible, of near-equal sizes (7 images, batch_size 3: calls of
 2, 2 and 3). An image's pixels depend on the number of images in its call, not on which prompts share it: see the
-README's Limits. A sample with an empty caption is a failure of kind ``empty_caption``.
+README's Limits. After a CUDA out-of-memory error the runner halves that call size (:meth:`Synthesize.shrink`), down
+to one image per call. Images are PNG-encoded in the shared thread pool while the next call runs. A sample with an
+empty caption is a failure of kind ``empty_caption``.
 
 Example::
 
@@ -17,17 +19,21 @@ Example::
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from itertools import pairwise
+from typing import Any
 
 from datasets import Image as ImageFeature
 from datasets import Value
-from pydantic import Field
+from PIL import Image
+from pydantic import Field, field_validator
 
 from syngen.export.schema import Column
 from syngen.models.roles import TextToImage
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample, image_bytes, item_seed, make_id
-from syngen.stages.base import ModelStageConfig, Result, Stage, Update, model_field
+from syngen.stages.base import ADDED_LATER, RUNTIME_ONLY, Context, ModelStageConfig, Result, Stage, Update, model_field
+from syngen.threads import POOL
 
 
 class SynthesizeConfig(ModelStageConfig):
@@ -46,6 +52,43 @@ class SynthesizeConfig(ModelStageConfig):
     negative_prompt: str = Field("", description="What the images should not show (empty: none).")
     seed: int = Field(0, ge=0, description="Base seed; each image's seed derives from it, the parent id and its index.")
     batch_size: int = Field(4, ge=1, description="Images per model call; halved and retried on CUDA out-of-memory.")
+    scheduler: str | None = Field(
+        None,
+        description="A diffusers scheduler class to sample with (e.g. DPMSolverMultistepScheduler, built from the "
+        "checkpoint's scheduler config); none: the checkpoint's own.",
+        json_schema_extra=ADDED_LATER,
+    )
+    variant: str | None = Field(
+        None,
+        description="Weight variant to load (e.g. fp16: half the download and load time); none: the full weights.",
+        json_schema_extra=ADDED_LATER,
+    )
+    vae_tiling: bool = Field(
+        False,
+        description="Decode latents in tiles: large images in little GPU memory (seams may differ slightly).",
+        json_schema_extra=ADDED_LATER,
+    )
+    cpu_offload: bool = Field(
+        False,
+        description="Keep the pipeline's models in CPU memory and move each to the GPU only while it runs (a small "
+        "GPU; slower). Ignored on CPU.",
+        json_schema_extra=RUNTIME_ONLY,
+    )
+    vae_slicing: bool = Field(
+        False,
+        description="Decode a batch's latents one image at a time (less GPU memory, same images).",
+        json_schema_extra=RUNTIME_ONLY,
+    )
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str | None) -> str | None:
+        if value is not None:
+            import diffusers
+
+            if not value.endswith("Scheduler") or not hasattr(diffusers, value):
+                raise ValueError(f"{value!r} is not a diffusers scheduler class (e.g. DPMSolverMultistepScheduler)")
+        return value
 
 
 class Synthesize(Stage[SynthesizeConfig, TextToImage]):
@@ -63,6 +106,20 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
     role = "text-to-image"
     default_backend = "diffusers"
 
+    def __init__(self, config: SynthesizeConfig, ctx: Context):
+        super().__init__(config, ctx)
+        self.call_size = config.batch_size  # images per model call; halved on out-of-memory
+
+    def model_options(self) -> dict[str, Any]:
+        """The diffusers options the pipeline is loaded with."""
+        return self.config.model_dump(include={"scheduler", "variant", "vae_tiling", "cpu_offload", "vae_slicing"})
+
+    def shrink(self) -> bool:
+        if self.call_size == 1:
+            return False
+        self.call_size //= 2
+        return True
+
     def image_seed(self, parent_id: str, index: int) -> int:
         """The generator seed of image ``index`` made from sample ``parent_id``."""
         return item_seed(self.config.seed, parent_id, index, bits=31)
@@ -75,13 +132,14 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
             if sample["caption"].strip()
             for index in range(cfg.images_per_caption)
         ]
-        images = []
-        # as few calls as batch_size allows, of near-equal sizes: no lone last image (see README, Limits)
-        calls = -(-len(jobs) // cfg.batch_size)
+        images: list[Image.Image] = []
+        pngs: list[Future[bytes]] = []  # encoded in the shared pool while the next chunk is generated
+        # as few calls as call_size allows, of near-equal sizes: no lone last image (see README, Limits)
+        calls = -(-len(jobs) // self.call_size)
         bounds = [len(jobs) * i // calls for i in range(calls + 1)]
         for start, stop in pairwise(bounds):
             chunk = jobs[start:stop]
-            images += model.generate(
+            made = model.generate(
                 [samples[n]["caption"] for n, _, _ in chunk],
                 [seed for _, _, seed in chunk],
                 negative_prompt=cfg.negative_prompt or None,
@@ -90,13 +148,15 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
                 height=cfg.height,
                 width=cfg.width,
             )
+            images += made
+            pngs += [POOL.submit(image_bytes, image) for image in made]
         updates: list[list[Update]] = [[] for _ in samples]
-        for (n, index, seed), image in zip(jobs, images, strict=True):
+        for (n, index, seed), image, png in zip(jobs, images, pngs, strict=True):
             parent = samples[n]["id"]
             updates[n].append(
                 {
                     "id": make_id(parent, "synthesize", index, cfg.seed),
-                    "image": image_bytes(image),
+                    "image": png.result(),
                     "width": image.width,
                     "height": image.height,
                     "synth": {"seed": seed, "index": index, "parent": parent, "prompt": samples[n]["caption"]},

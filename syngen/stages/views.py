@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
 import imagehash
@@ -32,6 +32,7 @@ from syngen.export.schema import BOX, Column
 from syngen.masks import clip_box
 from syngen.sample import Region, Sample, View, item_seed, load_image
 from syngen.stages.base import Result, Stage, StageConfig
+from syngen.threads import POOL
 
 
 class ViewsConfig(StageConfig):
@@ -136,10 +137,18 @@ class Views(Stage[ViewsConfig, None]):
     Config: ClassVar[type[StageConfig]] = ViewsConfig
 
     def process(self, samples: list[Sample], model: None = None) -> list[Result]:
-        """One update per sample: ``regions`` with ``views``."""
-        return [self._views(s) for s in samples]
+        """One update per sample: ``regions`` with ``views``. The pHash scores of all regions of the batch are
+        computed in the shared thread pool."""
+        cfg = self.config
+        regions = [(s, r) for s in samples for r in s.get("regions") or []] if cfg.select == "phash" else []
+        hashed = POOL.map(
+            lambda job: phash_scores(load_image(job[0]), job[1]["box"], cfg.candidates, cfg.size), regions
+        )
+        scores = iter(list(hashed))
+        return [self._views(s, scores) for s in samples]
 
-    def _views(self, sample: Sample) -> dict[str, Any]:
+    def _views(self, sample: Sample, phashed: Iterator[dict[float, float]]) -> dict[str, Any]:
+        """``phashed``: the pHash scores of the sample's regions, in order (select: phash)."""
         cfg = self.config
         regions = sample.get("regions") or []
         if not regions:
@@ -148,7 +157,7 @@ class Views(Stage[ViewsConfig, None]):
         out: list[Region] = []
         for i, region in enumerate(regions):
             if cfg.select == "phash":
-                phash = phash_scores(image, region["box"], cfg.candidates, cfg.size)
+                phash = next(phashed)
                 chosen = select_views(phash, cfg.n_views - 1)
                 scores: dict[float, float | None] = dict(phash)
             else:

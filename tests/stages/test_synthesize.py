@@ -8,11 +8,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+import yaml
 from PIL import Image
 from pydantic import ValidationError
 
 from syngen.models.diffusers_t2i import DiffusersTextToImage
 from syngen.models.loading import build_tiny
+from syngen.recipe import load_recipe
+from syngen.runner import Runner
 from syngen.sample import Failure, make_id
 from syngen.stages.base import Context
 from syngen.stages.synthesize import Synthesize, SynthesizeConfig
@@ -75,6 +79,92 @@ def test_empty_caption_is_a_failure(sd: DiffusersTextToImage) -> None:
 def test_sizes_must_be_multiples_of_8(field: str) -> None:
     with pytest.raises(ValidationError, match="multiple of 8"):
         SynthesizeConfig(**{field: 100})
+
+
+class OomAbove:
+    """A text-to-image model that runs out of CUDA memory on calls of more than ``limit`` images."""
+
+    def __init__(self, limit: int):
+        self.limit, self.calls = limit, []
+
+    def generate(self, prompts: list[str], seeds: list[int], **kwargs: Any) -> list[Image.Image]:
+        self.calls.append(len(prompts))
+        if len(prompts) > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+        return [Image.new("RGB", (8, 8), (seed % 256, 0, 0)) for seed in seeds]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "limit, calls_after",
+    [pytest.param(1, [1] * 8, id="down-to-one-image"), pytest.param(2, [2] * 4, id="down-to-two-images")],
+)
+def test_out_of_memory_shrinks_the_model_call_with_several_images_per_caption(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int, calls_after: list[int]
+) -> None:
+    """One caption per batch (images_per_caption 4, batch_size 4): halving the batch alone cannot help."""
+    model = OomAbove(limit)
+    monkeypatch.setattr("syngen.models.pool.load", lambda *args, **options: (model, 0.0))
+    (tmp_path / "captions.txt").write_text("a red ball\na dog\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "oom",
+                "source": {"kind": "captions", "path": "captions.txt"},
+                "runtime": {"device": "cpu"},
+                "stages": {"synthesize": {"model": "org/sd", "images_per_caption": 4, "batch_size": 4, "steps": 1}},
+            }
+        )
+    )
+    runner = Runner(load_recipe(recipe), tmp_path / "out", progress=False)
+    runner.open_stores()
+    samples = list(runner.samples())
+    report = runner.summary["stages"]["synthesize"]
+    assert (report["items_in"], report["failed"], report["emitted"]) == (2, 0, 8)
+    assert sorted(s["synth"]["seed"] % 256 for s in samples) == sorted(
+        runner.stages[1].image_seed(p, i) % 256 for p in {s["synth"]["parent"] for s in samples} for i in range(4)
+    )
+    assert [n for n in model.calls if n <= limit] == calls_after  # every image made once, in calls that fit
+
+
+PRE_SETTINGS = {"model", "steps", "guidance_scale", "height", "width", "images_per_caption", "negative_prompt", "seed"}
+
+
+@pytest.mark.parametrize(
+    "settings, same_fingerprint",
+    [
+        pytest.param({}, True, id="defaults"),
+        pytest.param({"cpu_offload": True, "vae_slicing": True}, True, id="memory-savers-change-nothing-made"),
+        pytest.param({"scheduler": "EulerDiscreteScheduler"}, False, id="scheduler"),
+        pytest.param({"variant": "fp16"}, False, id="variant"),
+        pytest.param({"vae_tiling": True}, False, id="vae-tiling"),
+    ],
+)
+def test_diffusers_settings_leave_the_fingerprint_alone_at_defaults(settings: dict, same_fingerprint: bool) -> None:
+    ctx = Context(recipe_dir=Path("."))
+    default = Synthesize(SynthesizeConfig(), ctx).fingerprint()
+    assert set(default["config"]) == PRE_SETTINGS  # what stores made before these settings existed hold
+    assert (Synthesize(SynthesizeConfig(**settings), ctx).fingerprint() == default) is same_fingerprint
+
+
+def test_unknown_scheduler_fails_validation() -> None:
+    with pytest.raises(ValidationError, match="not a diffusers scheduler"):
+        SynthesizeConfig(scheduler="FastestScheduler")
+
+
+def test_diffusers_options_reach_the_pipeline() -> None:
+    plain = DiffusersTextToImage(build_tiny("sd"))
+    tuned = DiffusersTextToImage(
+        build_tiny("sd"), scheduler="EulerDiscreteScheduler", vae_slicing=True, vae_tiling=True, cpu_offload=True
+    )
+    assert type(tuned.pipe.scheduler).__name__ == "EulerDiscreteScheduler"
+    assert tuned.pipe.vae.use_slicing and tuned.pipe.vae.use_tiling
+    assert type(plain.pipe.scheduler).__name__ == "PNDMScheduler" and not plain.pipe.vae.use_slicing
+    images = tuned.generate(["a red ball"] * 2, [1, 2], steps=2, guidance_scale=7.5)
+    assert [im.size for im in images] == [(64, 64)] * 2  # cpu_offload is ignored on CPU
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,185 @@
+"""GPU: the grounding half of the pipeline (ground -> segment -> negatives) through syngen's stages against a
+naive loop over the same models, in the same run.
+
+With ``--full`` (the default on CUDA) the models are full-size and randomly initialised, of the classes
+``recipes/synground.yaml`` names for these stages: GroundingDINO-T (Swin-T + BERT-base) and SAM ViT-B (weights do
+not change speed; the tokenizer is the tiny twin's, built locally). Without it (the default on CPU) the tiny twins
+run, at toy sizes. The naive loop does what a first script would: one image at a time, the detector once per
+phrase, SAM re-embedding the image for every box and every negative attempt (one prompt per call).
+
+Prints images per second per stage and overall for both, their ratio, peak GPU memory, and the share of the
+syngen run's wall time in which the GPU ran no kernel (from torch.profiler; CUDA only).
+
+    python benchmarks/gpu.py [--images 8] [--phrases 4] [--size 1024] [--full | --toy] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import (
+    GroundingDinoConfig,
+    GroundingDinoForObjectDetection,
+    GroundingDinoProcessor,
+    SamConfig,
+    SamModel,
+    SamProcessor,
+)
+from transformers.models.grounding_dino import GroundingDinoImageProcessorPil
+from transformers.models.sam import SamImageProcessorPil
+
+from syngen.models.grounding_dino import GroundingDino
+from syngen.models.loading import build_tiny
+from syngen.models.sam_hf import HFSam
+from syngen.sample import image_bytes, load_image
+from syngen.stages.base import Context
+from syngen.stages.ground import Ground, GroundConfig
+from syngen.stages.negatives import Negatives, NegativesConfig
+from syngen.stages.segment import Segment, SegmentConfig
+
+WORDS = ["red ball", "dog", "blue car", "tree", "person", "table", "cat", "house", "bird", "window"]
+
+
+def full_size_models(folder: Path) -> tuple[Path, Path]:
+    """Random-weight GroundingDINO-T and SAM ViT-B saved under ``folder`` (processors at the real sizes)."""
+    torch.manual_seed(0)
+    dino, sam = folder / "grounding-dino-t", folder / "sam-vit-b"
+    GroundingDinoForObjectDetection(GroundingDinoConfig()).save_pretrained(dino)
+    tokenizer = GroundingDinoProcessor.from_pretrained(build_tiny("grounder")).tokenizer
+    GroundingDinoProcessor(image_processor=GroundingDinoImageProcessorPil(), tokenizer=tokenizer).save_pretrained(dino)
+    SamModel(SamConfig()).save_pretrained(sam)
+    SamProcessor(image_processor=SamImageProcessorPil()).save_pretrained(sam)
+    return dino, sam
+
+
+def make_samples(count: int, phrases: int, size: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(0)
+    return [
+        {
+            "id": f"img{i}",
+            "image": image_bytes(Image.fromarray(rng.integers(0, 255, (size, size, 3), np.uint8))),
+            "phrases": list(rng.choice(WORDS, phrases, replace=False)),
+        }
+        for i in range(count)
+    ]
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def syngen_path(samples: list[dict], dino: GroundingDino, sam: HFSam, device: str, batch: int) -> dict[str, float]:
+    """Seconds per stage through the stages (batched, one embedding per image, batched negatives)."""
+    ctx = Context(recipe_dir=Path("."), device=device)
+    ground = Ground(GroundConfig(box_threshold=0.0, text_threshold=0.0, batch_size=batch), ctx)
+    segment, negatives = Segment(SegmentConfig(batch_size=batch), ctx), Negatives(NegativesConfig(), ctx)
+    seconds: dict[str, float] = {}
+    for stage, model in ((ground, dino), (segment, sam), (negatives, sam)):
+        start = time.perf_counter()
+        out = []
+        for i in range(0, len(samples), batch):
+            chunk = samples[i : i + batch]
+            out += [s | r for s, r in zip(chunk, stage.process(chunk, model), strict=True)]
+        sync(device)
+        seconds[stage.name] = time.perf_counter() - start
+        samples = out
+    return seconds
+
+
+def naive_path(samples: list[dict], dino: GroundingDino, sam: HFSam, device: str) -> dict[str, float]:
+    """Seconds per stage of the naive loop: one image, one phrase, one box, one prompt at a time."""
+    seconds = dict.fromkeys(("ground", "segment", "negatives"), 0.0)
+    cfg = NegativesConfig()
+    for n, sample in enumerate(samples):
+        image = load_image(sample)
+        start = time.perf_counter()
+        boxes = []
+        for phrase in sample["phrases"]:
+            dets = dino.detect([image], [phrase + "."], 0.0, 0.0)[0]
+            boxes += [max(dets, key=lambda d: d["score"])["box"]] if dets else []
+        sync(device)
+        seconds["ground"] += time.perf_counter() - start
+        start = time.perf_counter()
+        masks = []
+        for b, box in enumerate(boxes):
+            sam.embed([image], [f"naive-{n}-{b}"])  # re-embeds for every box
+            masks.append(sam.predict(f"naive-{n}-{b}", boxes=np.array([box], np.float32))[0][0])
+        sync(device)
+        seconds["segment"] += time.perf_counter() - start
+        start = time.perf_counter()
+        for b, (box, mask) in enumerate(zip(boxes, masks, strict=True)):
+            for slot in range(cfg.boundary_per_mask + cfg.semantic_per_mask):
+                for attempt in range(2):  # two tries each, one prompt per call, re-embedding every time
+                    key = f"naive-{n}-{b}-{slot}-{attempt}"
+                    sam.embed([image], [key])
+                    ys, xs = np.nonzero(mask) if mask.any() else ([0], [0])
+                    point = np.array([[[xs[0], ys[0]]]], np.float32)
+                    sam.predict(key, boxes=np.array([box], np.float32), points=point, labels=np.array([[1]]))
+        sync(device)
+        seconds["negatives"] += time.perf_counter() - start
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--phrases", type=int, default=4)
+    parser.add_argument("--size", type=int, default=None, help="image side; default 1024 full, 256 toy")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32")
+    size_group = parser.add_mutually_exclusive_group()
+    size_group.add_argument("--full", action="store_true", default=None)
+    size_group.add_argument("--toy", dest="full", action="store_false")
+    args = parser.parse_args()
+    full = args.device.startswith("cuda") if args.full is None else args.full
+    size = args.size or (1024 if full else 256)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dino_path, sam_path = full_size_models(Path(tmp)) if full else (build_tiny("grounder"), build_tiny("segmenter"))
+        dino = GroundingDino(dino_path, device=args.device, dtype=args.dtype)
+        sam = HFSam(sam_path, device=args.device, dtype=args.dtype)
+    sam.cache_limit = 4 * args.images
+    samples = make_samples(args.images, args.phrases, size)
+    syngen_path(samples[:1], dino, sam, args.device, args.batch)  # warm-up
+    naive_path(samples[:1], dino, sam, args.device)
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        with torch.profiler.profile(activities=activities) as prof:
+            wall = time.perf_counter()
+            fast = syngen_path(samples, dino, sam, args.device, args.batch)
+            wall = time.perf_counter() - wall
+        busy_us = sum(e.self_device_time_total for e in prof.key_averages() if e.self_device_time_total > 0)
+        idle = max(0.0, 1 - busy_us / 1e6 / wall)
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        fast = syngen_path(samples, dino, sam, args.device, args.batch)
+    slow = naive_path(samples, dino, sam, args.device)
+
+    kind = "full-size random-weight GroundingDINO-T + SAM ViT-B" if full else "tiny twins (toy sizes)"
+    name = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"{kind}, {args.images} images of {size}x{size}, {args.phrases} phrases each, on {name}, {args.dtype}")
+    print(f"{'stage':>10} {'syngen img/s':>13} {'naive img/s':>12} {'speed-up':>9}")
+    for stage in ("ground", "segment", "negatives"):
+        a, b = args.images / fast[stage], args.images / slow[stage]
+        print(f"{stage:>10} {a:13.2f} {b:12.2f} {a / b:9.1f}x")
+    a, b = args.images / sum(fast.values()), args.images / sum(slow.values())
+    print(f"{'overall':>10} {a:13.2f} {b:12.2f} {a / b:9.1f}x")
+    if cuda:
+        print(f"peak GPU memory {peak:.1f} GiB; GPU idle {100 * idle:.0f}% of the syngen run's wall time")
+    else:
+        print("peak GPU memory and GPU idle share: CUDA only")
+
+
+if __name__ == "__main__":
+    main()

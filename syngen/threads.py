@@ -1,0 +1,74 @@
+"""CPU work off the main thread, so the device is not kept waiting: a shared pool for encoding (PNG, pHash) and
+a helper that hands a stream to a consumer running in a worker thread (the export, while the next wave runs).
+
+PIL, numpy, pyarrow and torch release the GIL in their heavy loops, so these threads overlap with model calls.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# encoding and hashing of images off the main thread (map results come back in order)
+POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="syngen-cpu")
+
+_END, _ABORT = object(), object()
+
+
+class ProducerFailed(RuntimeError):
+    """The stream feeding a consumer thread stopped with an error (the consumer must not finish its work)."""
+
+
+def consume_in_thread(consumer: Callable[[Iterator[T]], R], items: Iterable[T], maxsize: int = 64) -> R:
+    """``consumer(stream)`` run in a worker thread while this thread produces ``items`` into ``stream`` (at most
+    ``maxsize`` waiting). Returns what the consumer returns. An error (or Ctrl-C) while producing reaches the
+    consumer as :class:`ProducerFailed` from its stream and is then raised here; an error in the consumer stops
+    the production and is raised here."""
+    waiting: queue.Queue[Any] = queue.Queue(maxsize)
+    outcome: dict[str, Any] = {}
+
+    def stream() -> Iterator[T]:
+        while (item := waiting.get()) is not _END:
+            if item is _ABORT:
+                raise ProducerFailed("the producer stopped with an error")
+            yield item
+
+    def work() -> None:
+        try:
+            outcome["value"] = consumer(stream())
+        except BaseException as err:  # handed to the producing thread
+            outcome["error"] = err
+
+    worker = threading.Thread(target=work, name="syngen-consumer", daemon=True)
+    worker.start()
+    try:
+        for item in items:
+            if not _put(waiting, item, worker):
+                break  # the consumer failed: its error is raised below
+        _put(waiting, _END, worker)
+    except BaseException:
+        _put(waiting, _ABORT, worker)
+        worker.join()
+        raise
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _put(waiting: queue.Queue[Any], item: Any, worker: threading.Thread) -> bool:
+    """Puts ``item``, waiting for room while the worker lives; False when the worker is gone."""
+    while worker.is_alive():
+        try:
+            waiting.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False

@@ -1,0 +1,53 @@
+"""consume_in_thread: the consumer gets the stream in order; errors on either side stop both and are raised."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from syngen.threads import ProducerFailed, consume_in_thread
+
+
+def test_consumer_gets_every_item_in_order() -> None:
+    assert consume_in_thread(list, iter(range(500)), maxsize=3) == list(range(500))
+
+
+def test_a_producer_error_reaches_the_consumer_and_is_raised() -> None:
+    seen: list[int] = []
+    outcome: list[str] = []
+
+    def produce() -> Iterator[int]:
+        yield from range(5)
+        raise ValueError("stage broke")
+
+    def consume(stream: Iterator[int]) -> None:
+        try:
+            for item in stream:
+                seen.append(item)
+            outcome.append("finished")  # an export would swap in its dataset here
+        except ProducerFailed:
+            outcome.append("aborted")
+            raise
+
+    with pytest.raises(ValueError, match="stage broke"):
+        consume_in_thread(consume, produce(), maxsize=2)
+    assert seen == [0, 1, 2, 3, 4] and outcome == ["aborted"]
+
+
+def test_a_consumer_error_stops_the_producer_and_is_raised() -> None:
+    produced: list[int] = []
+
+    def produce() -> Iterator[int]:
+        for i in range(10_000):
+            produced.append(i)
+            yield i
+
+    def consume(stream: Iterator[int]) -> None:
+        for item in stream:
+            if item == 3:
+                raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        consume_in_thread(consume, produce(), maxsize=2)
+    assert len(produced) < 100
