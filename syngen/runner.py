@@ -16,10 +16,12 @@ import logging
 import os
 import resource
 import sys
+import threading
 import time
 import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -109,6 +111,8 @@ class Runner:
         self.preflight_s = 0.0
         self.summary: dict[str, Any] = {}  # the run report, filled in when :meth:`samples` is exhausted
         self._failures: TextIO  # where :meth:`samples` writes the failures it meets (the next failures.jsonl)
+        self._failures_lock = threading.Lock()  # written by the model stages and the model-free tail
+        self._stop = threading.Event()  # set when the run stops early: the model-free tail stops too
 
     def preflight(self) -> None:
         """Resolve every model before any compute (tiny twins are built here)."""
@@ -151,14 +155,10 @@ class Runner:
         Every failure met on the way (computed now or stored earlier) goes to ``OUT/failures.jsonl`` (a shard's to
         ``OUT/failures-shard-K.jsonl``), which is replaced when the stream is exhausted."""
         items = (item for item in self.source.items(self.limit) if self.shard.owns(item["id"]))
-        wave_size = self.recipe.top.runtime.wave_size
         failures = self.out / f".tmp-{self.failures_file}"
         try:
             with failures.open("w", encoding="utf-8") as self._failures:
-                while wave := list(islice(items, wave_size)):
-                    for stage in self.stages:
-                        wave = self._run_stage(stage, wave, compute)
-                    yield from wave
+                yield from self._waves(items, compute)
             if compute:
                 for store in self.stores.values():
                     store.compact()
@@ -170,6 +170,29 @@ class Runner:
                 self.pool.close()
             for bar in self._bars.values():
                 bar.close()
+
+    def _waves(self, items: Iterator[Sample], compute: bool) -> Iterator[Sample]:
+        """The final samples of ``items``, wave by wave. The model-free stages at the end (views) run in a worker
+        thread over wave k while the model stages run here over wave k + 1; leaving early (Ctrl-C, an error) stops
+        that worker after its current batch."""
+        wave_size = self.recipe.top.runtime.wave_size
+        head, tail = model_free_tail(self.stages)
+        if os.environ.get('NOTAIL'): head, tail = self.stages, []
+        DECODED.fit(2 * wave_size if tail else wave_size)  # two waves in flight: both keep their decoded images
+        self._stop.clear()
+        with ThreadPoolExecutor(1, "syngen-tail") as behind:
+            try:
+                finishing: Future[list[Sample]] | None = None
+                while wave := list(islice(items, wave_size)):
+                    for stage in head:
+                        wave = self._run_stage(stage, wave, compute)
+                    if finishing is not None:
+                        yield from finishing.result()
+                    finishing = behind.submit(self._run_stages, tail, wave, compute)
+                if finishing is not None:
+                    yield from finishing.result()
+            finally:
+                self._stop.set()
 
     def retry_failed(self) -> int:
         """Drops the stored failures of every stage (open the stores first), so the next :meth:`samples` computes
@@ -187,6 +210,11 @@ class Runner:
             )
         return self._bars[stage.name]
 
+    def _run_stages(self, stages: list[Stage[Any, Any]], wave: list[Sample], compute: bool) -> list[Sample]:
+        for stage in stages:
+            wave = self._run_stage(stage, wave, compute)
+        return wave
+
     def _run_stage(self, stage: Stage[Any, Any], wave: list[Sample], compute: bool) -> list[Sample]:
         start = time.perf_counter()
         report = self.reports[stage.name]
@@ -197,7 +225,8 @@ class Runner:
         rows: dict[str, list[Row]] = {}
         if pending and compute:
             DECODED.fit(len(wave))
-            _reset_peak_memory()
+            if stage.role is not None:  # a model-free stage runs beside the model stages: it leaves their peak alone
+                _reset_peak_memory()
             loads = self.pool.loads.total()
             model, load_s = self.pool.get(
                 stage.model_ref(),
@@ -218,6 +247,8 @@ class Runner:
             bar = self._bar(stage)
             queue = list(pending)
             while queue:
+                if self._stop.is_set():
+                    raise Stopped(f"{stage.name}: the run stopped")
                 batch, queue = queue[: self.batch_size[stage.name]], queue[self.batch_size[stage.name] :]
                 batch_rows = [
                     row
@@ -230,7 +261,8 @@ class Runner:
                 bar.update(len(batch))
             report.model_s += getattr(model, "model_seconds", 0.0) - model_s0
             report.computed += len(pending)
-            report.peak_mem_mb = max(report.peak_mem_mb, _peak_memory_mb())
+            if stage.role is not None:
+                report.peak_mem_mb = max(report.peak_mem_mb, _peak_memory_mb())
         rows |= store.read(stored)
         merged = []
         for sample in wave:
@@ -242,7 +274,9 @@ class Runner:
             outputs = _merge(sample, sample_rows, report)
             for row in sample_rows:
                 if row["status"] == "failed":
-                    self._failures.write(to_json(failure_record(stage.name, sample, json.loads(row["data"]))) + "\n")
+                    record = to_json(failure_record(stage.name, sample, json.loads(row["data"])))
+                    with self._failures_lock:
+                        self._failures.write(record + "\n")
             report.items_out += bool(outputs)
             report.emitted += len(outputs)
             merged.extend(outputs)
@@ -258,7 +292,7 @@ class Runner:
                 raise RuntimeError(f"{stage.name} returned {len(results)} results for {len(batch)} samples")
             return results
         except Exception as err:
-            if _is_oom(err):
+            if _is_oom(err) and model is not None:  # a model-free stage runs in a thread beside the model stages
                 self.pool.free_others(model)
                 _free_cuda()
                 if stage.shrink():  # the stage's model calls are larger than its batch: shrink those first
@@ -299,6 +333,18 @@ class Runner:
         """After ``samples(compute=False)``: the first stage with inputs not in its store and how many, or None
         when every sample went through every stage."""
         return next(((name, r.not_computed) for name, r in self.reports.items() if r.not_computed), None)
+
+
+class Stopped(Exception):
+    """Raised in the model-free tail's worker thread when the run has stopped (the run's own error is raised)."""
+
+
+def model_free_tail(stages: list[Stage[Any, Any]]) -> tuple[list[Stage[Any, Any]], list[Stage[Any, Any]]]:
+    """``stages`` split before the model-free stages at their end (none when the last stage has a model)."""
+    cut = len(stages)
+    while cut > 1 and stages[cut - 1].role is None:
+        cut -= 1
+    return stages[:cut], stages[cut:]
 
 
 def card_info(recipe: Recipe, report: dict[str, Any], repo_id: str | None = None) -> Any:

@@ -147,6 +147,7 @@ class DecodedImages:
         self.limit = max(self.limit, count)
 
     def get(self, data: bytes) -> Image.Image:
+        """The RGB image ``data`` decodes to, decoded now unless it is kept."""
         with self._lock:
             image = self._images.get(data)
             if image is not None:
@@ -155,10 +156,17 @@ class DecodedImages:
         image = Image.open(io.BytesIO(data)).convert("RGB")
         with self._lock:
             self.decodes += 1
+        self.put(data, image)
+        return image
+
+    def put(self, data: bytes, image: Image.Image) -> None:
+        """Keep ``image``, the RGB image ``data`` decodes to, for the stages that need it (a stage that made or
+        checked the image has it at hand: the next one need not decode it)."""
+        with self._lock:
             self._images[data] = image
+            self._images.move_to_end(data)
             while len(self._images) > self.limit:
                 self._images.popitem(last=False)
-        return image
 
 
 DECODED = DecodedImages()

@@ -326,6 +326,27 @@ def test_after_fan_out_negatives_encodes_no_image_and_each_image_is_decoded_once
     assert DECODED.decodes - decodes == 6  # segment and negatives (and views) decode each image once
 
 
+@pytest.mark.parametrize(
+    "stages",
+    [
+        pytest.param({}, id="seeds-checked-by-the-source"),
+        pytest.param({"synthesize": {"steps": 1, "width": 128, "height": 96}}, id="images-made-by-synthesize"),
+    ],
+)
+def test_a_stage_that_made_or_checked_an_image_hands_it_on_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stages: dict
+) -> None:
+    """The source decodes each seed to check it and synthesize has its images at hand: the views stage, which
+    crops every image, decodes none."""
+    monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeCaption")
+    monkeypatch.setitem(stage_registry.STAGES, "ground", f"{__name__}:BoxGround")
+    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], {"caption": {}, **stages, "ground": {}, "views": {}})
+    decodes = DECODED.decodes
+    samples, report = run_all(recipe, tmp_path / "out")
+    assert len(samples) == 3 and all(len(s["regions"][0]["views"]) == 3 for s in samples)
+    assert DECODED.decodes - decodes == 0
+
+
 MODEL_STAGES = ["caption", "synthesize", "phrases", "ground", "segment", "negatives"]
 
 

@@ -8,7 +8,6 @@ exposing one batch call for its role (the Protocols of :mod:`syngen.models.roles
 from __future__ import annotations
 
 import functools
-import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,10 +77,8 @@ class Adapter:
         return sum(t.numel() * t.element_size() for t in tensors.values())
 
     def close(self) -> None:
-        """Drop the model and free (GPU) memory."""
+        """Drop the model's modules (the model pool then returns their memory, once for several models)."""
         for name in list(vars(self)):
             if isinstance(getattr(self, name), torch.nn.Module) or name in ("model", "pipe", "processor"):
                 setattr(self, name, None)
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+

@@ -9,7 +9,9 @@ report.
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any, cast
@@ -34,6 +36,15 @@ def adapter_bytes(adapter: Any) -> int:
     """Bytes of an adapter's parameters and buffers (its ``memory_bytes()``; 0 when it cannot tell)."""
     measure = getattr(adapter, "memory_bytes", None)
     return int(measure()) if callable(measure) else 0
+
+
+def free_memory() -> None:
+    """Collects what closed models left in reference cycles (a quarter of a second: done once for all the models
+    freed together) and hands CUDA's cached blocks back to the device."""
+    gc.collect()
+    torch = sys.modules.get("torch")  # loaded models imported it
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def weights_bytes(path: Path) -> int:
@@ -89,26 +100,32 @@ class ModelPool:
 
     def free_others(self, adapter: Any) -> None:
         """Frees every resident model but ``adapter`` (after a CUDA out-of-memory error)."""
-        for key, (other, _) in list(self._resident.items()):
-            if other is not adapter:
-                self._free(key)
+        self._free([key for key, (other, _) in self._resident.items() if other is not adapter])
 
     def resident_bytes(self) -> int:
         return sum(size for _, size in self._resident.values())
 
     def close(self) -> None:
         """Frees every model."""
-        for key in list(self._resident):
-            self._free(key)
+        self._free(list(self._resident))
 
     def _fit(self, incoming: int) -> None:
         """Frees least recently used models until ``incoming`` more bytes fit the budget."""
-        while self._resident and self.resident_bytes() + incoming > self.budget:
-            self._free(next(iter(self._resident)))
+        evicted, kept = [], self.resident_bytes()
+        for key, (_, size) in self._resident.items():
+            if kept + incoming <= self.budget:
+                break
+            evicted.append(key)
+            kept -= size
+        self._free(evicted)
 
-    def _free(self, key: Key) -> None:
-        adapter, _ = self._resident.pop(key)
-        adapter.close()
+    def _free(self, keys: list[Key]) -> None:
+        """Closes the models under ``keys``, then returns their memory once."""
+        for key in keys:
+            adapter, _ = self._resident.pop(key)
+            adapter.close()
+        if keys:
+            free_memory()
 
 
 def _estimate(ref: ModelRef, dtype: str) -> int:

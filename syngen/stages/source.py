@@ -30,7 +30,7 @@ from pydantic import Field
 
 from syngen.errors import excerpt
 from syngen.export.schema import Column
-from syngen.sample import Failure, Sample, image_bytes, make_id
+from syngen.sample import DECODED, Failure, Sample, image_bytes, make_id
 from syngen.stages.base import Context, Result, SourceStage, StageConfig
 
 KEPT_AS_IS = {"JPEG": ("RGB", "L"), "PNG": ("RGB", "L"), "WEBP": ("RGB",)}  # format -> modes stored unchanged
@@ -248,13 +248,16 @@ def _checked_image(data: bytes | None) -> Result:
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 if img.mode in KEPT_AS_IS.get(img.format or "", ()) and img.getexif().get(ORIENTATION, 1) == 1:
+                    DECODED.put(data, img.convert("RGB"))  # decoded here: the next stage need not decode it again
                     return {"image": data, "width": img.width, "height": img.height}
                 rgb = _to_rgb(ImageOps.exif_transpose(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         return Failure("bad_image", f"decompression bomb: {err}")
     except Exception as err:  # PIL raises many types for corrupt data
         return Failure("bad_image", f"cannot decode image: {type(err).__name__}: {err}")
-    return {"image": image_bytes(rgb), "width": rgb.width, "height": rgb.height}
+    data = image_bytes(rgb)
+    DECODED.put(data, rgb)
+    return {"image": data, "width": rgb.width, "height": rgb.height}
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

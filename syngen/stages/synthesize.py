@@ -31,7 +31,7 @@ from pydantic import Field, field_validator
 from syngen.export.schema import Column
 from syngen.models.roles import TextToImage
 from syngen.refs import ModelRef
-from syngen.sample import Failure, Sample, image_bytes, item_seed, make_id
+from syngen.sample import DECODED, Failure, Sample, image_bytes, item_seed, make_id
 from syngen.stages.base import ADDED_LATER, RUNTIME_ONLY, Context, ModelStageConfig, Result, Stage, Update, model_field
 from syngen.threads import POOL
 
@@ -152,11 +152,12 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
             pngs += [POOL.submit(image_bytes, image) for image in made]
         updates: list[list[Update]] = [[] for _ in samples]
         for (n, index, seed), image, png in zip(jobs, images, pngs, strict=True):
-            parent = samples[n]["id"]
+            parent, encoded = samples[n]["id"], png.result()
+            DECODED.put(encoded, image)  # the next stages need not decode it
             updates[n].append(
                 {
                     "id": make_id(parent, "synthesize", index, cfg.seed),
-                    "image": png.result(),
+                    "image": encoded,
                     "width": image.width,
                     "height": image.height,
                     "synth": {"seed": seed, "index": index, "parent": parent, "prompt": samples[n]["caption"]},

@@ -35,3 +35,47 @@ def test_estimate_before_loading_matches_the_loaded_size(twin: str) -> None:
 def test_resolve_dtype(monkeypatch: pytest.MonkeyPatch, name: str, device: str, bf16: bool, expected: str) -> None:
     monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda *args, **kwargs: bf16)
     assert resolve_dtype(name, device) == expected
+
+
+class Closing:
+    """A loaded model of 1 GiB that records its closing."""
+
+    def __init__(self, name: str, closed: list[str]):
+        self.name, self.closed = name, closed
+
+    def memory_bytes(self) -> int:
+        return 2**30
+
+    def close(self) -> None:
+        self.closed.append(self.name)
+
+
+@pytest.mark.parametrize(
+    "loaded, budget_gib, then, closed, collections",
+    [
+        pytest.param(["a", "b", "c"], 3, "close", ["a", "b", "c"], 1, id="close-three-collect-once"),
+        pytest.param(["a", "b", "c"], 3, "d", ["a"], 1, id="evict-one"),
+        pytest.param(["a", "b", "c"], 3, "big", ["a", "b"], 1, id="evict-two-collect-once"),
+        pytest.param(["a", "b"], 3, "c", [], 0, id="fits-nothing-freed"),
+        pytest.param([], 3, "close", [], 0, id="close-empty-pool"),
+    ],
+)
+def test_freed_models_are_collected_once(
+    monkeypatch: pytest.MonkeyPatch, loaded: list[str], budget_gib: int, then: str, closed: list[str], collections: int
+) -> None:
+    """A garbage collection costs a quarter of a second: freeing several models together collects once."""
+    done: list[str] = []
+    monkeypatch.setattr("syngen.models.pool.load", lambda ref, *args, **kw: (Closing(ref.id, done), 0.0))
+    monkeypatch.setattr("syngen.models.pool._estimate", lambda ref, dtype: 2**31 if ref.id == "big" else 2**30)
+    counted: list[int] = []
+    monkeypatch.setattr("syngen.models.pool.gc.collect", lambda: counted.append(1))
+    pool = ModelPool("cpu", "float32", budget_bytes=budget_gib * 2**30)
+    for name in loaded:
+        pool.get(ModelRef(id=name, backend="blip"), None)
+    assert not done and not counted
+    if then == "close":
+        pool.close()
+    else:
+        pool.get(ModelRef(id=then, backend="blip"), None)
+    assert done == closed
+    assert len(counted) == collections
