@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import ClassVar
@@ -19,7 +20,7 @@ from syngen.cli import app
 from syngen.executors.local import run
 from syngen.recipe import load_recipe
 from syngen.refs import ModelRef
-from syngen.runner import Runner
+from syngen.runner import Runner, model_free_tail
 from syngen.sample import DECODED, Failure, image_bytes
 from syngen.stages.base import Context, ModelStageConfig, Stage, StageConfig
 from syngen.store import StageStore
@@ -428,3 +429,86 @@ def test_failures_name_their_seed_items_and_retry_recomputes_only_them(tmp_path:
     CALLS.clear()
     report = run(recipe, out, progress=False)
     assert CALLS["caption"] == 0 and all(s["computed"] == 0 for s in report["stages"].values())
+
+
+TAIL: dict = {}  # what the tail tests' fake stages share: events, the runner, what ran where
+
+
+class TailPhrases(FakeModelPhrases):
+    """A model stage: marks when it starts a wave; raises KeyboardInterrupt on the wave named in TAIL["stop_on"]."""
+
+    def process(self, samples, model):
+        wave = samples[0]["source"]["item"]
+        TAIL["events"].append(("phrases", wave))
+        TAIL["phrases_started"][wave].set()
+        if wave == TAIL.get("stop_on"):
+            raise KeyboardInterrupt
+        return super().process(samples, model)
+
+
+class TailViews(Stage):
+    """A model-free last stage: records its thread; on the first wave waits for the model stages to start the
+    next one (they run beside it) and, with TAIL["stop_on"], for the run to stop."""
+
+    name, needs, adds, Config = "views", ("image",), ("regions",), StageConfig
+
+    def process(self, samples, model=None):
+        wave = samples[0]["source"]["item"]
+        TAIL["events"].append(("views", wave))
+        TAIL["threads"].add(threading.current_thread().name)
+        if wave == "a.png":
+            assert TAIL["phrases_started"]["c.png"].wait(10), "the next wave's model stages did not run beside"
+            if TAIL.get("stop_on"):
+                assert TAIL["runner"]._stop.wait(10)
+        return [{"regions": []} for _ in samples]
+
+
+@pytest.mark.parametrize(
+    "stop_on, views_waves",
+    [
+        pytest.param(None, ["a.png", "b.png", "c.png", "d.png"], id="tail-beside-the-next-wave"),
+        pytest.param("c.png", ["a.png"], id="stopped-run-stops-the-tail-after-its-batch"),
+    ],
+)
+def test_model_free_tail_runs_beside_the_next_wave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_on: str | None, views_waves: list[str]
+) -> None:
+    """Views (no model, last) of wave k runs in a worker thread while the model stages run wave k + 1; a run that
+    stops (Ctrl-C in a model stage) stops the tail after its current batch."""
+    monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeCaption")
+    monkeypatch.setitem(stage_registry.STAGES, "phrases", f"{__name__}:TailPhrases")
+    monkeypatch.setitem(stage_registry.STAGES, "views", f"{__name__}:TailViews")
+    monkeypatch.setattr("syngen.models.pool.load", lambda ref, *args, **kw: (FakeAdapter(ref.id), 0.0))
+    names = ["a.png", "b.png", "c.png", "d.png"]
+    TAIL.clear()
+    TAIL.update(events=[], threads=set(), stop_on=stop_on, phrases_started={n: threading.Event() for n in names})
+    stages = {"caption": {}, "phrases": {"batch_size": 1}, "views": {"batch_size": 1}}
+    recipe = make_recipe(tmp_path, names, stages, wave_size=2)  # waves (a, b) and (c, d)
+    runner = Runner(recipe, tmp_path / "out", progress=False)
+    TAIL["runner"] = runner
+    runner.open_stores()
+    if stop_on:
+        with pytest.raises(KeyboardInterrupt):
+            list(runner.samples())
+    else:
+        assert len(list(runner.samples())) == 4
+    assert [wave for stage, wave in TAIL["events"] if stage == "views"] == views_waves
+    assert TAIL["threads"] == {"syngen-tail_0"}
+
+
+@pytest.mark.parametrize(
+    "roles, head",
+    [
+        pytest.param([None, "captioner", None], 2, id="views-after-a-model-stage"),
+        pytest.param([None, "captioner", "grounder"], 3, id="last-stage-has-a-model"),
+        pytest.param([None, "captioner", None, None], 2, id="two-model-free-stages-at-the-end"),
+        pytest.param([None, None, "captioner", None], 3, id="model-free-in-the-middle-stays"),
+        pytest.param([None, None], 1, id="only-model-free-the-source-stays"),
+    ],
+)
+def test_model_free_tail(roles: list[str | None], head: int) -> None:
+    stages = [
+        type(f"S{i}", (Stage,), {"name": f"s{i}", "role": role})(StageConfig(), None) for i, role in enumerate(roles)
+    ]
+    first, rest = model_free_tail(stages)
+    assert first == stages[:head] and rest == stages[head:]
