@@ -96,6 +96,7 @@ def test_clip_tokenizer_encodes_each_vocabulary_word_as_one_token() -> None:
     assert clip_bpe() == (vocab, merges)  # deterministic
 
 
+@pytest.mark.filterwarnings("ignore:`upcast_vae` is deprecated:FutureWarning")  # diffusers' own upcast path
 @pytest.mark.parametrize(
     "vae, decoded_in",
     [pytest.param(None, torch.float32, id="own-vae-upcast"), pytest.param("other", torch.float16, id="fp16-safe-vae")],
