@@ -107,6 +107,13 @@ class RuntimeConfig(BaseModel):
         "least recently used is freed when the next does not. none: the device's memory (GPU memory on cuda, RAM "
         "on cpu); 0: one model at a time.",
     )
+    overlap: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Run the model-free stages before the first model stage (the source: reading and checking "
+        "images) one wave ahead, and those after the last (views) one wave behind, in worker threads beside the "
+        "model stages. auto: on with a GPU (its CPU cores are otherwise idle), off on cpu (the models use every "
+        "core there). Results are the same either way.",
+    )
 
 
 class OutputConfig(BaseModel):

@@ -170,27 +170,34 @@ class Runner:
                 bar.close()
 
     def _waves(self, items: Iterator[Sample], compute: bool) -> Iterator[Sample]:
-        """The final samples of ``items``, wave by wave. The model-free stages at the end (views) run in a worker
-        thread over wave k while the model stages run here over wave k + 1; leaving early (Ctrl-C, an error) stops
-        that worker after its current batch."""
+        """The final samples of ``items``, wave by wave. With ``runtime.overlap``, the model-free stages before the
+        first model stage (the source) run over wave k + 1 in one worker thread and those after the last (views)
+        over wave k - 1 in another, while the model stages run here over wave k; leaving early (Ctrl-C, an error)
+        stops the workers after their current batch."""
         wave_size = self.recipe.top.runtime.wave_size
-        head, tail = model_free_tail(self.stages)
-        if os.environ.get('NOTAIL'): head, tail = self.stages, []
-        DECODED.fit(2 * wave_size if tail else wave_size)  # two waves in flight: both keep their decoded images
+        lead, middle, tail = split_model_free(self.stages) if self._overlap() else ([], self.stages, [])
+        DECODED.fit(3 * wave_size)  # up to three waves in flight: each keeps its decoded images
+        waves = iter(lambda: list(islice(items, wave_size)), [])
         self._stop.clear()
-        with ThreadPoolExecutor(1, "syngen-tail") as behind:
+        with ThreadPoolExecutor(1, "syngen-ahead") as ahead, ThreadPoolExecutor(1, "syngen-behind") as behind:
             try:
-                finishing: Future[list[Sample]] | None = None
-                while wave := list(islice(items, wave_size)):
-                    for stage in head:
-                        wave = self._run_stage(stage, wave, compute)
-                    if finishing is not None:
-                        yield from finishing.result()
-                    finishing = behind.submit(self._run_stages, tail, wave, compute)
-                if finishing is not None:
-                    yield from finishing.result()
+                coming = [ahead.submit(self._run_stages, lead, wave, compute) for wave in islice(waves, 1)]
+                finishing: list[Future[list[Sample]]] = []
+                while coming:
+                    wave = coming.pop().result()
+                    coming = [ahead.submit(self._run_stages, lead, wave, compute) for wave in islice(waves, 1)]
+                    wave = self._run_stages(middle, wave, compute)
+                    if finishing:
+                        yield from finishing.pop().result()
+                    finishing.append(behind.submit(self._run_stages, tail, wave, compute))
+                if finishing:
+                    yield from finishing.pop().result()
             finally:
                 self._stop.set()
+
+    def _overlap(self) -> bool:
+        setting = self.recipe.top.runtime.overlap
+        return setting == "on" or (setting == "auto" and self.ctx.device.startswith("cuda"))
 
     def retry_failed(self) -> int:
         """Drops the stored failures of every stage (open the stores first), so the next :meth:`samples` computes
@@ -337,12 +344,14 @@ class Stopped(Exception):
     """Raised in the model-free tail's worker thread when the run has stopped (the run's own error is raised)."""
 
 
-def model_free_tail(stages: list[Stage[Any, Any]]) -> tuple[list[Stage[Any, Any]], list[Stage[Any, Any]]]:
-    """``stages`` split before the model-free stages at their end (none when the last stage has a model)."""
-    cut = len(stages)
-    while cut > 1 and stages[cut - 1].role is None:
-        cut -= 1
-    return stages[:cut], stages[cut:]
+def split_model_free(stages: list[Stage[Any, Any]]) -> tuple[list[Stage[Any, Any]], ...]:
+    """``stages`` as (the model-free ones before the first model stage, the rest up to the last model stage,
+    the model-free ones after it); with no model stage at all, every stage is in the first part."""
+    has_model = [i for i, stage in enumerate(stages) if stage.role is not None]
+    if not has_model:
+        return stages, [], []
+    first, last = has_model[0], has_model[-1] + 1
+    return stages[:first], stages[first:last], stages[last:]
 
 
 def card_info(recipe: Recipe, report: dict[str, Any], repo_id: str | None = None) -> Any:

@@ -137,8 +137,9 @@ class Views(_Fake):
 
 
 FAKES = {cls.name: cls for cls in (Caption, Synthesize, Phrases, Ground, Segment, Negatives, Views)}
-for _fake in FAKES.values():  # each fake publishes what the stage it stands for publishes
+for _fake in FAKES.values():  # each fake publishes what the stage it stands for publishes, and has its role
     _fake.publishes = stage_class(_fake.name).publishes
+    _fake.role = stage_class(_fake.name).role  # (no model is loaded: the fakes' settings name none)
 
 
 def register() -> None:
@@ -167,7 +168,7 @@ def write_recipe(
     recipe = {
         "name": "faults",
         "source": {"kind": "images", "path": "seeds", "batch_size": 2},
-        "runtime": {"device": "cpu", "wave_size": wave_size},
+        "runtime": {"device": "cpu", "wave_size": wave_size, "overlap": "on"},  # kills land in worker threads too
         "stages": stages,
     } | extra
     path = folder / "recipe.yaml"

@@ -20,9 +20,10 @@ from syngen.cli import app
 from syngen.executors.local import run
 from syngen.recipe import load_recipe
 from syngen.refs import ModelRef
-from syngen.runner import Runner, model_free_tail
+from syngen.runner import Runner, split_model_free
 from syngen.sample import DECODED, Failure, image_bytes
 from syngen.stages.base import Context, ModelStageConfig, Stage, StageConfig
+from syngen.stages.source import Source
 from syngen.store import StageStore
 from tests.helpers import draw_shapes
 
@@ -431,7 +432,7 @@ def test_failures_name_their_seed_items_and_retry_recomputes_only_them(tmp_path:
     assert CALLS["caption"] == 0 and all(s["computed"] == 0 for s in report["stages"].values())
 
 
-TAIL: dict = {}  # what the tail tests' fake stages share: events, the runner, what ran where
+TAIL: dict = {}  # what the overlap tests' fake stages share: events, the runner, what ran where
 
 
 class TailPhrases(FakeModelPhrases):
@@ -440,8 +441,10 @@ class TailPhrases(FakeModelPhrases):
     def process(self, samples, model):
         wave = samples[0]["source"]["item"]
         TAIL["events"].append(("phrases", wave))
+        TAIL["threads"]["phrases"].add(threading.current_thread().name)
         TAIL["phrases_started"][wave].set()
         if wave == TAIL.get("stop_on"):
+            assert TAIL["views_started"].wait(10)
             raise KeyboardInterrupt
         return super().process(samples, model)
 
@@ -455,35 +458,71 @@ class TailViews(Stage):
     def process(self, samples, model=None):
         wave = samples[0]["source"]["item"]
         TAIL["events"].append(("views", wave))
-        TAIL["threads"].add(threading.current_thread().name)
-        if wave == "a.png":
+        TAIL["threads"]["views"].add(threading.current_thread().name)
+        TAIL["views_started"].set()
+        if wave == "a.png" and TAIL["overlap"] == "on":
             assert TAIL["phrases_started"]["c.png"].wait(10), "the next wave's model stages did not run beside"
             if TAIL.get("stop_on"):
                 assert TAIL["runner"]._stop.wait(10)
         return [{"regions": []} for _ in samples]
 
 
+class TailSource(Source):
+    """The images source, recording its thread."""
+
+    def process(self, samples, model=None):
+        TAIL["threads"]["source"].add(threading.current_thread().name)
+        return super().process(samples, model)
+
+
 @pytest.mark.parametrize(
-    "stop_on, views_waves",
+    "overlap, stop_on, views_waves, threads",
     [
-        pytest.param(None, ["a.png", "b.png", "c.png", "d.png"], id="tail-beside-the-next-wave"),
-        pytest.param("c.png", ["a.png"], id="stopped-run-stops-the-tail-after-its-batch"),
+        pytest.param(
+            "on",
+            None,
+            ["a.png", "b.png", "c.png", "d.png"],
+            {"source": {"syngen-ahead_0"}, "phrases": {"MainThread"}, "views": {"syngen-behind_0"}},
+            id="source-ahead-views-behind",
+        ),
+        pytest.param(
+            "on",
+            "c.png",
+            ["a.png"],
+            {"source": {"syngen-ahead_0"}, "phrases": {"MainThread"}, "views": {"syngen-behind_0"}},
+            id="stopped-run-stops-views-after-its-batch",
+        ),
+        pytest.param(
+            "off",
+            None,
+            ["a.png", "b.png", "c.png", "d.png"],
+            {"source": {"MainThread"}, "phrases": {"MainThread"}, "views": {"MainThread"}},
+            id="off-all-on-one-thread",
+        ),
     ],
 )
-def test_model_free_tail_runs_beside_the_next_wave(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_on: str | None, views_waves: list[str]
+def test_model_free_stages_run_beside_the_model_stages(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    overlap: str,
+    stop_on: str | None,
+    views_waves: list[str],
+    threads: dict[str, set[str]],
 ) -> None:
-    """Views (no model, last) of wave k runs in a worker thread while the model stages run wave k + 1; a run that
-    stops (Ctrl-C in a model stage) stops the tail after its current batch."""
+    """With ``runtime.overlap``, the source runs a wave ahead and views (no model, last) a wave behind the model
+    stages, in worker threads; a run that stops (Ctrl-C in a model stage) stops views after its current batch."""
+    monkeypatch.setitem(stage_registry.STAGES, "source", f"{__name__}:TailSource")
     monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeCaption")
     monkeypatch.setitem(stage_registry.STAGES, "phrases", f"{__name__}:TailPhrases")
     monkeypatch.setitem(stage_registry.STAGES, "views", f"{__name__}:TailViews")
     monkeypatch.setattr("syngen.models.pool.load", lambda ref, *args, **kw: (FakeAdapter(ref.id), 0.0))
     names = ["a.png", "b.png", "c.png", "d.png"]
     TAIL.clear()
-    TAIL.update(events=[], threads=set(), stop_on=stop_on, phrases_started={n: threading.Event() for n in names})
+    TAIL.update(events=[], threads={"source": set(), "phrases": set(), "views": set()}, stop_on=stop_on)
+    TAIL.update(overlap=overlap, phrases_started={n: threading.Event() for n in names}, views_started=threading.Event())
     stages = {"caption": {}, "phrases": {"batch_size": 1}, "views": {"batch_size": 1}}
     recipe = make_recipe(tmp_path, names, stages, wave_size=2)  # waves (a, b) and (c, d)
+    recipe.top.runtime.overlap = overlap
     runner = Runner(recipe, tmp_path / "out", progress=False)
     TAIL["runner"] = runner
     runner.open_stores()
@@ -491,24 +530,40 @@ def test_model_free_tail_runs_beside_the_next_wave(
         with pytest.raises(KeyboardInterrupt):
             list(runner.samples())
     else:
-        assert len(list(runner.samples())) == 4
+        assert [s["source"]["item"] for s in runner.samples()] == names
     assert [wave for stage, wave in TAIL["events"] if stage == "views"] == views_waves
-    assert TAIL["threads"] == {"syngen-tail_0"}
+    assert TAIL["threads"] == threads
 
 
 @pytest.mark.parametrize(
-    "roles, head",
+    "setting, device, overlaps",
     [
-        pytest.param([None, "captioner", None], 2, id="views-after-a-model-stage"),
-        pytest.param([None, "captioner", "grounder"], 3, id="last-stage-has-a-model"),
-        pytest.param([None, "captioner", None, None], 2, id="two-model-free-stages-at-the-end"),
-        pytest.param([None, None, "captioner", None], 3, id="model-free-in-the-middle-stays"),
-        pytest.param([None, None], 1, id="only-model-free-the-source-stays"),
+        pytest.param("auto", "cuda", True, id="auto-gpu-on"),
+        pytest.param("auto", "cpu", False, id="auto-cpu-off"),
+        pytest.param("on", "cpu", True, id="on"),
+        pytest.param("off", "cuda", False, id="off"),
     ],
 )
-def test_model_free_tail(roles: list[str | None], head: int) -> None:
-    stages = [
-        type(f"S{i}", (Stage,), {"name": f"s{i}", "role": role})(StageConfig(), None) for i, role in enumerate(roles)
-    ]
-    first, rest = model_free_tail(stages)
-    assert first == stages[:head] and rest == stages[head:]
+def test_overlap_setting(tmp_path: Path, fakes: None, setting: str, device: str, overlaps: bool) -> None:
+    recipe = make_recipe(tmp_path, ["a.png"], {"caption": {}})
+    recipe.top.runtime.overlap = setting
+    runner = Runner(recipe, tmp_path / "out", progress=False)
+    runner.ctx.device = device
+    assert runner._overlap() is overlaps
+
+
+@pytest.mark.parametrize(
+    "roles, lead, middle",
+    [
+        pytest.param([None, "captioner", None], 1, 1, id="source-model-views"),
+        pytest.param([None, "captioner", "grounder"], 1, 2, id="last-stage-has-a-model"),
+        pytest.param([None, "captioner", None, None], 1, 1, id="two-model-free-stages-at-the-end"),
+        pytest.param([None, None, "captioner", None], 2, 1, id="two-model-free-stages-first"),
+        pytest.param([None, "captioner", None, "grounder", None], 1, 3, id="model-free-in-the-middle-stays"),
+        pytest.param([None, None], 2, 0, id="no-model-all-first"),
+    ],
+)
+def test_split_model_free(roles: list[str | None], lead: int, middle: int) -> None:
+    stages = [type(f"S{i}", (Stage,), {"name": f"s{i}", "role": r})(StageConfig(), None) for i, r in enumerate(roles)]
+    first, models, last = split_model_free(stages)
+    assert (first, models, last) == (stages[:lead], stages[lead : lead + middle], stages[lead + middle :])
