@@ -81,4 +81,3 @@ class Adapter:
         for name in list(vars(self)):
             if isinstance(getattr(self, name), torch.nn.Module) or name in ("model", "pipe", "processor"):
                 setattr(self, name, None)
-
