@@ -33,8 +33,11 @@ def draw(size: tuple[int, int], seed: int) -> Image.Image:
     return image
 
 
-def write_recipe(folder: Path, samples: int, size: tuple[int, int], wave_size: int = 64) -> Path:
-    """Seeds and a recipe in ``folder``: every stage on tiny twins, images kept at ``size`` (width, height)."""
+def write_recipe(
+    folder: Path, samples: int, size: tuple[int, int], wave_size: int = 64, overlap: str = "auto"
+) -> Path:
+    """Seeds and a recipe in ``folder``: every stage on tiny twins, images kept at ``size`` (width, height),
+    ``runtime.overlap`` as given."""
     seeds = folder / "seeds"
     seeds.mkdir(parents=True, exist_ok=True)
     for i in range(samples):
@@ -42,7 +45,7 @@ def write_recipe(folder: Path, samples: int, size: tuple[int, int], wave_size: i
     recipe = {
         "name": "bench",
         "source": {"kind": "images", "path": str(seeds)},
-        "runtime": {"device": "cpu", "wave_size": wave_size},
+        "runtime": {"device": "cpu", "wave_size": wave_size, "overlap": overlap},
         "stages": {
             "caption": {"model": "tiny:captioner-blip", "prompt": str(REPO / "prompts/caption_blip.txt")},
             "synthesize": {"model": "tiny:sd", "steps": 2, "width": size[0], "height": size[1]},
