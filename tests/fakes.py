@@ -98,6 +98,10 @@ class FakeSegmenter(FakeModel):
         masks[boxes[:, 0] < 0] = False
         return masks, np.linspace(0.1, 0.9, len(boxes), dtype=np.float32)
 
+    def predict_batch(self, keys: list[str], boxes: list[np.ndarray] | None = None, **prompts: Any) -> list:
+        assert boxes is not None, "the segment stage prompts with boxes"
+        return [self.predict(key, boxes=image_boxes) for key, image_boxes in zip(keys, boxes, strict=True)]
+
 
 class FakeTextToImage(FakeModel):
     """Makes a flat image per prompt whose colour comes from its seed; records the prompts of each call."""
@@ -147,8 +151,9 @@ class FloodFillSegmenter(FakeModel):
     A prompt's mask is the union of the flood fills (4-connected, same RGB colour) from its positive points, minus
     the flood fills from its negative points; with a box, fills stay inside the box, and with a box and no positive
     point the fill starts at the box centre. Scores are the mask's share of the box (1.0 without a box).
-    ``predict_sizes`` records the number of prompts of each predict call, ``predict_multimask`` its ``multimask``
-    flag (a flood fill has one answer, so the flag changes nothing else).
+    Each decoder call (a ``predict_batch``, or a ``predict``: one image) is recorded: ``predict_sizes`` its number
+    of prompts, ``predict_images`` its number of images, ``predict_multimask`` its ``multimask`` flag (a flood fill
+    has one answer, so the flag changes nothing else).
     """
 
     def __init__(self) -> None:
@@ -157,6 +162,7 @@ class FloodFillSegmenter(FakeModel):
         self.pixels: dict[str, np.ndarray] = {}
         self.encoder_calls = 0
         self.predict_sizes: list[int] = []
+        self.predict_images: list[int] = []
         self.predict_multimask: list[bool] = []
 
     def embed(self, images: list[Image.Image], keys: list[str]) -> None:
@@ -172,19 +178,45 @@ class FloodFillSegmenter(FakeModel):
         points: np.ndarray | None = None,
         labels: np.ndarray | None = None,
         multimask: bool = False,
-        host: bool = True,  # numpy either way: the CPU is its device
+        host: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
-        pixels = self.pixels[key]
-        n = len(boxes) if boxes is not None else len(points)
-        self.predict_sizes.append(n)
+        [result] = self.predict_batch(
+            [key],
+            None if boxes is None else [boxes],
+            None if points is None else [points],
+            None if labels is None else [labels],
+            multimask,
+            host,
+        )
+        return result
+
+    def predict_batch(
+        self,
+        keys: list[str],
+        boxes: list[np.ndarray] | None = None,
+        points: list[np.ndarray] | None = None,
+        labels: list[np.ndarray] | None = None,
+        multimask: bool = False,
+        host: bool = True,  # numpy either way: the CPU is its device
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        results = []
+        for i, key in enumerate(keys):
+            pixels = self.pixels[key]
+            image_boxes = None if boxes is None else boxes[i]
+            n = len(image_boxes) if image_boxes is not None else len(points[i])  # type: ignore[index]
+            masks, scores = [], []
+            for j in range(n):
+                box = None if image_boxes is None else image_boxes[j]
+                mask = self._one(
+                    pixels, box, [] if points is None else points[i][j], [] if labels is None else labels[i][j]
+                )
+                masks.append(mask)
+                scores.append(mask.sum() / max(1, box_mask(box, *mask.shape).sum()) if box is not None else 1.0)
+            results.append((np.stack(masks), np.array(scores, dtype=np.float32)))
+        self.predict_sizes.append(sum(len(masks) for masks, _ in results))
+        self.predict_images.append(len(keys))
         self.predict_multimask.append(multimask)
-        masks, scores = [], []
-        for i in range(n):
-            box = None if boxes is None else boxes[i]
-            mask = self._one(pixels, box, [] if points is None else points[i], [] if labels is None else labels[i])
-            masks.append(mask)
-            scores.append(mask.sum() / max(1, box_mask(box, *mask.shape).sum()) if box is not None else 1.0)
-        return np.stack(masks), np.array(scores, dtype=np.float32)
+        return results
 
     @staticmethod
     def _one(pixels: np.ndarray, box: Sequence[float] | None, points: Sequence, labels: Sequence) -> np.ndarray:
