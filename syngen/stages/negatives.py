@@ -18,11 +18,15 @@ a mask equal to one already accepted for the region are rejected too. Each wante
 ``attempt_seed(seed, sample id, region, kind, slot, a)``, the seed recorded with the negative. The image
 embedding comes from the segmenter's cache (the segment stage's ``embed`` under the sample id).
 
-Decoder calls are batched across slots and attempts: a round runs, in one ``predict`` call per kind, the next
-attempts of every slot still open (1 attempt, then 2, 4, ...: at most 2 * ceil(log2(max_tries + 1)) calls per
-image instead of 2 * max_tries), and candidates are then accepted in the order of one attempt at a time, so the
-result is the same as trying one attempt after another. IoU, emptiness and share in the box are measured on
-the model's device in one pass per call; only accepted masks come to the host.
+Decoder calls are batched across images, slots and attempts: a round runs, in one ``predict_batch`` call per
+kind for all samples of the batch, the next attempts of every slot still open (1 attempt, then 2, 4, ...: at most
+2 * ceil(log2(max_tries + 1)) calls per batch instead of 2 * max_tries per image), and each sample then accepts
+candidates in the order of one attempt at a time, so its result is the same as trying one attempt after another
+on that sample alone (with a real SAM, up to the last bits of the scores: other batch shapes round differently).
+Area, overlap with the positive and overlap with the box are counted on the model's device with one matrix
+product per image against its regions' masks (exact integers: 0/1 floats, float64 past 2**24 pixels), one copy
+to the host per call; only accepted masks come to the host. Point pools are flat pixel indices computed once
+per region.
 
 ``negatives_stats``: ``boundary_accepted``, ``semantic_accepted``, ``tries`` (attempts used: candidates a slot
 considered, not counting those computed ahead for a slot that was done by then) and ``gave_up``
@@ -167,11 +171,11 @@ class _Image:
     region's positive mask and box mask as rows (2 * regions, H * W) of 0/1 floats on the model's device."""
 
     key: str
-    width: int
     regions: list[Region]
-    stats: dict[str, int]
-    slots: list[_Slot]
-    refs: torch.Tensor | None
+    stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATS, 0))
+    slots: list[_Slot] = field(default_factory=list)
+    refs: torch.Tensor | None = None
+    width: int = 0
 
 
 @dataclass
@@ -186,6 +190,17 @@ class _Candidate:
     empty: bool
     iou: float
     share_in_box: float
+
+
+def _measure(masks: torch.Tensor, scores: Any, refs: torch.Tensor | None, rows: list[int]) -> torch.Tensor:
+    """(N, 4) on ``refs``' device: each mask's area, its overlap with its region's positive mask (row ``rows[j]``
+    of ``refs``) and with the region's box mask (the next row), and its score."""
+    assert refs is not None  # an image with candidates has usable regions
+    flat = masks.flatten(1).to(refs)  # 0/1 floats: the matrix product counts pixels exactly
+    counts = flat @ refs.T  # overlap with every positive and box mask of the image
+    jobs, picked = torch.arange(len(rows), device=counts.device), torch.tensor(rows, device=counts.device)
+    score = torch.as_tensor(scores).to(counts)
+    return torch.stack([flat.sum(1), counts[jobs, picked], counts[jobs, picked + 1], score], 1)
 
 
 def _pending(slots: list[_Slot], kind: str) -> list[_Slot]:
@@ -228,8 +243,7 @@ class Negatives(Stage):
         """A sample's regions (each with an empty ``negatives``), slots and reference masks; regions without a
         usable mask give up their slots at once."""
         cfg = self.config
-        image = _Image(sample["id"], 0, [{**r, "negatives": []} for r in sample.get("regions") or []], {}, [], None)
-        image.stats = dict.fromkeys(STATS, 0)
+        image = _Image(sample["id"], [{**r, "negatives": []} for r in sample.get("regions") or []])
         refs: list[np.ndarray] = []
         for i, region in enumerate(image.regions):
             mask = decode_rle(region["mask"]) if region.get("mask") else None
@@ -272,9 +286,11 @@ class Negatives(Stage):
                 for s in _pending(image.slots, kind)
             ]
             if kind == "boundary":
-                prompts = [boundary_prompt(*s.pools, image.width, cfg.points, seed) for s, _, seed in jobs]
+                prompts = [
+                    boundary_prompt(s.pools[0], s.pools[1], image.width, cfg.points, seed) for s, _, seed in jobs
+                ]
             else:
-                prompts = [semantic_prompt(*s.pools, image.width, seed) for s, _, seed in jobs]
+                prompts = [semantic_prompt(s.pools[0], image.width, seed) for s, _, seed in jobs]
             if jobs:
                 work.append((i, image, jobs, prompts))
         if not work:
@@ -290,15 +306,10 @@ class Negatives(Stage):
             host=False,
         )
         masks = [torch.as_tensor(m) for m, _ in results]
-        measures = []
-        for (_, image, jobs, _), mask, (_, scores) in zip(work, masks, results, strict=True):
-            assert image.refs is not None  # an image with jobs has usable regions
-            flat = mask.flatten(1).to(image.refs)  # 0/1 floats: the matrix product counts pixels exactly
-            counts = flat @ image.refs.T  # (jobs, 2 * regions): overlap with every positive and box mask
-            jobs_t = torch.arange(len(jobs), device=counts.device)
-            rows = torch.tensor([s.shared.row for s, _, _ in jobs], device=counts.device)
-            score = torch.as_tensor(scores).to(counts)
-            measures.append(torch.stack([flat.sum(1), counts[jobs_t, rows], counts[jobs_t, rows + 1], score], 1))
+        measures = [
+            _measure(mask, scores, image.refs, [s.shared.row for s, _, _ in jobs])
+            for (_, image, jobs, _), mask, (_, scores) in zip(work, masks, results, strict=True)
+        ]
         values = torch.cat(measures).double().tolist()  # one transfer to the host for the whole call
         candidates = {}
         start = 0
