@@ -178,17 +178,11 @@ class FloodFillSegmenter(FakeModel):
         points: np.ndarray | None = None,
         labels: np.ndarray | None = None,
         multimask: bool = False,
-        host: bool = True,
+        host: bool = True,  # numpy either way: the CPU is its device
     ) -> tuple[np.ndarray, np.ndarray]:
-        [result] = self.predict_batch(
-            [key],
-            None if boxes is None else [boxes],
-            None if points is None else [points],
-            None if labels is None else [labels],
-            multimask,
-            host,
-        )
-        return result
+        masks, scores = self._image(key, boxes, points, labels)
+        self._record([len(masks)], multimask)
+        return masks, scores
 
     def predict_batch(
         self,
@@ -197,26 +191,33 @@ class FloodFillSegmenter(FakeModel):
         points: list[np.ndarray] | None = None,
         labels: list[np.ndarray] | None = None,
         multimask: bool = False,
-        host: bool = True,  # numpy either way: the CPU is its device
+        host: bool = True,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        results = []
-        for i, key in enumerate(keys):
-            pixels = self.pixels[key]
-            image_boxes = None if boxes is None else boxes[i]
-            n = len(image_boxes) if image_boxes is not None else len(points[i])  # type: ignore[index]
-            masks, scores = [], []
-            for j in range(n):
-                box = None if image_boxes is None else image_boxes[j]
-                mask = self._one(
-                    pixels, box, [] if points is None else points[i][j], [] if labels is None else labels[i][j]
-                )
-                masks.append(mask)
-                scores.append(mask.sum() / max(1, box_mask(box, *mask.shape).sum()) if box is not None else 1.0)
-            results.append((np.stack(masks), np.array(scores, dtype=np.float32)))
-        self.predict_sizes.append(sum(len(masks) for masks, _ in results))
-        self.predict_images.append(len(keys))
-        self.predict_multimask.append(multimask)
+        results = [
+            self._image(key, *(None if prompts is None else prompts[i] for prompts in (boxes, points, labels)))
+            for i, key in enumerate(keys)
+        ]
+        self._record([len(masks) for masks, _ in results], multimask)
         return results
+
+    def _record(self, sizes: list[int], multimask: bool) -> None:
+        self.predict_sizes.append(sum(sizes))
+        self.predict_images.append(len(sizes))
+        self.predict_multimask.append(multimask)
+
+    def _image(
+        self, key: str, boxes: np.ndarray | None, points: np.ndarray | None, labels: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One image's masks and scores for its prompts."""
+        pixels = self.pixels[key]
+        n = len(boxes) if boxes is not None else len(points)  # type: ignore[arg-type]
+        masks, scores = [], []
+        for i in range(n):
+            box = None if boxes is None else boxes[i]
+            mask = self._one(pixels, box, [] if points is None else points[i], [] if labels is None else labels[i])
+            masks.append(mask)
+            scores.append(mask.sum() / max(1, box_mask(box, *mask.shape).sum()) if box is not None else 1.0)
+        return np.stack(masks), np.array(scores, dtype=np.float32)
 
     @staticmethod
     def _one(pixels: np.ndarray, box: Sequence[float] | None, points: Sequence, labels: Sequence) -> np.ndarray:
