@@ -252,8 +252,8 @@ def _fill_shared_models(recipe: Recipe) -> None:
 
 
 def _check_models(recipe: Recipe) -> None:
-    """Every model names a known backend (tiny twins: a known twin) of the role its stage runs, and is a tiny
-    twin, a Hub id or an existing path."""
+    """Every stage's model names a known backend (tiny twins: a known twin) of the role its stage runs, and every
+    model setting (``model``, synthesize's ``vae``) is a tiny twin, a Hub id or an existing path."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     from syngen.models import BACKENDS
@@ -262,30 +262,29 @@ def _check_models(recipe: Recipe) -> None:
 
     ctx = Context(recipe_dir=recipe.path.parent.resolve())
     for name, config in recipe.stages.items():
-        ref = config.model if isinstance(config, ModelStageConfig) else None
-        if ref is None:
-            continue
-        cls = stage_class(name)
-        try:
-            backend = backend_for(ref, cls.default_backend)
-        except PreflightError as err:
-            raise RecipeError(f"{recipe.path}: stages.{name}.model: {err}") from None
-        role = BACKENDS[backend].role
-        if role != cls.role:
-            fitting = [b for b, spec in BACKENDS.items() if spec.role == cls.role]
-            raise RecipeError(
-                f"{recipe.path}: stages.{name}.model: {ref.id!r} runs on backend {backend!r}, a {role}; the {name} "
-                f"stage needs a {cls.role} (backends: {', '.join(fitting)})"
-            )
-        if ref.id.startswith(TINY_PREFIX) or ctx.resolve_path(ref.id).exists():
-            continue
-        try:
-            validate_repo_id(ref.id)
-        except HFValidationError:
-            raise RecipeError(
-                f"{recipe.path}: stages.{name}.model: {excerpt(ref.id)} is neither a Hub id (org/name) nor an "
-                "existing path"
-            ) from None
+        for key, ref in config.model_refs().items():
+            where = f"{recipe.path}: stages.{name}.{key}"
+            if key == "model":
+                cls = stage_class(name)
+                try:
+                    backend = backend_for(ref, cls.default_backend)
+                except PreflightError as err:
+                    raise RecipeError(f"{where}: {err}") from None
+                role = BACKENDS[backend].role
+                if role != cls.role:
+                    fitting = [b for b, spec in BACKENDS.items() if spec.role == cls.role]
+                    raise RecipeError(
+                        f"{where}: {ref.id!r} runs on backend {backend!r}, a {role}; the {name} stage needs a "
+                        f"{cls.role} (backends: {', '.join(fitting)})"
+                    )
+            if ref.id.startswith(TINY_PREFIX) or ctx.resolve_path(ref.id).exists():
+                continue
+            try:
+                validate_repo_id(ref.id)
+            except HFValidationError:
+                raise RecipeError(
+                    f"{where}: {excerpt(ref.id)} is neither a Hub id (org/name) nor an existing path"
+                ) from None
 
 
 def _check_files(recipe: Recipe) -> None:

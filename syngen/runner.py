@@ -28,7 +28,7 @@ from typing import Any, TextIO, cast
 from tqdm import tqdm
 
 from syngen.executors.shard import WHOLE, Shard
-from syngen.models.loading import backend_for, resolve
+from syngen.models.loading import backend_for
 from syngen.models.pool import ModelPool, device_memory_bytes
 from syngen.models.roles import Model
 from syngen.recipe import Recipe
@@ -114,9 +114,7 @@ class Runner:
         """Resolve every model before any compute (tiny twins are built here)."""
         start = time.perf_counter()
         for stage in self.stages:
-            ref = stage.model_ref()
-            if ref is not None:
-                resolve(ref)
+            stage.preflight()
         self.preflight_s = time.perf_counter() - start
 
     def state(self) -> str:

@@ -40,3 +40,20 @@ def seed_dir(tmp_path: Path) -> Path:
     for i, name in enumerate(["a.png", "b.jpg", "c.png", "sub/d.png"]):
         draw_shapes(seed=i).save(root / name)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_vaes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Folders of two VAEs shaped like the SD twin's: ``own`` (the twin's, saved on its own) and ``other`` (another
+    seed, with ``force_upcast`` off as in madebyollin/sdxl-vae-fp16-fix)."""
+    from diffusers import AutoencoderKL
+
+    from syngen.models.loading import build_tiny
+
+    root = tmp_path_factory.mktemp("vaes")
+    own = AutoencoderKL.from_pretrained(build_tiny("sd") / "vae")
+    own.save_pretrained(root / "own")
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        AutoencoderKL.from_config({**own.config, "force_upcast": False}).save_pretrained(root / "other")
+    return {"own": root / "own", "other": root / "other"}

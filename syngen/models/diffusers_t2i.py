@@ -7,9 +7,7 @@ from typing import Any
 
 import diffusers
 import torch
-from diffusers import (
-    AutoPipelineForText2Image,
-)
+from diffusers import AutoencoderKL, AutoPipelineForText2Image
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 
@@ -28,15 +26,19 @@ class DiffusersTextToImage(Adapter):
         vae_tiling: bool = False,
         cpu_offload: bool = False,
         vae_slicing: bool = False,
+        vae: str | Path | None = None,
         **kwargs: Any,
     ):
         """Loads the pipeline; ``scheduler`` (a diffusers scheduler class name), ``variant`` (weights variant),
-        ``vae_tiling``, ``cpu_offload`` (CUDA only) and ``vae_slicing`` are the synthesize stage's settings."""
+        ``vae_tiling``, ``cpu_offload`` (CUDA only), ``vae_slicing`` and ``vae`` (the folder of an AutoencoderKL
+        that replaces the checkpoint's) are the synthesize stage's settings."""
         super().__init__(path, **kwargs)
         diffusers_logging.disable_progress_bar()  # syngen shows its own progress per stage
+        # a component passed to from_pretrained is used as it is, not cast: load it in the pipeline's dtype
+        components = {} if vae is None else {"vae": AutoencoderKL.from_pretrained(vae, dtype=self.dtype)}
         # A checkpoint's safety checker, if it has one, stays in place (and blacks out flagged images).
         self.pipe = AutoPipelineForText2Image.from_pretrained(
-            self.path, dtype=self.dtype, variant=variant, trust_remote_code=self.trust_remote_code
+            self.path, dtype=self.dtype, variant=variant, trust_remote_code=self.trust_remote_code, **components
         )
         if scheduler is not None:
             self.pipe.scheduler = getattr(diffusers, scheduler).from_config(self.pipe.scheduler.config)

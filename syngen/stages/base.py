@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict
 
 from syngen.assets import assets_dir
+from syngen.errors import PreflightError
 from syngen.models.roles import Role
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample
@@ -54,6 +55,11 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(8, ge=1, description="Samples per model call; halved and retried on CUDA out-of-memory.")
+
+    def model_refs(self) -> dict[str, ModelRef]:
+        """Every model these settings name, by setting: ``model`` and any other (e.g. synthesize's ``vae``)."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        return {name: value for name, value in values.items() if isinstance(value, ModelRef)}
 
 
 class ModelStageConfig(StageConfig):
@@ -140,6 +146,17 @@ class Stage(Generic[C, M]):
     def model_ref(self) -> ModelRef | None:
         """The model this stage runs, or None for stages without one."""
         return self.config.model if isinstance(self.config, ModelStageConfig) else None
+
+    def preflight(self) -> None:
+        """Resolves every model this stage names (tiny twins are built here), before any compute; one that cannot
+        be resolved raises :class:`PreflightError` naming the stage and the setting."""
+        from syngen.models.loading import resolve
+
+        for name, ref in self.config.model_refs().items():
+            try:
+                resolve(ref)
+            except PreflightError as err:
+                raise PreflightError(f"stages.{self.name}.{name}: {err}") from None
 
     def model_dtype(self) -> str:
         """The dtype this stage's model runs in: the stage's ``dtype`` setting when it has one (``auto``: bfloat16

@@ -29,6 +29,7 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from syngen.export.schema import Column
+from syngen.models.loading import resolve
 from syngen.models.roles import TextToImage
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample, image_bytes, item_seed, make_id
@@ -79,6 +80,15 @@ class SynthesizeConfig(ModelStageConfig):
         description="Decode a batch's latents one image at a time (less GPU memory, same images).",
         json_schema_extra=RUNTIME_ONLY,
     )
+    vae: ModelRef | None = Field(
+        None,
+        description="An AutoencoderKL (Hub id with optional revision, or local folder) that replaces the "
+        "checkpoint's VAE, loaded in the model's dtype. For SDXL in float16 use madebyollin/sdxl-vae-fp16-fix: "
+        "SDXL's own VAE overflows in float16, so diffusers decodes with it in float32 (more GPU memory, slower), "
+        "while the fp16-fix VAE (force_upcast false in its config) decodes in float16 with near-identical images. "
+        "None: the checkpoint's own.",
+        json_schema_extra=ADDED_LATER,
+    )
 
     @field_validator("scheduler")
     @classmethod
@@ -88,6 +98,13 @@ class SynthesizeConfig(ModelStageConfig):
 
             if not value.endswith("Scheduler") or not hasattr(diffusers, value):
                 raise ValueError(f"{value!r} is not a diffusers scheduler class (e.g. DPMSolverMultistepScheduler)")
+        return value
+
+    @field_validator("vae")
+    @classmethod
+    def _vae(cls, value: ModelRef | None) -> ModelRef | None:
+        if value is not None and value.tiny is not None:
+            raise ValueError("a VAE's Hub id or local folder; tiny twins are whole pipelines, not VAEs")
         return value
 
 
@@ -111,8 +128,9 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
         self.call_size = config.batch_size  # images per model call; halved on out-of-memory
 
     def model_options(self) -> dict[str, Any]:
-        """The diffusers options the pipeline is loaded with."""
-        return self.config.model_dump(include={"scheduler", "variant", "vae_tiling", "cpu_offload", "vae_slicing"})
+        """The diffusers options the pipeline is loaded with (``vae``: the resolved folder of the replacement VAE)."""
+        options = self.config.model_dump(include={"scheduler", "variant", "vae_tiling", "cpu_offload", "vae_slicing"})
+        return options | {"vae": None if self.config.vae is None else resolve(self.config.vae)}
 
     def shrink(self) -> bool:
         if self.call_size == 1:

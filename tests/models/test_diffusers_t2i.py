@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from transformers import CLIPTokenizer
 
 from syngen.models.diffusers_t2i import DiffusersTextToImage
@@ -91,3 +94,26 @@ def test_clip_tokenizer_encodes_each_vocabulary_word_as_one_token() -> None:
         assert tokenizer.convert_ids_to_tokens(tokenizer.encode(word, add_special_tokens=False)) == [word + "</w>"]
     assert tokenizer.tokenize("xyz") == ["x", "y", "z</w>"]
     assert clip_bpe() == (vocab, merges)  # deterministic
+
+
+@pytest.mark.filterwarnings("ignore:`upcast_vae` is deprecated:FutureWarning")  # diffusers' own upcast path
+@pytest.mark.parametrize(
+    "vae, decoded_in",
+    [pytest.param(None, torch.float32, id="own-vae-upcast"), pytest.param("other", torch.float16, id="fp16-safe-vae")],
+)
+def test_vae_loads_in_the_pipeline_dtype_and_decides_the_upcast(
+    tiny_vaes: dict[str, Path], vae: str | None, decoded_in: torch.dtype
+) -> None:
+    """SDXL in float16 decodes in float32 unless the VAE's config says ``force_upcast: false`` (the fp16-fix VAE)."""
+    t2i = DiffusersTextToImage(build_tiny("sdxl"), dtype="float16", vae=None if vae is None else tiny_vaes[vae])
+    assert t2i.pipe.vae.dtype == torch.float16 and t2i.pipe.vae.config.force_upcast is (vae is None)
+    decode, seen = t2i.pipe.vae.decode, []
+
+    def recording(latents: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        seen.append(latents.dtype)
+        return decode(latents, *args, **kwargs)
+
+    t2i.pipe.vae.decode = recording
+    [image] = t2i.generate(["a red ball"], [0], steps=1, guidance_scale=1.0)
+    assert seen == [decoded_in] and image.size == (64, 64)
+    assert t2i.pipe.vae.dtype == torch.float16  # cast back after an upcast decode

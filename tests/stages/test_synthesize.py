@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 from PIL import Image
 from pydantic import ValidationError
 
+from syngen.errors import PreflightError, RecipeError
 from syngen.models.diffusers_t2i import DiffusersTextToImage
 from syngen.models.loading import build_tiny
 from syngen.recipe import load_recipe
@@ -141,6 +143,7 @@ PRE_SETTINGS = {"model", "steps", "guidance_scale", "height", "width", "images_p
         pytest.param({"scheduler": "EulerDiscreteScheduler"}, False, id="scheduler"),
         pytest.param({"variant": "fp16"}, False, id="variant"),
         pytest.param({"vae_tiling": True}, False, id="vae-tiling"),
+        pytest.param({"vae": "madebyollin/sdxl-vae-fp16-fix"}, False, id="vae"),
     ],
 )
 def test_diffusers_settings_leave_the_fingerprint_alone_at_defaults(settings: dict, same_fingerprint: bool) -> None:
@@ -148,6 +151,16 @@ def test_diffusers_settings_leave_the_fingerprint_alone_at_defaults(settings: di
     default = Synthesize(SynthesizeConfig(), ctx).fingerprint()
     assert set(default["config"]) == PRE_SETTINGS  # what stores made before these settings existed hold
     assert (Synthesize(SynthesizeConfig(**settings), ctx).fingerprint() == default) is same_fingerprint
+
+
+def test_vae_and_its_revision_are_in_the_fingerprint() -> None:
+    ctx = Context(recipe_dir=Path("."))
+
+    def fingerprint(revision: str | None) -> dict:
+        return Synthesize(SynthesizeConfig(vae={"id": "org/vae", "revision": revision}), ctx).fingerprint()
+
+    assert fingerprint(None)["config"]["vae"]["id"] == "org/vae"
+    assert fingerprint("v1") != fingerprint("v2")
 
 
 def test_unknown_scheduler_fails_validation() -> None:
@@ -194,3 +207,69 @@ def test_batch_grouping_changes_pixels_by_at_most_one_level(sd: DiffusersTextToI
         assert {k: v for k, v in one.items() if k != "image"} == {k: v for k, v in other.items() if k != "image"}
         a, b = (np.asarray(Image.open(io.BytesIO(u["image"])), dtype=int) for u in (one, other))
         assert np.abs(a - b).max() <= 1 and (a != b).mean() < 0.01
+
+
+def synthesized(tmp_path: Path, **settings: Any) -> dict[str, bytes]:
+    """A run of the captions source and the synthesize stage (SD twin) with ``settings``: PNG bytes by sample id."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "captions.txt").write_text("a red ball\na dog on the grass\n")
+    recipe = tmp_path / "r.yaml"
+    synthesize = {"model": "tiny:sd", "steps": 1, "height": 32, "width": 32} | settings
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "vae",
+                "source": {"kind": "captions", "path": "captions.txt"},
+                "runtime": {"device": "cpu"},
+                "stages": {"synthesize": synthesize},
+            }
+        )
+    )
+    runner = Runner(load_recipe(recipe), tmp_path / "out", progress=False)
+    runner.preflight()
+    runner.open_stores()
+    return {s["id"]: s["image"] for s in runner.samples()}
+
+
+@pytest.mark.parametrize(
+    "vae, same_images",
+    [pytest.param("own", True, id="the-checkpoints-own-vae"), pytest.param("other", False, id="another-vae")],
+)
+def test_vae_replaces_the_checkpoints(tmp_path: Path, tiny_vaes: dict[str, Path], vae: str, same_images: bool) -> None:
+    default = synthesized(tmp_path / "default")
+    replaced = synthesized(tmp_path / vae, vae=str(tiny_vaes[vae]))
+    assert replaced.keys() == default.keys() and len(default) == 2
+    assert all((replaced[i] == default[i]) is same_images for i in default)
+
+
+@pytest.mark.parametrize("field", ["model", "vae"], ids=["model", "vae"])
+def test_missing_model_or_vae_fails_in_preflight_naming_stage_and_field(tmp_path: Path, field: str) -> None:
+    with pytest.raises(PreflightError, match=rf"^stages\.synthesize\.{field}: model 'some-org/not-cached' is not "):
+        synthesized(tmp_path, **{field: {"id": "some-org/not-cached", "revision": "v2"}})
+    assert not list((tmp_path / "out").glob("stages/*/part-*.parquet"))
+
+
+@pytest.mark.parametrize(
+    "vae, error",
+    [
+        pytest.param("tiny:sd", "stages.synthesize.vae: Value error, a VAE's Hub id or local folder", id="tiny-twin"),
+        pytest.param("", "stages.synthesize.vae.id: Value error", id="empty"),
+        pytest.param("no such//vae", "stages.synthesize.vae: 'no such//vae' is neither a Hub id", id="not-a-hub-id"),
+        pytest.param({"id": "org/vae", "subfolder": "vae"}, "stages.synthesize.vae.subfolder: unknown", id="unknown"),
+        pytest.param(["org/vae"], "stages.synthesize.vae: Input should be", id="a-list"),
+    ],
+)
+def test_recipe_validates_the_vae(tmp_path: Path, vae: Any, error: str) -> None:
+    recipe = tmp_path / "r.yaml"
+    stages = {"synthesize": {"vae": vae}}
+    recipe.write_text(yaml.safe_dump({"name": "r", "source": {"kind": "captions", "path": "r.yaml"}, "stages": stages}))
+    with pytest.raises(RecipeError, match=re.escape(f"{recipe}: {error}")):
+        load_recipe(recipe)
+
+
+def test_vae_reference_is_loaded_like_a_model(tmp_path: Path, tiny_vaes: dict[str, Path]) -> None:
+    ctx = Context(recipe_dir=tmp_path)
+    pinned = SynthesizeConfig.model_validate({"vae": {"id": "org/vae", "revision": "v1"}})
+    assert (pinned.vae.id, pinned.vae.revision) == ("org/vae", "v1")  # type: ignore[union-attr]
+    assert Synthesize(SynthesizeConfig(), ctx).model_options()["vae"] is None
+    assert Synthesize(SynthesizeConfig(vae=str(tiny_vaes["own"])), ctx).model_options()["vae"] == tiny_vaes["own"]
