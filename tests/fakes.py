@@ -98,6 +98,10 @@ class FakeSegmenter(FakeModel):
         masks[boxes[:, 0] < 0] = False
         return masks, np.linspace(0.1, 0.9, len(boxes), dtype=np.float32)
 
+    def predict_batch(self, keys: list[str], boxes: list[np.ndarray] | None = None, **prompts: Any) -> list:
+        assert boxes is not None, "the segment stage prompts with boxes"
+        return [self.predict(key, boxes=image_boxes) for key, image_boxes in zip(keys, boxes, strict=True)]
+
 
 class FakeTextToImage(FakeModel):
     """Makes a flat image per prompt whose colour comes from its seed; records the prompts of each call."""
@@ -147,8 +151,9 @@ class FloodFillSegmenter(FakeModel):
     A prompt's mask is the union of the flood fills (4-connected, same RGB colour) from its positive points, minus
     the flood fills from its negative points; with a box, fills stay inside the box, and with a box and no positive
     point the fill starts at the box centre. Scores are the mask's share of the box (1.0 without a box).
-    ``predict_sizes`` records the number of prompts of each predict call, ``predict_multimask`` its ``multimask``
-    flag (a flood fill has one answer, so the flag changes nothing else).
+    Each decoder call (a ``predict_batch``, or a ``predict``: one image) is recorded: ``predict_sizes`` its number
+    of prompts, ``predict_images`` its number of images, ``predict_multimask`` its ``multimask`` flag (a flood fill
+    has one answer, so the flag changes nothing else).
     """
 
     def __init__(self) -> None:
@@ -157,6 +162,7 @@ class FloodFillSegmenter(FakeModel):
         self.pixels: dict[str, np.ndarray] = {}
         self.encoder_calls = 0
         self.predict_sizes: list[int] = []
+        self.predict_images: list[int] = []
         self.predict_multimask: list[bool] = []
 
     def embed(self, images: list[Image.Image], keys: list[str]) -> None:
@@ -174,10 +180,37 @@ class FloodFillSegmenter(FakeModel):
         multimask: bool = False,
         host: bool = True,  # numpy either way: the CPU is its device
     ) -> tuple[np.ndarray, np.ndarray]:
-        pixels = self.pixels[key]
-        n = len(boxes) if boxes is not None else len(points)
-        self.predict_sizes.append(n)
+        masks, scores = self._image(key, boxes, points, labels)
+        self._record([len(masks)], multimask)
+        return masks, scores
+
+    def predict_batch(
+        self,
+        keys: list[str],
+        boxes: list[np.ndarray] | None = None,
+        points: list[np.ndarray] | None = None,
+        labels: list[np.ndarray] | None = None,
+        multimask: bool = False,
+        host: bool = True,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        results = [
+            self._image(key, *(None if prompts is None else prompts[i] for prompts in (boxes, points, labels)))
+            for i, key in enumerate(keys)
+        ]
+        self._record([len(masks) for masks, _ in results], multimask)
+        return results
+
+    def _record(self, sizes: list[int], multimask: bool) -> None:
+        self.predict_sizes.append(sum(sizes))
+        self.predict_images.append(len(sizes))
         self.predict_multimask.append(multimask)
+
+    def _image(
+        self, key: str, boxes: np.ndarray | None, points: np.ndarray | None, labels: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One image's masks and scores for its prompts."""
+        pixels = self.pixels[key]
+        n = len(boxes) if boxes is not None else len(points)  # type: ignore[arg-type]
         masks, scores = [], []
         for i in range(n):
             box = None if boxes is None else boxes[i]

@@ -102,6 +102,20 @@ class Segmenter(Model, Protocol):
         arrays are accepted too)."""
         ...
 
+    def predict_batch(
+        self,
+        keys: list[str],
+        boxes: list[np.ndarray] | None = None,
+        points: list[np.ndarray] | None = None,
+        labels: list[np.ndarray] | None = None,
+        multimask: bool = False,
+        host: bool = True,
+    ) -> list[tuple[Any, Any]]:
+        """``predict`` for several cached images in one mask-decoder call where the backend allows: image
+        ``keys[i]`` gets ``boxes[i]``, ``points[i]``, ``labels[i]`` (N may differ between images, K may not); one
+        (masks, scores) per key, equal to what ``predict`` gives for that image alone."""
+        ...
+
 
 PROTOCOLS: dict[Role, type] = {
     "captioner": Captioner,

@@ -18,6 +18,8 @@ from transformers import (
 
 from syngen.models.base import Adapter, timed
 
+Prompts = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]  # one image's boxes, points, labels
+
 
 @dataclass
 class Embedding:
@@ -32,8 +34,8 @@ class CachedSegmenter(Adapter):
     """SAM with an LRU cache of image embeddings: ``embed`` once per image, then ``predict`` any number of prompts.
 
     Subclasses implement ``_encode`` (a batch of images through the image encoder, one call) and ``_decode``
-    (all prompts of one image through the prompt encoder and mask decoder, one call, SAM's single-mask output or
-    its three masks per prompt).
+    (the prompts of several images through the prompt encoder and mask decoder, SAM's single-mask output or its
+    three masks per prompt).
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
@@ -61,7 +63,6 @@ class CachedSegmenter(Adapter):
         while len(self._cache) > max(self.cache_limit, len(set(keys))):
             self._cache.popitem(last=False)
 
-    @timed
     def predict(
         self,
         key: str,
@@ -80,13 +81,62 @@ class CachedSegmenter(Adapter):
         (N,) (SAM's predicted IoU) as numpy arrays, or with ``host=False`` as tensors left on the model's device
         (no copy to the host). Raises KeyError if ``key`` was never embedded (or was evicted).
         """
-        if key not in self._cache:
-            raise KeyError(f"no cached embedding for {key!r}: call embed() first")
-        embedding = self._cache[key]
+        [result] = self.predict_batch(
+            [key],
+            None if boxes is None else [boxes],
+            None if points is None else [points],
+            None if labels is None else [labels],
+            multimask,
+            host,
+        )
+        return result
+
+    @timed
+    def predict_batch(
+        self,
+        keys: list[str],
+        boxes: list[np.ndarray] | None = None,
+        points: list[np.ndarray] | None = None,
+        labels: list[np.ndarray] | None = None,
+        multimask: bool = False,
+        host: bool = True,
+    ) -> list[tuple[Any, Any]]:
+        """:meth:`predict` for several images at once: the prompts of image ``keys[i]`` are ``boxes[i]``,
+        ``points[i]`` and ``labels[i]`` (shapes as in :meth:`predict`; N may differ between images, K may not), and
+        the prompts of all images go through the mask decoder together (one call where the backend allows).
+        Returns one (masks, scores) per key, as :meth:`predict` would for that image alone.
+        """
         if boxes is None and points is None:
             raise ValueError("predict needs boxes, points, or both")
         if (points is None) != (labels is None):
             raise ValueError("points and labels go together")
+        if any(prompts is not None and len(prompts) != len(keys) for prompts in (boxes, points, labels)):
+            raise ValueError(f"need one prompt set per key ({len(keys)})")
+        embeddings = []
+        for key in keys:
+            if key not in self._cache:
+                raise KeyError(f"no cached embedding for {key!r}: call embed() first")
+            embeddings.append(self._cache[key])
+        prompts = [
+            self._prompts(
+                embedding,
+                None if boxes is None else boxes[i],
+                None if points is None else points[i],
+                None if labels is None else labels[i],
+            )
+            for i, embedding in enumerate(embeddings)
+        ]
+        if len({tuple(p.shape[1:]) for _, p, _ in prompts if p is not None}) > 1:
+            raise ValueError("every image's prompts need the same number of points (K)")
+        decoded = self._decode(embeddings, prompts, multimask)
+        if not host:
+            return [(masks.bool(), scores.float()) for masks, scores in decoded]
+        return [(masks.cpu().numpy(), scores.float().cpu().numpy()) for masks, scores in decoded]
+
+    def _prompts(
+        self, embedding: Embedding, boxes: np.ndarray | None, points: np.ndarray | None, labels: np.ndarray | None
+    ) -> Prompts:
+        """One image's prompts, checked and scaled to the encoder's input coordinates."""
         old_h, old_w = embedding.original_size
         new_h, new_w = embedding.input_size
         scale = torch.tensor([new_w / old_w, new_h / old_h], device=self.device)
@@ -98,10 +148,7 @@ class CachedSegmenter(Adapter):
             raise ValueError(f"points must be (N, K, 2) and labels (N, K); got {shapes}")
         if box_t is not None and point_t is not None and len(box_t) != len(point_t):
             raise ValueError(f"{len(box_t)} boxes but {len(point_t)} point sets")
-        masks, scores = self._decode(embedding, box_t, point_t, label_t, multimask)
-        if not host:
-            return masks.bool(), scores.float()
-        return masks.cpu().numpy(), scores.float().cpu().numpy()
+        return box_t, point_t, label_t
 
     def _floats(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
@@ -112,14 +159,13 @@ class CachedSegmenter(Adapter):
 
     def _decode(
         self,
-        embedding: Embedding,
-        boxes: torch.Tensor | None,
-        points: torch.Tensor | None,
-        labels: torch.Tensor | None,
+        embeddings: list[Embedding],
+        prompts: list[Prompts],
         multimask: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts already in the encoder's input coordinates -> masks (N, H, W) bool, scores (N,); with
-        ``multimask``, the best of SAM's three masks per prompt (see :func:`best_mask`)."""
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each image's prompts (boxes, points, labels) in the encoder's input coordinates -> per image masks
+        (N, H, W) bool and scores (N,); with ``multimask``, the best of SAM's three masks per prompt (see
+        :func:`best_mask`)."""
         raise NotImplementedError
 
 
@@ -151,22 +197,26 @@ class HFSam(CachedSegmenter):
         ]
 
     def _decode(
-        self,
-        embedding: Embedding,
-        boxes: torch.Tensor | None,
-        points: torch.Tensor | None,
-        labels: torch.Tensor | None,
-        multimask: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, embeddings: list[Embedding], prompts: list[Prompts], multimask: bool
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        # Every prompt gets its image's embedding and goes through the decoder as an image of its own (batch
+        # sum(N), one prompt each): what SamModel does inside for (1, N), without padding images to the same N.
+        counts = [len(next(part for part in prompt if part is not None)) for prompt in prompts]
+        boxes, points, labels = (
+            None if parts[0] is None else torch.cat(parts)[:, None] for parts in zip(*prompts, strict=True)
+        )
+        features = torch.cat([e.features.expand(n, -1, -1, -1) for e, n in zip(embeddings, counts, strict=True)])
         outputs = self.model(
-            image_embeddings=embedding.features,
-            input_boxes=None if boxes is None else boxes[None].to(self.dtype),
-            input_points=None if points is None else points[None].to(self.dtype),
-            input_labels=None if labels is None else labels[None],
+            image_embeddings=features,
+            input_boxes=None if boxes is None else boxes.to(self.dtype),
+            input_points=None if points is None else points.to(self.dtype),
+            input_labels=labels,
             multimask_output=multimask,
         )
-        low_res, scores = best_mask(outputs.pred_masks[0], outputs.iou_scores[0])
-        masks = self.processor.post_process_masks([low_res.float()], [embedding.original_size], [embedding.input_size])[
-            0
-        ]
-        return masks[:, 0], scores
+        low_res, scores = best_mask(outputs.pred_masks[:, 0], outputs.iou_scores[:, 0])
+        masks = self.processor.post_process_masks(
+            list(low_res.float().split(counts)),
+            [e.original_size for e in embeddings],
+            [e.input_size for e in embeddings],
+        )
+        return [(mask[:, 0], score) for mask, score in zip(masks, scores.split(counts), strict=True)]

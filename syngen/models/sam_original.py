@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from syngen.models.sam_hf import CachedSegmenter, Embedding, best_mask
+from syngen.models.sam_hf import CachedSegmenter, Embedding, Prompts, best_mask
 
 
 def model_type(path: str | Path) -> str:
@@ -47,6 +47,15 @@ class OriginalSam(CachedSegmenter):
         return [Embedding(features[i : i + 1], original, resized) for i, (original, resized) in enumerate(sizes)]
 
     def _decode(
+        self, embeddings: list[Embedding], prompts: list[Prompts], multimask: bool
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        # segment-anything's mask decoder takes one image's embedding per call: one call per image
+        return [
+            self._decode_one(embedding, *prompt, multimask)
+            for embedding, prompt in zip(embeddings, prompts, strict=True)
+        ]
+
+    def _decode_one(
         self,
         embedding: Embedding,
         boxes: torch.Tensor | None,

@@ -18,11 +18,15 @@ a mask equal to one already accepted for the region are rejected too. Each wante
 ``attempt_seed(seed, sample id, region, kind, slot, a)``, the seed recorded with the negative. The image
 embedding comes from the segmenter's cache (the segment stage's ``embed`` under the sample id).
 
-Decoder calls are batched across slots and attempts: a round runs, in one ``predict`` call per kind, the next
-attempts of every slot still open (1 attempt, then 2, 4, ...: at most 2 * ceil(log2(max_tries + 1)) calls per
-image instead of 2 * max_tries), and candidates are then accepted in the order of one attempt at a time, so the
-result is the same as trying one attempt after another. IoU, emptiness and share in the box are measured on
-the model's device in one pass per call; only accepted masks come to the host.
+Decoder calls are batched across images, slots and attempts: a round runs, in one ``predict_batch`` call per
+kind for all samples of the batch, the next attempts of every slot still open (1 attempt, then 2, 4, ...: at most
+2 * ceil(log2(max_tries + 1)) calls per batch instead of 2 * max_tries per image), and each sample then accepts
+candidates in the order of one attempt at a time, so its result is the same as trying one attempt after another
+on that sample alone (with a real SAM, up to the last bits of the scores: other batch shapes round differently).
+Area, overlap with the positive and overlap with the box are counted on the model's device with one matrix
+product per image against its regions' masks (exact integers: 0/1 floats, float64 past 2**24 pixels), one copy
+to the host per call; only accepted masks come to the host. Point pools are flat pixel indices computed once
+per region.
 
 ``negatives_stats``: ``boundary_accepted``, ``semantic_accepted``, ``tries`` (attempts used: candidates a slot
 considered, not counting those computed ahead for a slot that was done by then) and ``gave_up``
@@ -54,6 +58,7 @@ from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig
 
 Points = tuple[list[list[int]], list[int]]
 STATS = ("boundary_accepted", "semantic_accepted", "tries", "gave_up")
+KINDS = ("boundary", "semantic")  # within an attempt, a region's boundary slots take their candidates first
 ROUND_GROWTH = 2  # each round of decoder calls runs this many times the attempts of the one before
 
 
@@ -107,14 +112,14 @@ def boundary_candidates(mask: np.ndarray, box: list[float], edge_share: float) -
     return inside & ~mask, inside & edge_band(mask, width)
 
 
-def boundary_prompt(overflow: np.ndarray, omission: np.ndarray, k: int, seed: int) -> Points:
+def boundary_prompt(overflow: np.ndarray, omission: np.ndarray, width: int, k: int, seed: int) -> Points:
     """``k`` points: label 1 on an overflow pixel or label 0 on an omission pixel, each kind drawn at random.
 
-    Needs at least one pixel in ``overflow`` or ``omission``.
+    ``overflow`` and ``omission`` are flat pixel indices (``np.flatnonzero`` of :func:`boundary_candidates`'
+    masks) in an image ``width`` pixels wide; at least one of them must be non-empty.
     """
     rng = np.random.default_rng(seed)
-    pools = (np.flatnonzero(omission), np.flatnonzero(overflow))  # indexed by label
-    width = overflow.shape[1]
+    pools = (omission, overflow)  # indexed by label
     points, labels = [], []
     for _ in range(k):
         label = int(rng.random() < 0.5) if len(pools[0]) and len(pools[1]) else int(len(pools[1]) > 0)
@@ -123,10 +128,11 @@ def boundary_prompt(overflow: np.ndarray, omission: np.ndarray, k: int, seed: in
     return points, labels
 
 
-def semantic_prompt(outside: np.ndarray, seed: int) -> Points:
-    """One positive point on a pixel of ``outside`` (the pixels outside the positive box; needs one)."""
+def semantic_prompt(outside: np.ndarray, width: int, seed: int) -> Points:
+    """One positive point on a pixel of ``outside`` (flat indices of the pixels outside the positive box in an
+    image ``width`` pixels wide; needs one)."""
     rng = np.random.default_rng(seed)
-    return [_pixel(np.flatnonzero(outside), outside.shape[1], rng)], [1]
+    return [_pixel(outside, width, rng)], [1]
 
 
 def _pixel(flat: np.ndarray, width: int, rng: np.random.Generator) -> list[int]:
@@ -136,18 +142,20 @@ def _pixel(flat: np.ndarray, width: int, rng: np.random.Generator) -> list[int]:
 
 @dataclass
 class _Region:
-    """What every slot of one region checks its candidates against: the positive mask and its box (as a mask,
-    on the model's device), and the negatives accepted so far (a region never gets the same mask twice)."""
+    """What every slot of one region checks its candidates against: its box, the row of its positive mask in its
+    image's reference masks (the box's mask is the next row), the positive's area, and the negatives accepted so
+    far (a region never gets the same mask twice)."""
 
     box: list[float]
-    positive: torch.Tensor
-    inside: torch.Tensor
+    row: int
+    positive_area: int
     accepted: list[torch.Tensor] = field(default_factory=list)
 
 
 @dataclass
 class _Slot:
-    """One wanted negative: the region it belongs to, its kind and number, and the pixels its points come from."""
+    """One wanted negative: the region it belongs to, its kind and number, and the pixels its points come from
+    (flat indices, as :func:`boundary_prompt` and :func:`semantic_prompt` take them)."""
 
     region: int
     kind: str
@@ -155,6 +163,19 @@ class _Slot:
     pools: tuple[np.ndarray, ...]
     shared: _Region
     done: bool = False
+
+
+@dataclass
+class _Image:
+    """One sample's work: the regions that receive negatives, their stats and slots, and ``refs``, each usable
+    region's positive mask and box mask as rows (2 * regions, H * W) of 0/1 floats on the model's device."""
+
+    key: str
+    regions: list[Region]
+    stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATS, 0))
+    slots: list[_Slot] = field(default_factory=list)
+    refs: torch.Tensor | None = None
+    width: int = 0
 
 
 @dataclass
@@ -169,6 +190,17 @@ class _Candidate:
     empty: bool
     iou: float
     share_in_box: float
+
+
+def _measure(masks: torch.Tensor, scores: Any, refs: torch.Tensor | None, rows: list[int]) -> torch.Tensor:
+    """(N, 4) on ``refs``' device: each mask's area, its overlap with its region's positive mask (row ``rows[j]``
+    of ``refs``) and with the region's box mask (the next row), and its score."""
+    assert refs is not None  # an image with candidates has usable regions
+    flat = masks.flatten(1).to(refs)  # 0/1 floats: the matrix product counts pixels exactly
+    counts = flat @ refs.T  # overlap with every positive and box mask of the image
+    jobs, picked = torch.arange(len(rows), device=counts.device), torch.tensor(rows, device=counts.device)
+    score = torch.as_tensor(scores).to(counts)
+    return torch.stack([flat.sum(1), counts[jobs, picked], counts[jobs, picked + 1], score], 1)
 
 
 def _pending(slots: list[_Slot], kind: str) -> list[_Slot]:
@@ -190,99 +222,120 @@ class Negatives(Stage):
         todo = [s for s in samples if any(r.get("mask") for r in s.get("regions") or [])]
         if todo:  # a cache hit for images the segment stage embedded
             model.embed([load_image(s) for s in todo], [s["id"] for s in todo])
-        return [self._negatives(model, s) for s in samples]
-
-    def _negatives(self, model: Segmenter, sample: Sample) -> dict[str, Any]:
-        cfg = self.config
-        regions: list[Region] = [{**r, "negatives": []} for r in sample.get("regions") or []]
-        stats = dict.fromkeys(STATS, 0)
-        slots: list[_Slot] = []
         device = getattr(model, "device", "cpu")
-        for i, region in enumerate(regions):
+        images = [self._prepare(sample, device) for sample in samples]
+        attempt, span = 0, 1
+        while attempt < self.config.max_tries and any(not s.done for image in images for s in image.slots):
+            attempts = range(attempt, min(attempt + span, self.config.max_tries))
+            candidates = {kind: self._candidates(model, kind, attempts, images) for kind in KINDS}
+            for i, image in enumerate(images):
+                for a in attempts:  # acceptance one attempt at a time: results depend neither on span nor on batch
+                    for kind in KINDS:
+                        for slot in _pending(image.slots, kind):
+                            image.stats["tries"] += 1
+                            self._consider(candidates[kind][i, slot.region, slot.number, a], slot, image)
+            attempt, span = attempt + span, ROUND_GROWTH * span
+        for image in images:
+            image.stats["gave_up"] += sum(not s.done for s in image.slots)
+        return [{"regions": image.regions, "negatives_stats": image.stats} for image in images]
+
+    def _prepare(self, sample: Sample, device: Any) -> _Image:
+        """A sample's regions (each with an empty ``negatives``), slots and reference masks; regions without a
+        usable mask give up their slots at once."""
+        cfg = self.config
+        image = _Image(sample["id"], [{**r, "negatives": []} for r in sample.get("regions") or []])
+        refs: list[np.ndarray] = []
+        for i, region in enumerate(image.regions):
             mask = decode_rle(region["mask"]) if region.get("mask") else None
             if mask is None or not mask.any():
-                stats["gave_up"] += cfg.boundary_per_mask + cfg.semantic_per_mask
+                image.stats["gave_up"] += cfg.boundary_per_mask + cfg.semantic_per_mask
                 continue
             box = clip_box(region["box"], mask.shape[1], mask.shape[0])
             inside = box_mask(box, *mask.shape)
-            shared = _Region(box, torch.as_tensor(mask, device=device), torch.as_tensor(inside, device=device))
-            pools = {"boundary": boundary_candidates(mask, box, cfg.edge_band), "semantic": (~inside,)}
-            for kind, wanted in (("boundary", cfg.boundary_per_mask), ("semantic", cfg.semantic_per_mask)):
-                if any(pool.any() for pool in pools[kind]):
-                    slots += [_Slot(i, kind, n, pools[kind], shared) for n in range(wanted)]
-                else:
-                    stats["gave_up"] += wanted
-
-        attempt, span = 0, 1
-        while attempt < cfg.max_tries and any(not s.done for s in slots):
-            attempts = range(attempt, min(attempt + span, cfg.max_tries))
-            candidates = {
-                kind: self._candidates(model, sample["id"], kind, attempts, _pending(slots, kind))
-                for kind in ("boundary", "semantic")
+            shared = _Region(box, len(refs), int(mask.sum()))
+            refs += [mask, inside]
+            image.width = mask.shape[1]
+            overflow, omission = boundary_candidates(mask, box, cfg.edge_band)
+            pools = {
+                "boundary": (np.flatnonzero(overflow), np.flatnonzero(omission)),
+                "semantic": (np.flatnonzero(~inside),),
             }
-            for a in attempts:  # acceptance in the order of one attempt at a time: results do not depend on span
-                for kind in ("boundary", "semantic"):
-                    for slot in _pending(slots, kind):
-                        stats["tries"] += 1
-                        self._consider(candidates[kind][slot.region, slot.number, a], slot, regions, stats)
-            attempt, span = attempt + span, ROUND_GROWTH * span
-        stats["gave_up"] += sum(not s.done for s in slots)
-        return {"regions": regions, "negatives_stats": stats}
+            for kind, wanted in (("boundary", cfg.boundary_per_mask), ("semantic", cfg.semantic_per_mask)):
+                if any(len(pool) for pool in pools[kind]):
+                    image.slots += [_Slot(i, kind, n, pools[kind], shared) for n in range(wanted)]
+                else:
+                    image.stats["gave_up"] += wanted
+        if refs:
+            # float32 counts pixels exactly up to 2**24 per image; float64 beyond
+            dtype = torch.float32 if refs[0].size <= 2**24 else torch.float64
+            image.refs = torch.as_tensor(np.stack(refs).reshape(len(refs), -1), device=device).to(dtype)
+        return image
 
     def _candidates(
-        self, model: Segmenter, key: str, kind: str, attempts: range, slots: list[_Slot]
-    ) -> dict[tuple[int, int, int], _Candidate]:
-        """Candidate negatives for every (slot, attempt), all in one predict call: (region, slot number, attempt)
-        -> the candidate, with its IoU, emptiness and share in the box measured on the model's device."""
-        if not slots:
-            return {}
+        self, model: Segmenter, kind: str, attempts: range, images: list[_Image]
+    ) -> dict[tuple[int, int, int, int], _Candidate]:
+        """Candidate negatives of ``kind`` for every open slot of every image and every attempt, all in one
+        ``predict_batch`` call: (image index, region, slot number, attempt) -> the candidate, with its IoU,
+        emptiness and share in the box measured on the model's device."""
         cfg = self.config
-        jobs = [(s, a, attempt_seed(cfg.seed, key, s.region, kind, s.number, a)) for a in attempts for s in slots]
-        if kind == "boundary":
-            prompts = [boundary_prompt(s.pools[0], s.pools[1], cfg.points, seed) for s, _, seed in jobs]
-            boxes = np.array([s.shared.box for s, _, _ in jobs], dtype=np.float32)
-        else:
-            prompts = [semantic_prompt(s.pools[0], seed) for s, _, seed in jobs]
-            boxes = None
-        multimask = kind == "semantic"  # a single click: the best of SAM's three masks
-        masks, scores = model.predict(
-            key,
-            boxes=boxes,
-            points=np.array([p for p, _ in prompts], dtype=np.float32),
-            labels=np.array([labels for _, labels in prompts], dtype=np.int64),
-            multimask=multimask,
+        work = []  # (image index, image, its jobs: (slot, attempt, seed), their prompts)
+        for i, image in enumerate(images):
+            jobs = [
+                (s, a, attempt_seed(cfg.seed, image.key, s.region, kind, s.number, a))
+                for a in attempts
+                for s in _pending(image.slots, kind)
+            ]
+            if kind == "boundary":
+                prompts = [
+                    boundary_prompt(s.pools[0], s.pools[1], image.width, cfg.points, seed) for s, _, seed in jobs
+                ]
+            else:
+                prompts = [semantic_prompt(s.pools[0], image.width, seed) for s, _, seed in jobs]
+            if jobs:
+                work.append((i, image, jobs, prompts))
+        if not work:
+            return {}
+        results = model.predict_batch(
+            [image.key for _, image, _, _ in work],
+            boxes=None
+            if kind == "semantic"
+            else [np.array([s.shared.box for s, _, _ in jobs], dtype=np.float32) for _, _, jobs, _ in work],
+            points=[np.array([p for p, _ in prompts], dtype=np.float32) for *_, prompts in work],
+            labels=[np.array([labels for _, labels in prompts], dtype=np.int64) for *_, prompts in work],
+            multimask=kind == "semantic",  # a single click: the best of SAM's three masks
             host=False,
         )
-        masks = torch.as_tensor(masks)
-        positive = torch.stack([slot.shared.positive for slot, _, _ in jobs]).to(masks.device)
-        inside = torch.stack([slot.shared.inside for slot, _, _ in jobs]).to(masks.device)
-        area = masks.flatten(1).sum(1)
-        inter = (masks & positive).flatten(1).sum(1)
-        union = (masks | positive).flatten(1).sum(1)
-        in_box = (masks & inside).flatten(1).sum(1)
-        measures = torch.stack([area, inter, union, in_box], 1).tolist()  # one transfer for the whole call
-        return {
-            (slot.region, slot.number, a): _Candidate(
-                mask=mask,
-                points=points,
-                labels=labels,
-                seed=seed,
-                score=float(score),
-                empty=not m_area,
-                iou=float(np.float64(m_inter) / m_union) if m_union else 0.0,
-                share_in_box=float(np.float64(m_in_box) / m_area) if m_area else 0.0,
-            )
-            for (slot, a, seed), (points, labels), mask, score, (m_area, m_inter, m_union, m_in_box) in zip(
-                jobs, prompts, masks, torch.as_tensor(scores, dtype=torch.float32).tolist(), measures, strict=True
-            )
-        }
+        masks = [torch.as_tensor(m) for m, _ in results]
+        measures = [
+            _measure(mask, scores, image.refs, [s.shared.row for s, _, _ in jobs])
+            for (_, image, jobs, _), mask, (_, scores) in zip(work, masks, results, strict=True)
+        ]
+        values = torch.cat(measures).double().tolist()  # one transfer to the host for the whole call
+        candidates = {}
+        start = 0
+        for (i, _, jobs, prompts), mask in zip(work, masks, strict=True):
+            mine, start = values[start : start + len(jobs)], start + len(jobs)
+            for (slot, a, seed), (points, labels), one, (area, inter, in_box, score) in zip(
+                jobs, prompts, mask, mine, strict=True
+            ):
+                union = area + slot.shared.positive_area - inter
+                candidates[i, slot.region, slot.number, a] = _Candidate(
+                    mask=one,
+                    points=points,
+                    labels=labels,
+                    seed=seed,
+                    score=score,
+                    empty=not area,
+                    iou=float(np.float64(inter) / union) if union else 0.0,
+                    share_in_box=float(np.float64(in_box) / area) if area else 0.0,
+                )
+        return candidates
 
     def _consider(
         self,
         candidate: _Candidate,
         slot: _Slot,
-        regions: list[Region],
-        stats: dict[str, int],
+        image: _Image,
     ) -> None:
         """Accepts ``candidate`` for ``slot`` when it meets the bounds of its kind and equals no negative already
         accepted for the region (the mask comes to the host only then)."""
@@ -291,7 +344,7 @@ class Negatives(Stage):
         ):
             return
         slot.shared.accepted.append(candidate.mask)
-        regions[slot.region]["negatives"].append(
+        image.regions[slot.region]["negatives"].append(
             {
                 "kind": slot.kind,
                 "points": candidate.points,
@@ -304,7 +357,7 @@ class Negatives(Stage):
             }
         )
         slot.done = True
-        stats[f"{slot.kind}_accepted"] += 1
+        image.stats[f"{slot.kind}_accepted"] += 1
 
     def _acceptable(self, kind: str, candidate: _Candidate) -> bool:
         """Whether a candidate mask is non-empty, differs from the positive and meets the bounds of its kind."""

@@ -34,7 +34,11 @@ class Calls:
 
     def __init__(self, module: torch.nn.Module):
         self.batches: list[int] = []
-        module.register_forward_hook(lambda mod, args, out: self.batches.append(len(args[0]) if args else 0))
+        module.register_forward_hook(self._record, with_kwargs=True)
+
+    def _record(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        inputs = [*args, *kwargs.values()]  # the first input (image embeddings or pixels) is the batch
+        self.batches.append(len(inputs[0]) if inputs else 0)
 
 
 @pytest.mark.parametrize(
@@ -110,6 +114,59 @@ def reference_single(sam: HFSam, image: Any, points: np.ndarray, labels: np.ndar
         out = sam.model(**inputs, multimask_output=False)
     masks = sam.processor.post_process_masks(out.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"])
     return masks[0][:, 0].numpy()
+
+
+@pytest.mark.parametrize(
+    "prompts",
+    [
+        pytest.param({"boxes": [BOXES, BOXES[1:2]]}, id="boxes"),
+        pytest.param(
+            {"points": [POINTS[:, :1], POINTS[2:, :1]], "labels": [LABELS[:, :1], LABELS[2:, :1]]}, id="clicks"
+        ),
+        pytest.param(
+            {"boxes": [BOXES[:2], BOXES], "points": [POINTS[:2], POINTS], "labels": [LABELS[:2], LABELS]},
+            id="boxes-and-points",
+        ),
+    ],
+)
+@pytest.mark.parametrize("multimask", [False, True], ids=["single-mask", "multimask"])
+def test_predict_batch_decodes_all_images_at_once_and_equals_predict(
+    sam: HFSam, prompts: dict[str, list], multimask: bool
+) -> None:
+    # two images of different sizes with different numbers of prompts
+    sam.embed([draw_shapes((128, 96), seed=5), draw_shapes((90, 140), seed=6)], ["a", "b"])
+    decoder = Calls(sam.model.mask_decoder)
+    batch = sam.predict_batch(["a", "b"], **prompts, multimask=multimask)
+    counts = [len(next(iter(prompts.values()))[i]) for i in range(2)]
+    assert decoder.batches == [sum(counts)]  # one decoder call, one row per prompt
+    for i, (key, (masks, scores)) in enumerate(zip(["a", "b"], batch, strict=True)):
+        alone, alone_scores = sam.predict(
+            key, **{name: value[i] for name, value in prompts.items()}, multimask=multimask
+        )
+        assert masks.shape == alone.shape == (counts[i], *((96, 128) if key == "a" else (140, 90)))
+        np.testing.assert_array_equal(masks, alone)
+        # the batch's matrix products may round the scores' last bits differently (other matrix sizes)
+        np.testing.assert_allclose(scores, alone_scores, rtol=1e-5, atol=1e-8)
+    on_device = sam.predict_batch(["a", "b"], **prompts, multimask=multimask, host=False)
+    assert all(torch.equal(m, torch.as_tensor(n)) for (m, _), (n, _) in zip(on_device, batch, strict=True))
+
+
+@pytest.mark.parametrize(
+    "prompts",
+    [
+        pytest.param({"boxes": [BOXES]}, id="fewer-prompt-sets-than-keys"),
+        pytest.param(
+            {"points": [POINTS, POINTS[:, :1]], "labels": [LABELS, LABELS[:, :1]]}, id="points-per-prompt-differ"
+        ),
+        pytest.param({"points": [POINTS, POINTS]}, id="points-without-labels"),
+    ],
+)
+def test_predict_batch_rejects_bad_prompts(sam: HFSam, prompts: dict[str, list]) -> None:
+    sam.embed([draw_shapes(seed=0), draw_shapes(seed=1)], ["a", "b"])
+    with pytest.raises(ValueError):
+        sam.predict_batch(["a", "b"], **prompts)
+    with pytest.raises(KeyError, match="'never'"):
+        sam.predict_batch(["a", "never"], boxes=[BOXES, BOXES])
 
 
 @pytest.mark.parametrize("boxes_per_image", [1, 16], ids=["1-box", "16-boxes"])
