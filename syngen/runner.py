@@ -176,7 +176,7 @@ class Runner:
         stops the workers after their current batch."""
         wave_size = self.recipe.top.runtime.wave_size
         lead, middle, tail = split_model_free(self.stages) if self._overlap() else ([], self.stages, [])
-        DECODED.fit(3 * wave_size)  # up to three waves in flight: each keeps its decoded images
+        DECODED.fit(wave_size * (1 + bool(lead) + bool(tail)))  # each wave in flight keeps its decoded images
         waves = iter(lambda: list(islice(items, wave_size)), [])
         self._stop.clear()
         with ThreadPoolExecutor(1, "syngen-ahead") as ahead, ThreadPoolExecutor(1, "syngen-behind") as behind:

@@ -44,8 +44,8 @@ class Segment(Stage[SegmentConfig, Segmenter]):
     ``"mask_score"`` to each; a region whose mask is empty, or fails the quality filters, is dropped. Adds
     ``segment_stats``: ``masks`` (kept), ``dropped_empty``, ``filtered_mask_score`` (below ``min_mask_score``),
     ``filtered_outside_box`` (more than ``max_outside_box`` of the mask outside the box). Each image of the batch
-    is embedded once (under the sample's id, so later stages reuse the embedding on the same adapter), then all its
-    boxes go through the mask decoder in one call.
+    is embedded once (under the sample's id, so later stages reuse the embedding on the same adapter), then the
+    boxes of every image of the batch go through the mask decoder in one call.
 
     Example::
 
@@ -70,16 +70,19 @@ class Segment(Stage[SegmentConfig, Segmenter]):
 
     def process(self, samples: list[Sample], model: Segmenter) -> list[Result]:
         todo = [sample for sample in samples if sample["regions"]]
-        model.embed([load_image(sample) for sample in todo], [sample["id"] for sample in todo])
-        return [self._segment(model, sample) for sample in samples]
+        keys = [sample["id"] for sample in todo]
+        model.embed([load_image(sample) for sample in todo], keys)
+        boxes = [np.array([region["box"] for region in s["regions"]], dtype=np.float32) for s in todo]
+        predicted = dict(zip(keys, model.predict_batch(keys, boxes=boxes), strict=True)) if todo else {}
+        return [self._segment(sample, predicted.get(sample["id"])) for sample in samples]
 
-    def _segment(self, model: Segmenter, sample: Sample) -> Result:
+    def _segment(self, sample: Sample, predicted: tuple[np.ndarray, np.ndarray] | None) -> Result:
+        """The sample's regions with their masks (``predicted``: masks and scores of its boxes, None for none)."""
         regions = sample["regions"]
         stats = dict.fromkeys(("masks", "dropped_empty", "filtered_mask_score", "filtered_outside_box"), 0)
         kept = []
-        if regions:
-            boxes = np.array([region["box"] for region in regions], dtype=np.float32)
-            masks, scores = model.predict(sample["id"], boxes=boxes)
+        if predicted is not None:
+            masks, scores = predicted
             for region, mask, score in zip(regions, masks, scores, strict=True):
                 refused = self._refusal(mask, float(score), region["box"])
                 if refused:

@@ -141,8 +141,7 @@ class Views(Stage[ViewsConfig, None]):
         computed in the shared thread pool."""
         cfg = self.config
         regions = [(s, r) for s in samples for r in s.get("regions") or []] if cfg.select == "phash" else []
-        import os
-        hashed = (POOL.map if not os.environ.get('SERIAL') else map)(
+        hashed = POOL.map(
             lambda job: phash_scores(load_image(job[0]), job[1]["box"], cfg.candidates, cfg.size), regions
         )
         scores = iter(list(hashed))

@@ -46,7 +46,7 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
 
 
-def test_masks_at_the_image_size_one_embedding_per_image(twin: Path) -> None:
+def test_masks_at_the_image_size_one_embedding_per_image_one_decoder_call(twin: Path) -> None:
     sam = HFSam(twin)
     decoder_calls = []
     sam.model.mask_decoder.register_forward_hook(lambda *args: decoder_calls.append(1))
@@ -58,7 +58,7 @@ def test_masks_at_the_image_size_one_embedding_per_image(twin: Path) -> None:
     ]
     results = run(sam, samples)
     assert sam.encoder_calls == 2  # the sample without regions is not embedded
-    assert len(decoder_calls) == 2  # all boxes of an image in one decoder call
+    assert len(decoder_calls) == 1  # all boxes of all images of the batch in one decoder call
     assert results[2] == {"regions": [], "segment_stats": {"masks": 0, **NOTHING_DROPPED}}
     for (width, height), s, result in zip(sizes, samples, results, strict=True):
         regions = result["regions"]
@@ -98,9 +98,9 @@ class ScriptedSegmenter:
     def embed(self, images: list, keys: list[str]) -> None:
         pass
 
-    def predict(self, key: str, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        assert len(boxes) == len(self.masks)
-        return self.masks, self.scores
+    def predict_batch(self, keys: list[str], boxes: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        assert all(len(b) == len(self.masks) for b in boxes)
+        return [(self.masks, self.scores) for _ in keys]
 
 
 def _columns(start: int, stop: int) -> np.ndarray:
