@@ -33,9 +33,7 @@ def draw(size: tuple[int, int], seed: int) -> Image.Image:
     return image
 
 
-def write_recipe(
-    folder: Path, samples: int, size: tuple[int, int], wave_size: int = 64, overlap: str = "auto"
-) -> Path:
+def write_recipe(folder: Path, samples: int, size: tuple[int, int], wave_size: int = 64, overlap: str = "auto") -> Path:
     """Seeds and a recipe in ``folder``: every stage on tiny twins, images kept at ``size`` (width, height),
     ``runtime.overlap`` as given."""
     seeds = folder / "seeds"
