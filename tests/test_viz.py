@@ -144,3 +144,33 @@ def test_contact_sheet_of_a_dataset_without_regions(tmp_path: Path) -> None:
     export_dataset([make_sample(0, []), make_sample(1, [])], tmp_path, make_info(), stages=stages)
     sheet, page = contact_sheet(tmp_path, 2)
     assert Image.open(sheet).size[0] > 0 and "img0001" in page.read_text()
+
+
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        pytest.param([(slice(5, 60), slice(10, 90))], id="one-blob"),
+        pytest.param([(slice(0, HEIGHT), slice(0, WIDTH))], id="whole-image"),
+        pytest.param([(slice(0, 3), slice(0, 2)), (slice(HEIGHT - 2, HEIGHT), slice(WIDTH - 5, WIDTH))], id="corners"),
+        pytest.param([(slice(10, 50), slice(10, 50)), (slice(30, 80), slice(30, 80))], id="overlapping-regions"),
+        pytest.param([(slice(0, 0), slice(0, 0))], id="empty-mask"),
+    ],
+)
+def test_overlay_equals_the_blend_over_the_whole_image(shapes: list[tuple[slice, slice]]) -> None:
+    """Blending within each mask's bounding box gives what blending over the whole image gives (a speck-strewn
+    mask, so the box holds pixels outside the mask too)."""
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
+    regions, masks = [], []
+    for rows, cols in shapes:
+        mask = np.zeros((HEIGHT, WIDTH), dtype=bool)
+        mask[rows, cols] = rng.random(mask[rows, cols].shape) > 0.3
+        masks.append(mask)
+        regions.append({"phrase": "", "box": [0, 0, 0, 0], "mask": encode_rle(mask)})
+    expected = np.asarray(picture, dtype=np.float32).copy()
+    for i, mask in enumerate(masks):  # the whole-image formula, written out apart from draw_overlay's code
+        colour = np.array(PALETTE[i % len(PALETTE)], dtype=np.float32)
+        expected[mask] = (1 - ALPHA) * expected[mask] + ALPHA * colour
+    drawn = np.asarray(draw_overlay(picture, regions, alpha=ALPHA))
+    # the zero-size boxes draw a 1-pixel outline at the origin: compare everywhere else
+    assert np.array_equal(drawn[2:, 2:], expected.round().astype(np.uint8)[2:, 2:])
