@@ -1,7 +1,8 @@
 """Runs a recipe's stages over the seed items: waves, batches, failures, resume, the run report.
 
 Stage-major in waves: for each wave of ``runtime.wave_size`` seed items every stage runs over the whole wave
-before the next stage starts. Models come from a :class:`~syngen.models.pool.ModelPool`: loaded once per run
+before the next stage starts; with ``runtime.overlap`` the model-free stages at either end run a wave ahead or
+behind in worker threads. Models come from a :class:`~syngen.models.pool.ModelPool`: loaded once per run
 and kept resident across waves while they fit ``runtime.memory_budget``, the least recently used freed when
 the next one does not fit. Samples already in a stage's store are read back instead
 of computed. A batch that raises is retried sample by sample so the bad sample alone is recorded as a failure;
@@ -111,8 +112,8 @@ class Runner:
         self.preflight_s = 0.0
         self.summary: dict[str, Any] = {}  # the run report, filled in when :meth:`samples` is exhausted
         self._failures: TextIO  # where :meth:`samples` writes the failures it meets (the next failures.jsonl)
-        self._failures_lock = threading.Lock()  # written by the model stages and the model-free tail
-        self._stop = threading.Event()  # set when the run stops early: the model-free tail stops too
+        self._failures_lock = threading.Lock()  # written from the worker threads too (overlap)
+        self._stop = threading.Event()  # set when the run stops early: the worker threads stop too
 
     def preflight(self) -> None:
         """Resolve every model before any compute (tiny twins are built here)."""
@@ -229,7 +230,6 @@ class Runner:
         pending = [s for s in wave if s["id"] not in done]
         rows: dict[str, list[Row]] = {}
         if pending and compute:
-            DECODED.fit(len(wave))
             if stage.role is not None:  # a model-free stage runs beside the model stages: it leaves their peak alone
                 _reset_peak_memory()
             loads = self.pool.loads.total()
@@ -297,7 +297,7 @@ class Runner:
                 raise RuntimeError(f"{stage.name} returned {len(results)} results for {len(batch)} samples")
             return results
         except Exception as err:
-            if _is_oom(err) and model is not None:  # a model-free stage runs in a thread beside the model stages
+            if _is_oom(err) and model is not None:  # a model-free stage may run in a thread beside the model stages
                 self.pool.free_others(model)
                 _free_cuda()
                 if stage.shrink():  # the stage's model calls are larger than its batch: shrink those first
@@ -341,7 +341,7 @@ class Runner:
 
 
 class Stopped(Exception):
-    """Raised in the model-free tail's worker thread when the run has stopped (the run's own error is raised)."""
+    """Raised in a worker thread (overlap) when the run has stopped; the run raises its own error."""
 
 
 def split_model_free(stages: list[Stage[Any, Any]]) -> tuple[list[Stage[Any, Any]], ...]:
