@@ -113,6 +113,7 @@ class Runner:
         self.summary: dict[str, Any] = {}  # the run report, filled in when :meth:`samples` is exhausted
         self._failures: TextIO  # where :meth:`samples` writes the failures it meets (the next failures.jsonl)
         self._failures_lock = threading.Lock()  # written from the worker threads too (overlap)
+        self._in_flight = 1  # waves being computed at once (overlap)
         self._stop = threading.Event()  # set when the run stops early: the worker threads stop too
 
     def preflight(self) -> None:
@@ -177,7 +178,7 @@ class Runner:
         stops the workers after their current batch."""
         wave_size = self.recipe.top.runtime.wave_size
         lead, middle, tail = split_model_free(self.stages) if self._overlap() else ([], self.stages, [])
-        DECODED.fit(wave_size * (1 + bool(lead) + bool(tail)))  # each wave in flight keeps its decoded images
+        self._in_flight = 1 + bool(lead) + bool(tail)  # waves at once: each keeps its decoded images
         waves = iter(lambda: list(islice(items, wave_size)), [])
         self._stop.clear()
         with ThreadPoolExecutor(1, "syngen-ahead") as ahead, ThreadPoolExecutor(1, "syngen-behind") as behind:
@@ -230,6 +231,7 @@ class Runner:
         pending = [s for s in wave if s["id"] not in done]
         rows: dict[str, list[Row]] = {}
         if pending and compute:
+            DECODED.fit(len(wave) * self._in_flight)  # the wave as it is now (after a fan-out), and the others
             if stage.role is not None:  # a model-free stage runs beside the model stages: it leaves their peak alone
                 _reset_peak_memory()
             loads = self.pool.loads.total()
