@@ -300,10 +300,14 @@ class BoxGround(Stage):
         return [{"regions": [{"phrase": p, "box": b, "box_score": 0.9} for p, b in boxes.items()]} for _ in samples]
 
 
+@pytest.mark.parametrize("overlap", ["off", "on"])
 def test_after_fan_out_negatives_encodes_no_image_and_each_image_is_decoded_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overlap: str
 ) -> None:
-    """The SAM embedding cache holds the whole wave after synthesize's fan-out (4 images from a wave of 2)."""
+    """The SAM embedding cache holds the whole wave after synthesize's fan-out (4 images from a wave of 2), and
+    the decoded-image cache every wave in flight (with overlap: the source's next wave and views' last too)."""
+    monkeypatch.setattr(DECODED, "limit", 1)
+    monkeypatch.setattr(DECODED, "_images", type(DECODED._images)())
     monkeypatch.setitem(stage_registry.STAGES, "synthesize", f"{__name__}:DrawnSynthesize")
     monkeypatch.setitem(stage_registry.STAGES, "ground", f"{__name__}:BoxGround")
     encoded: Counter = Counter()
@@ -320,6 +324,7 @@ def test_after_fan_out_negatives_encodes_no_image_and_each_image_is_decoded_once
     segment = {"model": "tiny:segmenter", "batch_size": 1}  # one image per encoder call
     stages = {"synthesize": {}, "ground": {}, "segment": segment, "negatives": {"max_tries": 2}, "views": {}}
     recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2)
+    recipe.top.runtime.overlap = overlap
     decodes = DECODED.decodes
     samples, report = run_all(recipe, tmp_path / "out")
     assert len(samples) == 6
