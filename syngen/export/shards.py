@@ -11,33 +11,40 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, DatasetInfo, Features, SplitDict, SplitInfo
+from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 from datasets import Image as ImageFeature
+from datasets.arrow_writer import ParquetWriter
 
 from syngen.stats import config_dir
 
 
 class ShardWriter:
-    """Buffers rows of one config and writes them as parquet shards with datasets, each of at most ``max_rows``
-    rows and about ``max_bytes`` of encoded images, so memory stays bounded whatever the dataset's size."""
+    """Writes rows of one config as parquet shards through datasets' ``ParquetWriter``, each of at most ``max_rows``
+    rows and about ``max_bytes`` of encoded images. Rows go to the open shard a row group at a time (100 rows for
+    image features, datasets' default), so memory holds one row group, not one shard, whatever the dataset's size."""
 
     def __init__(self, dataset_dir: Path, config: str, features: Features, max_rows: int, max_bytes: int) -> None:
         self.config, self.folder, self.features = config, config_dir(dataset_dir, config), features
         self.max_rows, self.max_bytes = max_rows, max_bytes
         self.images = [name for name, feature in self.features.items() if isinstance(feature, ImageFeature)]
-        self.rows: list[dict[str, Any]] = []
-        self.bytes = self.shards = self.written = self.arrow_bytes = self.file_bytes = 0
+        self.writer: ParquetWriter | None = None  # the open shard's
+        self.rows = self.bytes = 0  # in the open shard
+        self.shards = self.written = self.arrow_bytes = self.file_bytes = 0
         self.digest = hashlib.sha256()
 
     def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
+        if self.writer is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.writer = ParquetWriter(features=self.features, path=str(self._path()))
+        self.writer.write(self.features.encode_example(row))
+        self.rows += 1
         self.bytes += sum(len(row[name]["bytes"]) for name in self.images if row[name] is not None)
-        if len(self.rows) >= self.max_rows or self.bytes >= self.max_bytes:
-            self._flush()
+        if self.rows >= self.max_rows or self.bytes >= self.max_bytes:
+            self._finish()
 
     def close(self) -> DatasetInfo:
-        """Writes what is buffered; returns the config's features, row count and sizes."""
-        self._flush()
+        """Finishes the open shard; returns the config's features, row count and sizes."""
+        self._finish()
         splits = SplitDict()
         splits.add(SplitInfo(name="train", num_bytes=self.arrow_bytes, num_examples=self.written))
         return DatasetInfo(
@@ -49,22 +56,22 @@ class ShardWriter:
             dataset_size=self.arrow_bytes,
         )
 
-    def _flush(self) -> None:
-        if not self.rows:
+    def _path(self) -> Path:
+        return self.folder / f"train-{self.shards:05d}.parquet"
+
+    def _finish(self) -> None:
+        if self.writer is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        columns = {name: [row[name] for row in self.rows] for name in self.features}
-        shard = Dataset.from_dict(columns, features=self.features)
-        path = self.folder / f"train-{self.shards:05d}.parquet"
-        shard.to_parquet(str(path))
-        self.arrow_bytes += shard.data.nbytes
+        rows, arrow_bytes = self.writer.finalize()
+        path = self._path()
+        self.arrow_bytes += arrow_bytes
         self.file_bytes += path.stat().st_size
         with path.open("rb") as written:
             for chunk in iter(lambda: written.read(1 << 20), b""):
                 self.digest.update(chunk)
-        self.written += len(self.rows)
+        self.written += rows
         self.shards += 1
-        self.rows, self.bytes = [], 0
+        self.writer, self.rows, self.bytes = None, 0, 0
 
 
 def recover(out_dir: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datasets import DatasetInfo, SplitDict, SplitInfo
@@ -316,13 +317,35 @@ def test_exports_in_two_folders_do_not_share_the_load_cache(tmp_path: Path) -> N
 def test_shards_are_written_while_samples_stream(tmp_path: Path) -> None:
     shard = tmp_path / ".dataset.tmp/data/grounding/train-00000.parquet"
 
+    def finished() -> bool:
+        try:
+            return pq.ParquetFile(shard).metadata.num_rows == 2
+        except (FileNotFoundError, pa.ArrowInvalid):  # not there, or still being written
+            return False
+
     def samples() -> Iterator[dict]:
         for i in range(5):
-            assert shard.exists() == (i >= 2)  # the first shard is on disk before the third sample is read
+            assert finished() == (i >= 2)  # the first shard is complete before the third sample is read
             yield make_sample(i, [])
 
     export_dataset(samples(), tmp_path, make_info(), shard_rows=2)
     assert len(list((tmp_path / "dataset/data/grounding").glob("*.parquet"))) == 3
+
+
+def test_a_shard_is_written_a_row_group_at_a_time(tmp_path: Path) -> None:
+    """Memory holds a row group (datasets' 100 rows for image features), not the whole shard."""
+    shard = tmp_path / ".dataset.tmp/data/grounding/train-00000.parquet"
+
+    def samples() -> Iterator[dict]:
+        for i in range(250):
+            if i in (0, 150):  # the first 100 rows are in the open shard's file before the 151st is read
+                assert (shard.exists() and shard.stat().st_size > 1000) == (i == 150)
+            yield make_sample(i, [])
+
+    dataset = export_dataset(samples(), tmp_path, make_info(), shard_rows=1000)
+    [shard] = (dataset / "data/grounding").glob("*.parquet")
+    groups = pq.ParquetFile(shard).metadata
+    assert [groups.row_group(g).num_rows for g in range(groups.num_row_groups)] == [100, 100, 50]
 
 
 def test_shard_bytes_bound_rows_per_shard(tmp_path: Path) -> None:
