@@ -179,21 +179,23 @@ class Runner:
         wave_size = self.recipe.top.runtime.wave_size
         lead, middle, tail = split_model_free(self.stages) if self._overlap() else ([], self.stages, [])
         self._in_flight = 1 + bool(lead) + bool(tail)  # waves at once: each keeps its decoded images
-        waves = iter(lambda: list(islice(items, wave_size)), [])
         self._stop.clear()
         with ThreadPoolExecutor(1, "syngen-ahead") as ahead, ThreadPoolExecutor(1, "syngen-behind") as behind:
+
+            def lead_next_wave() -> Future[list[Sample]] | None:
+                wave = list(islice(items, wave_size))
+                return ahead.submit(self._run_stages, lead, wave, compute) if wave else None
+
             try:
-                coming = [ahead.submit(self._run_stages, lead, wave, compute) for wave in islice(waves, 1)]
-                finishing: list[Future[list[Sample]]] = []
-                while coming:
-                    wave = coming.pop().result()
-                    coming = [ahead.submit(self._run_stages, lead, wave, compute) for wave in islice(waves, 1)]
+                coming, finishing = lead_next_wave(), None
+                while coming is not None:
+                    wave, coming = coming.result(), lead_next_wave()
                     wave = self._run_stages(middle, wave, compute)
-                    if finishing:
-                        yield from finishing.pop().result()
-                    finishing.append(behind.submit(self._run_stages, tail, wave, compute))
-                if finishing:
-                    yield from finishing.pop().result()
+                    if finishing is not None:
+                        yield from finishing.result()
+                    finishing = behind.submit(self._run_stages, tail, wave, compute)
+                if finishing is not None:
+                    yield from finishing.result()
             finally:
                 self._stop.set()
 
