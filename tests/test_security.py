@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -88,3 +91,24 @@ def test_loading_is_safe_by_construction() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.keyword) and node.arg == "trust_remote_code":
                 assert ast.unparse(node.value) != "True", path
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param(None, False, id="unset-off"),
+        pytest.param("YES", True, id="asked-for-on"),
+    ],
+)
+def test_hub_kernels_load_only_when_asked(env: str | None, expected: bool) -> None:
+    """transformers fetches compiled kernels from the Hub at load time by default; syngen turns that off unless the
+    environment asks for it (a fresh process: the setting is read at import)."""
+    script = (
+        "from syngen.models.grounding_dino import GroundingDino\n"
+        "from syngen.models.loading import build_tiny\n"
+        "print(GroundingDino(build_tiny('grounder')).model.use_kernels)\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if k != "USE_HUB_KERNELS"}
+    environ |= {"HF_HUB_OFFLINE": "1"} | ({"USE_HUB_KERNELS": env} if env else {})
+    out = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == str(expected)
