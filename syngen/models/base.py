@@ -11,7 +11,7 @@ import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import torch
 
@@ -55,6 +55,17 @@ class Adapter:
         self.dtype = DTYPES[dtype]
         self.trust_remote_code = trust_remote_code
         self.model_seconds = 0.0
+
+    def image_kwargs(self, processor: Any) -> dict[str, Any]:
+        """Extra arguments for a call of ``processor`` on images: ``device`` where the model is on a GPU and the
+        image processor is torchvision-backed (what transformers picks where torchvision imports), so that images
+        are resized and normalised on the GPU instead of the CPU; none otherwise."""
+        from transformers.image_processing_backends import TorchvisionBackend  # only adapters need transformers
+
+        image_processor = getattr(processor, "image_processor", processor)
+        if self.device.type == "cuda" and isinstance(image_processor, TorchvisionBackend):
+            return {"device": self.device}
+        return {}
 
     def compile(self) -> None:
         """``torch.compile`` the adapter's modules in place (a diffusers pipeline's denoiser)."""

@@ -32,7 +32,8 @@ class BlipCaptioner(Adapter):
     def caption(self, images: list[Image.Image], prompt: str, max_new_tokens: int) -> list[str]:
         """One caption per image: the text BLIP generates after ``prompt`` (which may be empty)."""
         text = [prompt] * len(images) if prompt.strip() else None
-        inputs = self.processor(images=images, text=text, return_tensors="pt").to(self.device, self.dtype)
+        inputs = self.processor(images=images, text=text, return_tensors="pt", **self.image_kwargs(self.processor))
+        inputs = inputs.to(self.device, self.dtype)
         out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         # BLIP's generate drops the prompt's trailing [SEP] and returns [BOS] + prompt + continuation
         prefix = inputs["input_ids"].shape[1] - 1 if text else 1

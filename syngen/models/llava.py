@@ -34,7 +34,13 @@ class LlavaCaptioner(Adapter):
         """One answer per image to the instruction ``prompt`` (greedy; only the generated text)."""
         conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         text = self.processor.apply_chat_template(conversation, add_generation_prompt=True)
-        inputs = self.processor(images=images, text=[text] * len(images), padding=True, return_tensors="pt")
+        inputs = self.processor(
+            images=images,
+            text=[text] * len(images),
+            padding=True,
+            return_tensors="pt",
+            **self.image_kwargs(self.processor),
+        )
         inputs = inputs.to(self.device, self.dtype)
         out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         answers = self.processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

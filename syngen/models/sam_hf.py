@@ -187,7 +187,7 @@ class HFSam(CachedSegmenter):
         self.model.to(self.device).eval()
 
     def _encode(self, images: list[Image.Image]) -> list[Embedding]:
-        inputs = self.processor(images=images, return_tensors="pt")
+        inputs = self.processor(images=images, return_tensors="pt", **self.image_kwargs(self.processor))
         features = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device, self.dtype))
         return [
             Embedding(features[i : i + 1], tuple(original.tolist()), tuple(resized.tolist()))
