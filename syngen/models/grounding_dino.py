@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from PIL import Image
@@ -48,31 +49,32 @@ class GroundingDino(Adapter):
         ``text_threshold`` (special tokens removed), for information only: often part of a phrase (its head noun),
         sometimes words of two phrases, ``[UNK]`` for words outside the vocabulary.
         """
-        inputs = self.processor(images=images, text=prompts, padding=True, return_tensors="pt")
+        inputs = self.processor(
+            images=images, text=prompts, padding=True, return_tensors="pt", **self.image_kwargs(self.processor)
+        )
         inputs = inputs.to(self.device, self.dtype)
         outputs = self.model(**inputs)
+        # One copy to the host per call: the post-processing works query by query and token by token (small ops
+        # that would each wait for the GPU).
+        host = SimpleNamespace(logits=outputs.logits.float().cpu(), pred_boxes=outputs.pred_boxes.float().cpu())
+        input_ids = inputs["input_ids"].cpu()
         results = self.processor.post_process_grounded_object_detection(
-            outputs,
-            inputs["input_ids"],
+            host,
+            input_ids,
             threshold=box_threshold,
             text_threshold=text_threshold,
             target_sizes=[(image.height, image.width) for image in images],
         )
-        probs = torch.sigmoid(outputs.logits)  # as the post-processing computes them: (images, queries, 256)
+        probs = torch.sigmoid(host.logits)  # as the post-processing computes them: (images, queries, 256)
         found: list[list[Detection]] = []
-        for result, prob, ids in zip(results, probs, inputs["input_ids"], strict=True):
-            kept = prob[prob.max(-1).values > box_threshold].float()  # the post-processing's detections, in order
+        for result, prob, ids in zip(results, probs, input_ids, strict=True):
+            kept = prob[prob.max(-1).values > box_threshold]  # the post-processing's detections, in order
             phrases = self._phrase_masses(kept, ids, text_threshold)
             found.append(
                 [
-                    {
-                        "phrase": phrase,
-                        "label": self._strip_special(label),
-                        "box": [float(v) for v in box],
-                        "score": float(score),
-                    }
+                    {"phrase": phrase, "label": self._strip_special(label), "box": box, "score": score}
                     for phrase, label, box, score in zip(
-                        phrases, result["text_labels"], result["boxes"].float(), result["scores"].float(), strict=True
+                        phrases, result["text_labels"], result["boxes"].tolist(), result["scores"].tolist(), strict=True
                     )
                 ]
             )

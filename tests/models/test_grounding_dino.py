@@ -78,3 +78,19 @@ def test_tiny_twin_is_deterministic(tmp_path: Path) -> None:
     for name in ("a", "b"):
         build_grounding_dino(tmp_path / name)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_detect_copies_to_the_host_once_not_per_detection(
+    grounder: GroundingDino, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU every float(tensor element) waits for the device: the detections' boxes and scores come from one
+    copy of the model's output, whatever their number (here every query of two images)."""
+    conversions = []
+    to_float = torch.Tensor.__float__
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda t: conversions.append(1) or to_float(t))
+    found = grounder.detect(
+        [draw_shapes(seed=0), draw_shapes(seed=1)], ["red circle.", "cat."], box_threshold=0.0, text_threshold=0.0
+    )
+    assert sum(map(len, found)) == 2 * grounder.model.config.num_queries
+    assert all(type(v) is float for d in found[0] for v in [*d["box"], d["score"]])
+    assert conversions == []
