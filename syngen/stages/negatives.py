@@ -43,6 +43,7 @@ Example::
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,11 +51,12 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from syngen.masks import box_mask, clip_box, decode_rle, edge_band, encode_rle
+from syngen.masks import RLE, box_mask, clip_box, decode_rle, edge_band, encode_rle
 from syngen.models.roles import Role, Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Region, Sample, item_seed, load_image
 from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig
+from syngen.threads import POOL
 
 Points = tuple[list[list[int]], list[int]]
 STATS = ("boundary_accepted", "semantic_accepted", "tries", "gave_up")
@@ -167,8 +169,9 @@ class _Slot:
 
 @dataclass
 class _Image:
-    """One sample's work: the regions that receive negatives, their stats and slots, and ``refs``, each usable
-    region's positive mask and box mask as rows (2 * regions, H * W) of 0/1 floats on the model's device."""
+    """One sample's work: the regions that receive negatives, their stats and slots, ``refs``, each usable
+    region's positive mask and box mask as rows (2 * regions, H * W) of 0/1 floats on the model's device, and the
+    accepted candidates, in order, with their masks being RLE-encoded in the thread pool."""
 
     key: str
     regions: list[Region]
@@ -176,6 +179,7 @@ class _Image:
     slots: list[_Slot] = field(default_factory=list)
     refs: torch.Tensor | None = None
     width: int = 0
+    accepted: list[tuple[_Slot, _Candidate, Future[RLE]]] = field(default_factory=list)
 
 
 @dataclass
@@ -223,7 +227,8 @@ class Negatives(Stage):
         if todo:  # a cache hit for images the segment stage embedded
             model.embed([load_image(s) for s in todo], [s["id"] for s in todo])
         device = getattr(model, "device", "cpu")
-        images = [self._prepare(sample, device) for sample in samples]
+        # decoding and the full-resolution pixel pools of every region, off the main thread (numpy frees the GIL)
+        images = list(POOL.map(lambda sample: self._prepare(sample, device), samples))
         attempt, span = 0, 1
         while attempt < self.config.max_tries and any(not s.done for image in images for s in image.slots):
             attempts = range(attempt, min(attempt + span, self.config.max_tries))
@@ -237,6 +242,19 @@ class Negatives(Stage):
             attempt, span = attempt + span, ROUND_GROWTH * span
         for image in images:
             image.stats["gave_up"] += sum(not s.done for s in image.slots)
+            for slot, candidate, rle in image.accepted:
+                image.regions[slot.region]["negatives"].append(
+                    {
+                        "kind": slot.kind,
+                        "points": candidate.points,
+                        "labels": candidate.labels,
+                        "iou": candidate.iou,
+                        "seed": candidate.seed,
+                        "mask": rle.result(),
+                        "score": candidate.score,
+                        "multimask": slot.kind == "semantic",
+                    }
+                )
         return [{"regions": image.regions, "negatives_stats": image.stats} for image in images]
 
     def _prepare(self, sample: Sample, device: Any) -> _Image:
@@ -344,17 +362,8 @@ class Negatives(Stage):
         ):
             return
         slot.shared.accepted.append(candidate.mask)
-        image.regions[slot.region]["negatives"].append(
-            {
-                "kind": slot.kind,
-                "points": candidate.points,
-                "labels": candidate.labels,
-                "iou": candidate.iou,
-                "seed": candidate.seed,
-                "mask": encode_rle(candidate.mask.cpu().numpy()),
-                "score": candidate.score,
-                "multimask": slot.kind == "semantic",
-            }
+        image.accepted.append(
+            (slot, candidate, POOL.submit(lambda mask: encode_rle(mask.cpu().numpy()), candidate.mask))
         )
         slot.done = True
         image.stats[f"{slot.kind}_accepted"] += 1
