@@ -104,9 +104,17 @@ def schedule(sequence: list[str], rng: random.Random, kills: int, soft: int) -> 
 
 
 def start(driver: list[str], *args: str) -> subprocess.Popen:
+    """The driver in a child process that takes SIGINT as Ctrl-C even where this one ignores it (a job started
+    in the background by a shell without job control inherits SIGINT ignored, and so would its children)."""
     env = os.environ | {"HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
-        [*driver, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*driver, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
