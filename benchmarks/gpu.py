@@ -7,15 +7,22 @@ not change speed; the tokenizer is the tiny twin's, built locally). Without it (
 run, at toy sizes. The naive loop does what a first script would: one image at a time, the detector once per
 phrase, SAM re-embedding the image for every box and every negative attempt (one prompt per call).
 
-Prints images per second per stage and overall for both, their ratio, peak GPU memory, and the share of the
-syngen run's wall time in which the GPU ran no kernel (from torch.profiler; CUDA only).
+Where torchvision imports, the image processors are torchvision-backed and syngen prepares the images on the GPU.
+
+Prints images per second per stage and overall for both, their ratio, peak GPU memory, and per stage and overall
+the share of the syngen run's wall time in which the GPU ran no kernel (from torch.profiler; CUDA only). With
+``--profile N`` it also prints the N functions with the most CPU time in one more syngen pass (cProfile).
 
     python benchmarks/gpu.py [--images 8] [--phrases 4] [--size 1024] [--full | --toy] [--device cuda]
+        [--dtype float32] [--profile 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
+import pstats
 import tempfile
 import time
 from pathlib import Path
@@ -48,7 +55,8 @@ WORDS = ["red ball", "dog", "blue car", "tree", "person", "table", "cat", "house
 
 
 def full_size_models(folder: Path) -> tuple[Path, Path]:
-    """Random-weight GroundingDINO-T and SAM ViT-B saved under ``folder`` (processors at the real sizes)."""
+    """Random-weight GroundingDINO-T and SAM ViT-B saved under ``folder`` (processors at the real sizes; where
+    torchvision imports, transformers loads their torchvision-backed versions, as for a real checkpoint)."""
     torch.manual_seed(0)
     dino, sam = folder / "grounding-dino-t", folder / "sam-vit-b"
     GroundingDinoForObjectDetection(GroundingDinoConfig()).save_pretrained(dino)
@@ -76,20 +84,32 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def syngen_path(samples: list[dict], dino: GroundingDino, sam: HFSam, device: str, batch: int) -> dict[str, float]:
-    """Seconds per stage through the stages (batched, one embedding per image, batched negatives)."""
+def gpu_busy_seconds(prof: torch.profiler.profile) -> float:
+    """Seconds of GPU kernel time a profiler recorded."""
+    return sum(e.self_device_time_total for e in prof.key_averages() if e.self_device_time_total > 0) / 1e6
+
+
+def syngen_path(
+    samples: list[dict], dino: GroundingDino, sam: HFSam, device: str, batch: int, busy: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Seconds per stage through the stages (batched, one embedding per image, batched negatives). With ``busy``
+    (CUDA), each stage runs under torch.profiler and ``busy`` gets its seconds of GPU kernel time."""
     ctx = Context(recipe_dir=Path("."), device=device)
     ground = Ground(GroundConfig(box_threshold=0.0, text_threshold=0.0, batch_size=batch), ctx)
     segment, negatives = Segment(SegmentConfig(batch_size=batch), ctx), Negatives(NegativesConfig(), ctx)
     seconds: dict[str, float] = {}
     for stage, model in ((ground, dino), (segment, sam), (negatives, sam)):
-        start = time.perf_counter()
-        out = []
-        for i in range(0, len(samples), batch):
-            chunk = samples[i : i + batch]
-            out += [s | r for s, r in zip(chunk, stage.process(chunk, model), strict=True)]
-        sync(device)
-        seconds[stage.name] = time.perf_counter() - start
+        profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+        with profiler if busy is not None else contextlib.nullcontext() as prof:
+            start = time.perf_counter()
+            out = []
+            for i in range(0, len(samples), batch):
+                chunk = samples[i : i + batch]
+                out += [s | r for s, r in zip(chunk, stage.process(chunk, model), strict=True)]
+            sync(device)
+            seconds[stage.name] = time.perf_counter() - start
+        if busy is not None:
+            busy[stage.name] = gpu_busy_seconds(prof)
         samples = out
     return seconds
 
@@ -136,6 +156,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--profile", type=int, default=0, help="print the N functions with the most CPU time")
     size_group = parser.add_mutually_exclusive_group()
     size_group.add_argument("--full", action="store_true", default=None)
     size_group.add_argument("--toy", dest="full", action="store_false")
@@ -152,33 +173,33 @@ def main() -> None:
     syngen_path(samples[:1], dino, sam, args.device, args.batch)  # warm-up
     naive_path(samples[:1], dino, sam, args.device)
     cuda = args.device.startswith("cuda")
+    busy: dict[str, float] | None = {} if cuda else None
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-        activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
-        with torch.profiler.profile(activities=activities) as prof:
-            wall = time.perf_counter()
-            fast = syngen_path(samples, dino, sam, args.device, args.batch)
-            wall = time.perf_counter() - wall
-        busy_us = sum(e.self_device_time_total for e in prof.key_averages() if e.self_device_time_total > 0)
-        idle = max(0.0, 1 - busy_us / 1e6 / wall)
-        peak = torch.cuda.max_memory_allocated() / 2**30
-    else:
-        fast = syngen_path(samples, dino, sam, args.device, args.batch)
+    fast = syngen_path(samples, dino, sam, args.device, args.batch, busy)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
     slow = naive_path(samples, dino, sam, args.device)
 
     kind = "full-size random-weight GroundingDINO-T + SAM ViT-B" if full else "tiny twins (toy sizes)"
     name = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
+    processors = type(dino.processor.image_processor).__name__, type(sam.processor.image_processor).__name__
     print(f"{kind}, {args.images} images of {size}x{size}, {args.phrases} phrases each, on {name}, {args.dtype}")
-    print(f"{'stage':>10} {'syngen img/s':>13} {'naive img/s':>12} {'speed-up':>9}")
-    for stage in ("ground", "segment", "negatives"):
-        a, b = args.images / fast[stage], args.images / slow[stage]
-        print(f"{stage:>10} {a:13.2f} {b:12.2f} {a / b:9.1f}x")
-    a, b = args.images / sum(fast.values()), args.images / sum(slow.values())
-    print(f"{'overall':>10} {a:13.2f} {b:12.2f} {a / b:9.1f}x")
+    print(f"image processors: {', '.join(processors)}")
+    print(f"{'stage':>10} {'syngen img/s':>13} {'naive img/s':>12} {'speed-up':>9} {'GPU idle':>9}")
+    rows = [(stage, fast[stage], slow[stage], busy and busy[stage]) for stage in ("ground", "segment", "negatives")]
+    rows.append(("overall", sum(fast.values()), sum(slow.values()), busy and sum(busy.values())))
+    for stage, fast_s, slow_s, busy_s in rows:
+        a, b = args.images / fast_s, args.images / slow_s
+        idle = f"{100 * max(0.0, 1 - busy_s / fast_s):8.0f}%" if busy else f"{'-':>9}"
+        print(f"{stage:>10} {a:13.2f} {b:12.2f} {a / b:9.1f}x {idle}")
     if cuda:
-        print(f"peak GPU memory {peak:.1f} GiB; GPU idle {100 * idle:.0f}% of the syngen run's wall time")
+        print(f"peak GPU memory {peak:.1f} GiB (syngen run); GPU idle: share of wall time with no kernel running")
     else:
         print("peak GPU memory and GPU idle share: CUDA only")
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(syngen_path, samples, dino, sam, args.device, args.batch)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
 
 
 if __name__ == "__main__":

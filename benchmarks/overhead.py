@@ -7,6 +7,10 @@ remaining costs from a second, profiled run over ``--profile-samples`` images (c
 times are only for ranking).
 
     python benchmarks/overhead.py [--samples 200] [--profile-samples 50] [--top 20] [--overlap auto|on|off]
+        [--device cpu|cuda]
+
+With ``--device cuda`` the tiny twins run on the GPU (their calls are then mostly kernel launches): the figure is
+what syngen costs around the models on a GPU machine; ``taskset -c 0,1`` limits it to two cores.
 
 With ``--overlap on`` the source and views run in worker threads beside the model stages (as on a GPU): their
 rows then show their own wall time, which overlaps the other stages', and only the overall figure counts.
@@ -32,17 +36,20 @@ def main() -> None:
     parser.add_argument("--profile-samples", type=int, default=50, help="0: no profile")
     parser.add_argument("--top", type=int, default=20, help="functions in the profile")
     parser.add_argument("--overlap", choices=["auto", "on", "off"], default="auto", help="runtime.overlap")
+    parser.add_argument("--device", default="cpu", help="runtime.device")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        recipe = write_recipe(folder / "main", args.samples, (320, 240), overlap=args.overlap)
+        recipe = write_recipe(folder / "main", args.samples, (320, 240), overlap=args.overlap, device=args.device)
         report = run_recipe(recipe, folder / "main" / "out")
         per_stage = overhead(report)
         n = args.samples
-        cores, total = os.cpu_count(), report["total_s"]
-        print(f"{n} samples at 320x240 on tiny twins, {cores} CPU cores, overlap {args.overlap}; total {total:.1f} s")
+        total = report["total_s"]
+        cores = len(os.sched_getaffinity(0))
+        where = f"{args.device}, {cores} CPU cores, overlap {args.overlap}"
+        print(f"{n} samples at 320x240 on tiny twins, {where}; total {total:.1f} s")
         print(f"{'stage':>12} {'overhead ms/sample':>19} {'model ms/sample':>16} {'load s':>7}")
         for name, stage in report["stages"].items():
             ms, model_ms = 1000 * per_stage[name] / n, 1000 * stage["model_s"] / n
@@ -53,7 +60,9 @@ def main() -> None:
         print(f"model loads: {report.get('model_loads', 'not reported')}")
 
         if args.profile_samples:
-            recipe = write_recipe(folder / "profiled", args.profile_samples, (320, 240), overlap=args.overlap)
+            recipe = write_recipe(
+                folder / "profiled", args.profile_samples, (320, 240), overlap=args.overlap, device=args.device
+            )
             profiler = cProfile.Profile()
             profiler.enable()
             run_recipe(recipe, folder / "profiled" / "out")

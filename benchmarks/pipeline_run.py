@@ -33,9 +33,16 @@ def draw(size: tuple[int, int], seed: int) -> Image.Image:
     return image
 
 
-def write_recipe(folder: Path, samples: int, size: tuple[int, int], wave_size: int = 64, overlap: str = "auto") -> Path:
+def write_recipe(
+    folder: Path,
+    samples: int,
+    size: tuple[int, int],
+    wave_size: int = 64,
+    overlap: str = "auto",
+    device: str = "cpu",
+) -> Path:
     """Seeds and a recipe in ``folder``: every stage on tiny twins, images kept at ``size`` (width, height),
-    ``runtime.overlap`` as given."""
+    ``runtime.overlap`` and ``runtime.device`` as given."""
     seeds = folder / "seeds"
     seeds.mkdir(parents=True, exist_ok=True)
     for i in range(samples):
@@ -43,7 +50,7 @@ def write_recipe(folder: Path, samples: int, size: tuple[int, int], wave_size: i
     recipe = {
         "name": "bench",
         "source": {"kind": "images", "path": str(seeds)},
-        "runtime": {"device": "cpu", "wave_size": wave_size, "overlap": overlap},
+        "runtime": {"device": device, "wave_size": wave_size, "overlap": overlap},
         "stages": {
             "caption": {"model": "tiny:captioner-blip", "prompt": str(REPO / "prompts/caption_blip.txt")},
             "synthesize": {"model": "tiny:sd", "steps": 2, "width": size[0], "height": size[1]},
