@@ -27,6 +27,8 @@ from pathlib import Path
 
 from pipeline_run import overhead, run_recipe, write_recipe
 
+from syngen.threads import usable_cpus
+
 TARGET_MS = 20.0
 
 
@@ -47,7 +49,7 @@ def main() -> None:
         per_stage = overhead(report)
         n = args.samples
         total = report["total_s"]
-        cores = len(os.sched_getaffinity(0))
+        cores = usable_cpus()
         where = f"{args.device}, {cores} CPU cores, overlap {args.overlap}"
         print(f"{n} samples at 320x240 on tiny twins, {where}; total {total:.1f} s")
         print(f"{'stage':>12} {'overhead ms/sample':>19} {'model ms/sample':>16} {'load s':>7}")

@@ -16,8 +16,15 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on: its affinity where the system has one (a Slurm job's or taskset's
+    share, not the whole machine), else every core."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 # encoding and hashing of images off the main thread (map results come back in order)
-POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="syngen-cpu")
+POOL = ThreadPoolExecutor(max_workers=max(2, usable_cpus()), thread_name_prefix="syngen-cpu")
 
 _END, _ABORT = object(), object()
 

@@ -1,12 +1,14 @@
-"""consume_in_thread: the consumer gets the stream in order; errors on either side stop both and are raised."""
+"""consume_in_thread: the consumer gets the stream in order; errors on either side stop both and are raised.
+usable_cpus: the cores the process may run on."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
-from syngen.threads import ProducerFailed, consume_in_thread
+from syngen.threads import ProducerFailed, consume_in_thread, usable_cpus
 
 
 def test_consumer_gets_every_item_in_order() -> None:
@@ -51,3 +53,22 @@ def test_a_consumer_error_stops_the_producer_and_is_raised() -> None:
     with pytest.raises(OSError, match="disk full"):
         consume_in_thread(consume, produce(), maxsize=2)
     assert len(produced) < 100
+
+
+@pytest.mark.parametrize(
+    ("affinity", "cpu_count", "expected"),
+    [
+        pytest.param({0}, 64, 1, id="affinity-one-core-of-many"),
+        pytest.param(None, 5, 5, id="no-affinity-api"),
+        pytest.param(None, None, 1, id="no-affinity-api-unknown-count"),
+    ],
+)
+def test_usable_cpus_is_the_share_the_process_may_run_on(
+    monkeypatch: pytest.MonkeyPatch, affinity: set[int] | None, cpu_count: int | None, expected: int
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cpu_count)
+    if affinity is None:
+        monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    else:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: affinity)
+    assert usable_cpus() == expected
