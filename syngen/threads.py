@@ -1,5 +1,6 @@
-"""CPU work off the main thread, so the device is not kept waiting: a shared pool for encoding (PNG, pHash) and
-a helper that hands a stream to a consumer running in a worker thread (the export, while the next wave runs).
+"""CPU work off the main thread, so the device is not kept waiting: a shared pool for encoding (PNG, pHash), the
+executor for a model stage's own CPU work (the pool beside a GPU, this thread beside a CPU model), and a helper
+that hands a stream to a consumer running in a worker thread (the export, while the next wave runs).
 
 PIL, numpy, pyarrow and torch release the GIL in their heavy loops, so these threads overlap with model calls.
 """
@@ -10,7 +11,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -25,6 +26,29 @@ def usable_cpus() -> int:
 
 # encoding and hashing of images off the main thread (map results come back in order)
 POOL = ThreadPoolExecutor(max_workers=max(2, usable_cpus()), thread_name_prefix="syngen-cpu")
+
+
+class InlineExecutor(Executor):
+    """Runs each task at once on the calling thread (``submit`` returns a finished future)."""
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        future: Future[R] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # delivered by result(), as from a pool
+            future.set_exception(err)
+        return future
+
+
+INLINE = InlineExecutor()
+
+
+def beside_model(device: Any) -> Executor:
+    """Where a model stage runs its CPU work (mask checks, RLE encoding): the pool when the model is on a GPU, so
+    the main thread goes on feeding it; this thread when the model is on the CPU, whose cores the pool's threads
+    would take from the model calls (measured: slower in all)."""
+    return POOL if str(device).startswith("cuda") else INLINE
+
 
 _END, _ABORT = object(), object()
 

@@ -1,14 +1,17 @@
 """consume_in_thread: the consumer gets the stream in order; errors on either side stop both and are raised.
-usable_cpus: the cores the process may run on."""
+usable_cpus: the cores the process may run on. beside_model: where a model stage's CPU work runs."""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import torch
 
-from syngen.threads import ProducerFailed, consume_in_thread, usable_cpus
+from syngen.threads import INLINE, POOL, ProducerFailed, beside_model, consume_in_thread, usable_cpus
 
 
 def test_consumer_gets_every_item_in_order() -> None:
@@ -72,3 +75,26 @@ def test_usable_cpus_is_the_share_the_process_may_run_on(
     else:
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: affinity)
     assert usable_cpus() == expected
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [
+        pytest.param("cuda", POOL, id="cuda"),
+        pytest.param("cuda:1", POOL, id="cuda-index"),
+        pytest.param(torch.device("cuda", 0), POOL, id="torch-cuda"),
+        pytest.param("cpu", INLINE, id="cpu"),
+        pytest.param(torch.device("cpu"), INLINE, id="torch-cpu"),
+    ],
+)
+def test_model_stages_work_beside_a_gpu_in_the_pool_and_beside_a_cpu_inline(device: Any, expected: Any) -> None:
+    assert beside_model(device) is expected
+
+
+def test_the_inline_executor_runs_on_the_calling_thread_and_keeps_errors_for_result() -> None:
+    threads = list(INLINE.map(lambda i: (i, threading.current_thread().name), range(3)))
+    assert threads == [(i, threading.current_thread().name) for i in range(3)]
+    failed = INLINE.submit(lambda: 1 / 0)
+    assert failed.done()
+    with pytest.raises(ZeroDivisionError):
+        failed.result()

@@ -43,7 +43,7 @@ Example::
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -56,7 +56,7 @@ from syngen.models.roles import Role, Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Region, Sample, item_seed, load_image
 from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig
-from syngen.threads import POOL
+from syngen.threads import beside_model
 
 Points = tuple[list[list[int]], list[int]]
 STATS = ("boundary_accepted", "semantic_accepted", "tries", "gave_up")
@@ -227,8 +227,8 @@ class Negatives(Stage):
         if todo:  # a cache hit for images the segment stage embedded
             model.embed([load_image(s) for s in todo], [s["id"] for s in todo])
         device = getattr(model, "device", "cpu")
-        # decoding and the full-resolution pixel pools of every region, off the main thread (numpy frees the GIL)
-        images = list(POOL.map(lambda sample: self._prepare(sample, device), samples))
+        executor = beside_model(device)  # the full-resolution pixel pools and RLEs: beside a GPU, in the pool
+        images = list(executor.map(lambda sample: self._prepare(sample, device), samples))
         attempt, span = 0, 1
         while attempt < self.config.max_tries and any(not s.done for image in images for s in image.slots):
             attempts = range(attempt, min(attempt + span, self.config.max_tries))
@@ -238,7 +238,7 @@ class Negatives(Stage):
                     for kind in KINDS:
                         for slot in _pending(image.slots, kind):
                             image.stats["tries"] += 1
-                            self._consider(candidates[kind][i, slot.region, slot.number, a], slot, image)
+                            self._consider(candidates[kind][i, slot.region, slot.number, a], slot, image, executor)
             attempt, span = attempt + span, ROUND_GROWTH * span
         for image in images:
             image.stats["gave_up"] += sum(not s.done for s in image.slots)
@@ -349,21 +349,16 @@ class Negatives(Stage):
                 )
         return candidates
 
-    def _consider(
-        self,
-        candidate: _Candidate,
-        slot: _Slot,
-        image: _Image,
-    ) -> None:
+    def _consider(self, candidate: _Candidate, slot: _Slot, image: _Image, executor: Executor) -> None:
         """Accepts ``candidate`` for ``slot`` when it meets the bounds of its kind and equals no negative already
-        accepted for the region (the mask comes to the host only then)."""
+        accepted for the region (the mask comes to the host only then, RLE-encoded in ``executor``)."""
         if not self._acceptable(slot.kind, candidate) or any(
             torch.equal(candidate.mask, other) for other in slot.shared.accepted
         ):
             return
         slot.shared.accepted.append(candidate.mask)
         image.accepted.append(
-            (slot, candidate, POOL.submit(lambda mask: encode_rle(mask.cpu().numpy()), candidate.mask))
+            (slot, candidate, executor.submit(lambda mask: encode_rle(mask.cpu().numpy()), candidate.mask))
         )
         slot.done = True
         image.stats[f"{slot.kind}_accepted"] += 1

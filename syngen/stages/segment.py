@@ -12,7 +12,7 @@ from syngen.models.roles import Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Sample, load_image
 from syngen.stages.base import ADDED_LATER, ModelStageConfig, Result, Stage, model_field
-from syngen.threads import POOL
+from syngen.threads import beside_model
 
 
 class SegmentConfig(ModelStageConfig):
@@ -75,8 +75,9 @@ class Segment(Stage[SegmentConfig, Segmenter]):
         model.embed([load_image(sample) for sample in todo], keys)
         boxes = [np.array([region["box"] for region in s["regions"]], dtype=np.float32) for s in todo]
         predicted = dict(zip(keys, model.predict_batch(keys, boxes=boxes), strict=True)) if todo else {}
-        # the full-resolution checks and RLE encoding of each sample's masks, off the main thread
-        return list(POOL.map(lambda sample: self._segment(sample, predicted.get(sample["id"])), samples))
+        # the full-resolution checks and RLE encoding of each sample's masks: beside a GPU, in the pool
+        executor = beside_model(getattr(model, "device", "cpu"))
+        return list(executor.map(lambda sample: self._segment(sample, predicted.get(sample["id"])), samples))
 
     def _segment(self, sample: Sample, predicted: tuple[np.ndarray, np.ndarray] | None) -> Result:
         """The sample's regions with their masks (``predicted``: masks and scores of its boxes, None for none)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 from syngen.masks import box_mask, decode_rle, encode_rle
 from syngen.refs import ModelRef
 from syngen.sample import image_bytes
+from syngen.stages import negatives as negatives_module
 from syngen.stages.base import Context
 from syngen.stages.negatives import (
     Negatives,
@@ -23,6 +25,7 @@ from syngen.stages.negatives import (
     boundary_prompt,
     semantic_prompt,
 )
+from syngen.threads import POOL
 from tests.fakes import FloodFillSegmenter
 
 W, H = 64, 48
@@ -424,3 +427,20 @@ def test_single_clicks_use_sam_best_of_three_and_record_it() -> None:
     assert all(n["multimask"] == (n["kind"] == "semantic") for n in negatives)
     # the first two predict calls are round 1's boundary prompts (box and points), then its semantic clicks
     assert model.predict_multimask[:2] == [False, True]
+
+
+def test_beside_a_gpu_the_pixel_pools_and_rles_run_in_the_pool_with_the_same_results(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A GPU model gets its CPU work done in the pool (the main thread goes on feeding it); the results are those
+    of the work done inline, as beside a CPU model."""
+    inline, _ = _run(NegativesConfig(), _batch())
+    threads: set[str] = set()
+    encode = negatives_module.encode_rle
+    monkeypatch.setattr(negatives_module, "beside_model", lambda device: POOL)
+    monkeypatch.setattr(
+        negatives_module, "encode_rle", lambda mask: threads.add(threading.current_thread().name) or encode(mask)
+    )
+    pooled, _ = _run(NegativesConfig(), _batch())
+    assert pooled == inline
+    assert threads and all(name.startswith("syngen-cpu") for name in threads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ from pydantic import ValidationError
 from syngen.models.loading import build_tiny
 from syngen.models.sam_hf import HFSam
 from syngen.sample import image_bytes
+from syngen.stages import segment as segment_module
 from syngen.stages.base import Context
 from syngen.stages.segment import Segment, SegmentConfig
 from syngen.store import to_json
+from syngen.threads import POOL
 from tests.fakes import FakeSegmenter
 from tests.helpers import draw_shapes
 
@@ -164,3 +167,18 @@ def test_fingerprint_at_defaults_is_the_one_stored_before_the_filters_existed() 
     for changed in ({"min_mask_score": 0.0}, {"max_outside_box": 0.5}):
         other = Segment(SegmentConfig(model="facebook/sam-vit-base", **changed), Context(recipe_dir=Path(".")))
         assert to_json(other.fingerprint()) != before
+
+
+def test_beside_a_gpu_masks_are_checked_and_encoded_in_the_pool_with_the_same_results(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    samples = [sample(n, (128, 96), [region("a", [0, 0, 40, 40]), region("b", [50, 20, 120, 90])]) for n in range(3)]
+    inline = run(FakeSegmenter(), samples)
+    threads: set[str] = set()
+    encode = segment_module.encode_rle
+    monkeypatch.setattr(segment_module, "beside_model", lambda device: POOL)
+    monkeypatch.setattr(
+        segment_module, "encode_rle", lambda mask: threads.add(threading.current_thread().name) or encode(mask)
+    )
+    assert run(FakeSegmenter(), samples) == inline
+    assert threads and all(name.startswith("syngen-cpu") for name in threads)
