@@ -171,7 +171,7 @@ class _Slot:
 class _Image:
     """One sample's work: the regions that receive negatives, their stats and slots, ``refs``, each usable
     region's positive mask and box mask as rows (2 * regions, H * W) of 0/1 floats on the model's device, and the
-    accepted candidates, in order, with their masks being RLE-encoded in the thread pool."""
+    accepted candidates, in order, each with its mask's RLE to come (see :func:`syngen.threads.beside_model`)."""
 
     key: str
     regions: list[Region]
