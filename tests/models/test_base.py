@@ -1,4 +1,4 @@
-"""What every adapter shares (syngen/models/base.py)."""
+"""What every adapter shares (syngen/models/base.py): image processors on the model's GPU."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ import torch
 from transformers.image_processing_backends import PilBackend, TorchvisionBackend
 
 from syngen.models.base import Adapter
+from syngen.models.blip import BlipCaptioner
+from syngen.models.grounding_dino import GroundingDino
+from syngen.models.llava import LlavaCaptioner
+from syngen.models.loading import build_tiny
+from syngen.models.sam_hf import HFSam
+from tests.helpers import draw_shapes
 
 
 def image_processor(kind: type) -> Any:
@@ -32,3 +38,47 @@ def test_images_are_prepared_on_the_gpu_only_by_a_torchvision_processor(
 ) -> None:
     kwargs = Adapter("unused", device=device).image_kwargs(processor)
     assert kwargs == ({} if expected is None else {"device": torch.device(expected)})
+
+
+class Recorder:
+    """A processor stand-in that records the keyword arguments of each call and passes it on."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor, self.calls = processor, []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(kwargs)
+        return self.processor(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.processor, name)
+
+
+def _detect(model: Any) -> None:
+    model.detect([draw_shapes()], ["cat."], 0.3, 0.25)
+
+
+def _embed(model: Any) -> None:
+    model.embed([draw_shapes()], ["key"])
+
+
+def _caption(model: Any) -> None:
+    model.caption([draw_shapes()], "a picture of", 3)
+
+
+@pytest.mark.parametrize(
+    ("cls", "twin", "call"),
+    [
+        pytest.param(GroundingDino, "grounder", _detect, id="grounding-dino"),
+        pytest.param(HFSam, "segmenter", _embed, id="sam"),
+        pytest.param(BlipCaptioner, "captioner-blip", _caption, id="blip"),
+        pytest.param(LlavaCaptioner, "captioner-llava", _caption, id="llava"),
+    ],
+)
+def test_every_image_call_takes_the_image_kwargs(cls: type, twin: str, call: Any) -> None:
+    """What :meth:`Adapter.image_kwargs` returns reaches the processor call (on a GPU: ``device``)."""
+    model = cls(build_tiny(twin))
+    model.processor = Recorder(model.processor)
+    model.image_kwargs = lambda processor: {"device": torch.device("cpu")}
+    call(model)
+    assert [kwargs.get("device") for kwargs in model.processor.calls] == [torch.device("cpu")]
