@@ -116,8 +116,8 @@ def syngen_path(
     segment, negatives = Segment(SegmentConfig(batch_size=batch), ctx), Negatives(NegativesConfig(), ctx)
     seconds: dict[str, float] = {}
     for stage, model in ((ground, dino), (segment, sam), (negatives, sam)):
-        profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
-        with profiler if busy is not None else contextlib.nullcontext() as prof:
+        cuda_only = [torch.profiler.ProfilerActivity.CUDA]
+        with torch.profiler.profile(activities=cuda_only) if busy is not None else contextlib.nullcontext() as prof:
             start = time.perf_counter()
             out = []
             for i in range(0, len(samples), batch):
