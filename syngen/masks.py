@@ -91,8 +91,9 @@ def erode(mask: np.ndarray, radius: int) -> np.ndarray:
         pad[axis] = (radius + 1, radius)
         holes = np.cumsum(np.pad(~out, pad, constant_values=True), axis=axis, dtype=np.int32)
         n = out.shape[axis]
-        ahead = np.take(holes, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis)
-        out = ahead == np.take(holes, np.arange(n), axis)
+        ahead, behind = [slice(None)] * 2, [slice(None)] * 2
+        ahead[axis], behind[axis] = slice(2 * radius + 1, 2 * radius + 1 + n), slice(0, n)
+        out = holes[tuple(ahead)] == holes[tuple(behind)]
     return out
 
 

@@ -23,10 +23,11 @@ kind for all samples of the batch, the next attempts of every slot still open (1
 2 * ceil(log2(max_tries + 1)) calls per batch instead of 2 * max_tries per image), and each sample then accepts
 candidates in the order of one attempt at a time, so its result is the same as trying one attempt after another
 on that sample alone (with a real SAM, up to the last bits of the scores: other batch shapes round differently).
-Area, overlap with the positive and overlap with the box are counted on the model's device with one matrix
-product per image against its regions' masks (exact integers: 0/1 floats, float64 past 2**24 pixels), one copy
-to the host per call; only accepted masks come to the host. Point pools are flat pixel indices computed once
-per region.
+Area, overlap with the positive and overlap with the box are counted on the model's device: on a GPU with one
+matrix product per image against its regions' masks (exact integers: 0/1 floats, float64 past 2**24 pixels), one
+copy to the host per call, only accepted masks coming to the host; on the CPU as bit counts of packed masks (a
+quarter of the matrix product's time). A candidate is compared with the region's accepted masks only where their
+areas are equal. Point pools are flat pixel indices computed once per region.
 
 ``negatives_stats``: ``boundary_accepted``, ``semantic_accepted``, ``tries`` (attempts used: candidates a slot
 considered, not counting those computed ahead for a slot that was done by then) and ``gave_up``
@@ -111,7 +112,14 @@ def boundary_candidates(mask: np.ndarray, box: list[float], edge_share: float) -
     """Pixels to draw boundary points from: (inside box and outside mask, on the mask's edge band inside box)."""
     inside = box_mask(box, *mask.shape)
     width = max(1, round(edge_share * min(box[2] - box[0], box[3] - box[1])))
-    return inside & ~mask, inside & edge_band(mask, width)
+    # the band inside the box depends only on the mask within `width` pixels of it: find it in that window
+    # (a window edge inside the image is never nearer than `width` to a pixel of the box, so it adds no false edge)
+    rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+    band = np.zeros_like(mask)
+    if len(rows) and len(cols):
+        window = tuple(slice(max(0, int(idx[0]) - width), int(idx[-1]) + 1 + width) for idx in (rows, cols))
+        band[window] = edge_band(mask[window], width)
+    return inside & ~mask, inside & band
 
 
 def boundary_prompt(overflow: np.ndarray, omission: np.ndarray, width: int, k: int, seed: int) -> Points:
@@ -151,7 +159,7 @@ class _Region:
     box: list[float]
     row: int
     positive_area: int
-    accepted: list[torch.Tensor] = field(default_factory=list)
+    accepted: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (area, mask)
 
 
 @dataclass
@@ -170,14 +178,14 @@ class _Slot:
 @dataclass
 class _Image:
     """One sample's work: the regions that receive negatives, their stats and slots, ``refs``, each usable
-    region's positive mask and box mask as rows (2 * regions, H * W) of 0/1 floats on the model's device, and the
+    region's positive mask and box mask as rows (2 * regions, H * W) as :func:`_references` gives them, and the
     accepted candidates, in order, each with its mask's RLE to come (see :func:`syngen.threads.beside_model`)."""
 
     key: str
     regions: list[Region]
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATS, 0))
     slots: list[_Slot] = field(default_factory=list)
-    refs: torch.Tensor | None = None
+    refs: torch.Tensor | np.ndarray | None = None
     width: int = 0
     accepted: list[tuple[_Slot, _Candidate, Future[RLE]]] = field(default_factory=list)
 
@@ -191,20 +199,35 @@ class _Candidate:
     labels: list[int]
     seed: int
     score: float
-    empty: bool
+    area: int
     iou: float
     share_in_box: float
 
 
-def _measure(masks: torch.Tensor, scores: Any, refs: torch.Tensor | None, rows: list[int]) -> torch.Tensor:
-    """(N, 4) on ``refs``' device: each mask's area, its overlap with its region's positive mask (row ``rows[j]``
-    of ``refs``) and with the region's box mask (the next row), and its score."""
+def _references(masks: np.ndarray, device: Any) -> torch.Tensor | np.ndarray:
+    """An image's reference masks, (rows, H * W) bools, as :func:`_measure` counts against them: on the CPU their
+    packed bits (uint8, (rows, ceil(H * W / 8))), elsewhere 0/1 floats on ``device`` (float32 counts pixels exactly
+    up to 2**24 per image, float64 beyond)."""
+    if torch.device(device).type == "cpu":
+        return np.packbits(masks, axis=1)
+    dtype = torch.float32 if masks.shape[1] <= 2**24 else torch.float64
+    return torch.as_tensor(masks, device=device).to(dtype)
+
+
+def _measure(masks: torch.Tensor, scores: Any, refs: torch.Tensor | np.ndarray | None, rows: list[int]) -> torch.Tensor:
+    """(N, 4) on ``masks``' device: each mask's area, its overlap with its region's positive mask (row ``rows[j]``
+    of ``refs``, see :func:`_references`) and with the region's box mask (the next row), and its score."""
     assert refs is not None  # an image with candidates has usable regions
+    score = torch.as_tensor(scores)
+    if isinstance(refs, np.ndarray):  # packed bits on the CPU: the pixels both masks hold are the bits both set
+        packed = np.packbits(masks.numpy().reshape(len(masks), -1), axis=1)
+        positive, box = refs[rows], refs[[row + 1 for row in rows]]
+        counts = [np.bitwise_count(bits).sum(1, dtype=np.int64) for bits in (packed, packed & positive, packed & box)]
+        return torch.from_numpy(np.stack([*counts, score.double().numpy()], 1, dtype=np.float64))
     flat = masks.flatten(1).to(refs)  # 0/1 floats: the matrix product counts pixels exactly
     counts = flat @ refs.T  # overlap with every positive and box mask of the image
     jobs, picked = torch.arange(len(rows), device=counts.device), torch.tensor(rows, device=counts.device)
-    score = torch.as_tensor(scores).to(counts)
-    return torch.stack([flat.sum(1), counts[jobs, picked], counts[jobs, picked + 1], score], 1)
+    return torch.stack([flat.sum(1), counts[jobs, picked], counts[jobs, picked + 1], score.to(counts)], 1)
 
 
 def _pending(slots: list[_Slot], kind: str) -> list[_Slot]:
@@ -284,9 +307,7 @@ class Negatives(Stage):
                 else:
                     image.stats["gave_up"] += wanted
         if refs:
-            # float32 counts pixels exactly up to 2**24 per image; float64 beyond
-            dtype = torch.float32 if refs[0].size <= 2**24 else torch.float64
-            image.refs = torch.as_tensor(np.stack(refs).reshape(len(refs), -1), device=device).to(dtype)
+            image.refs = _references(np.stack(refs).reshape(len(refs), -1), device)
         return image
 
     def _candidates(
@@ -343,7 +364,7 @@ class Negatives(Stage):
                     labels=labels,
                     seed=seed,
                     score=score,
-                    empty=not area,
+                    area=int(area),
                     iou=float(np.float64(inter) / union) if union else 0.0,
                     share_in_box=float(np.float64(in_box) / area) if area else 0.0,
                 )
@@ -353,10 +374,10 @@ class Negatives(Stage):
         """Accepts ``candidate`` for ``slot`` when it meets the bounds of its kind and equals no negative already
         accepted for the region (the mask comes to the host only then, RLE-encoded in ``executor``)."""
         if not self._acceptable(slot.kind, candidate) or any(
-            torch.equal(candidate.mask, other) for other in slot.shared.accepted
+            area == candidate.area and torch.equal(candidate.mask, other) for area, other in slot.shared.accepted
         ):
             return
-        slot.shared.accepted.append(candidate.mask)
+        slot.shared.accepted.append((candidate.area, candidate.mask))
         image.accepted.append(
             (slot, candidate, executor.submit(lambda mask: encode_rle(mask.cpu().numpy()), candidate.mask))
         )
@@ -366,7 +387,7 @@ class Negatives(Stage):
     def _acceptable(self, kind: str, candidate: _Candidate) -> bool:
         """Whether a candidate mask is non-empty, differs from the positive and meets the bounds of its kind."""
         cfg = self.config
-        if candidate.empty or candidate.iou >= 1.0:
+        if not candidate.area or candidate.iou >= 1.0:
             return False
         if kind == "boundary":
             return cfg.iou_band[0] <= candidate.iou <= cfg.iou_band[1]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pydantic import ValidationError
 
@@ -20,6 +21,8 @@ from syngen.stages.base import Context
 from syngen.stages.negatives import (
     Negatives,
     NegativesConfig,
+    _measure,
+    _references,
     attempt_seed,
     boundary_candidates,
     boundary_prompt,
@@ -410,6 +413,49 @@ def test_a_semantic_candidate_above_max_iou_is_refused_even_when_little_of_it_is
         )
         [update], _ = _run(config, [_one_region(positive, box)], Answering(covering, covering))
         assert [n["iou"] for n in update["regions"][0]["negatives"]] == ([0.1] if accepted else [])
+
+
+@pytest.mark.parametrize(
+    "refs_as",
+    [lambda refs: _references(refs, "cpu"), lambda refs: torch.as_tensor(refs).float()],
+    ids=["packed-bits-on-cpu", "float-matrix-as-on-a-gpu"],
+)
+def test_measure_counts_areas_and_overlaps_exactly(refs_as: Any) -> None:
+    rng = np.random.default_rng(0)
+    refs = rng.random((6, H * W)) < 0.5  # three regions: positive mask, box mask
+    masks = rng.random((5, H, W)) < 0.3
+    rows, scores = [0, 2, 4, 0, 4], rng.random(5).astype(np.float32)
+    got = _measure(torch.as_tensor(masks), torch.as_tensor(scores), refs_as(refs), rows)
+    flat = masks.reshape(5, -1)
+    expected = [
+        [m.sum(), (m & refs[row]).sum(), (m & refs[row + 1]).sum(), score]
+        for m, row, score in zip(flat, rows, scores, strict=True)
+    ]
+    assert got.double().tolist() == np.asarray(expected, np.float64).tolist()  # exact counts
+
+
+def test_the_same_mask_twice_is_one_negative_and_an_equal_sized_other_is_another() -> None:
+    _, (rect, _) = _scene()
+    left, right = rect.copy(), rect.copy()
+    left[:, 22:] = False  # 16 of the 24 columns: IoU 2/3, and the right 16 columns the same area
+    right[:, :14] = False
+    assert left.sum() == right.sum()
+    config = NegativesConfig(boundary_per_mask=2, semantic_per_mask=0, max_tries=3)
+
+    class Alternating(Answering):
+        """Answers the left part twice, then the right part."""
+
+        def predict(self, key: str, boxes: Any = None, points: Any = None, **prompts: Any):
+            self.calls = getattr(self, "calls", 0) + len(points)
+            mask = right if self.calls > 2 else left
+            return np.stack([mask] * len(points)), np.ones(len(points), dtype=np.float32)
+
+    [update], _ = _run(config, [_one_region(rect, [4.0, 6.0, 32.0, 34.0])], Answering(left, left))
+    assert [decode_rle(n["mask"]).tobytes() for n in update["regions"][0]["negatives"]] == [left.tobytes()]
+    assert update["negatives_stats"]["gave_up"] == 1
+    [update], _ = _run(config, [_one_region(rect, [4.0, 6.0, 32.0, 34.0])], Alternating(left, left))
+    masks = [decode_rle(n["mask"]).tobytes() for n in update["regions"][0]["negatives"]]
+    assert masks == [left.tobytes(), right.tobytes()]
 
 
 def test_the_edge_band_is_measured_on_the_box_shorter_side() -> None:

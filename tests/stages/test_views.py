@@ -14,9 +14,11 @@ from pydantic import ValidationError
 from syngen.sample import image_bytes
 from syngen.stages.base import Context
 from syngen.stages.views import (
+    HASH_SIDE,
     Views,
     ViewsConfig,
     crop_view,
+    hash_thumbnail,
     phash_scores,
     select_views,
     to_crop_coords,
@@ -88,20 +90,48 @@ def test_crop_view_cuts_and_resizes_the_box() -> None:
         crop_view(image, [5, 5, 5, 10], 8)
 
 
+@pytest.mark.parametrize(
+    "box,inside",
+    [
+        ([20.0, 10.0, 40.0, 30.0], True),
+        ([20.5, 10.25, 39.5, 29.75], True),
+        ([0.0, 0.0, 60.0, 40.0], False),
+        ([10.0, 10.0, 12.0, 11.0], True),
+    ],
+    ids=["integer-box", "fractional-box", "whole-image", "smaller-than-thumbnail"],
+)
+def test_hash_thumbnail_is_32_pixels_of_the_view_alone(box: list[float], inside: bool) -> None:
+    pixels = np.zeros((40, 60), np.uint8)
+    pixels[10:30, 10:40] = 200  # a grey block in black: views inside it must see no black through the filter
+    thumb = np.asarray(hash_thumbnail(Image.fromarray(pixels), box))
+    assert thumb.shape == (HASH_SIDE, HASH_SIDE)
+    if inside:
+        assert (thumb == 200).all()
+    else:
+        assert thumb.min() == 0 and thumb.max() >= 200  # both (Lanczos rings a little above 200)
+
+
 def test_phash_selects_the_views_that_differ_most_per_t() -> None:
     image = _framed_noise()
     box = [40.0, 40.0, 60.0, 60.0]
     candidates = [round(0.1 * i, 1) for i in range(1, 11)]
-    region = imagehash.phash(crop_view(image, view_box(box, 100, 100, 0), 224)).hash
+    gray = image.convert("L")
+    region = imagehash.phash(hash_thumbnail(gray, view_box(box, 100, 100, 0))).hash
     expected = {}
     for t in candidates:
-        view = imagehash.phash(crop_view(image, view_box(box, 100, 100, t), 224)).hash
+        view = imagehash.phash(hash_thumbnail(gray, view_box(box, 100, 100, t))).hash
         expected[t] = np.count_nonzero(view != region) / t
     assert all(expected[t] == 0 for t in candidates if t <= 0.6)  # grey views hash like the grey region view
     assert all(expected[t] > 0 for t in candidates if t >= 0.7)
     best = sorted(candidates, key=lambda t: expected[t], reverse=True)[:2]
-    scores = phash_scores(image, box, candidates, 224)
+    scores = phash_scores(gray, box, candidates)
     assert scores == pytest.approx(expected) and all(type(score) is float for score in scores.values())
+    # hashing the 224 x 224 crops instead picks the same views
+    crop = imagehash.phash(crop_view(image, box, 224))
+    from_crops = {
+        t: (crop - imagehash.phash(crop_view(image, view_box(box, 100, 100, t), 224))) / t for t in candidates
+    }
+    assert select_views(from_crops, 2) == select_views(scores, 2)
 
     [update] = _run(ViewsConfig(n_views=3), [_sample(image, [box])])
     views = update["regions"][0]["views"]
