@@ -6,7 +6,9 @@ behind in worker threads. Models come from a :class:`~syngen.models.pool.ModelPo
 and kept resident across waves while they fit ``runtime.memory_budget``, the least recently used freed when
 the next one does not fit. Samples already in a stage's store are read back instead
 of computed. A batch that raises is retried sample by sample so the bad sample alone is recorded as a failure;
-on CUDA out-of-memory the batch size is halved. Results stream into the dataset export as waves complete.
+on CUDA out-of-memory the batch size is halved. A batch whose images are still encoding (handed over as futures)
+is stored once the stage's next batch has been called, so the encoding overlaps that call. Results stream into the
+dataset export as waves complete.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from syngen.models.roles import Model
 from syngen.recipe import Recipe
 from syngen.sample import DECODED, Failure, Sample
 from syngen.stages import stage_class
-from syngen.stages.base import ModelStageConfig, Result, SourceStage, Stage
+from syngen.stages.base import ModelStageConfig, Result, SourceStage, Stage, Update
 from syngen.store import Row, StageStore, to_json
 
 FAILURES = "failures.jsonl"  # every recorded failure with its seed item, rewritten whenever the samples are read
@@ -255,19 +257,29 @@ class Runner:
             model_s0 = getattr(model, "model_seconds", 0.0)
             bar = self._bar(stage)
             queue = list(pending)
-            while queue:
-                if self._stop.is_set():
-                    raise Stopped(f"{stage.name}: the run stopped")
-                batch, queue = queue[: self.batch_size[stage.name]], queue[self.batch_size[stage.name] :]
-                batch_rows = [
-                    row
-                    for sample, result in zip(batch, self._process(stage, batch, model), strict=True)
-                    for row in _rows(sample, result)
-                ]
+            held: list[tuple[Sample, Result]] = []  # a batch whose images are still encoding (see stages.base.Update)
+
+            def keep(results: list[tuple[Sample, Result]]) -> None:
+                batch_rows = [row for sample, result in results for row in _rows(sample, result)]
                 store.write(batch_rows)
                 for row in batch_rows:
                     rows.setdefault(row["input_id"], []).append(row)
-                bar.update(len(batch))
+
+            try:
+                while queue:
+                    if self._stop.is_set():
+                        raise Stopped(f"{stage.name}: the run stopped")
+                    batch, queue = queue[: self.batch_size[stage.name]], queue[self.batch_size[stage.name] :]
+                    results = list(zip(batch, self._process(stage, batch, model), strict=True))
+                    before, held = held, []
+                    keep(before)
+                    if any(_encoding(result) for _, result in results):
+                        held = results
+                    else:
+                        keep(results)
+                    bar.update(len(batch))
+            finally:
+                keep(held)  # also when the run stops or fails: what was made is kept
             report.model_s += getattr(model, "model_seconds", 0.0) - model_s0
             report.computed += len(pending)
             if stage.role is not None:
@@ -396,8 +408,26 @@ def failure_record(stage: str, sample: Sample, failure: dict[str, Any]) -> dict[
     }
 
 
+def _updates(result: Result) -> list[Update]:
+    return [] if isinstance(result, Failure) else result if isinstance(result, list) else [result]
+
+
+def _encoding(result: Result) -> bool:
+    """Whether an update of ``result`` has its image still encoding (a Future)."""
+    return any(isinstance(update.get("image"), Future) for update in _updates(result))
+
+
 def _rows(sample: Sample, result: Result) -> list[Row]:
-    """Store rows for one input sample's result."""
+    """Store rows for one input sample's result, once its images are encoded (an encoding that raised makes the
+    sample a failure)."""
+    if _encoding(result):
+        try:
+            result = [
+                {**u, "image": u["image"].result() if isinstance(u.get("image"), Future) else u.get("image")}
+                for u in _updates(result)
+            ]
+        except Exception as err:
+            result = Failure(kind=type(err).__name__, message=f"encoding the image failed: {err}"[:500])
     if isinstance(result, Failure):
         return [
             {"input_id": sample["id"], "id": None, "status": "failed", "image": None, "data": to_json(result.to_dict())}

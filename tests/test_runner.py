@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 from collections import Counter
+from concurrent.futures import Future
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,7 +21,7 @@ from syngen.cli import app
 from syngen.executors.local import run
 from syngen.recipe import load_recipe
 from syngen.refs import ModelRef
-from syngen.runner import Runner, split_model_free
+from syngen.runner import Runner, Stopped, split_model_free
 from syngen.sample import DECODED, Failure, image_bytes
 from syngen.stages.base import Context, ModelStageConfig, Stage, StageConfig
 from syngen.stages.source import Source
@@ -572,3 +573,86 @@ def test_split_model_free(roles: list[str | None], lead: int, middle: int) -> No
     stages = [type(f"S{i}", (Stage,), {"name": f"s{i}", "role": r})(StageConfig(), None) for i, r in enumerate(roles)]
     first, models, last = split_model_free(stages)
     assert (first, models, last) == (stages[:lead], stages[lead : lead + middle], stages[lead + middle :])
+
+
+HELD: dict = {}
+
+
+class EncodingSynthesize(Stage):
+    """Hands its images over as futures (as the synthesize stage does while they encode); the image of a caption
+    named broken* raises; with ``HELD["stop"]`` the run stops after the first batch."""
+
+    name, needs, adds = "synthesize", ("caption",), ("image",)
+
+    def process(self, samples, model=None):
+        HELD["events"].append(("call", [s["caption"] for s in samples]))
+        results = []
+        for s in samples:
+            image: Future = Future()
+            if s["caption"].startswith("broken"):
+                image.set_exception(OSError("disk full"))
+            else:
+                image.set_result(s["caption"].encode())
+            results.append([{"id": s["id"] + "-0", "image": image}])
+        if HELD.get("stop"):
+            HELD["runner"]._stop.set()
+        return results
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeCaption")
+    monkeypatch.setitem(stage_registry.STAGES, "synthesize", f"{__name__}:EncodingSynthesize")
+    write = StageStore.write
+
+    def logged(store: StageStore, rows: list) -> None:
+        if store.dir.name.startswith("synthesize") and rows:
+            HELD["events"].append(("write", [r["image"].decode() for r in rows if r["image"]]))
+        write(store, rows)
+
+    monkeypatch.setattr(StageStore, "write", logged)
+    HELD.clear()
+    HELD["events"] = []
+
+
+def test_a_batch_whose_images_encode_is_stored_after_the_next_call(tmp_path: Path, held: None) -> None:
+    names = ["a.png", "b.png", "c.png", "d.png", "e.png"]
+    recipe = make_recipe(tmp_path, names, {"caption": {}, "synthesize": {"batch_size": 2}}, wave_size=5)
+    samples, _ = run_all(recipe, tmp_path / "out")
+    assert sorted(s["image"] for s in samples) == [n.encode() for n in names]
+    calls = [what for kind, what in HELD["events"] if kind == "call"]
+    assert [len(c) for c in calls] == [2, 2, 1]
+    assert HELD["events"] == [
+        ("call", calls[0]),
+        ("call", calls[1]),
+        ("write", calls[0]),
+        ("call", calls[2]),
+        ("write", calls[1]),
+        ("write", calls[2]),
+    ]
+
+
+def test_a_stop_stores_the_held_batch_before_it_stops(tmp_path: Path, held: None) -> None:
+    stages = {"caption": {}, "synthesize": {"batch_size": 1}}
+    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=3)
+    runner = Runner(recipe, tmp_path / "out", progress=False)
+    HELD.update(runner=runner, stop=True)
+    runner.open_stores()
+    with pytest.raises(Stopped):
+        list(runner.samples())
+    [(call, first)] = [event for event in HELD["events"] if event[0] == "call"]
+    assert HELD["events"] == [("call", first), ("write", first)]
+    assert len(runner.stores["synthesize"].index()) == 1
+
+
+def test_an_image_whose_encoding_raised_fails_its_sample_alone(tmp_path: Path, held: None) -> None:
+    recipe = make_recipe(tmp_path, ["a.png", "broken.png", "c.png"], {"caption": {}, "synthesize": {}}, wave_size=3)
+    samples, report = run_all(recipe, tmp_path / "out")
+    assert sorted(s["image"] for s in samples) == [b"a.png", b"c.png"]
+    syn = report["stages"]["synthesize"]
+    assert (syn["items_in"], syn["items_out"], syn["failed"], syn["failures"]) == (3, 2, 1, {"OSError": 1})
+    failure = json.loads((tmp_path / "out" / "failures.jsonl").read_text().splitlines()[0])
+    assert failure["message"] == "encoding the image failed: disk full" and failure["item"] == "broken.png"
+    CALLS.clear()
+    again, _ = run_all(recipe, tmp_path / "out")  # stored: nothing is computed again
+    assert sorted(s["image"] for s in again) == [b"a.png", b"c.png"] and not CALLS["caption"]

@@ -106,6 +106,8 @@ class Context:
         return self.recipe_dir / path
 
 
+# an output sample's fields; its "image" (bytes) may still be encoding, a Future of the bytes: the runner stores
+# such a batch once the stage's next batch has been called, so the encoding overlaps that call
 Update = dict[str, Any]
 Result = Update | list[Update] | Failure
 M = TypeVar("M")  # the model a stage runs: a role Protocol of syngen.models.roles, or None

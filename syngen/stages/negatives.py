@@ -222,8 +222,8 @@ def _measure(masks: torch.Tensor, scores: Any, refs: torch.Tensor | np.ndarray |
     if isinstance(refs, np.ndarray):  # packed bits on the CPU: the pixels both masks hold are the bits both set
         packed = np.packbits(masks.numpy().reshape(len(masks), -1), axis=1)
         positive, box = refs[rows], refs[[row + 1 for row in rows]]
-        counts = [np.bitwise_count(bits).sum(1, dtype=np.int64) for bits in (packed, packed & positive, packed & box)]
-        return torch.from_numpy(np.stack([*counts, score.double().numpy()], 1, dtype=np.float64))
+        bits = [np.bitwise_count(b).sum(1, dtype=np.int64) for b in (packed, packed & positive, packed & box)]
+        return torch.from_numpy(np.stack([*bits, score.double().numpy()], 1, dtype=np.float64))
     flat = masks.flatten(1).to(refs)  # 0/1 floats: the matrix product counts pixels exactly
     counts = flat @ refs.T  # overlap with every positive and box mask of the image
     jobs, picked = torch.arange(len(rows), device=counts.device), torch.tensor(rows, device=counts.device)

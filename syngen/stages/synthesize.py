@@ -7,8 +7,9 @@ so a rerun on the same device makes the same images. All prompts of a batch (× 
 in as few calls of at most ``batch_size`` images as possible, of near-equal sizes (7 images, batch_size 3: calls of
 2, 2 and 3). An image's pixels depend on the number of images in its call, not on which prompts share it: see the
 README's Limits. After a CUDA out-of-memory error the runner halves that call size (:meth:`Synthesize.shrink`), down
-to one image per call. Images are PNG-encoded in the shared thread pool while the next call runs. A sample with an
-empty caption is a failure of kind ``empty_caption``.
+to one image per call. Images are PNG-encoded in the shared thread pool while the next call runs: ``image`` is
+handed over as a ``Future`` of the bytes, which the runner waits for after calling the stage's next batch. A
+sample with an empty caption is a failure of kind ``empty_caption``.
 
 Example::
 
@@ -143,6 +144,7 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
         return item_seed(self.config.seed, parent_id, index, bits=31)
 
     def process(self, samples: list[Sample], model: TextToImage) -> list[Result]:
+        """Per sample, its ``images_per_caption`` updates (``image`` a Future of the PNG bytes), or a Failure."""
         cfg = self.config
         jobs = [
             (n, index, self.image_seed(sample["id"], index))
@@ -151,7 +153,7 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
             for index in range(cfg.images_per_caption)
         ]
         images: list[Image.Image] = []
-        pngs: list[Future[bytes]] = []  # encoded in the shared pool while the next chunk is generated
+        pngs: list[Future[bytes]] = []  # encoded in the shared pool while the next chunk (or batch) is generated
         # as few calls as call_size allows, of near-equal sizes: no lone last image (see README, Limits)
         calls = -(-len(jobs) // self.call_size)
         bounds = [len(jobs) * i // calls for i in range(calls + 1)]
@@ -167,18 +169,24 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
                 width=cfg.width,
             )
             images += made
-            pngs += [POOL.submit(image_bytes, image) for image in made]
+            pngs += [POOL.submit(_encoded, image) for image in made]
         updates: list[list[Update]] = [[] for _ in samples]
         for (n, index, seed), image, png in zip(jobs, images, pngs, strict=True):
-            parent, encoded = samples[n]["id"], png.result()
-            DECODED.put(encoded, image)  # the next stages need not decode it
+            parent = samples[n]["id"]
             updates[n].append(
                 {
                     "id": make_id(parent, "synthesize", index, cfg.seed),
-                    "image": encoded,
+                    "image": png,
                     "width": image.width,
                     "height": image.height,
                     "synth": {"seed": seed, "index": index, "parent": parent, "prompt": samples[n]["caption"]},
                 }
             )
         return [made or Failure(kind="empty_caption", message="the caption is empty") for made in updates]
+
+
+def _encoded(image: Image.Image) -> bytes:
+    """The image's PNG bytes; the image is kept decoded under them, so the next stages need not decode it."""
+    data = image_bytes(image)
+    DECODED.put(data, image)
+    return data

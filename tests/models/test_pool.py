@@ -51,25 +51,33 @@ class Closing:
 
 
 @pytest.mark.parametrize(
-    "loaded, budget_gib, then, closed, collections",
+    "device, loaded, budget_gib, then, closed, collections",
     [
-        pytest.param(["a", "b", "c"], 3, "close", ["a", "b", "c"], 1, id="close-three-collect-once"),
-        pytest.param(["a", "b", "c"], 3, "d", ["a"], 1, id="evict-one"),
-        pytest.param(["a", "b", "c"], 3, "big", ["a", "b"], 1, id="evict-two-collect-once"),
-        pytest.param(["a", "b"], 3, "c", [], 0, id="fits-nothing-freed"),
-        pytest.param([], 3, "close", [], 0, id="close-empty-pool"),
+        pytest.param("cuda", ["a", "b", "c"], 3, "close", ["a", "b", "c"], 1, id="close-three-on-gpu-collect-once"),
+        pytest.param("cpu", ["a", "b", "c"], 3, "close", ["a", "b", "c"], 0, id="close-on-cpu-no-collection"),
+        pytest.param("cpu", ["a", "b", "c"], 3, "d", ["a"], 1, id="evict-one"),
+        pytest.param("cpu", ["a", "b", "c"], 3, "big", ["a", "b"], 1, id="evict-two-collect-once"),
+        pytest.param("cpu", ["a", "b"], 3, "c", [], 0, id="fits-nothing-freed"),
+        pytest.param("cuda", [], 3, "close", [], 0, id="close-empty-pool"),
     ],
 )
 def test_freed_models_are_collected_once(
-    monkeypatch: pytest.MonkeyPatch, loaded: list[str], budget_gib: int, then: str, closed: list[str], collections: int
+    monkeypatch: pytest.MonkeyPatch,
+    device: str,
+    loaded: list[str],
+    budget_gib: int,
+    then: str,
+    closed: list[str],
+    collections: int,
 ) -> None:
-    """A garbage collection costs a quarter of a second: freeing several models together collects once."""
+    """A garbage collection costs a quarter of a second: freeing several models together collects once, and
+    closing the pool at the end of a run collects only on a GPU."""
     done: list[str] = []
     monkeypatch.setattr("syngen.models.pool.load", lambda ref, *args, **kw: (Closing(ref.id, done), 0.0))
     monkeypatch.setattr("syngen.models.pool._estimate", lambda ref, dtype: 2**31 if ref.id == "big" else 2**30)
     counted: list[int] = []
     monkeypatch.setattr("syngen.models.pool.gc.collect", lambda: counted.append(1))
-    pool = ModelPool("cpu", "float32", budget_bytes=budget_gib * 2**30)
+    pool = ModelPool(device, "float32", budget_bytes=budget_gib * 2**30)
     for name in loaded:
         pool.get(ModelRef(id=name, backend="blip"), None)
     assert not done and not counted
