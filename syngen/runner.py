@@ -261,7 +261,7 @@ class Runner:
 
             def keep(results: list[tuple[Sample, Result]]) -> None:
                 batch_rows = [row for sample, result in results for row in _rows(sample, result)]
-                store.write(batch_rows)
+                store.write(batch_rows, wait=False)  # the file is written while the next batch runs
                 for row in batch_rows:
                     rows.setdefault(row["input_id"], []).append(row)
 

@@ -15,9 +15,10 @@ Files of a stage folder (``r<rank>`` names the shard that wrote a file; shards o
   opening a store reads the manifests and the few loose parts, never every chunk.
 
 Every file is written to a temporary name, fsync'ed and renamed, so a kill or a power loss loses at most the
-batch in flight. Compaction writes the chunk, then the manifest, then deletes what it merged; a kill between
-those steps is rolled forward at the next open. Discarding a stale stage renames its folder aside, then deletes
-it, so a kill never leaves part files without their fingerprint.
+batch in flight (the runner has its part files written in a writer thread while it goes on: ``write(rows,
+wait=False)``; whatever reads files waits for them first). Compaction writes the chunk, then the manifest, then
+deletes what it merged; a kill between those steps is rolled forward at the next open. Discarding a stale stage
+renames its folder aside, then deletes it, so a kill never leaves part files without their fingerprint.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,7 @@ Row = dict[str, Any]
 Location = tuple[Path, int]  # a data file and the row group holding an input id's rows
 _META = b"syngen"
 _RANK = re.compile(r"-r(\d+)[-.]")
+_WRITER = ThreadPoolExecutor(1, thread_name_prefix="syngen-store")  # part files written in order, off the caller
 log = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA", "Row", "StageStore", "StaleStore", "atomic_write_text", "to_json"]
@@ -93,12 +96,14 @@ class StageStore:
         self._loose: dict[Path, int] = {}  # this rank's parts and undersized chunks -> their number of samples
         self._manifest: pa.Table | None = None  # this rank's manifest as last read or written
         self._cache: tuple[Location, pa.Table] | None = None  # the last row group read
+        self._writing: dict[Path, Future[None]] = {}  # parts being written by the writer thread, oldest first
 
     # opening ---------------------------------------------------------------------------------------------------
     def open(self, fingerprint: str, *, drop_stale: bool = True) -> bool:
         """Make the folder ready for ``fingerprint``; False when earlier results were dropped as stale.
 
         With ``drop_stale=False`` a different fingerprint raises :class:`StaleStore` instead."""
+        self._settle()
         self.fingerprint = fingerprint
         stages = self.dir.parent
         stages.mkdir(parents=True, exist_ok=True)
@@ -262,14 +267,21 @@ class StageStore:
         log.warning("%s %s; moved aside as %s-%s, its samples will be recomputed", path, why, prefix, path.name)
 
     # writing ---------------------------------------------------------------------------------------------------
-    def write(self, rows: list[Row]) -> None:
-        """Append one batch of rows as a new part file, atomically; compacts once enough samples are loose."""
+    def write(self, rows: list[Row], *, wait: bool = True) -> None:
+        """Append one batch of rows as a new part file, atomically; compacts once enough samples are loose.
+
+        With ``wait=False`` the file is written (and fsync'ed) in the writer thread while the caller goes on: the
+        rows count as stored at once, every call that reads files waits for the write first, and an error it met
+        is raised by the store's next call. At most one such write is under way per store."""
         if not rows:
             return
+        self._settle()
         index = self.index()
         table = pa.Table.from_pylist(rows, schema=self._schema())
         part = self.dir / f"part-r{self.rank}-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet"
-        _atomic(part, lambda tmp: pq.write_table(table, tmp))
+        self._writing[part] = _WRITER.submit(_atomic, part, lambda tmp: pq.write_table(table, tmp))
+        if wait:
+            self._settle()
         ids = {row["input_id"] for row in rows}
         for input_id in ids:
             index[input_id] = (part, 0)
@@ -280,6 +292,7 @@ class StageStore:
     def compact(self) -> None:
         """Merge this rank's loose parts and undersized chunk into one chunk (nothing to do for a single file
         under :data:`CHUNK_SAMPLES` samples)."""
+        self._settle()
         self.index()
         if not self._loose or len(self._loose) == 1 and sum(self._loose.values()) < CHUNK_SAMPLES:
             return
@@ -304,6 +317,13 @@ class StageStore:
         self._loose = {chunk: sum(len(ids) for ids in groups)} if sum(map(len, groups)) < CHUNK_SAMPLES else {}
         self._cache = None
 
+    def _settle(self) -> None:
+        """Wait for the parts being written; raises the error of one that failed (the others are waited for)."""
+        writing, self._writing = self._writing, {}
+        errors = [err for future in writing.values() if (err := future.exception()) is not None]
+        if errors:
+            raise errors[0]
+
     def _write_manifest(self, rank: int, table: pa.Table, absorbed: Iterable[str]) -> None:
         meta = {"fingerprint": self.fingerprint, "absorbed": sorted(absorbed)}
         table = table.cast(MANIFEST_SCHEMA).replace_schema_metadata({_META: json.dumps(meta)})
@@ -321,6 +341,7 @@ class StageStore:
         nothing else is left); files without failures are only read for their status column. A rank whose chunks
         change loses its manifest first and gets a rebuilt one after, so a kill in between leaves a store that
         rebuilds its index from the chunks themselves."""
+        self._settle()
         self.index()
         dropped = 0
         changed: set[int] = set()
@@ -350,6 +371,8 @@ class StageStore:
 
     def read(self, input_ids: list[str]) -> dict[str, list[Row]]:
         """The stored rows of each given input id, in written order."""
+        if self._writing and any(self.index()[i][0] in self._writing for i in input_ids):
+            self._settle()
         try:
             return self._read(input_ids)
         except FileNotFoundError:  # another shard compacted a file this one indexed: look again
@@ -377,6 +400,7 @@ class StageStore:
 
     def data_files(self) -> list[Path]:
         """The parts and chunks that hold this stage's results."""
+        self._settle()
         return _data_files(self.dir)
 
 

@@ -605,10 +605,10 @@ def held(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(stage_registry.STAGES, "synthesize", f"{__name__}:EncodingSynthesize")
     write = StageStore.write
 
-    def logged(store: StageStore, rows: list) -> None:
+    def logged(store: StageStore, rows: list, **how: bool) -> None:
         if store.dir.name.startswith("synthesize") and rows:
             HELD["events"].append(("write", [r["image"].decode() for r in rows if r["image"]]))
-        write(store, rows)
+        write(store, rows, **how)
 
     monkeypatch.setattr(StageStore, "write", logged)
     HELD.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -274,3 +275,54 @@ def test_drop_failed_inside_chunks_keeps_the_index_right(tmp_path: Path) -> None
     expected = {f"s{i}" for i in range(1500) if i % 10}
     assert set(reopened.index()) == expected
     assert all(rows[0]["id"] == i for i, rows in reopened.read(sorted(expected)).items())
+
+
+def test_a_write_without_waiting_lands_in_the_writer_thread_before_anything_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[tuple[str, str]] = []
+    gate = threading.Event()
+    real_write = pq.write_table
+
+    def slow_write(table, where, **kw):  # held until the caller has gone on
+        gate.wait(5)
+        events.append(("written", threading.current_thread().name))
+        return real_write(table, where, **kw)
+
+    monkeypatch.setattr("syngen.store.pq.write_table", slow_write)
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    store.write([row("a", "a")], wait=False)
+    events.append(("returned", threading.current_thread().name))
+    assert "a" in store.index()  # counts as stored at once
+    gate.set()
+    assert [r["id"] for r in store.read(["a"])["a"]] == ["a"]  # waits for the file
+    assert [kind for kind, _ in events] == ["returned", "written"]
+    assert events[1][1].startswith("syngen-store")
+    assert len(store.data_files()) == 1 and not list(store.dir.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("next_call", ["write", "compact", "data_files"])
+def test_an_error_of_a_write_without_waiting_is_raised_by_the_next_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, next_call: str
+) -> None:
+    real_write = pq.write_table
+    failing = [True]
+
+    def full_disk(table, where, **kw):
+        if failing.pop(0) if failing else False:
+            raise OSError(28, "No space left on device")
+        return real_write(table, where, **kw)
+
+    monkeypatch.setattr("syngen.store.pq.write_table", full_disk)
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    store.write([row("a", "a")], wait=False)  # returns: the error comes later
+    with pytest.raises(OSError, match="No space left"):
+        {"write": lambda: store.write([row("b", "b")]), "compact": store.compact, "data_files": store.data_files}[
+            next_call
+        ]()
+    store.write([row("c", "c")])  # the store goes on after the error was raised once
+    reopened = StageStore(tmp_path, "caption")
+    reopened.open("fp")
+    assert set(reopened.index()) == {"c"}  # a's file never landed: a rerun computes it again

@@ -23,8 +23,8 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-import imagehash
 import numpy as np
+import scipy.fftpack
 from datasets import List, Value
 from PIL import Image
 from pydantic import Field, field_validator, model_validator
@@ -106,18 +106,25 @@ def hash_thumbnail(gray: Image.Image, box: Sequence[float]) -> Image.Image:
     return piece.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS, box=inner, reducing_gap=2.0)
 
 
+def phash_bits(thumbnails: Sequence[Image.Image]) -> np.ndarray:
+    """(N, 8, 8) bools: ``imagehash.phash(thumbnail).hash`` of each 32 x 32 thumbnail, all in one call (the same
+    DCT-II of scipy.fftpack along both axes, the 8 x 8 lowest frequencies above their median): a region's eleven
+    hashes cost a third of eleven ``imagehash.phash`` calls."""
+    pixels = np.stack([np.asarray(thumbnail) for thumbnail in thumbnails])
+    low = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=1), axis=2)[:, :8, :8]
+    return low > np.median(low.reshape(len(low), -1), axis=1)[:, None, None]
+
+
 def phash_scores(gray: Image.Image, box: Sequence[float], candidates: Sequence[float]) -> dict[float, float]:
     """``Hamming(pHash(v_0), pHash(v_t)) / t`` for each candidate ``t`` of the region ``box``; ``gray``: the image
     in mode L. Each view is hashed from its :func:`hash_thumbnail`, cut from the image in one resampling (not
     from its ``size`` x ``size`` crop, which costs a second: 1.4 instead of 8.2 ms per region, measured on drawn
     320 x 240 images and 720 x 477 photos, where the views chosen agreed in 97-99% of regions)."""
     width, height = gray.size
-
-    def phash(t: float) -> imagehash.ImageHash:
-        return imagehash.phash(hash_thumbnail(gray, view_box(box, width, height, t)))
-
-    region = phash(0.0)
-    return {t: float(region - phash(t)) / t for t in candidates}
+    views = [0.0, *candidates]
+    bits = phash_bits([hash_thumbnail(gray, view_box(box, width, height, t)) for t in views])
+    distances = (bits[1:] != bits[0]).sum(axis=(1, 2))
+    return {t: int(d) / t for t, d in zip(candidates, distances, strict=True)}
 
 
 def select_views(scores: dict[float, float], n: int) -> list[float]:

@@ -19,6 +19,7 @@ from syngen.stages.views import (
     ViewsConfig,
     crop_view,
     hash_thumbnail,
+    phash_bits,
     phash_scores,
     select_views,
     to_crop_coords,
@@ -109,6 +110,28 @@ def test_hash_thumbnail_is_32_pixels_of_the_view_alone(box: list[float], inside:
         assert (thumb == 200).all()
     else:
         assert thumb.min() == 0 and thumb.max() >= 200  # both (Lanczos rings a little above 200)
+
+
+def _thumbnail(kind: str) -> Image.Image:
+    rng = np.random.default_rng(len(kind))
+    pixels = {
+        "noise": lambda: rng.integers(0, 256, (32, 32)),
+        "uniform-grey": lambda: np.full((32, 32), 128),
+        "uniform-black": lambda: np.zeros((32, 32)),
+        "two-halves": lambda: np.repeat([[0] * 16 + [200] * 16], 32, axis=0),
+        "gradient": lambda: np.add.outer(np.arange(32), np.arange(32)) * 4,
+    }[kind]()
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+THUMBNAILS = ["noise", "uniform-grey", "uniform-black", "two-halves", "gradient"]
+
+
+def test_phash_bits_equal_imagehash_phash() -> None:
+    thumbnails = [_thumbnail(kind) for kind in THUMBNAILS]
+    bits = phash_bits(thumbnails)
+    for kind, thumbnail, mine in zip(THUMBNAILS, thumbnails, bits, strict=True):
+        assert np.array_equal(mine, imagehash.phash(thumbnail).hash), kind
 
 
 def test_phash_selects_the_views_that_differ_most_per_t() -> None:
