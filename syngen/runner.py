@@ -41,6 +41,7 @@ from syngen.sample import DECODED, Failure, Sample
 from syngen.stages import stage_class
 from syngen.stages.base import ModelStageConfig, Result, SourceStage, Stage, Update
 from syngen.store import Row, StageStore, to_json
+from syngen.threads import POOL
 
 FAILURES = "failures.jsonl"  # every recorded failure with its seed item, rewritten whenever the samples are read
 log = logging.getLogger(__name__)
@@ -161,9 +162,8 @@ class Runner:
         try:
             with failures.open("w", encoding="utf-8") as self._failures:
                 yield from self._waves(items, compute)
-            if compute:
-                for store in self.stores.values():
-                    store.compact()
+            if compute:  # the stores are independent: compacted side by side (pyarrow leaves the GIL)
+                list(POOL.map(StageStore.compact, self.stores.values()))
             os.replace(failures, self.out / self.failures_file)
             self.summary.update(self.report())
         finally:
@@ -193,6 +193,9 @@ class Runner:
                 while coming is not None:
                     wave, coming = coming.result(), lead_next_wave()
                     wave = self._run_stages(middle, wave, compute)
+                    if not tail:  # nothing runs behind: the wave is final now
+                        yield from wave
+                        continue
                     if finishing is not None:
                         yield from finishing.result()
                     finishing = behind.submit(self._run_stages, tail, wave, compute)
@@ -235,7 +238,9 @@ class Runner:
         pending = [s for s in wave if s["id"] not in done]
         rows: dict[str, list[Row]] = {}
         if pending and compute:
-            DECODED.fit(len(wave) * self._in_flight)  # the wave as it is now (after a fan-out), and the others
+            # the wave as it is now (after a fan-out), the others in flight, the one the export is drawing (it runs
+            # a wave behind, see executors/local.py) and the seed images a synthesis replaced
+            DECODED.fit(len(wave) * (self._in_flight + 2))
             if stage.role is not None:  # a model-free stage runs beside the model stages: it leaves their peak alone
                 _reset_peak_memory()
             loads = self.pool.loads.total()

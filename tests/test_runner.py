@@ -334,24 +334,38 @@ def test_after_fan_out_negatives_encodes_no_image_and_each_image_is_decoded_once
     assert DECODED.decodes - decodes == 6  # segment and negatives (and views) decode each image once
 
 
+SYNTHESIZED = {"synthesize": {"steps": 1, "width": 128, "height": 96}}
+
+
 @pytest.mark.parametrize(
-    "stages",
+    "stages, overlap, exported",
     [
-        pytest.param({}, id="seeds-checked-by-the-source"),
-        pytest.param({"synthesize": {"steps": 1, "width": 128, "height": 96}}, id="images-made-by-synthesize"),
+        pytest.param({}, "off", False, id="seeds-checked-by-the-source"),
+        pytest.param(SYNTHESIZED, "off", False, id="images-made-by-synthesize"),
+        pytest.param(SYNTHESIZED, "off", True, id="and-drawn-by-the-export-three-waves"),
+        pytest.param(SYNTHESIZED, "on", True, id="and-drawn-by-the-export-three-waves-overlap"),
     ],
 )
 def test_a_stage_that_made_or_checked_an_image_hands_it_on_decoded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stages: dict
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stages: dict, overlap: str, exported: bool
 ) -> None:
     """The source decodes each seed to check it and synthesize has its images at hand: the views stage, which
-    crops every image, decodes none."""
+    crops every image, decodes none; nor does the export, which draws every image's overlay a wave behind."""
     monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeCaption")
     monkeypatch.setitem(stage_registry.STAGES, "ground", f"{__name__}:BoxGround")
-    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], {"caption": {}, **stages, "ground": {}, "views": {}})
+    monkeypatch.setattr(DECODED, "limit", 1)
+    monkeypatch.setattr(DECODED, "_images", type(DECODED._images)())
+    names = ["a.png", "b.png", "c.png"]
+    recipe = make_recipe(tmp_path, names, {"caption": {}, **stages, "ground": {}, "views": {}}, wave_size=1)
+    recipe.top.runtime.overlap = overlap
     decodes = DECODED.decodes
-    samples, report = run_all(recipe, tmp_path / "out")
-    assert len(samples) == 3 and all(len(s["regions"][0]["views"]) == 3 for s in samples)
+    if exported:
+        report = run(recipe, tmp_path / "out", progress=False)
+        assert report["stages"]["views"]["items_out"] == 3
+        assert len(list((tmp_path / "out" / "dataset" / "data" / "grounding").glob("*.parquet"))) == 1
+    else:
+        samples, report = run_all(recipe, tmp_path / "out")
+        assert len(samples) == 3 and all(len(s["regions"][0]["views"]) == 3 for s in samples)
     assert DECODED.decodes - decodes == 0
 
 

@@ -96,13 +96,13 @@ def _export(runner: Runner, samples: Iterator[Sample] | None = None, info: Any =
     recipe = runner.recipe
     info = info or card_info(recipe, runner.summary)
     # the export of a wave (drawing, encoding, writing shards) runs in a worker thread while the next wave's
-    # stages run here
+    # stages run here, at most one wave behind (the runner keeps that wave's images decoded for it)
     path = consume_in_thread(
         lambda samples: export_dataset(
             samples, runner.out, info, stages=recipe.stages, embed_images=recipe.top.output.embed_images
         ),
         runner.samples() if samples is None else samples,
-        maxsize=2 * recipe.top.runtime.wave_size,
+        maxsize=recipe.top.runtime.wave_size,
     )
     if samples is None:
         atomic_write_text(state_file, runner.state())
