@@ -15,7 +15,7 @@ Files of a stage folder (``r<rank>`` names the shard that wrote a file; shards o
   opening a store reads the manifests and the few loose parts, never every chunk.
 
 Every file is written to a temporary name, fsync'ed and renamed, so a kill or a power loss loses at most the
-batch in flight (the runner has its part files written in a writer thread while it goes on: ``write(rows,
+batches in flight (the runner has its part files written in a writer thread while it goes on: ``write(rows,
 wait=False)``; whatever reads files waits for them first). Compaction writes the chunk, then the manifest, then
 deletes what it merged; a kill between those steps is rolled forward at the next open. Discarding a stale stage
 renames its folder aside, then deletes it, so a kill never leaves part files without their fingerprint.
