@@ -69,11 +69,23 @@ def is_valid_box(box: Sequence[float], width: int, height: int) -> bool:
     return box_area(clip_box(box, width, height)) > 0
 
 
+def box_span(box: Sequence[float], height: int, width: int) -> tuple[slice, slice]:
+    """The rows and the columns of the pixels whose centres lie inside the xyxy box (``x1 <= x + 0.5 < x2``), as
+    slices (``slice(0, 0)`` when there are none)."""
+
+    def span(low: float, high: float, n: int) -> slice:
+        centres = np.arange(n) + 0.5
+        inside = np.flatnonzero((centres >= low) & (centres < high))
+        return slice(int(inside[0]), int(inside[-1]) + 1) if len(inside) else slice(0, 0)
+
+    return span(box[1], box[3], height), span(box[0], box[2], width)
+
+
 def box_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
     """(H, W) bool mask of the pixels whose centres lie inside the xyxy box (``x1 <= x + 0.5 < x2``)."""
-    xs = np.arange(width) + 0.5
-    ys = np.arange(height) + 0.5
-    return ((ys >= box[1]) & (ys < box[3]))[:, None] & ((xs >= box[0]) & (xs < box[2]))[None, :]
+    mask = np.zeros((height, width), bool)
+    mask[box_span(box, height, width)] = True
+    return mask
 
 
 def share_in_box(mask: np.ndarray, box: Sequence[float]) -> float:

@@ -13,6 +13,7 @@ from syngen.masks import (
     box_area,
     box_iou,
     box_mask,
+    box_span,
     clip_box,
     decode_rle,
     edge_band,
@@ -126,6 +127,11 @@ def test_box_mask_takes_pixels_whose_centres_are_inside(box: list[float], rows: 
     expected = np.zeros((5, 6), bool)
     expected[np.ix_(rows, cols)] = True
     assert np.array_equal(box_mask(box, 5, 6), expected)
+    row_span, col_span = box_span(box, 5, 6)
+    if rows and cols:
+        assert (row_span, col_span) == (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    else:
+        assert not np.zeros((5, 6))[row_span, col_span].size
 
 
 @pytest.mark.parametrize(

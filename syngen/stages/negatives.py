@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from syngen.masks import RLE, box_mask, clip_box, decode_rle, edge_band, encode_rle
+from syngen.masks import RLE, box_mask, box_span, clip_box, decode_rle, edge_band, encode_rle
 from syngen.models.roles import Role, Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Region, Sample, item_seed, load_image
@@ -108,21 +108,48 @@ def attempt_seed(seed: int, sample_id: str, region: int, kind: str, slot: int, a
     return item_seed(seed, sample_id, region, kind, slot, attempt, bits=60)
 
 
+@dataclass(frozen=True)
+class OutsideBox:
+    """The flat indices of the pixels outside a box, in raster order, as ``np.flatnonzero(~box_mask(box, height,
+    width))`` lists them but without listing them (a million at 1024 x 1024): ``len`` and ``[k]``. ``rows`` and
+    ``cols``: the box's :func:`~syngen.masks.box_span`."""
+
+    height: int
+    width: int
+    rows: slice
+    cols: slice
+
+    def __len__(self) -> int:
+        return self.height * self.width - (self.rows.stop - self.rows.start) * (self.cols.stop - self.cols.start)
+
+    def __getitem__(self, k: int | np.integer[Any]) -> int:
+        k, inside = int(k), self.cols.stop - self.cols.start
+        above, beside = self.rows.start * self.width, (self.rows.stop - self.rows.start) * (self.width - inside)
+        if k < above or not inside:
+            return k
+        if k - above < beside:  # a row beside the box: its pixels left of the box, then those right of it
+            row, col = divmod(k - above, self.width - inside)
+            return (self.rows.start + row) * self.width + (col if col < self.cols.start else col + inside)
+        return self.rows.stop * self.width + k - above - beside
+
+
+Pool = np.ndarray | OutsideBox  # flat pixel indices: listed, or those outside a box
+
+
 def boundary_candidates(mask: np.ndarray, box: list[float], edge_share: float) -> tuple[np.ndarray, np.ndarray]:
     """Pixels to draw boundary points from: (inside box and outside mask, on the mask's edge band inside box)."""
     inside = box_mask(box, *mask.shape)
     width = max(1, round(edge_share * min(box[2] - box[0], box[3] - box[1])))
     # the band inside the box depends only on the mask within `width` pixels of it: find it in that window
     # (a window edge inside the image is never nearer than `width` to a pixel of the box, so it adds no false edge)
-    rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
     band = np.zeros_like(mask)
-    if len(rows) and len(cols):
-        window = tuple(slice(max(0, int(idx[0]) - width), int(idx[-1]) + 1 + width) for idx in (rows, cols))
+    if inside.any():
+        window = tuple(slice(max(0, span.start - width), span.stop + width) for span in box_span(box, *mask.shape))
         band[window] = edge_band(mask[window], width)
     return inside & ~mask, inside & band
 
 
-def boundary_prompt(overflow: np.ndarray, omission: np.ndarray, width: int, k: int, seed: int) -> Points:
+def boundary_prompt(overflow: Pool, omission: Pool, width: int, k: int, seed: int) -> Points:
     """``k`` points: label 1 on an overflow pixel or label 0 on an omission pixel, each kind drawn at random.
 
     ``overflow`` and ``omission`` are flat pixel indices (``np.flatnonzero`` of :func:`boundary_candidates`'
@@ -138,14 +165,14 @@ def boundary_prompt(overflow: np.ndarray, omission: np.ndarray, width: int, k: i
     return points, labels
 
 
-def semantic_prompt(outside: np.ndarray, width: int, seed: int) -> Points:
+def semantic_prompt(outside: Pool, width: int, seed: int) -> Points:
     """One positive point on a pixel of ``outside`` (flat indices of the pixels outside the positive box in an
     image ``width`` pixels wide; needs one)."""
     rng = np.random.default_rng(seed)
     return [_pixel(outside, width, rng)], [1]
 
 
-def _pixel(flat: np.ndarray, width: int, rng: np.random.Generator) -> list[int]:
+def _pixel(flat: Pool, width: int, rng: np.random.Generator) -> list[int]:
     y, x = divmod(int(flat[rng.integers(len(flat))]), width)
     return [x, y]
 
@@ -170,7 +197,7 @@ class _Slot:
     region: int
     kind: str
     number: int
-    pools: tuple[np.ndarray, ...]
+    pools: tuple[Pool, ...]
     shared: _Region
     done: bool = False
 
@@ -291,15 +318,16 @@ class Negatives(Stage):
             if mask is None or not mask.any():
                 image.stats["gave_up"] += cfg.boundary_per_mask + cfg.semantic_per_mask
                 continue
-            box = clip_box(region["box"], mask.shape[1], mask.shape[0])
-            inside = box_mask(box, *mask.shape)
+            height, width = mask.shape
+            box = clip_box(region["box"], width, height)
+            inside = box_mask(box, height, width)
             shared = _Region(box, len(refs), int(mask.sum()))
             refs += [mask, inside]
-            image.width = mask.shape[1]
+            image.width = width
             overflow, omission = boundary_candidates(mask, box, cfg.edge_band)
-            pools = {
+            pools: dict[str, tuple[Pool, ...]] = {
                 "boundary": (np.flatnonzero(overflow), np.flatnonzero(omission)),
-                "semantic": (np.flatnonzero(~inside),),
+                "semantic": (OutsideBox(height, width, *box_span(box, height, width)),),
             }
             for kind, wanted in (("boundary", cfg.boundary_per_mask), ("semantic", cfg.semantic_per_mask)):
                 if any(len(pool) for pool in pools[kind]):

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from syngen.masks import box_mask, decode_rle, encode_rle
+from syngen.masks import box_mask, box_span, decode_rle, encode_rle
 from syngen.refs import ModelRef
 from syngen.sample import image_bytes
 from syngen.stages import negatives as negatives_module
@@ -21,6 +21,7 @@ from syngen.stages.base import Context
 from syngen.stages.negatives import (
     Negatives,
     NegativesConfig,
+    OutsideBox,
     _measure,
     _references,
     attempt_seed,
@@ -456,6 +457,29 @@ def test_the_same_mask_twice_is_one_negative_and_an_equal_sized_other_is_another
     [update], _ = _run(config, [_one_region(rect, [4.0, 6.0, 32.0, 34.0])], Alternating(left, left))
     masks = [decode_rle(n["mask"]).tobytes() for n in update["regions"][0]["negatives"]]
     assert masks == [left.tobytes(), right.tobytes()]
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        [10.0, 8.0, 30.0, 20.0],
+        [10.4, 8.6, 29.5, 20.5],
+        [0.0, 0.0, float(W), float(H)],
+        [0.0, 12.0, float(W), 20.0],
+        [20.0, 0.0, 30.0, float(H)],
+        [0.0, 0.0, 5.0, 5.0],
+        [W - 5.0, H - 5.0, float(W), float(H)],
+        [20.6, 10.0, 21.4, 30.0],
+    ],
+    ids=["inside", "fractional", "whole-image", "full-width", "full-height", "top-left", "bottom-right", "no-centre"],
+)
+def test_outside_box_indexes_the_pixels_outside_in_raster_order(box: list[float]) -> None:
+    outside = OutsideBox(H, W, *box_span(box, H, W))
+    expected = np.flatnonzero(~box_mask(box, H, W))
+    assert len(outside) == len(expected)
+    assert [outside[k] for k in range(len(outside))] == expected.tolist()
+    if len(expected):  # an index as rng.integers draws it
+        assert outside[np.int64(len(expected) - 1)] == expected[-1]
 
 
 def test_the_edge_band_is_measured_on_the_box_shorter_side() -> None:
