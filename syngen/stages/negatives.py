@@ -27,7 +27,8 @@ Area, overlap with the positive and overlap with the box are counted on the mode
 matrix product per image against its regions' masks (exact integers: 0/1 floats, float64 past 2**24 pixels), one
 copy to the host per call, only accepted masks coming to the host; on the CPU as bit counts of packed masks (a
 quarter of the matrix product's time). A candidate is compared with the region's accepted masks only where their
-areas are equal. Point pools are flat pixel indices computed once per region.
+areas are equal. Point pools are flat pixel indices computed once per region (those outside the box, a semantic
+click's, by arithmetic: :class:`OutsideBox`).
 
 ``negatives_stats``: ``boundary_accepted``, ``semantic_accepted``, ``tries`` (attempts used: candidates a slot
 considered, not counting those computed ahead for a slot that was done by then) and ``gave_up``
