@@ -1,4 +1,4 @@
-"""CPU work off the main thread, so the device is not kept waiting: a shared pool for encoding (PNG, pHash), the
+"""CPU work off the main thread, so the device is not kept waiting: a shared pool for encoding (PNG, RLE), the
 executor for a model stage's own CPU work (the pool beside a GPU, this thread beside a CPU model), and a helper
 that hands a stream to a consumer running in a worker thread (the export, while the next wave runs).
 
@@ -24,7 +24,7 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-# encoding and hashing of images off the main thread (map results come back in order)
+# encoding of images and masks off the main thread (map results come back in order)
 POOL = ThreadPoolExecutor(max_workers=max(2, usable_cpus()), thread_name_prefix="syngen-cpu")
 
 
