@@ -137,24 +137,33 @@ class OutsideBox:
 Pool = np.ndarray | OutsideBox  # flat pixel indices: listed, or those outside a box
 
 
-def boundary_candidates(mask: np.ndarray, box: list[float], edge_share: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels to draw boundary points from: (inside box and outside mask, on the mask's edge band inside box)."""
-    inside = box_mask(box, *mask.shape)
-    width = max(1, round(edge_share * min(box[2] - box[0], box[3] - box[1])))
-    # the band inside the box depends only on the mask within `width` pixels of it: find it in that window
-    # (a window edge inside the image is never nearer than `width` to a pixel of the box, so it adds no false edge)
-    band = np.zeros_like(mask)
-    if inside.any():
-        window = tuple(slice(max(0, span.start - width), span.stop + width) for span in box_span(box, *mask.shape))
-        band[window] = edge_band(mask[window], width)
-    return inside & ~mask, inside & band
+def boundary_pools(mask: np.ndarray, box: list[float], edge_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels to draw a region's boundary points from, as flat indices in raster order (what ``np.flatnonzero``
+    gives of the full-image masks): (inside the box and outside the mask: overflow, on the mask's edge band inside
+    the box: omission). Computed in a window around the box, so the cost follows the box's size, not the image's.
+    """
+    height, width = mask.shape
+    rows, cols = box_span(box, height, width)
+    band = max(1, round(edge_share * min(box[2] - box[0], box[3] - box[1])))
+    # the band inside the box depends only on the mask within `band` pixels of it (a window edge inside the image
+    # is never nearer than `band` to a pixel of the box, so it adds no false edge)
+    top, left = max(0, rows.start - band), max(0, cols.start - band)
+    window = mask[top : rows.stop + band, left : cols.stop + band]
+    inner = (slice(rows.start - top, rows.stop - top), slice(cols.start - left, cols.stop - left))
+    omission = edge_band(window, band)[inner]
+
+    def flat(local: np.ndarray) -> np.ndarray:
+        y, x = np.nonzero(local)
+        return (y + rows.start) * width + x + cols.start
+
+    return flat(~mask[rows, cols]), flat(omission)
 
 
 def boundary_prompt(overflow: Pool, omission: Pool, width: int, k: int, seed: int) -> Points:
     """``k`` points: label 1 on an overflow pixel or label 0 on an omission pixel, each kind drawn at random.
 
-    ``overflow`` and ``omission`` are flat pixel indices (``np.flatnonzero`` of :func:`boundary_candidates`'
-    masks) in an image ``width`` pixels wide; at least one of them must be non-empty.
+    ``overflow`` and ``omission`` are flat pixel indices (as :func:`boundary_pools` gives them) in an image
+    ``width`` pixels wide; at least one of them must be non-empty.
     """
     rng = np.random.default_rng(seed)
     pools = (omission, overflow)  # indexed by label
@@ -325,9 +334,8 @@ class Negatives(Stage):
             shared = _Region(box, len(refs), int(mask.sum()))
             refs += [mask, inside]
             image.width = width
-            overflow, omission = boundary_candidates(mask, box, cfg.edge_band)
             pools: dict[str, tuple[Pool, ...]] = {
-                "boundary": (np.flatnonzero(overflow), np.flatnonzero(omission)),
+                "boundary": boundary_pools(mask, box, cfg.edge_band),
                 "semantic": (OutsideBox(height, width, *box_span(box, height, width)),),
             }
             for kind, wanted in (("boundary", cfg.boundary_per_mask), ("semantic", cfg.semantic_per_mask)):

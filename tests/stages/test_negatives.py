@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from syngen.masks import box_mask, box_span, decode_rle, encode_rle
+from syngen.masks import box_mask, box_span, decode_rle, edge_band, encode_rle
 from syngen.refs import ModelRef
 from syngen.sample import image_bytes
 from syngen.stages import negatives as negatives_module
@@ -25,7 +25,7 @@ from syngen.stages.negatives import (
     _measure,
     _references,
     attempt_seed,
-    boundary_candidates,
+    boundary_pools,
     boundary_prompt,
     semantic_prompt,
 )
@@ -167,8 +167,7 @@ def test_recorded_seed_reproduces_points_and_mask() -> None:
         for negative in region["negatives"]:
             assert negative["seed"] in attempts
             if negative["kind"] == "boundary":
-                overflow, omission = boundary_candidates(positive, region["box"], config.edge_band)
-                pools = np.flatnonzero(overflow), np.flatnonzero(omission)
+                pools = boundary_pools(positive, region["box"], config.edge_band)
                 prompt = boundary_prompt(*pools, W, config.points, negative["seed"])
                 boxes = np.array([region["box"]])
             else:
@@ -485,9 +484,50 @@ def test_outside_box_indexes_the_pixels_outside_in_raster_order(box: list[float]
 def test_the_edge_band_is_measured_on_the_box_shorter_side() -> None:
     mask = np.zeros((H, W), bool)
     mask[10:20, 10:50] = True  # fills its 40 x 10 box
-    overflow, omission = boundary_candidates(mask, [10.0, 10.0, 50.0, 20.0], edge_share=0.2)
+    overflow, omission = boundary_pools(mask, [10.0, 10.0, 50.0, 20.0], edge_share=0.2)
     # 0.2 of the shorter side (10) is a 2-pixel band: 400 pixels less the 36 x 6 inside it
-    assert omission.sum() == 400 - 36 * 6 and not overflow.any()
+    assert len(omission) == 400 - 36 * 6 and not len(overflow)
+
+
+def _disc(cx: float, cy: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[:H, :W]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 < r**2
+
+
+@pytest.mark.parametrize(
+    ("mask", "box", "share"),
+    [
+        (_disc(30, 25, 12), [17.0, 12.0, 43.0, 38.0], 0.1),
+        (_disc(30, 25, 12), [17.3, 12.6, 42.5, 37.2], 0.3),
+        (_disc(5, 5, 12), [0.0, 0.0, 17.0, 17.0], 0.2),
+        (_disc(W - 3, H - 3, 10), [W - 14.0, H - 14.0, float(W), float(H)], 0.5),
+        (_disc(30, 25, 12), [0.0, 0.0, float(W), float(H)], 0.1),
+        (np.ones((H, W), bool), [10.0, 10.0, 30.0, 20.0], 0.2),
+        (_disc(30, 25, 12), [30.0, 20.0, 60.0, 40.0], 1.0),
+        (_disc(30, 25, 12), [20.6, 10.0, 21.4, 30.0], 0.1),
+    ],
+    ids=["inside", "fractional", "top-left", "bottom-right", "whole-image", "full-mask", "off-centre", "no-centre"],
+)
+def test_boundary_pools_equal_the_full_image_computation(mask: np.ndarray, box: list[float], share: float) -> None:
+    inside = box_mask(box, H, W)
+    band = max(1, round(share * min(box[2] - box[0], box[3] - box[1])))
+    overflow, omission = boundary_pools(mask, box, share)
+    assert overflow.tolist() == np.flatnonzero(inside & ~mask).tolist()
+    assert omission.tolist() == np.flatnonzero(inside & edge_band(mask, band)).tolist()
+
+
+def test_boundary_pools_equal_the_full_image_computation_on_random_scenes() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        mask = _disc(*rng.uniform(0, W, 2), rng.uniform(1, 40)) ^ (rng.random((H, W)) < 0.02)
+        x1, y1 = rng.uniform(0, W - 1), rng.uniform(0, H - 1)
+        box = [x1, y1, rng.uniform(x1 + 0.5, W), rng.uniform(y1 + 0.5, H)]
+        share = rng.uniform(0.01, 1)
+        inside = box_mask(box, H, W)
+        band = max(1, round(share * min(box[2] - box[0], box[3] - box[1])))
+        overflow, omission = boundary_pools(mask, box, share)
+        assert np.array_equal(overflow, np.flatnonzero(inside & ~mask))
+        assert np.array_equal(omission, np.flatnonzero(inside & edge_band(mask, band)))
 
 
 def test_single_clicks_use_sam_best_of_three_and_record_it() -> None:
