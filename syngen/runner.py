@@ -41,7 +41,7 @@ from syngen.sample import DECODED, Failure, Sample
 from syngen.stages import stage_class
 from syngen.stages.base import ModelStageConfig, Result, SourceStage, Stage, Update
 from syngen.store import Row, StageStore, to_json
-from syngen.threads import POOL
+from syngen.threads import POOL, on_gpu
 
 FAILURES = "failures.jsonl"  # every recorded failure with its seed item, rewritten whenever the samples are read
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class Runner:
 
     def _overlap(self) -> bool:
         setting = self.recipe.top.runtime.overlap
-        return setting == "on" or (setting == "auto" and self.ctx.device.startswith("cuda"))
+        return setting == "on" or (setting == "auto" and on_gpu(self.ctx.device))
 
     def retry_failed(self) -> int:
         """Drops the stored failures of every stage (open the stores first), so the next :meth:`samples` computes

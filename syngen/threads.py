@@ -1,6 +1,7 @@
 """CPU work off the main thread, so the device is not kept waiting: a shared pool for encoding (PNG, RLE), the
 executor for a model stage's own CPU work (the pool beside a GPU, this thread beside a CPU model), and a helper
-that hands a stream to a consumer running in a worker thread (the export, while the next wave runs).
+that hands a stream to a consumer running in a worker thread (the export, while the next wave runs). ``on_gpu`` is
+the one test of whether a device is a GPU.
 
 PIL, numpy, pyarrow and torch release the GIL in their heavy loops, so these threads overlap with model calls.
 """
@@ -43,11 +44,16 @@ class InlineExecutor(Executor):
 INLINE = InlineExecutor()
 
 
+def on_gpu(device: Any) -> bool:
+    """Whether ``device`` (a name such as ``"cuda:1"`` or a ``torch.device``) is a GPU."""
+    return str(device).startswith("cuda")
+
+
 def beside_model(device: Any) -> Executor:
     """Where a model stage runs its CPU work (mask checks, RLE encoding): the pool when the model is on a GPU, so
     the main thread goes on feeding it; this thread when the model is on the CPU, whose cores the pool's threads
     would take from the model calls (measured: slower in all)."""
-    return POOL if str(device).startswith("cuda") else INLINE
+    return POOL if on_gpu(device) else INLINE
 
 
 _END, _ABORT = object(), object()

@@ -1,5 +1,6 @@
 """consume_in_thread: the consumer gets the stream in order; errors on either side stop both and are raised.
-usable_cpus: the cores the process may run on. beside_model: where a model stage's CPU work runs."""
+usable_cpus: the cores the process may run on. beside_model: where a model stage's CPU work runs; on_gpu:
+whether a device is a GPU."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from syngen.threads import INLINE, POOL, ProducerFailed, beside_model, consume_in_thread, usable_cpus
+from syngen.threads import INLINE, POOL, ProducerFailed, beside_model, consume_in_thread, on_gpu, usable_cpus
 
 
 def test_consumer_gets_every_item_in_order() -> None:
@@ -89,6 +90,7 @@ def test_usable_cpus_is_the_share_the_process_may_run_on(
 )
 def test_model_stages_work_beside_a_gpu_in_the_pool_and_beside_a_cpu_inline(device: Any, expected: Any) -> None:
     assert beside_model(device) is expected
+    assert on_gpu(device) == (expected is POOL)
 
 
 def test_the_inline_executor_runs_on_the_calling_thread_and_keeps_errors_for_result() -> None:

@@ -15,6 +15,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import torch
 
+from syngen.threads import on_gpu
+
 P = ParamSpec("P")
 R = TypeVar("R")
 A = TypeVar("A", bound="Adapter")
@@ -26,7 +28,7 @@ def resolve_dtype(name: str, device: str) -> str:
     """A dtype name, ``auto`` resolved: bfloat16 on GPUs that support it, float16 on older GPUs, float32 on CPU."""
     if name != "auto":
         return name
-    if not str(device).startswith("cuda"):
+    if not on_gpu(device):
         return "float32"
     return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
 
@@ -63,7 +65,7 @@ class Adapter:
         from transformers.image_processing_backends import TorchvisionBackend  # only adapters need transformers
 
         image_processor = getattr(processor, "image_processor", processor)
-        if self.device.type == "cuda" and isinstance(image_processor, TorchvisionBackend):
+        if on_gpu(self.device) and isinstance(image_processor, TorchvisionBackend):
             return {"device": self.device}
         return {}
 

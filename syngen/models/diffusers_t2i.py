@@ -12,6 +12,7 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 
 from syngen.models.base import Adapter, timed
+from syngen.threads import on_gpu
 
 
 class DiffusersTextToImage(Adapter):
@@ -46,7 +47,7 @@ class DiffusersTextToImage(Adapter):
             self.pipe.vae.enable_tiling()
         if vae_slicing:
             self.pipe.vae.enable_slicing()
-        if cpu_offload and self.device.type == "cuda":
+        if cpu_offload and on_gpu(self.device):
             self.pipe.enable_model_cpu_offload(device=self.device)
         else:
             self.pipe.to(self.device)

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from syngen.models.loading import backend_for, load, resolve
 from syngen.stages.base import ModelRef
+from syngen.threads import on_gpu
 
 Key = tuple[str, str, str | None, str, str]  # backend, id, revision, dtype, load options and compile
 _WEIGHTS = (".safetensors", ".bin", ".pth", ".pt", ".ckpt")
@@ -25,7 +26,7 @@ _WEIGHTS = (".safetensors", ".bin", ".pth", ".pt", ".ckpt")
 
 def device_memory_bytes(device: str) -> int:
     """What the device has: total GPU memory on cuda, total RAM on cpu."""
-    if device.startswith("cuda"):
+    if on_gpu(device):
         import torch
 
         return torch.cuda.get_device_properties(torch.device(device)).total_memory
@@ -109,7 +110,7 @@ class ModelPool:
         """Frees every model; collects what they left in reference cycles only on a GPU, whose memory the next
         user of this process needs back at once (on the CPU, Python's own collector gets to it, and the run does
         not wait a quarter of a second for it)."""
-        self._free(list(self._resident), collect=self.device.startswith("cuda"))
+        self._free(list(self._resident), collect=on_gpu(self.device))
 
     def _fit(self, incoming: int) -> None:
         """Frees least recently used models until ``incoming`` more bytes fit the budget."""

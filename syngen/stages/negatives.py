@@ -58,7 +58,7 @@ from syngen.models.roles import Role, Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Region, Sample, item_seed, load_image
 from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig
-from syngen.threads import beside_model
+from syngen.threads import beside_model, on_gpu
 
 Points = tuple[list[list[int]], list[int]]
 STATS = ("boundary_accepted", "semantic_accepted", "tries", "gave_up")
@@ -245,7 +245,7 @@ def _references(masks: np.ndarray, device: Any) -> torch.Tensor | np.ndarray:
     """An image's reference masks, (rows, H * W) bools, as :func:`_measure` counts against them: on the CPU their
     packed bits (uint8, (rows, ceil(H * W / 8))), elsewhere 0/1 floats on ``device`` (float32 counts pixels exactly
     up to 2**24 per image, float64 beyond)."""
-    if torch.device(device).type == "cpu":
+    if not on_gpu(device):
         return np.packbits(masks, axis=1)
     dtype = torch.float32 if masks.shape[1] <= 2**24 else torch.float64
     return torch.as_tensor(masks, device=device).to(dtype)
