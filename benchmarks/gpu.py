@@ -49,7 +49,7 @@ from syngen.models.grounding_dino import GroundingDino
 from syngen.models.loading import build_tiny
 from syngen.models.sam_hf import HFSam
 from syngen.sample import image_bytes, load_image
-from syngen.stages.base import Context
+from syngen.stages.base import Context, finished
 from syngen.stages.ground import Ground, GroundConfig
 from syngen.stages.negatives import Negatives, NegativesConfig
 from syngen.stages.segment import Segment, SegmentConfig
@@ -100,6 +100,11 @@ def box_threshold(dino: GroundingDino, sample: dict[str, Any], detections: int) 
     return scores[min(detections, len(scores) - 1)]
 
 
+def merged(results: list[tuple[dict, Any]]) -> list[dict]:
+    """Each sample updated with its result (waited for when it is still finishing beside the model)."""
+    return [sample | result for (sample, _), result in zip(results, finished([r for _, r in results]), strict=True)]
+
+
 def syngen_path(
     samples: list[dict],
     dino: GroundingDino,
@@ -119,10 +124,12 @@ def syngen_path(
         cuda_only = [torch.profiler.ProfilerActivity.CUDA]
         with torch.profiler.profile(activities=cuda_only) if busy is not None else contextlib.nullcontext() as prof:
             start = time.perf_counter()
-            out = []
+            out, held = [], []  # as the runner does: a batch's results are waited for after the next batch's call
             for i in range(0, len(samples), batch):
                 chunk = samples[i : i + batch]
-                out += [s | r for s, r in zip(chunk, stage.process(chunk, model), strict=True)]
+                results = list(zip(chunk, stage.process(chunk, model), strict=True))
+                out, held = out + merged(held), results
+            out += merged(held)
             sync(device)
             seconds[stage.name] = time.perf_counter() - start
         if busy is not None:

@@ -22,7 +22,7 @@ from transformers.models.sam import SamImageProcessorPil
 
 from syngen.models.sam_hf import HFSam
 from syngen.sample import image_bytes
-from syngen.stages.base import Context
+from syngen.stages.base import Context, finished
 from syngen.stages.segment import Segment, SegmentConfig
 
 MAX_RATIO = 1.5
@@ -50,9 +50,9 @@ def samples(tag: str, count: int, boxes: int, rng: np.random.Generator) -> list[
     return out
 
 
-def seconds_per_image(stage: Segment, batch: list[dict]) -> float:
+def seconds_per_image(stage: Segment, model: HFSam, batch: list[dict]) -> float:
     start = time.perf_counter()
-    stage.process(batch)
+    finished(stage.process(batch, model))
     return (time.perf_counter() - start) / len(batch)
 
 
@@ -70,10 +70,9 @@ def main() -> int:
         model = HFSam(folder, device=args.device)
         print(f"built and loaded a ViT-B SAM in {time.perf_counter() - start:.1f} s on {args.device}")
     stage = Segment(SegmentConfig(batch_size=args.images), Context(recipe_dir=Path(".")))
-    stage.model = model
-    seconds_per_image(stage, samples("warmup", 1, 1, rng))
-    one = seconds_per_image(stage, samples("one", args.images, 1, rng))
-    many = seconds_per_image(stage, samples("many", args.images, args.boxes, rng))
+    seconds_per_image(stage, model, samples("warmup", 1, 1, rng))
+    one = seconds_per_image(stage, model, samples("one", args.images, 1, rng))
+    many = seconds_per_image(stage, model, samples("many", args.images, args.boxes, rng))
     start = time.perf_counter()
     model.predict("many-0", boxes=np.array([[10, 10, 200, 200]] * args.boxes, dtype=np.float32))
     decode = time.perf_counter() - start

@@ -21,7 +21,6 @@ import resource
 import sys
 import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -262,7 +261,7 @@ class Runner:
             model_s0 = getattr(model, "model_seconds", 0.0)
             bar = self._bar(stage)
             queue = list(pending)
-            held: list[tuple[Sample, Result]] = []  # a batch whose images are still encoding (see stages.base.Update)
+            held: list[tuple[Sample, Result]] = []  # a batch still finishing or encoding (see stages.base.Result)
 
             def keep(results: list[tuple[Sample, Result]]) -> None:
                 batch_rows = [row for sample, result in results for row in _rows(sample, result)]
@@ -278,7 +277,7 @@ class Runner:
                     results = list(zip(batch, self._process(stage, batch, model), strict=True))
                     before, held = held, []
                     keep(before)
-                    if any(_encoding(result) for _, result in results):
+                    if any(_unfinished(result) for _, result in results):
                         held = results
                     else:
                         keep(results)
@@ -324,8 +323,7 @@ class Runner:
                 if stage.shrink():  # the stage's model calls are larger than its batch: shrink those first
                     return self._process(stage, batch, model)
             if len(batch) == 1:
-                detail = "".join(traceback.format_exception(err)[-3:])
-                return [Failure(kind=type(err).__name__, message=str(err)[:500], detail=detail[-2000:])]
+                return [Failure.of(err)]
             if _is_oom(err):
                 self.batch_size[stage.name] = min(self.batch_size[stage.name], max(1, len(batch) // 2))
                 size = self.batch_size[stage.name]
@@ -422,9 +420,19 @@ def _encoding(result: Result) -> bool:
     return any(isinstance(update.get("image"), Future) for update in _updates(result))
 
 
+def _unfinished(result: Result) -> bool:
+    """Whether ``result`` is still running beside the model (a Future) or has an image still encoding."""
+    return isinstance(result, Future) or _encoding(result)
+
+
 def _rows(sample: Sample, result: Result) -> list[Row]:
-    """Store rows for one input sample's result, once its images are encoded (an encoding that raised makes the
-    sample a failure)."""
+    """Store rows for one input sample's result, once it is finished and its images are encoded (work that raised
+    beside the model, or an encoding that raised, makes the sample a failure)."""
+    if isinstance(result, Future):
+        try:
+            result = result.result()
+        except Exception as err:
+            result = Failure.of(err)
     if _encoding(result):
         try:
             result = [
@@ -432,7 +440,7 @@ def _rows(sample: Sample, result: Result) -> list[Row]:
                 for u in _updates(result)
             ]
         except Exception as err:
-            result = Failure(kind=type(err).__name__, message=f"encoding the image failed: {err}"[:500])
+            result = Failure.of(err, f"encoding the image failed: {err}")
     if isinstance(result, Failure):
         return [
             {"input_id": sample["id"], "id": None, "status": "failed", "image": None, "data": to_json(result.to_dict())}

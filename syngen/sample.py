@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import threading
+import traceback
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any, TypedDict
@@ -124,6 +125,13 @@ class Failure:
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
+
+    @classmethod
+    def of(cls, err: BaseException, message: str = "") -> Failure:
+        """The failure an exception makes: its type as ``kind``, ``message`` (default: the exception's text),
+        the end of its traceback as ``detail``."""
+        detail = "".join(traceback.format_exception(err)[-3:])
+        return cls(kind=type(err).__name__, message=(message or str(err))[:500], detail=detail[-2000:])
 
 
 def make_id(*parts: Any) -> str:

@@ -1,7 +1,7 @@
 """CPU work off the main thread, so the device is not kept waiting: a shared pool for encoding (PNG, RLE), the
 executor for a model stage's own CPU work (the pool beside a GPU, this thread beside a CPU model), and a helper
-that hands a stream to a consumer running in a worker thread (the export, while the next wave runs). ``on_gpu`` is
-the one test of whether a device is a GPU.
+that hands a stream to a consumer running in a worker thread (the export, while the next wave runs). ``after``
+chains work to futures without a thread waiting for them; ``on_gpu`` is the one test of whether a device is a GPU.
 
 PIL, numpy, pyarrow and torch release the GIL in their heavy loops, so these threads overlap with model calls.
 """
@@ -54,6 +54,36 @@ def beside_model(device: Any) -> Executor:
     the main thread goes on feeding it; this thread when the model is on the CPU, whose cores the pool's threads
     would take from the model calls (measured: slower in all)."""
     return POOL if on_gpu(device) else INLINE
+
+
+def after(futures: list[Future[Any]], then: Callable[[], R]) -> Future[R]:
+    """A future of ``then()``, called once every one of ``futures`` is done (by the thread that finishes the last,
+    or here when all are done already), without a thread waiting for them; an error of ``then`` goes to the
+    future."""
+    result: Future[R] = Future()
+    # `then` is dropped once called: the futures' callbacks keep no reference to what it holds (e.g. GPU tensors)
+    waiting: dict[str, Any] = {"left": len(futures), "then": then}
+    lock = threading.Lock()
+
+    def finish() -> None:
+        work = waiting.pop("then")
+        try:
+            result.set_result(work())
+        except BaseException as err:  # delivered by result()
+            result.set_exception(err)
+
+    def one_done(_: Future[Any]) -> None:
+        with lock:
+            waiting["left"] -= 1
+            last = waiting["left"] == 0
+        if last:
+            finish()
+
+    if not futures:
+        finish()
+    for future in futures:
+        future.add_done_callback(one_done)
+    return result
 
 
 _END, _ABORT = object(), object()

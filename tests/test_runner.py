@@ -593,7 +593,8 @@ HELD: dict = {}
 
 
 class EncodingSynthesize(Stage):
-    """Hands its images over as futures (as the synthesize stage does while they encode); the image of a caption
+    """Hands its images over as futures (as the synthesize stage does while they encode), or with
+    ``HELD["whole"]`` each result as a future (as segment and negatives do beside a GPU); the image of a caption
     named broken* raises; with ``HELD["stop"]`` the run stops after the first batch."""
 
     name, needs, adds = "synthesize", ("caption",), ("image",)
@@ -602,12 +603,14 @@ class EncodingSynthesize(Stage):
         HELD["events"].append(("call", [s["caption"] for s in samples]))
         results = []
         for s in samples:
-            image: Future = Future()
+            made: Future = Future()
             if s["caption"].startswith("broken"):
-                image.set_exception(OSError("disk full"))
+                made.set_exception(OSError("disk full"))
+            elif HELD.get("whole"):
+                made.set_result([{"id": s["id"] + "-0", "image": s["caption"].encode()}])
             else:
-                image.set_result(s["caption"].encode())
-            results.append([{"id": s["id"] + "-0", "image": image}])
+                made.set_result(s["caption"].encode())
+            results.append(made if HELD.get("whole") else [{"id": s["id"] + "-0", "image": made}])
         if HELD.get("stop"):
             HELD["runner"]._stop.set()
         return results
@@ -629,7 +632,12 @@ def held(monkeypatch: pytest.MonkeyPatch) -> None:
     HELD["events"] = []
 
 
-def test_a_batch_whose_images_encode_is_stored_after_the_next_call(tmp_path: Path, held: None) -> None:
+FINISHING = [pytest.param(False, id="images-encoding"), pytest.param(True, id="results-finishing")]
+
+
+@pytest.mark.parametrize("whole", FINISHING)
+def test_a_batch_still_finishing_is_stored_after_the_next_call(tmp_path: Path, held: None, whole: bool) -> None:
+    HELD["whole"] = whole
     names = ["a.png", "b.png", "c.png", "d.png", "e.png"]
     recipe = make_recipe(tmp_path, names, {"caption": {}, "synthesize": {"batch_size": 2}}, wave_size=5)
     samples, _ = run_all(recipe, tmp_path / "out")
@@ -646,7 +654,9 @@ def test_a_batch_whose_images_encode_is_stored_after_the_next_call(tmp_path: Pat
     ]
 
 
-def test_a_stop_stores_the_held_batch_before_it_stops(tmp_path: Path, held: None) -> None:
+@pytest.mark.parametrize("whole", FINISHING)
+def test_a_stop_stores_the_held_batch_before_it_stops(tmp_path: Path, held: None, whole: bool) -> None:
+    HELD["whole"] = whole
     stages = {"caption": {}, "synthesize": {"batch_size": 1}}
     recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=3)
     runner = Runner(recipe, tmp_path / "out", progress=False)
@@ -659,14 +669,25 @@ def test_a_stop_stores_the_held_batch_before_it_stops(tmp_path: Path, held: None
     assert len(runner.stores["synthesize"].index()) == 1
 
 
-def test_an_image_whose_encoding_raised_fails_its_sample_alone(tmp_path: Path, held: None) -> None:
+@pytest.mark.parametrize(
+    ("whole", "message"),
+    [
+        pytest.param(False, "encoding the image failed: disk full", id="images-encoding"),
+        pytest.param(True, "disk full", id="results-finishing"),
+    ],
+)
+def test_work_that_raised_after_the_call_fails_its_sample_alone(
+    tmp_path: Path, held: None, whole: bool, message: str
+) -> None:
+    HELD["whole"] = whole
     recipe = make_recipe(tmp_path, ["a.png", "broken.png", "c.png"], {"caption": {}, "synthesize": {}}, wave_size=3)
     samples, report = run_all(recipe, tmp_path / "out")
     assert sorted(s["image"] for s in samples) == [b"a.png", b"c.png"]
     syn = report["stages"]["synthesize"]
     assert (syn["items_in"], syn["items_out"], syn["failed"], syn["failures"]) == (3, 2, 1, {"OSError": 1})
     failure = json.loads((tmp_path / "out" / "failures.jsonl").read_text().splitlines()[0])
-    assert failure["message"] == "encoding the image failed: disk full" and failure["item"] == "broken.png"
+    assert failure["message"] == message and failure["item"] == "broken.png"
+    assert "OSError: disk full" in failure["detail"]
     CALLS.clear()
     again, _ = run_all(recipe, tmp_path / "out")  # stored: nothing is computed again
     assert sorted(s["image"] for s in again) == [b"a.png", b"c.png"] and not CALLS["caption"]

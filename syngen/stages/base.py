@@ -12,6 +12,7 @@ runner never knows what it computes.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
@@ -38,6 +39,7 @@ __all__ = [
     "Stage",
     "StageConfig",
     "Update",
+    "finished",
 ]
 
 
@@ -106,10 +108,19 @@ class Context:
         return self.recipe_dir / path
 
 
-# an output sample's fields; its "image" (bytes) may still be encoding, a Future of the bytes: the runner stores
-# such a batch once the stage's next batch has been called, so the encoding overlaps that call
+# an output sample's fields; its "image" (bytes) may still be encoding, a Future of the bytes. A result may be a
+# Future as a whole (CPU work left running beside the model: see syngen.threads.beside_model). The runner stores
+# a batch with such futures once the stage's next batch has been called, so that work overlaps the next call.
 Update = dict[str, Any]
-Result = Update | list[Update] | Failure
+Result = Update | list[Update] | Failure | Future
+
+
+def finished(results: list[Result]) -> list[Result]:
+    """A stage's results with those still running beside the model waited for (what :meth:`Stage.process`
+    returns, as a caller outside the runner uses it)."""
+    return [result.result() if isinstance(result, Future) else result for result in results]
+
+
 M = TypeVar("M")  # the model a stage runs: a role Protocol of syngen.models.roles, or None
 C = TypeVar("C", bound=StageConfig)
 
@@ -119,7 +130,8 @@ class Stage(Generic[C, M]):
 
     ``process`` takes a batch of samples and the loaded model (None for a stage with no ``role``) and returns one
     result per sample, in order: a dict of the columns added (same id), a list of such dicts each with its own
-    ``id`` (fan-out, e.g. several images per caption), or a :class:`Failure`.
+    ``id`` (fan-out, e.g. several images per caption), a :class:`Failure`, or a Future of one of these (work
+    finishing beside the model; :func:`finished` waits for them).
     """
 
     name: ClassVar[str]

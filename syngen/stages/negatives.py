@@ -39,7 +39,7 @@ considered, not counting those computed ahead for a slot that was done by then) 
 Example::
 
     stage = Negatives(NegativesConfig(model="tiny:segmenter"), ctx)
-    [update] = stage.process([sample], segmenter)  # the adapter the segment stage embedded the images with
+    [update] = finished(stage.process([sample], segmenter))  # the adapter the segment stage embedded the images with
     update["regions"][0]["negatives"][0]["kind"]  # "boundary"
 """
 
@@ -58,7 +58,7 @@ from syngen.models.roles import Role, Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Region, Sample, item_seed, load_image
 from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig
-from syngen.threads import beside_model, on_gpu
+from syngen.threads import after, beside_model, on_gpu
 
 Points = tuple[list[list[int]], list[int]]
 STATS = ("boundary_accepted", "semantic_accepted", "tries", "gave_up")
@@ -226,6 +226,25 @@ class _Image:
     width: int = 0
     accepted: list[tuple[_Slot, _Candidate, Future[RLE]]] = field(default_factory=list)
 
+    def result(self) -> Result:
+        """The sample's update once its accepted masks are encoded: ``regions`` with ``negatives``, and
+        ``negatives_stats``."""
+        self.stats["gave_up"] += sum(not s.done for s in self.slots)
+        for slot, candidate, rle in self.accepted:
+            self.regions[slot.region]["negatives"].append(
+                {
+                    "kind": slot.kind,
+                    "points": candidate.points,
+                    "labels": candidate.labels,
+                    "iou": candidate.iou,
+                    "seed": candidate.seed,
+                    "mask": rle.result(),
+                    "score": candidate.score,
+                    "multimask": slot.kind == "semantic",
+                }
+            )
+        return {"regions": self.regions, "negatives_stats": self.stats}
+
 
 @dataclass
 class _Candidate:
@@ -282,7 +301,8 @@ class Negatives(Stage):
     default_backend: ClassVar[str | None] = "sam"
 
     def process(self, samples: list[Sample], model: Segmenter) -> list[Result]:
-        """One update per sample: ``regions`` with ``negatives``, and ``negatives_stats``."""
+        """One update per sample, a Future (see :meth:`_Image.result`): ``regions`` with ``negatives``, and
+        ``negatives_stats``."""
         todo = [s for s in samples if any(r.get("mask") for r in s.get("regions") or [])]
         if todo:  # a cache hit for images the segment stage embedded
             model.embed([load_image(s) for s in todo], [s["id"] for s in todo])
@@ -300,22 +320,8 @@ class Negatives(Stage):
                             image.stats["tries"] += 1
                             self._consider(candidates[kind][i, slot.region, slot.number, a], slot, image, executor)
             attempt, span = attempt + span, ROUND_GROWTH * span
-        for image in images:
-            image.stats["gave_up"] += sum(not s.done for s in image.slots)
-            for slot, candidate, rle in image.accepted:
-                image.regions[slot.region]["negatives"].append(
-                    {
-                        "kind": slot.kind,
-                        "points": candidate.points,
-                        "labels": candidate.labels,
-                        "iou": candidate.iou,
-                        "seed": candidate.seed,
-                        "mask": rle.result(),
-                        "score": candidate.score,
-                        "multimask": slot.kind == "semantic",
-                    }
-                )
-        return [{"regions": image.regions, "negatives_stats": image.stats} for image in images]
+        # each result is ready when its masks' RLEs are: beside a GPU, while the runner calls the next batch
+        return [after([rle for *_, rle in image.accepted], image.result) for image in images]
 
     def _prepare(self, sample: Sample, device: Any) -> _Image:
         """A sample's regions (each with an empty ``negatives``), slots and reference masks; regions without a

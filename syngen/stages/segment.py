@@ -46,12 +46,13 @@ class Segment(Stage[SegmentConfig, Segmenter]):
     ``segment_stats``: ``masks`` (kept), ``dropped_empty``, ``filtered_mask_score`` (below ``min_mask_score``),
     ``filtered_outside_box`` (more than ``max_outside_box`` of the mask outside the box). Each image of the batch
     is embedded once (under the sample's id, so later stages reuse the embedding on the same adapter), then the
-    boxes of every image of the batch go through the mask decoder in one call.
+    boxes of every image of the batch go through the mask decoder in one call. Each result is a Future: beside a
+    GPU the masks are checked and encoded in the pool while the next batch runs (``finished`` waits for them).
 
     Example::
 
         stage = Segment(SegmentConfig(), ctx)
-        stage.process([{"id": "x", "image": png, "regions": [{"phrase": "cat", "box": [4, 4, 60, 40], ...}]}], sam)
+        finished(stage.process([{"id": "x", "image": png, "regions": [{"phrase": "cat", "box": [4, 4, 60, 40]}]}], sam))
         # -> [{"regions": [{..., "mask": {"size": [H, W], "counts": "..."}, "mask_score": 0.9}],
         #      "segment_stats": {"masks": 1, "dropped_empty": 0, "filtered_mask_score": 0, ...}}]
     """
@@ -75,9 +76,10 @@ class Segment(Stage[SegmentConfig, Segmenter]):
         model.embed([load_image(sample) for sample in todo], keys)
         boxes = [np.array([region["box"] for region in s["regions"]], dtype=np.float32) for s in todo]
         predicted = dict(zip(keys, model.predict_batch(keys, boxes=boxes), strict=True)) if todo else {}
-        # the full-resolution checks and RLE encoding of each sample's masks: beside a GPU, in the pool
+        # the full-resolution checks and RLE encoding of each sample's masks: beside a GPU, in the pool, while the
+        # runner calls the next batch (the results are futures)
         executor = beside_model(getattr(model, "device", "cpu"))
-        return list(executor.map(lambda sample: self._segment(sample, predicted.get(sample["id"])), samples))
+        return [executor.submit(self._segment, sample, predicted.get(sample["id"])) for sample in samples]
 
     def _segment(self, sample: Sample, predicted: tuple[np.ndarray, np.ndarray] | None) -> Result:
         """The sample's regions with their masks (``predicted``: masks and scores of its boxes, None for none)."""

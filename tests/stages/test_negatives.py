@@ -17,7 +17,7 @@ from syngen.masks import box_mask, box_span, decode_rle, edge_band, encode_rle
 from syngen.refs import ModelRef
 from syngen.sample import image_bytes
 from syngen.stages import negatives as negatives_module
-from syngen.stages.base import Context
+from syngen.stages.base import Context, finished
 from syngen.stages.negatives import (
     Negatives,
     NegativesConfig,
@@ -83,7 +83,7 @@ def _batch() -> list[dict[str, Any]]:
 def _run(config: NegativesConfig, samples: list[dict[str, Any]], model: Any = None) -> tuple[list[dict], Any]:
     stage = Negatives(config, Context(recipe_dir=Path(".")))
     model = model or FloodFillSegmenter()
-    return stage.process(samples, model), model
+    return finished(stage.process(samples, model)), model
 
 
 def _slots(config: NegativesConfig) -> int:
@@ -542,15 +542,19 @@ def test_single_clicks_use_sam_best_of_three_and_record_it() -> None:
 def test_beside_a_gpu_the_pixel_pools_and_rles_run_in_the_pool_with_the_same_results(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A GPU model gets its CPU work done in the pool (the main thread goes on feeding it); the results are those
-    of the work done inline, as beside a CPU model."""
+    """A GPU model gets its CPU work done in the pool: the stage returns before it is done (the main thread goes on
+    feeding the GPU), and the results are those of the work done inline, as beside a CPU model."""
     inline, _ = _run(NegativesConfig(), _batch())
     threads: set[str] = set()
-    encode = negatives_module.encode_rle
+    encode, gate = negatives_module.encode_rle, threading.Event()
     monkeypatch.setattr(negatives_module, "beside_model", lambda device: POOL)
     monkeypatch.setattr(
-        negatives_module, "encode_rle", lambda mask: threads.add(threading.current_thread().name) or encode(mask)
+        negatives_module,
+        "encode_rle",
+        lambda mask: (threads.add(threading.current_thread().name), gate.wait(10)) and encode(mask),
     )
-    pooled, _ = _run(NegativesConfig(), _batch())
-    assert pooled == inline
+    results = Negatives(NegativesConfig(), Context(recipe_dir=Path("."))).process(_batch(), FloodFillSegmenter())
+    assert not any(result.done() for result in results)  # returned without waiting: the runner calls the next batch
+    gate.set()
+    assert finished(results) == inline
     assert threads and all(name.startswith("syngen-cpu") for name in threads)

@@ -15,7 +15,7 @@ from syngen.models.loading import build_tiny
 from syngen.models.sam_hf import HFSam
 from syngen.sample import image_bytes
 from syngen.stages import segment as segment_module
-from syngen.stages.base import Context
+from syngen.stages.base import Context, finished
 from syngen.stages.segment import Segment, SegmentConfig
 from syngen.store import to_json
 from syngen.threads import POOL
@@ -41,7 +41,7 @@ def sample(n: int, size: tuple[int, int], regions: list[dict]) -> dict[str, Any]
 
 def run(model: Any, samples: list[dict]) -> list:
     stage = Segment(SegmentConfig(), Context(recipe_dir=Path(".")))
-    return stage.process(samples, model)
+    return finished(stage.process(samples, model))
 
 
 def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
@@ -145,7 +145,7 @@ INSIDE, QUARTER_OUT, HALF_OUT, ALL_OUT = _columns(0, 64), _columns(16, 80), _col
 def test_quality_filters_drop_and_count(limits: dict, scores: list[float], kept: list[str], stats: dict) -> None:
     segmenter = ScriptedSegmenter([INSIDE, QUARTER_OUT, HALF_OUT, ALL_OUT], scores)
     stage = Segment(SegmentConfig(**limits), Context(recipe_dir=Path(".")))
-    [result] = stage.process([sample(0, (128, 96), [region(p, BOX) for p in "abcd"])], segmenter)
+    [result] = finished(stage.process([sample(0, (128, 96), [region(p, BOX) for p in "abcd"])], segmenter))
     assert [r["phrase"] for r in result["regions"]] == kept
     assert result["segment_stats"] == {"masks": len(kept), **NOTHING_DROPPED, **stats}
 
@@ -175,10 +175,16 @@ def test_beside_a_gpu_masks_are_checked_and_encoded_in_the_pool_with_the_same_re
     samples = [sample(n, (128, 96), [region("a", [0, 0, 40, 40]), region("b", [50, 20, 120, 90])]) for n in range(3)]
     inline = run(FakeSegmenter(), samples)
     threads: set[str] = set()
-    encode = segment_module.encode_rle
+    encode, gate = segment_module.encode_rle, threading.Event()
     monkeypatch.setattr(segment_module, "beside_model", lambda device: POOL)
     monkeypatch.setattr(
-        segment_module, "encode_rle", lambda mask: threads.add(threading.current_thread().name) or encode(mask)
+        segment_module,
+        "encode_rle",
+        lambda mask: (threads.add(threading.current_thread().name), gate.wait(10)) and encode(mask),
     )
-    assert run(FakeSegmenter(), samples) == inline
+    stage = Segment(SegmentConfig(), Context(recipe_dir=Path(".")))
+    results = stage.process(samples, FakeSegmenter())
+    assert not any(result.done() for result in results)  # returned without waiting: the runner calls the next batch
+    gate.set()
+    assert finished(results) == inline
     assert threads and all(name.startswith("syngen-cpu") for name in threads)
