@@ -5,7 +5,8 @@ With ``--full`` (the default on CUDA) the models are full-size and randomly init
 ``recipes/synground.yaml`` names for these stages: GroundingDINO-T (Swin-T + BERT-base) and SAM ViT-B (weights do
 not change speed; the tokenizer is the tiny twin's, built locally). Without it (the default on CPU) the tiny twins
 run, at toy sizes. The naive loop does what a first script would: one image at a time, the detector once per
-phrase, SAM re-embedding the image for every box and every negative attempt (one prompt per call).
+phrase, SAM re-embedding the image for every box and every negative attempt (one prompt per call). Both start from
+decoded images, as the model stages of a run do.
 
 Where torchvision imports, the image processors are torchvision-backed and syngen prepares the images on the GPU.
 
@@ -48,7 +49,7 @@ from transformers.models.sam import SamImageProcessorPil
 from syngen.models.grounding_dino import GroundingDino
 from syngen.models.loading import build_tiny
 from syngen.models.sam_hf import HFSam
-from syngen.sample import image_bytes, load_image
+from syngen.sample import DECODED, image_bytes, load_image
 from syngen.stages.base import Context, finished
 from syngen.stages.ground import Ground, GroundConfig
 from syngen.stages.negatives import Negatives, NegativesConfig
@@ -195,6 +196,9 @@ def main() -> None:
         sam = HFSam(sam_path, device=args.device, dtype=args.dtype)
     sam.cache_limit = 4 * args.images
     samples = make_samples(args.images, args.phrases, size)
+    DECODED.fit(len(samples))  # decoded before the timing, for both paths: in a run the source (in its thread,
+    for sample in samples:  # ahead of the model stages) or synthesize hands the images on decoded
+        load_image(sample)
     threshold = box_threshold(dino, samples[0], args.detections)
     syngen_path(samples[:1], dino, sam, args.device, args.batch, threshold)  # warm-up
     naive_path(samples[:1], dino, sam, args.device, threshold)
