@@ -19,6 +19,9 @@ from typer.testing import CliRunner
 from syngen.cli import app
 from syngen.data import load_preference
 from syngen.masks import decode_rle
+from syngen.stages import negatives as negatives_module
+from syngen.stages import segment as segment_module
+from syngen.threads import POOL
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "recipes" / "quickstart.yaml"
@@ -122,6 +125,26 @@ def test_sigkill_at_any_moment_then_rerun_matches(reference: Path, tmp_path: Pat
             for i in set(pq.read_table(p, columns=["input_id"]).column(0).to_pylist())
         ]
         assert len(ids) == len(set(ids)), stage.name
+
+
+def test_results_finishing_beside_a_gpu_give_the_same_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beside a GPU, segment and negatives hand their results over as futures that finish in the thread pool while
+    the runner calls the next batch: with that scheduling (batches of 1, so every batch but the last is held over
+    a call) the dataset is the one made inline with the same batches (other batch sizes round SAM differently)."""
+    recipe = yaml.safe_load(QUICKSTART.read_text())
+    recipe["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
+    recipe["stages"]["segment"]["batch_size"] = recipe["stages"]["negatives"]["batch_size"] = 1
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    made = {}
+    for where in ("inline", "pool"):
+        if where == "pool":
+            for module in (segment_module, negatives_module):
+                monkeypatch.setattr(module, "beside_model", lambda device: POOL)
+        result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / where), "--no-progress"])
+        assert result.exit_code == 0, result.output
+        made[where] = comparable(tmp_path / where)
+    assert made["pool"] == made["inline"] and made["inline"]
 
 
 def test_missing_model_fails_before_any_compute(tmp_path: Path) -> None:
