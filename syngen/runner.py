@@ -421,8 +421,11 @@ def _encoding(result: Result) -> bool:
 
 
 def _unfinished(result: Result) -> bool:
-    """Whether ``result`` is still running beside the model (a Future) or has an image still encoding."""
-    return isinstance(result, Future) or _encoding(result)
+    """Whether ``result`` is still running beside the model or has an image still encoding (a Future not done: a
+    done one, such as beside a CPU model, needs no wait)."""
+    if isinstance(result, Future):
+        return not result.done()
+    return any(isinstance(u.get("image"), Future) and not u["image"].done() for u in _updates(result))
 
 
 def _rows(sample: Sample, result: Result) -> list[Row]:

@@ -8,7 +8,7 @@ import threading
 from collections import Counter
 from concurrent.futures import Future
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pyarrow.parquet as pq
 import pytest
@@ -592,10 +592,27 @@ def test_split_model_free(roles: list[str | None], lead: int, middle: int) -> No
 HELD: dict = {}
 
 
+class Lazy(Future):
+    """A future that is done only once asked for its result (work still running beside the model until then)."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        self.value = value
+
+    def result(self, timeout: float | None = None) -> Any:
+        if not self.done():
+            if isinstance(self.value, BaseException):
+                self.set_exception(self.value)
+            else:
+                self.set_result(self.value)
+        return super().result(timeout)
+
+
 class EncodingSynthesize(Stage):
     """Hands its images over as futures (as the synthesize stage does while they encode), or with
-    ``HELD["whole"]`` each result as a future (as segment and negatives do beside a GPU); the image of a caption
-    named broken* raises; with ``HELD["stop"]`` the run stops after the first batch."""
+    ``HELD["whole"]`` each result as a future (as segment and negatives do beside a GPU); with ``HELD["done"]``
+    the futures are done when the stage returns (as beside a CPU model). The image of a caption named broken*
+    raises; with ``HELD["stop"]`` the run stops after the first batch."""
 
     name, needs, adds = "synthesize", ("caption",), ("image",)
 
@@ -603,13 +620,14 @@ class EncodingSynthesize(Stage):
         HELD["events"].append(("call", [s["caption"] for s in samples]))
         results = []
         for s in samples:
-            made: Future = Future()
             if s["caption"].startswith("broken"):
-                made.set_exception(OSError("disk full"))
+                made = Lazy(OSError("disk full"))
             elif HELD.get("whole"):
-                made.set_result([{"id": s["id"] + "-0", "image": s["caption"].encode()}])
+                made = Lazy([{"id": s["id"] + "-0", "image": s["caption"].encode()}])
             else:
-                made.set_result(s["caption"].encode())
+                made = Lazy(s["caption"].encode())
+            if HELD.get("done"):
+                made.result()
             results.append(made if HELD.get("whole") else [{"id": s["id"] + "-0", "image": made}])
         if HELD.get("stop"):
             HELD["runner"]._stop.set()
@@ -652,6 +670,15 @@ def test_a_batch_still_finishing_is_stored_after_the_next_call(tmp_path: Path, h
         ("write", calls[1]),
         ("write", calls[2]),
     ]
+
+
+def test_a_batch_whose_futures_are_done_is_stored_at_once(tmp_path: Path, held: None) -> None:
+    HELD["whole"] = HELD["done"] = True
+    recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], {"caption": {}, "synthesize": {"batch_size": 2}}, 3)
+    samples, _ = run_all(recipe, tmp_path / "out")
+    assert sorted(s["image"] for s in samples) == [b"a.png", b"b.png", b"c.png"]
+    calls = [what for kind, what in HELD["events"] if kind == "call"]
+    assert HELD["events"] == [("call", calls[0]), ("write", calls[0]), ("call", calls[1]), ("write", calls[1])]
 
 
 @pytest.mark.parametrize("whole", FINISHING)

@@ -110,7 +110,8 @@ class Context:
 
 # an output sample's fields; its "image" (bytes) may still be encoding, a Future of the bytes. A result may be a
 # Future as a whole (CPU work left running beside the model: see syngen.threads.beside_model). The runner stores
-# a batch with such futures once the stage's next batch has been called, so that work overlaps the next call.
+# a batch with such futures still running once the stage's next batch has been called, so that work overlaps the
+# next call (a batch whose futures are done is stored at once).
 Update = dict[str, Any]
 Result = Update | list[Update] | Failure | Future
 
