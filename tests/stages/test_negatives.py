@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,8 @@ from syngen.stages.negatives import (
     boundary_prompt,
     semantic_prompt,
 )
-from syngen.threads import POOL
 from tests.fakes import FloodFillSegmenter
+from tests.helpers import assert_finishes_beside_a_gpu
 
 W, H = 64, 48
 BACKGROUND, LEFT, RIGHT, ELLIPSE = (90, 90, 90), (200, 40, 40), (40, 40, 200), (40, 200, 40)
@@ -545,16 +544,7 @@ def test_beside_a_gpu_the_pixel_pools_and_rles_run_in_the_pool_with_the_same_res
     """A GPU model gets its CPU work done in the pool: the stage returns before it is done (the main thread goes on
     feeding the GPU), and the results are those of the work done inline, as beside a CPU model."""
     inline, _ = _run(NegativesConfig(), _batch())
-    threads: set[str] = set()
-    encode, gate = negatives_module.encode_rle, threading.Event()
-    monkeypatch.setattr(negatives_module, "beside_model", lambda device: POOL)
-    monkeypatch.setattr(
-        negatives_module,
-        "encode_rle",
-        lambda mask: (threads.add(threading.current_thread().name), gate.wait(10)) and encode(mask),
+    stage = Negatives(NegativesConfig(), Context(recipe_dir=Path(".")))
+    assert_finishes_beside_a_gpu(
+        monkeypatch, negatives_module, lambda: stage.process(_batch(), FloodFillSegmenter()), inline
     )
-    results = Negatives(NegativesConfig(), Context(recipe_dir=Path("."))).process(_batch(), FloodFillSegmenter())
-    assert not any(result.done() for result in results)  # returned without waiting: the runner calls the next batch
-    gate.set()
-    assert finished(results) == inline
-    assert threads and all(name.startswith("syngen-cpu") for name in threads)

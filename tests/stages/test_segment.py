@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,8 @@ from syngen.stages import segment as segment_module
 from syngen.stages.base import Context, finished
 from syngen.stages.segment import Segment, SegmentConfig
 from syngen.store import to_json
-from syngen.threads import POOL
 from tests.fakes import FakeSegmenter
-from tests.helpers import draw_shapes
+from tests.helpers import assert_finishes_beside_a_gpu, draw_shapes
 
 
 @pytest.fixture(scope="module")
@@ -174,17 +172,5 @@ def test_beside_a_gpu_masks_are_checked_and_encoded_in_the_pool_with_the_same_re
 ) -> None:
     samples = [sample(n, (128, 96), [region("a", [0, 0, 40, 40]), region("b", [50, 20, 120, 90])]) for n in range(3)]
     inline = run(FakeSegmenter(), samples)
-    threads: set[str] = set()
-    encode, gate = segment_module.encode_rle, threading.Event()
-    monkeypatch.setattr(segment_module, "beside_model", lambda device: POOL)
-    monkeypatch.setattr(
-        segment_module,
-        "encode_rle",
-        lambda mask: (threads.add(threading.current_thread().name), gate.wait(10)) and encode(mask),
-    )
     stage = Segment(SegmentConfig(), Context(recipe_dir=Path(".")))
-    results = stage.process(samples, FakeSegmenter())
-    assert not any(result.done() for result in results)  # returned without waiting: the runner calls the next batch
-    gate.set()
-    assert finished(results) == inline
-    assert threads and all(name.startswith("syngen-cpu") for name in threads)
+    assert_finishes_beside_a_gpu(monkeypatch, segment_module, lambda: stage.process(samples, FakeSegmenter()), inline)
