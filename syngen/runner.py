@@ -38,7 +38,7 @@ from syngen.models.roles import Model
 from syngen.recipe import Recipe
 from syngen.sample import DECODED, Failure, Sample
 from syngen.stages import stage_class
-from syngen.stages.base import ModelStageConfig, Result, SourceStage, Stage, Update
+from syngen.stages.base import ModelStageConfig, Outcome, Result, SourceStage, Stage, Update
 from syngen.store import Row, StageStore, to_json
 from syngen.threads import POOL, on_gpu
 
@@ -411,11 +411,11 @@ def failure_record(stage: str, sample: Sample, failure: dict[str, Any]) -> dict[
     }
 
 
-def _updates(result: Result) -> list[Update]:
+def _updates(result: Outcome) -> list[Update]:
     return [] if isinstance(result, Failure) else result if isinstance(result, list) else [result]
 
 
-def _encoding(result: Result) -> bool:
+def _encoding(result: Outcome) -> bool:
     """Whether an update of ``result`` has its image still encoding (a Future)."""
     return any(isinstance(update.get("image"), Future) for update in _updates(result))
 
@@ -431,24 +431,22 @@ def _unfinished(result: Result) -> bool:
 def _rows(sample: Sample, result: Result) -> list[Row]:
     """Store rows for one input sample's result, once it is finished and its images are encoded (work that raised
     beside the model, or an encoding that raised, makes the sample a failure)."""
-    if isinstance(result, Future):
+    try:
+        outcome = result.result() if isinstance(result, Future) else result
+    except Exception as err:
+        outcome = Failure.of(err)
+    if _encoding(outcome):
         try:
-            result = result.result()
-        except Exception as err:
-            result = Failure.of(err)
-    if _encoding(result):
-        try:
-            result = [
+            outcome = [
                 {**u, "image": u["image"].result() if isinstance(u.get("image"), Future) else u.get("image")}
-                for u in _updates(result)
+                for u in _updates(outcome)
             ]
         except Exception as err:
-            result = Failure.of(err, f"encoding the image failed: {err}")
-    if isinstance(result, Failure):
-        return [
-            {"input_id": sample["id"], "id": None, "status": "failed", "image": None, "data": to_json(result.to_dict())}
-        ]
-    updates = result if isinstance(result, list) else [result | {"id": sample["id"]}]
+            outcome = Failure.of(err, f"encoding the image failed: {err}")
+    if isinstance(outcome, Failure):
+        data = to_json(outcome.to_dict())
+        return [{"input_id": sample["id"], "id": None, "status": "failed", "image": None, "data": data}]
+    updates = outcome if isinstance(outcome, list) else [outcome | {"id": sample["id"]}]
     rows = []
     for update in updates:
         update = dict(update)

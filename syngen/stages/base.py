@@ -34,6 +34,7 @@ __all__ = [
     "Context",
     "ModelRef",
     "ModelStageConfig",
+    "Outcome",
     "Result",
     "SourceStage",
     "Stage",
@@ -113,10 +114,11 @@ class Context:
 # a batch with such futures still running once the stage's next batch has been called, so that work overlaps the
 # next call (a batch whose futures are done is stored at once).
 Update = dict[str, Any]
-Result = Update | list[Update] | Failure | Future
+Outcome = Update | list[Update] | Failure  # a result once finished
+Result = Outcome | Future[Outcome]
 
 
-def finished(results: list[Result]) -> list[Result]:
+def finished(results: list[Result]) -> list[Outcome]:
     """A stage's results with those still running beside the model waited for (what :meth:`Stage.process`
     returns, as a caller outside the runner uses it)."""
     return [result.result() if isinstance(result, Future) else result for result in results]

@@ -57,7 +57,7 @@ from syngen.masks import RLE, box_mask, box_span, clip_box, decode_rle, edge_ban
 from syngen.models.roles import Role, Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Region, Sample, item_seed, load_image
-from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig
+from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig, Update
 from syngen.threads import after, beside_model, on_gpu
 
 Points = tuple[list[list[int]], list[int]]
@@ -226,7 +226,7 @@ class _Image:
     width: int = 0
     accepted: list[tuple[_Slot, _Candidate, Future[RLE]]] = field(default_factory=list)
 
-    def result(self) -> Result:
+    def result(self) -> Update:
         """The sample's update once its accepted masks are encoded: ``regions`` with ``negatives``, and
         ``negatives_stats``."""
         self.stats["gave_up"] += sum(not s.done for s in self.slots)

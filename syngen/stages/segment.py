@@ -11,7 +11,7 @@ from syngen.masks import encode_rle, share_in_box
 from syngen.models.roles import Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Sample, load_image
-from syngen.stages.base import ADDED_LATER, ModelStageConfig, Result, Stage, model_field
+from syngen.stages.base import ADDED_LATER, ModelStageConfig, Result, Stage, Update, model_field
 from syngen.threads import beside_model
 
 
@@ -81,7 +81,7 @@ class Segment(Stage[SegmentConfig, Segmenter]):
         executor = beside_model(getattr(model, "device", "cpu"))
         return [executor.submit(self._segment, sample, predicted.get(sample["id"])) for sample in samples]
 
-    def _segment(self, sample: Sample, predicted: tuple[np.ndarray, np.ndarray] | None) -> Result:
+    def _segment(self, sample: Sample, predicted: tuple[np.ndarray, np.ndarray] | None) -> Update:
         """The sample's regions with their masks (``predicted``: masks and scores of its boxes, None for none)."""
         regions = sample["regions"]
         stats = dict.fromkeys(("masks", "dropped_empty", "filtered_mask_score", "filtered_outside_box"), 0)
