@@ -11,7 +11,8 @@ decoded images, as the model stages of a run do.
 Where torchvision imports, the image processors are torchvision-backed and syngen prepares the images on the GPU.
 
 Prints images per second per stage and overall for both, their ratio, peak GPU memory, and per stage and overall
-the share of the syngen run's wall time in which the GPU ran no kernel (from torch.profiler; CUDA only). With
+the share of the syngen run's wall time in which the GPU ran no kernel (from torch.profiler; CUDA only) and the
+share spent outside model calls (GPU idle beyond it is waiting inside the calls: kernel launches, copies). With
 ``--profile N`` it also prints the N functions with the most CPU time in one more syngen pass (cProfile).
 
 The box threshold is set so that about ``--detections`` queries per image pass (random weights score every
@@ -114,9 +115,11 @@ def syngen_path(
     batch: int,
     threshold: float,
     busy: dict[str, float] | None = None,
+    inside: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Seconds per stage through the stages (batched, one embedding per image, batched negatives). With ``busy``
-    (CUDA), each stage runs under torch.profiler and ``busy`` gets its seconds of GPU kernel time."""
+    (CUDA), each stage runs under torch.profiler and ``busy`` gets its seconds of GPU kernel time; ``inside`` gets
+    the seconds each stage spent inside its adapter's model calls."""
     ctx = Context(recipe_dir=Path("."), device=device)
     ground = Ground(GroundConfig(box_threshold=threshold, text_threshold=0.0, batch_size=batch), ctx)
     segment, negatives = Segment(SegmentConfig(batch_size=batch), ctx), Negatives(NegativesConfig(), ctx)
@@ -124,7 +127,7 @@ def syngen_path(
     for stage, model in ((ground, dino), (segment, sam), (negatives, sam)):
         cuda_only = [torch.profiler.ProfilerActivity.CUDA]
         with torch.profiler.profile(activities=cuda_only) if busy is not None else contextlib.nullcontext() as prof:
-            start = time.perf_counter()
+            start, model_s = time.perf_counter(), model.model_seconds
             out, held = [], []  # as the runner does: a batch's results are waited for after the next batch's call
             for i in range(0, len(samples), batch):
                 chunk = samples[i : i + batch]
@@ -133,6 +136,8 @@ def syngen_path(
             out += merged(held)
             sync(device)
             seconds[stage.name] = time.perf_counter() - start
+        if inside is not None:
+            inside[stage.name] = model.model_seconds - model_s
         if busy is not None:
             busy[stage.name] = gpu_busy_seconds(prof)
         samples = out
@@ -206,7 +211,8 @@ def main() -> None:
     busy: dict[str, float] | None = {} if cuda else None
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    fast = syngen_path(samples, dino, sam, args.device, args.batch, threshold, busy)
+    inside: dict[str, float] = {}
+    fast = syngen_path(samples, dino, sam, args.device, args.batch, threshold, busy, inside)
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
     slow = naive_path(samples, dino, sam, args.device, threshold)
 
@@ -216,17 +222,19 @@ def main() -> None:
     print(f"{kind}, {args.images} images of {size}x{size}, {args.phrases} phrases each, on {name}, {args.dtype}")
     print(f"box threshold {threshold:.4f} (about {args.detections} detections per image)")
     print(f"image processors: {', '.join(processors)}")
-    print(f"{'stage':>10} {'syngen img/s':>13} {'naive img/s':>12} {'speed-up':>9} {'GPU idle':>9}")
-    rows = [(stage, fast[stage], slow[stage], busy and busy[stage]) for stage in ("ground", "segment", "negatives")]
-    rows.append(("overall", sum(fast.values()), sum(slow.values()), busy and sum(busy.values())))
-    for stage, fast_s, slow_s, busy_s in rows:
+    print(f"{'stage':>10} {'syngen img/s':>13} {'naive img/s':>12} {'speed-up':>9} {'GPU idle':>9} {'outside':>8}")
+    stages = ("ground", "segment", "negatives")
+    rows = [(stage, fast[stage], slow[stage], busy and busy[stage], inside[stage]) for stage in stages]
+    rows.append(("overall", sum(fast.values()), sum(slow.values()), busy and sum(busy.values()), sum(inside.values())))
+    for stage, fast_s, slow_s, busy_s, inside_s in rows:
         a, b = args.images / fast_s, args.images / slow_s
         idle = f"{100 * max(0.0, 1 - busy_s / fast_s):8.0f}%" if busy else f"{'-':>9}"
-        print(f"{stage:>10} {a:13.2f} {b:12.2f} {a / b:9.1f}x {idle}")
+        print(f"{stage:>10} {a:13.2f} {b:12.2f} {a / b:9.1f}x {idle} {100 * max(0.0, 1 - inside_s / fast_s):7.0f}%")
     if cuda:
         print(f"peak GPU memory {peak:.1f} GiB (syngen run); GPU idle: share of wall time with no kernel running")
     else:
         print("peak GPU memory and GPU idle share: CUDA only")
+    print("outside: share of the syngen run's wall time outside model calls (the stages' own work on the main thread)")
     if args.profile:
         profiler = cProfile.Profile()
         profiler.runcall(syngen_path, samples, dino, sam, args.device, args.batch, threshold)
