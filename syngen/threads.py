@@ -29,15 +29,21 @@ def usable_cpus() -> int:
 POOL = ThreadPoolExecutor(max_workers=max(2, usable_cpus()), thread_name_prefix="syngen-cpu")
 
 
+def _fulfil(future: Future[R], fn: Callable[..., R], *args: Any, **kwargs: Any) -> None:
+    """Sets ``future`` to what ``fn(*args, **kwargs)`` returns, or to its error (delivered by ``result()``, as from
+    a pool)."""
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except BaseException as err:
+        future.set_exception(err)
+
+
 class InlineExecutor(Executor):
     """Runs each task at once on the calling thread (``submit`` returns a finished future)."""
 
     def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
         future: Future[R] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as err:  # delivered by result(), as from a pool
-            future.set_exception(err)
+        _fulfil(future, fn, *args, **kwargs)
         return future
 
 
@@ -66,11 +72,7 @@ def after(futures: list[Future[Any]], then: Callable[[], R]) -> Future[R]:
     lock = threading.Lock()
 
     def finish() -> None:
-        work = waiting.pop("then")
-        try:
-            result.set_result(work())
-        except BaseException as err:  # delivered by result()
-            result.set_exception(err)
+        _fulfil(result, waiting.pop("then"))
 
     def one_done(_: Future[Any]) -> None:
         with lock:
