@@ -266,18 +266,31 @@ def export(
 
 @app.command()
 def inspect(
-    out: Annotated[Path, typer.Argument(help="A run's output folder.")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Samples (and preference pairs) on the contact sheets.")] = 16,
+    out: Annotated[Path, typer.Argument(help="A run's output folder, or a `syngen train` output folder.")],
+    n: Annotated[
+        int, typer.Option("--n", min=1, help="Samples (and preference pairs) drawn on the page and sheets.")
+    ] = 16,
 ) -> None:
-    """Print dataset statistics and write a contact sheet (PNG) and an HTML page under OUT/inspect/."""
+    """Write OUT/inspect/index.html, one self-contained report page. For a run: print the dataset statistics and
+    write contact sheets (PNG) beside the page; for a training run: its curves and eval metrics over steps."""
+    from syngen.page import is_training, write_page
     from syngen.stats import format_summary, summarize
     from syngen.viz import contact_sheet
 
-    if not (out / "dataset").exists():
-        raise UsageError(f"{out}: no dataset folder; run a recipe first")
-    Console().print(format_summary(summarize(out)))
-    png, html = contact_sheet(out, n)
-    console.print(f"contact sheet: {png}\nhtml: {html}")
+    try:
+        if is_training(out):
+            console.print(f"page: {write_page(out)}")
+            return
+        if not (out / "dataset").exists():
+            raise UsageError(f"{out}: no dataset folder and no metrics.jsonl; run a recipe (or train) first")
+        Console().print(format_summary(summarize(out)))
+        sheet, pairs = contact_sheet(out, n)
+        console.print(f"contact sheets: {sheet}, {pairs}\npage: {write_page(out, n)}")
+    except OSError as err:
+        raise OutputError(
+            f"{err.filename or out / 'inspect'}: {err.strerror or err}; the page was not written (the run's files "
+            "are untouched)"
+        ) from None
 
 
 def _push(out: Path, repo_id: str, private: bool, revision: str | None) -> None:

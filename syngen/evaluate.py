@@ -245,7 +245,7 @@ def evaluate_pointing(
                 hits.append(pointing_hit(heat, ex["boxes"], ex["image"].size))
                 if len(drawn[role]) < heatmaps:
                     full = upsample(heat, ex["image"].size).clamp(0, 1).numpy()
-                    drawn[role].append(draw_heatmap(ex["image"], full, ex["boxes"], ex["phrase"]))
+                    drawn[role].append(draw_heatmap(ex["image"], full, ex["boxes"], ex["phrase"], hits[-1]))
         scores[role] = {"n": len(hits), "hits": sum(hits), "accuracy": pointing_accuracy(hits)}
         itm.close()
     report: dict[str, Any] = {"model": model, "data": data, "split": split, "gradcam_layer": layer}

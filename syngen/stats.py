@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 from rich.console import Group
 from rich.table import Table
 
+from syngen.masks import box_area
+
 EXAMPLES = 3  # seed items shown per failure reason
 QUANTILES = {"min": 0.0, "p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9, "max": 1.0}
 
@@ -52,40 +54,61 @@ def read_rows(
                     return
 
 
-def summarize(out_dir: Path) -> dict[str, Any]:
-    """Counts and distributions of ``<out_dir>/dataset`` plus the failures recorded in ``<out_dir>/run.json``.
+def distributions(dataset_dir: Path) -> dict[str, Any]:
+    """The raw values the statistics are made of, read from ``dataset_dir`` a batch at a time: {"regions_per_image",
+    "phrases_per_caption" (one int per image), "box_score", "mask_score" (one float per scored region),
+    "box_area" (each box's share of its image's area), "iou_by_kind" ({negative kind: [pair IoU]})}."""
+    values: dict[str, Any] = {
+        "regions_per_image": [],
+        "phrases_per_caption": [],
+        "box_score": [],
+        "mask_score": [],
+        "box_area": [],
+    }
+    for row in read_rows(dataset_dir, "grounding", ["phrases", "regions", "width", "height"]):
+        regions = row["regions"] or []
+        values["regions_per_image"].append(len(regions))
+        values["phrases_per_caption"].append(len(row["phrases"] or []))
+        values["box_score"] += [r["box_score"] for r in regions if r.get("box_score") is not None]
+        values["mask_score"] += [r["mask_score"] for r in regions if r.get("mask_score") is not None]
+        if row["width"] and row["height"]:
+            values["box_area"] += [box_area(r["box"]) / (row["width"] * row["height"]) for r in regions]
+    iou_by_kind: dict[str, list[float]] = {}
+    for row in read_rows(dataset_dir, "preference", ["kind", "iou"]):
+        iou_by_kind.setdefault(row["kind"], []).append(row["iou"])
+    values["iou_by_kind"] = dict(sorted(iou_by_kind.items()))
+    return values
+
+
+def summarize(out_dir: Path, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Counts and distributions of ``<out_dir>/dataset`` (its :func:`distributions`, read unless ``values`` are
+    given) plus the failures recorded in ``<out_dir>/run.json``.
 
     Returns {"images", "regions": {"total", "per_image"}, "phrases_per_caption", "box_score", "mask_score",
-    "preference": {"pairs", "by_kind", "iou"}, "stages": {stage: {"in", "out", "failed"}},
-    "failures": {stage: {kind: n}}, "filtered": {stage: {reason: n}}} (regions dropped by the quality filters,
-    from the run's ``filtered_<reason>`` counters), "reasons": [{"stage", "kind", "count", "items", "message"}]
-    (from ``failures.jsonl``, most common first, with the first few seed items and one message)}; counts as
-    {"mean", "min", "max", "histogram"}, scores as {"n", "mean", "min", "p10", ..., "max"} (None where there is
-    nothing to measure).
+    "box_area", "preference": {"pairs", "by_kind", "iou", "iou_by_kind"}, "stages": {stage: {"in", "out",
+    "failed"}}, "failures": {stage: {kind: n}}, "filtered": {stage: {reason: n}}} (regions dropped by the quality
+    filters, from the run's ``filtered_<reason>`` counters), "reasons": [{"stage", "kind", "count", "items",
+    "message"}] (from ``failures.jsonl``, most common first, with the first few seed items and one message)};
+    counts as {"mean", "min", "max", "histogram"}, scores as {"n", "mean", "min", "p10", ..., "max"} (None where
+    there is nothing to measure).
     """
-    dataset_dir = Path(out_dir) / "dataset"
-    regions_per_image, phrases_per_caption, box_scores, mask_scores = [], [], [], []
-    for row in read_rows(dataset_dir, "grounding", ["phrases", "regions"]):
-        regions = row["regions"] or []
-        regions_per_image.append(len(regions))
-        phrases_per_caption.append(len(row["phrases"] or []))
-        box_scores += [r["box_score"] for r in regions if r["box_score"] is not None]
-        mask_scores += [r["mask_score"] for r in regions if r["mask_score"] is not None]
-    kinds: Counter[str] = Counter()
-    ious = []
-    for row in read_rows(dataset_dir, "preference", ["kind", "iou"]):
-        kinds[row["kind"]] += 1
-        ious.append(row["iou"])
-
+    values = distributions(Path(out_dir) / "dataset") if values is None else values
+    per_kind = values["iou_by_kind"]
     run_file = Path(out_dir) / "run.json"
     stages = json.loads(run_file.read_text())["stages"] if run_file.is_file() else {}
     return {
-        "images": len(regions_per_image),
-        "regions": {"total": sum(regions_per_image), "per_image": _counts(regions_per_image)},
-        "phrases_per_caption": _counts(phrases_per_caption),
-        "box_score": _quantiles(box_scores),
-        "mask_score": _quantiles(mask_scores),
-        "preference": {"pairs": sum(kinds.values()), "by_kind": dict(sorted(kinds.items())), "iou": _quantiles(ious)},
+        "images": len(values["regions_per_image"]),
+        "regions": {"total": sum(values["regions_per_image"]), "per_image": _counts(values["regions_per_image"])},
+        "phrases_per_caption": _counts(values["phrases_per_caption"]),
+        "box_score": _quantiles(values["box_score"]),
+        "mask_score": _quantiles(values["mask_score"]),
+        "box_area": _quantiles(values["box_area"]),
+        "preference": {
+            "pairs": sum(len(ious) for ious in per_kind.values()),
+            "by_kind": {kind: len(ious) for kind, ious in per_kind.items()},
+            "iou": _quantiles([iou for ious in per_kind.values() for iou in ious]),
+            "iou_by_kind": {kind: _quantiles(ious) for kind, ious in per_kind.items()},
+        },
         "stages": {name: stage_counts(s) for name, s in stages.items()},
         "failures": {name: dict(s["failures"]) for name, s in stages.items() if s.get("failures")},
         "filtered": {name: found for name, s in stages.items() if (found := _filtered(s.get("stats") or {}))},
@@ -130,11 +153,7 @@ def format_summary(summary: dict[str, Any]) -> Group:
     overview.add_row("pairs by kind", _histogram(summary["preference"]["by_kind"]))
 
     scores = Table("score", "n", "mean", *QUANTILES, title="Distributions")
-    for name, values in [
-        ("box score", summary["box_score"]),
-        ("mask score", summary["mask_score"]),
-        ("pair IoU", summary["preference"]["iou"]),
-    ]:
+    for name, values in score_rows(summary):
         scores.add_row(name, str(values["n"]), *(_number(values[k]) for k in ["mean", *QUANTILES]))
 
     stages = Table("stage", "in", "out", "failed", "failures", "regions filtered", title="Run")
@@ -147,6 +166,18 @@ def format_summary(summary: dict[str, Any]) -> Group:
         items = ", ".join(str(item) for item in reason["items"]) + (", ..." if reason["count"] > EXAMPLES else "")
         reasons.add_row(reason["stage"], reason["kind"], str(reason["count"]), items, reason["message"])
     return Group(overview, scores, stages, *([reasons] if summary["reasons"] else []))
+
+
+def score_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, quantiles) of each score distribution in a :func:`summarize` result, for the tables."""
+    kinds = summary["preference"]["iou_by_kind"]
+    return [
+        ("box score", summary["box_score"]),
+        ("mask score", summary["mask_score"]),
+        ("box area (share of image)", summary["box_area"]),
+        ("pair IoU", summary["preference"]["iou"]),
+        *((f"pair IoU ({kind})", quantiles) for kind, quantiles in kinds.items()),
+    ]
 
 
 def _counts(values: list[int]) -> dict[str, Any]:

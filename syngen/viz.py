@@ -1,15 +1,14 @@
-"""Overlays and contact sheets: what `syngen inspect` writes and what the export's ``overlay`` column shows.
+"""Overlays and contact sheets: what `syngen inspect` draws and what the export's ``overlay`` column shows.
 
-:func:`draw_overlay` is the one drawing function: masks filled in colour, boxes outlined, phrases written.
-:func:`contact_sheet` reads an exported dataset and writes ``<out>/inspect/contact_sheet.png`` (grounding
-samples), ``preference.png`` (chosen and rejected masks side by side) and ``index.html`` (both, with text).
-:func:`draw_heatmap` and :func:`heatmap_sheet` draw Grad-CAM heat maps for ``syngen eval pointing --heatmaps``.
+:func:`draw_overlay` draws regions: masks filled in colour, boxes outlined, phrases written beside the boxes and
+never cut off. :func:`draw_difference` compares a preference pair's masks in three colours. :func:`contact_sheet`
+reads an exported dataset and writes ``<out>/inspect/contact_sheet.png`` (grounding samples) and
+``preference.png`` (pairs). :func:`draw_heatmap` and :func:`heatmap_sheet` draw Grad-CAM heat maps for
+``syngen eval pointing --heatmaps``.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from syngen.masks import decode_rle
 from syngen.stats import read_rows
 
 RGB = tuple[int, int, int]
+PAIR_COLUMNS = ["id", "image_id", "prompt", "box", "chosen", "rejected", "kind", "iou"]
 
 # Distinct colours (Sasha Trubetskoy's list), region i gets PALETTE[i % len(PALETTE)].
 PALETTE: tuple[RGB, ...] = (
@@ -41,7 +41,12 @@ PALETTE: tuple[RGB, ...] = (
 )
 CHOSEN: RGB = (60, 180, 75)
 REJECTED: RGB = (230, 25, 75)
+BOTH: RGB = (0, 130, 200)  # the difference view: pixels in both masks
+HIT: RGB = (0, 150, 60)
+MISS: RGB = (210, 30, 30)
+WHITE: RGB = (255, 255, 255)
 TILE = 256
+COLOUR_BAR = 40  # height of the heat map sheet's colour bar
 _BACKGROUND: RGB = (32, 32, 32)
 
 
@@ -73,61 +78,120 @@ def draw_overlay(
         colour = palette[i % len(palette)]
         x1, y1, x2, y2 = region["box"]
         draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=line)
-        _label(draw, region.get("phrase", ""), (x1, y1), colour, font)
+        _label(draw, region.get("phrase", ""), (x1, y1, x2, y2), colour, font)
     return out
 
 
 def contact_sheet(out_dir: Path, n: int = 16) -> tuple[Path, Path]:
     """Reads the first ``n`` grounding rows and ``n`` preference pairs of ``<out_dir>/dataset`` and writes
-    ``<out_dir>/inspect/contact_sheet.png``, ``preference.png`` and ``index.html``. Returns (sheet, html)."""
+    ``<out_dir>/inspect/contact_sheet.png`` (overlays) and ``preference.png`` (difference views). Returns both."""
     dataset_dir = Path(out_dir) / "dataset"
     folder = Path(out_dir) / "inspect"
     folder.mkdir(parents=True, exist_ok=True)
 
-    samples = list(read_rows(dataset_dir, "grounding", ["id", "image", "caption", "phrases", "regions"], limit=n))
-    tiles = [_tile(draw_overlay(_decode(row["image"]), row["regions"] or []), f"#{i}") for i, row in enumerate(samples)]
+    samples = read_rows(dataset_dir, "grounding", ["id", "image", "regions"], limit=n)
+    tiles = [
+        _tile(draw_overlay(decode_image(row["image"]), row["regions"] or []), f"#{i}") for i, row in enumerate(samples)
+    ]
     sheet = folder / "contact_sheet.png"
     _grid(tiles, math.ceil(math.sqrt(len(tiles))), "no samples").save(sheet)
 
-    pair_columns = ["id", "image_id", "prompt", "box", "chosen", "rejected", "kind", "iou"]
-    pairs = list(read_rows(dataset_dir, "preference", pair_columns, limit=n))
-    images = _images(dataset_dir, {row["image_id"] for row in pairs})
-    pair_tiles = [_pair_tiles(row, images[row["image_id"]], i) for i, row in enumerate(pairs)]
-    _grid([t for both in pair_tiles for t in both], 2 * math.ceil(math.sqrt(len(pairs) / 2)), "no pairs").save(
-        folder / "preference.png"
-    )
+    pairs = list(read_rows(dataset_dir, "preference", PAIR_COLUMNS, limit=n))
+    images = pair_images(dataset_dir, {row["image_id"] for row in pairs})
+    pair_tiles = [_tile(draw_difference(images[row["image_id"]], row), f"#{i}") for i, row in enumerate(pairs)]
+    preference = folder / "preference.png"
+    _grid(pair_tiles, math.ceil(math.sqrt(len(pair_tiles))), "no pairs").save(preference)
+    return sheet, preference
 
-    page = folder / "index.html"
-    page.write_text(_html(samples, tiles, pairs, pair_tiles), encoding="utf-8")
-    return sheet, page
+
+def draw_difference(image: Image.Image, pair: Mapping[str, Any], alpha: float = 0.55) -> Image.Image:
+    """``image`` with a preference pair's masks compared (both RLE at the image's size): pixels only in ``chosen``
+    tinted CHOSEN, only in ``rejected`` REJECTED, in both BOTH; its ``box`` outlined in white and labelled with
+    its ``kind`` and ``iou``."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32).copy()
+    chosen, rejected = decode_rle(pair["chosen"]), decode_rle(pair["rejected"])
+    for mask in (chosen, rejected):
+        if mask.shape != pixels.shape[:2]:
+            raise ValueError(f"mask of size {list(mask.shape)} on an image of size {list(pixels.shape[:2])}")
+    for mask, colour in ((chosen & ~rejected, CHOSEN), (rejected & ~chosen, REJECTED), (chosen & rejected, BOTH)):
+        pixels[mask] = (1 - alpha) * pixels[mask] + alpha * np.array(colour, dtype=np.float32)
+    out = Image.fromarray(pixels.round().astype(np.uint8))
+    label = f"{pair['kind']} IoU {pair['iou']:.2f}"
+    return draw_overlay(out, [{"box": pair["box"], "phrase": label}], [(255, 255, 255)])
 
 
 def draw_heatmap(
-    image: Image.Image, heat: np.ndarray, boxes: Sequence[Sequence[float]], phrase: str, alpha: float = 0.5
+    image: Image.Image, heat: np.ndarray, boxes: Sequence[Sequence[float]], phrase: str, hit: bool, alpha: float = 0.5
 ) -> Image.Image:
     """``image`` with ``heat`` ((H, W) in [0, 1], at the image's size) blended in as a blue-to-red ramp, each of
-    ``boxes`` outlined (the first labelled with ``phrase``) and the heat map's first argmax ringed."""
+    ``boxes`` outlined in white, the heat map's first argmax ringed in green (a ``hit``) or red (a miss), and
+    below the picture a strip saying HIT or MISS and ``phrase`` (so no text covers a box)."""
     if heat.shape != (image.height, image.width):
         raise ValueError(f"heat map of size {list(heat.shape)} on an image of size {[image.height, image.width]}")
-    h = np.clip(heat, 0, 1)[..., None] * 4
-    ramp = np.clip(1.5 - np.abs(h - np.array([3.0, 2.0, 1.0])), 0, 1) * 255  # jet: blue, cyan, yellow, red
-    pixels = (1 - alpha) * np.asarray(image.convert("RGB"), dtype=np.float32) + alpha * ramp
-    regions = [{"box": box, "phrase": phrase if i == 0 else ""} for i, box in enumerate(boxes)]
-    out = draw_overlay(Image.fromarray(pixels.round().astype(np.uint8)), regions, [(255, 255, 255)])
+    pixels = (1 - alpha) * np.asarray(image.convert("RGB"), dtype=np.float32) + alpha * _jet(heat)
+    out = draw_overlay(Image.fromarray(pixels.round().astype(np.uint8)), [{"box": box} for box in boxes], [WHITE])
     y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    r = max(2, round(min(out.size) / 40))
-    ImageDraw.Draw(out).ellipse([x - r, y - r, x + r, y + r], outline=(255, 255, 255), width=max(1, r // 2))
-    return out
+    r = max(3, round(min(out.size) / 30))
+    mark = HIT if hit else MISS
+    draw = ImageDraw.Draw(out)
+    draw.ellipse([x - r - 1, y - r - 1, x + r + 1, y + r + 1], outline=(0, 0, 0), width=max(1, r // 2) + 2)
+    draw.ellipse([x - r, y - r, x + r, y + r], outline=mark, width=max(1, r // 2))
+    return _with_caption(out, "HIT" if hit else "MISS", mark, phrase)
 
 
 def heatmap_sheet(rows: Sequence[Sequence[tuple[Image.Image, str]]], path: Path) -> Path:
     """Writes a PNG of ``rows`` (each a list of (drawn image, tag) columns, e.g. baseline then trained) as tiles
-    in a grid; returns ``path``."""
+    in a grid, with a colour bar of the heat scale under it; returns ``path``."""
     columns = max((len(row) for row in rows), default=1)
     tiles = [_tile(image, tag) for row in rows for image, tag in row]
+    grid = _grid(tiles, columns, "no regions")
+    bar = _colour_bar(grid.width)
+    sheet = Image.new("RGB", (grid.width, grid.height + bar.height), _BACKGROUND)
+    sheet.paste(grid, (0, 0))
+    sheet.paste(bar, (0, grid.height))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    _grid(tiles, columns, "no regions").save(path)
+    sheet.save(path)
     return Path(path)
+
+
+def _jet(heat: np.ndarray) -> np.ndarray:
+    """(H, W) values in [0, 1] as (H, W, 3) float RGB on the jet ramp: blue, cyan, yellow, red."""
+    h = np.clip(heat, 0, 1)[..., None] * 4
+    return np.clip(1.5 - np.abs(h - np.array([3.0, 2.0, 1.0])), 0, 1) * 255
+
+
+def _colour_bar(width: int, height: int = COLOUR_BAR) -> Image.Image:
+    """A strip ``width`` wide: the heat ramp from 0 to 1 with its ends labelled, and what the ring's colours mean."""
+    strip = Image.new("RGB", (width, height), _BACKGROUND)
+    draw = ImageDraw.Draw(strip)
+    font = _font(12)
+    ramp_w = max(32, min(width // 2, 320))
+    ramp = _jet(np.tile(np.linspace(0, 1, ramp_w), (12, 1))).astype(np.uint8)
+    strip.paste(Image.fromarray(ramp), (30, 6))
+    draw.text((4, 4), "heat", fill=WHITE, font=font)
+    draw.text((30, 20), "0", fill=WHITE, font=font)
+    draw.text((30 + ramp_w - 8, 20), "1", fill=WHITE, font=font)
+    draw.text((40 + ramp_w, 4), "ring: argmax", fill=WHITE, font=font)
+    draw.text((40 + ramp_w, 20), "hit", fill=HIT, font=font)
+    draw.text((70 + ramp_w, 20), "miss", fill=MISS, font=font)
+    return strip
+
+
+def _with_caption(image: Image.Image, badge: str, colour: RGB, text: str) -> Image.Image:
+    """``image`` with a strip under it: ``badge`` on a box of ``colour``, then ``text``, wrapped to the image's
+    width."""
+    size = max(10, round(image.width / 20))
+    font = _font(size)
+    probe = ImageDraw.Draw(image)
+    lines = _wrap(probe, f"{badge} {text}", font, image.width - 8)
+    left, top, _, bottom = probe.multiline_textbbox((0, 0), lines, font=font)
+    out = Image.new("RGB", (image.width, image.height + int(bottom - top) + 8), _BACKGROUND)
+    out.paste(image, (0, 0))
+    draw = ImageDraw.Draw(out)
+    x, y = 4, image.height + 4
+    draw.rectangle([x - 2, y - 2, x + draw.textlength(badge, font=font) + 2, y + size + 2], fill=colour)
+    draw.multiline_text((x - left, y - top), lines, fill=WHITE, font=font)
+    return out
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -137,19 +201,50 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _label(draw: ImageDraw.ImageDraw, text: str, at: tuple[float, float], colour: RGB, font: Any) -> None:
-    """``text`` on a box of ``colour`` just above ``at`` (inside the image when there is no room above)."""
+def _label(draw: ImageDraw.ImageDraw, text: str, box: Sequence[float], colour: RGB, font: Any, margin: int = 2) -> None:
+    """``text`` on a box of ``colour`` beside the xyxy ``box``, wholly inside the image: above the box where there
+    is room, else below it, else inside its top edge; shifted left at the right edge, and wrapped onto several lines
+    when it is wider than the image (so no label is ever cut off)."""
     if not text:
         return
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    width, height = right - left + 4, bottom - top + 4
-    x, y = at[0], at[1] - height if at[1] >= height else at[1]
-    draw.rectangle([x, y, x + width, y + height], fill=colour)
+    width_limit = draw.im.size[0] - 2 * margin
+    lines = _wrap(draw, text, font, width_limit)
+    left, top, right, bottom = draw.multiline_textbbox((0, 0), lines, font=font)
+    width, height = right - left + 2 * margin, bottom - top + 2 * margin
+    image_w, image_h = draw.im.size
+    x1, y1, _, y2 = box
+    if y1 >= height:
+        y = y1 - height
+    elif y2 + height <= image_h:
+        y = y2
+    else:
+        y = max(0, y1)
+    x = min(max(0.0, x1), max(0.0, image_w - width))
+    y = min(y, max(0.0, image_h - height))
+    draw.rectangle([x, y, x + width - 1, y + height - 1], fill=colour)
     ink = (0, 0, 0) if sum(colour) > 380 else (255, 255, 255)
-    draw.text((x + 2 - left, y + 2 - top), text, fill=ink, font=font)
+    draw.multiline_text((x + margin - left, y + margin - top), lines, fill=ink, font=font)
 
 
-def _decode(image: dict[str, Any]) -> Image.Image:
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: float) -> str:
+    """``text`` with line breaks between words so that each line fits ``width`` pixels (a word longer than that is
+    cut into pieces that fit)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] += f" {word}"
+            continue
+        while len(word) > 1 and draw.textlength(word, font=font) > width:  # a word wider than the image: cut it
+            cut = next(
+                i for i in range(len(word) - 1, 0, -1) if draw.textlength(word[:i], font=font) <= width or i == 1
+            )
+            lines.append(word[:cut])
+            word = word[cut:]
+        lines.append(word)
+    return "\n".join(lines)
+
+
+def decode_image(image: dict[str, Any]) -> Image.Image:
     """A parquet Image cell ({"bytes", "path"}) as an RGB PIL image."""
     return Image.open(io.BytesIO(image["bytes"])).convert("RGB")
 
@@ -163,22 +258,15 @@ def _tile(image: Image.Image, tag: str) -> Image.Image:
     return tile
 
 
-def _images(dataset_dir: Path, ids: set[str]) -> dict[str, Image.Image]:
+def pair_images(dataset_dir: Path, ids: set[str]) -> dict[str, Image.Image]:
     """The grounding images of ``ids`` (where preference pairs refer to them), reading until all are found."""
     found: dict[str, Image.Image] = {}
     for row in read_rows(dataset_dir, "grounding", ["id", "image"]) if ids else ():
         if row["id"] in ids:
-            found[row["id"]] = _decode(row["image"])
+            found[row["id"]] = decode_image(row["image"])
             if len(found) == len(ids):
                 break
     return found
-
-
-def _pair_tiles(row: dict[str, Any], image: Image.Image, index: int) -> tuple[Image.Image, Image.Image]:
-    chosen = draw_overlay(image, [{"phrase": row["prompt"], "box": row["box"], "mask": row["chosen"]}], [CHOSEN])
-    label = f"{row['kind']} IoU {row['iou']:.2f}"
-    rejected = draw_overlay(image, [{"phrase": label, "box": row["box"], "mask": row["rejected"]}], [REJECTED])
-    return _tile(chosen, f"#{index} chosen"), _tile(rejected, f"#{index} rejected")
 
 
 def _grid(tiles: Sequence[Image.Image], columns: int, empty: str) -> Image.Image:
@@ -192,41 +280,3 @@ def _grid(tiles: Sequence[Image.Image], columns: int, empty: str) -> Image.Image
     for i, tile in enumerate(tiles):
         sheet.paste(tile, ((i % columns) * TILE, (i // columns) * TILE))
     return sheet
-
-
-def _data_uri(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _html(
-    samples: list[dict[str, Any]],
-    tiles: list[Image.Image],
-    pairs: list[dict[str, Any]],
-    pair_tiles: list[tuple[Image.Image, Image.Image]],
-) -> str:
-    """A self-contained page: thumbnails embedded as data URIs, caption, phrases and pair details as text."""
-    esc = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>syngen inspect</title><style>"
-        "body{font-family:sans-serif;margin:1em}figure{display:inline-block;vertical-align:top;width:260px;"
-        "margin:6px}figcaption{font-size:12px}code{font-size:11px}</style></head><body>",
-        f"<h1>Grounding samples ({len(samples)})</h1><p><a href='contact_sheet.png'>contact_sheet.png</a></p>",
-    ]
-    for i, (row, tile) in enumerate(zip(samples, tiles, strict=True)):
-        phrases = ", ".join(esc(p) for p in row["phrases"] or [])
-        parts.append(
-            f"<figure><img src='{_data_uri(tile)}' alt='sample {i}'><figcaption>#{i} <code>{esc(row['id'])}</code>"
-            f"<br>{esc(row['caption'] or '')}<br><b>phrases:</b> {phrases}</figcaption></figure>"
-        )
-    parts.append(f"<h1>Preference pairs ({len(pairs)})</h1><p><a href='preference.png'>preference.png</a></p>")
-    for i, (row, (chosen, rejected)) in enumerate(zip(pairs, pair_tiles, strict=True)):
-        parts.append(
-            f"<figure><img src='{_data_uri(chosen)}' alt='pair {i} chosen'><figcaption>#{i} chosen: "
-            f"{esc(row['prompt'])}</figcaption></figure><figure><img src='{_data_uri(rejected)}' "
-            f"alt='pair {i} rejected'><figcaption>#{i} rejected: {esc(row['kind'])}, IoU {row['iou']:.3f}"
-            f"<br><code>{esc(row['id'])}</code></figcaption></figure><br>"
-        )
-    parts.append("</body></html>")
-    return "\n".join(parts)

@@ -17,7 +17,7 @@ from syngen.cli import app
 from syngen.evaluate import evaluate_pointing, evaluate_ris, pointing_examples, sentences, to_mask, trained_layer
 from syngen.masks import decode_rle, encode_rle
 from syngen.train.policy import TextPromptableSam
-from syngen.viz import TILE
+from syngen.viz import COLOUR_BAR, TILE
 from tests.train.shapes import make_shapes_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -125,7 +125,7 @@ def test_pointing_scores_a_baseline_beside_the_model_and_draws_the_sheet(tmp_pat
     assert report["metrics"] == report["baseline"]["metrics"]  # the same checkpoint twice
     assert report["metrics"]["n"] == 4 and report["gradcam_layer"] == -4  # two phrases on each of two images
     assert 0 <= report["metrics"]["accuracy"] == report["metrics"]["hits"] / 4 <= 1
-    assert Image.open(tmp_path / "pointing-heatmaps.png").size == (2 * TILE, 3 * TILE)
+    assert Image.open(tmp_path / "pointing-heatmaps.png").size == (2 * TILE, 3 * TILE + COLOUR_BAR)
     assert "accuracy" in result.output and "baseline" in result.output
 
 

@@ -89,6 +89,16 @@ def test_preference_pairs_by_kind(out: Path) -> None:
     assert preference["pairs"] == 4 and preference["by_kind"] == {"boundary": 3, "semantic": 1}
     assert preference["iou"]["min"] == 0.0 and preference["iou"]["max"] == 0.5
     assert preference["iou"]["p25"] == pytest.approx(0.375)
+    by_kind = preference["iou_by_kind"]
+    assert (by_kind["boundary"]["n"], by_kind["boundary"]["mean"]) == (3, 0.5)
+    assert (by_kind["semantic"]["n"], by_kind["semantic"]["max"]) == (1, 0.0)
+    assert "pair IoU (boundary)" in render(summarize(out))
+
+
+def test_box_area_as_a_share_of_the_image(out: Path) -> None:
+    """Every region's box is 40 x 30 pixels on a 128 x 96 image."""
+    area = summarize(out)["box_area"]
+    assert area["n"] == 5 and area["min"] == area["max"] == pytest.approx(40 * 30 / (128 * 96))
 
 
 def test_failures_by_stage_and_reason(out: Path) -> None:
@@ -122,8 +132,9 @@ def test_without_run_report_or_pairs(tmp_path: Path) -> None:
             "p90": None,
             "max": None,
         },
+        "iou_by_kind": {},
     }
-    assert summary["box_score"]["n"] == 0
+    assert summary["box_score"]["n"] == 0 and summary["box_area"]["n"] == 0
     text = render(summary)
     assert "pair IoU" in text and "preference pairs" in text
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,21 @@ from PIL import Image
 from syngen.export import export_dataset
 from syngen.masks import encode_rle
 from syngen.stages.source import SourceConfig
-from syngen.viz import CHOSEN, PALETTE, REJECTED, TILE, contact_sheet, draw_overlay
+from syngen.viz import (
+    BOTH,
+    CHOSEN,
+    COLOUR_BAR,
+    HIT,
+    MISS,
+    PALETTE,
+    REJECTED,
+    TILE,
+    contact_sheet,
+    draw_difference,
+    draw_heatmap,
+    draw_overlay,
+    heatmap_sheet,
+)
 from tests.export.test_export import GREY, HEIGHT, WIDTH, make_info, make_region, make_sample, rect_mask
 from tests.helpers import draw_shapes
 
@@ -93,29 +106,18 @@ def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("n", "sheet_size", "pairs_size", "figures"),
-    [(1, (1, 1), (2, 1), 1), (3, (2, 2), (4, 2), 3), (5, (3, 2), (4, 3), 5), (16, (3, 2), (4, 4), 5)],
+    ("n", "sheet_size", "pairs_size"),
+    [(1, (1, 1), (1, 1)), (3, (2, 2), (2, 2)), (5, (3, 2), (3, 2)), (16, (3, 2), (3, 3))],
     ids=["one", "three", "five", "more-than-there-are"],
 )
-def test_contact_sheets_respect_n(out: Path, n: int, sheet_size: tuple, pairs_size: tuple, figures: int) -> None:
-    sheet, page = contact_sheet(out, n)
-    assert sheet == out / "inspect/contact_sheet.png" and page == out / "inspect/index.html"
+def test_contact_sheets_respect_n(out: Path, n: int, sheet_size: tuple, pairs_size: tuple) -> None:
+    """n samples (5 at most) and n pairs (8 at most) in square-ish grids of tiles."""
+    sheet, pairs = contact_sheet(out, n)
+    assert (sheet, pairs) == (out / "inspect/contact_sheet.png", out / "inspect/preference.png")
     columns, rows = sheet_size
     assert Image.open(sheet).size == (columns * TILE, rows * TILE)
     columns, rows = pairs_size
-    assert Image.open(out / "inspect/preference.png").size == (columns * TILE, rows * TILE)
-    html = page.read_text()
-    assert len(re.findall(r"alt='sample \d+'", html)) == figures
-    assert len(re.findall(r"alt='pair \d+ (?:chosen|rejected)'", html)) == 2 * min(n, 8)
-
-
-def test_html_holds_captions_phrases_and_pairs_as_text(out: Path) -> None:
-    _, page = contact_sheet(out, 2)
-    html = page.read_text()
-    assert "a &lt;b&gt;bold&lt;/b&gt; &amp; caption" in html and "<b>bold</b>" not in html
-    assert "red box, ball" in html and "img0001" in html
-    assert "boundary, IoU 0.500" in html and "semantic, IoU 0.000" in html
-    assert html.count("data:image/jpeg;base64,") == 2 + 2 * 2
+    assert Image.open(pairs).size == (columns * TILE, rows * TILE)
 
 
 def test_sheet_tiles_show_the_overlay(out: Path) -> None:
@@ -130,20 +132,18 @@ def test_sheet_tiles_show_the_overlay(out: Path) -> None:
 
 def test_zero_samples_and_zero_pairs(tmp_path: Path) -> None:
     export_dataset([make_sample(0, [])], tmp_path, make_info())
-    sheet, page = contact_sheet(tmp_path, 4)
-    assert Image.open(sheet).size == (TILE, TILE)
-    assert Image.open(tmp_path / "inspect/preference.png").size == (TILE, TILE)
-    assert "Preference pairs (0)" in page.read_text()
+    sheet, pairs = contact_sheet(tmp_path, 4)
+    assert Image.open(sheet).size == (TILE, TILE) and Image.open(pairs).size == (TILE, TILE)
     export_dataset([], tmp_path, make_info())
-    sheet, page = contact_sheet(tmp_path, 4)
-    assert "Grounding samples (0)" in page.read_text() and Image.open(sheet).size == (TILE, TILE)
+    sheet, _ = contact_sheet(tmp_path, 4)
+    assert Image.open(sheet).size == (TILE, TILE)
 
 
 def test_contact_sheet_of_a_dataset_without_regions(tmp_path: Path) -> None:
     stages = {"source": SourceConfig(kind="images", path="seeds")}
     export_dataset([make_sample(0, []), make_sample(1, [])], tmp_path, make_info(), stages=stages)
-    sheet, page = contact_sheet(tmp_path, 2)
-    assert Image.open(sheet).size[0] > 0 and "img0001" in page.read_text()
+    sheet, _ = contact_sheet(tmp_path, 2)
+    assert Image.open(sheet).size == (2 * TILE, TILE)
 
 
 @pytest.mark.parametrize(
@@ -174,3 +174,75 @@ def test_overlay_equals_the_blend_over_the_whole_image(shapes: list[tuple[slice,
     drawn = np.asarray(draw_overlay(picture, regions, alpha=ALPHA))
     # the zero-size boxes draw a 1-pixel outline at the origin: compare everywhere else
     assert np.array_equal(drawn[2:, 2:], expected.round().astype(np.uint8)[2:, 2:])
+
+
+def label_box(out: np.ndarray, rows: slice, colour: tuple[int, int, int]) -> tuple[int, int, int, int]:
+    """The (top, left, bottom, right) of the pixels of ``colour`` within ``rows``, asserting that the label's
+    margin (its outermost rows and columns) is whole: nothing of it was cut off at an edge."""
+    hits = (out[rows] == colour).all(axis=-1)
+    ys, xs = np.nonzero(hits)
+    top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+    ring = hits[top : bottom + 1, left : right + 1]
+    assert ring[0].all() and ring[-1].all() and ring[:, 0].all() and ring[:, -1].all(), "label cut off"
+    assert not ring.all(), "no text inside the label"
+    offset = rows.start or 0
+    return top + offset, left, bottom + offset, right
+
+
+@pytest.mark.parametrize(
+    ("box", "phrase", "where"),
+    [
+        ((100, 40, 128, 80), "a long phrase", "above"),
+        ((10, 0, 60, 30), "cup", "below"),
+        ((0, 60, 20, 90), "one two three four five six seven eight nine ten eleven", "above"),
+    ],
+    ids=["right-edge-shifted-left", "top-edge-goes-below", "wider-than-image-wrapped"],
+)
+def test_labels_are_never_cut_off_and_sit_beside_the_box(box: tuple, phrase: str, where: str) -> None:
+    x1, y1, x2, y2 = box
+    out = pixels(draw_overlay(grey(), [{"phrase": phrase, "box": [float(v) for v in box]}]))
+    rows = {"above": slice(0, y1), "below": slice(y2, HEIGHT)}[where]
+    top, left, bottom, right = label_box(out, rows, PALETTE[0])
+    assert right <= WIDTH - 1 and left >= 0
+    if where == "below":
+        assert (out[y1 + 3 : y2 - 3, x1 + 3 : x2 - 3] == GREY).all(), "the label hides the box"
+    if len(phrase) > 40:
+        assert bottom - top > 25, "a label wider than the image is wrapped onto several lines"
+
+
+def test_difference_view_colours_chosen_only_rejected_only_and_both() -> None:
+    chosen, rejected = rect_mask(10, 10, 60, 60), rect_mask(40, 40, 100, 90)
+    pair = {"chosen": encode_rle(chosen), "rejected": encode_rle(rejected), "box": [0.0, 0.0, 1.0, 1.0]}
+    out = pixels(draw_difference(grey(), pair | {"kind": "boundary", "iou": 0.1}))
+    mix = lambda colour: np.round(0.45 * np.array(GREY) + 0.55 * np.array(colour)).astype(int)  # noqa: E731
+    assert (out[30, 20] == mix(CHOSEN)).all()  # chosen only
+    assert (out[80, 90] == mix(REJECTED)).all()  # rejected only
+    assert (out[50, 50] == mix(BOTH)).all()  # both
+    assert (out[80, 20] == GREY).all()  # neither
+    assert len({CHOSEN, REJECTED, BOTH}) == 3
+
+
+@pytest.mark.parametrize(("hit", "mark", "other"), [(True, HIT, MISS), (False, MISS, HIT)], ids=["hit", "miss"])
+def test_heatmap_rings_the_peak_in_the_hit_colour_and_writes_text_below(hit: bool, mark: tuple, other: tuple) -> None:
+    heat = np.zeros((HEIGHT, WIDTH))
+    heat[50, 64] = 1.0
+    out = pixels(draw_heatmap(grey(), heat, [[20.0, 20.0, 100.0, 80.0]], "a long phrase about the box", hit))
+    assert out.shape[0] > HEIGHT, "the phrase goes in a strip under the picture"
+    picture = out[:HEIGHT]
+    assert (picture[40:60, 54:74] == mark).all(axis=-1).sum() > 10
+    assert not (picture == other).all(axis=-1).any()
+    assert ((out[HEIGHT:] == mark).all(axis=-1)).sum() > 20  # the HIT / MISS badge
+    cold = np.round(0.5 * np.array(GREY) + 0.5 * np.array([0, 0, 127.5])).astype(int)  # jet(0): dark blue
+    assert np.abs(picture[30, 30] - cold).max() <= 1  # inside the box: heat only, no text over it
+
+
+def test_heatmap_sheet_has_a_colour_bar_from_blue_to_red(tmp_path: Path) -> None:
+    tile = draw_heatmap(grey(), np.zeros((HEIGHT, WIDTH)), [[20.0, 20.0, 100.0, 80.0]], "cup", True)
+    sheet = pixels(Image.open(heatmap_sheet([[(tile, "#0")], [(tile, "#1")]], tmp_path / "s.png")).convert("RGB"))
+    assert sheet.shape[:2] == (2 * TILE + COLOUR_BAR, TILE)
+    bar = sheet[2 * TILE :]
+    row = bar[12]  # through the ramp
+    ramp = np.flatnonzero(row.max(axis=-1) - row.min(axis=-1) > 80)  # saturated colours: not the white text
+    first, last = row[ramp[0]], row[ramp[-1]]
+    assert first[2] > 100 and first[0] < 30, "cold end blue"
+    assert last[0] > 100 and last[2] < 30, "hot end red"
