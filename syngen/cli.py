@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -226,6 +227,14 @@ def validate(recipe: Annotated[Path, typer.Argument(help="Recipe YAML to check."
     console.print(f"{recipe}: ok ({', '.join(loaded.stages)})")
 
 
+class ExportFormat(str, Enum):
+    """What `syngen export` writes."""
+
+    hf = "hf"
+    coco = "coco"
+    yolo = "yolo"
+
+
 @app.command()
 def export(
     out: Annotated[Path, typer.Argument(help="A run's output folder.")],
@@ -244,9 +253,20 @@ def export(
             "--partial", help="Export an unfinished run's complete samples; the card then says it is partial."
         ),
     ] = False,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="hf: rewrite OUT/dataset from the stage stores; coco or yolo: convert OUT/dataset into "
+            "OUT/export/<format>/ (replaced at each run).",
+        ),
+    ] = ExportFormat.hf,
 ) -> None:
-    """Rewrite OUT/dataset from the stage stores of every shard (no model runs). An unfinished run is refused
-    unless --partial."""
+    """Rewrite OUT/dataset from the stage stores of every shard (no model runs; an unfinished run is refused
+    unless --partial), or convert it to COCO or YOLO files with --format."""
+    if fmt is not ExportFormat.hf:
+        _export_files(out, fmt)
+        return
     from syngen.executors.local import export as export_stores
     from syngen.executors.local import recipe_path
 
@@ -262,6 +282,25 @@ def export(
                 f"{err}; run the recipe to bring {out} up to date, or pass the recipe that made it with --recipe"
             ) from None
     console.print(f"dataset: {path}{' (partial)' if is_partial else ''}")
+
+
+def _export_files(out: Path, fmt: ExportFormat) -> None:
+    """``syngen export OUT --format coco|yolo``: converts OUT/dataset (which must exist) into OUT/export/<fmt>/."""
+    from syngen.export.coco import export_coco
+    from syngen.export.yolo import export_yolo
+
+    if not (out / "dataset").is_dir():
+        raise UsageError(
+            f"{out}: no dataset folder to convert to {fmt.value}; run a recipe (or `syngen export {out}`) first"
+        )
+    try:
+        folder = export_coco(out) if fmt is ExportFormat.coco else export_yolo(out)
+    except OSError as err:
+        raise OutputError(
+            f"{err.filename or out / 'export'}: {err.strerror or err}; nothing was replaced (an earlier "
+            f"{fmt.value} export is kept as it was); fix the cause and run the command again"
+        ) from None
+    console.print(f"{fmt.value}: {folder}")
 
 
 @app.command()
