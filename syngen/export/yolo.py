@@ -70,11 +70,11 @@ def mask_polygon(mask: np.ndarray) -> np.ndarray:
         return np.zeros((0, 2))
     rings.sort(key=_signed_area, reverse=True)
     start = rings[0][0]
-    path = [rings[0], start[None]]
-    for ring in rings[1:]:
+    path = [rings[0]]
+    for ring in rings[1:]:  # out from the start to the piece, around it, and (next or at the end) back
         nearest = int(np.argmin(((ring - start) ** 2).sum(axis=1)))
         ring = np.roll(ring, -nearest, axis=0)
-        path += [ring, ring[:1], start[None]]  # around the piece, back to its first point, back to the start
+        path += [start[None], ring, ring[:1]]
     return np.concatenate(path)
 
 
