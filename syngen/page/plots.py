@@ -37,9 +37,10 @@ def histogram(series: Mapping[str, Sequence[float]], title: str, xlabel: str, bi
         return _empty(figure, axes)
     low = min(min(v) for v in filled.values())
     high = max(max(v) for v in filled.values())
-    edges = bins if high > low else 1
+    if high == low:  # one value: a bar around it, not a range of width 0
+        low, high = low - 0.05 * (abs(low) or 1), high + 0.05 * (abs(high) or 1)
     for name, values in filled.items():
-        axes.hist(values, bins=edges, range=(low, high) if high > low else None, alpha=0.6, label=name)
+        axes.hist(values, bins=bins, range=(low, high), alpha=0.6, label=name)
     if len(filled) > 1:
         axes.legend(fontsize=8)
     return svg(figure)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from syngen.page import plots
-from syngen.page.html import document, esc, number, table
+from syngen.page.html import document, esc, table
 from syngen.train.checkpoint import checkpoints, read_state
 
 SKIP = {"step", "epoch"}
@@ -114,8 +114,8 @@ def _finite(value: Any) -> bool:
 
 
 def _at(points: list[tuple[int, float]], step: int) -> str:
-    return next((number(value, 4) for s, value in points if s == step), "-")
+    return next((f"{value:.4g}" for s, value in points if s == step), "-")
 
 
 def _value(value: Any) -> str:
-    return number(value, 4) if _finite(value) else str(value)
+    return f"{value:.4g}" if _finite(value) else str(value)

@@ -116,7 +116,15 @@ def push_model(folder: Path, repo_id: str, *, private: bool = False) -> str:
             repo_id=repo_id,
             folder_path=folder,
             repo_type="model",
-            ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**", "metrics.jsonl", "embeddings/**", ".*"],
+            ignore_patterns=[
+                "checkpoint-*",
+                "checkpoint-*/**",
+                "runs/**",
+                "metrics.jsonl",
+                "embeddings/**",
+                "inspect/**",
+                ".*",
+            ],
             commit_message="Upload model trained with syngen",
         )
     except Exception as error:
