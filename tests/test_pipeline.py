@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -204,6 +205,19 @@ def test_inspect_writes_sheets_and_page(reference: Path) -> None:
     for name in ("contact_sheet.png", "preference.png", "index.html"):
         assert (reference / "inspect" / name).stat().st_size > 0
     assert "preference pairs" in result.output
+
+
+def test_coco_export_of_the_quickstart_round_trips(reference: Path) -> None:
+    """On real twin output: pycocotools gives back every region's mask, one annotation per region."""
+    from pycocotools.coco import COCO
+
+    result = CliRunner().invoke(app, ["export", str(reference), "--format", "coco"])
+    assert result.exit_code == 0, result.output
+    coco = COCO(str(reference / "export/coco/instances.json"))
+    regions = [r for row in rows(reference, "grounding") for r in row["regions"]]
+    assert len(coco.anns) == len(regions) > 0
+    for ann_id, region in zip(sorted(coco.anns), regions, strict=True):
+        assert np.array_equal(coco.annToMask(coco.anns[ann_id]).astype(bool), decode_rle(region["mask"]))
 
 
 def test_push_offline_fails_cleanly_and_leaves_the_dataset(reference: Path) -> None:
