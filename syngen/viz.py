@@ -47,6 +47,7 @@ MISS: RGB = (210, 30, 30)
 WHITE: RGB = (255, 255, 255)
 TILE = 256
 COLOUR_BAR = 40  # height of the heat map sheet's colour bar
+TAG_BAND = 16  # height of a tile's band with its tag
 _BACKGROUND: RGB = (32, 32, 32)
 
 
@@ -250,11 +251,12 @@ def decode_image(image: dict[str, Any]) -> Image.Image:
 
 
 def _tile(image: Image.Image, tag: str) -> Image.Image:
-    """``image`` scaled to fit a TILE x TILE square, centred on a dark background, ``tag`` in the corner."""
-    thumb = ImageOps.contain(image, (TILE, TILE))
+    """``image`` scaled to fit a TILE x TILE square under a band holding ``tag`` (so the tag covers none of the
+    picture), centred on a dark background."""
+    thumb = ImageOps.contain(image, (TILE, TILE - TAG_BAND))
     tile = Image.new("RGB", (TILE, TILE), _BACKGROUND)
-    tile.paste(thumb, ((TILE - thumb.width) // 2, (TILE - thumb.height) // 2))
-    ImageDraw.Draw(tile).text((3, 3), tag, fill=(255, 255, 255), font=_font(12))
+    tile.paste(thumb, ((TILE - thumb.width) // 2, TAG_BAND + (TILE - TAG_BAND - thumb.height) // 2))
+    ImageDraw.Draw(tile).text((3, 2), tag, fill=WHITE, font=_font(12))
     return tile
 
 

@@ -19,6 +19,7 @@ from syngen.viz import (
     MISS,
     PALETTE,
     REJECTED,
+    TAG_BAND,
     TILE,
     contact_sheet,
     draw_difference,
@@ -123,11 +124,12 @@ def test_contact_sheets_respect_n(out: Path, n: int, sheet_size: tuple, pairs_si
 def test_sheet_tiles_show_the_overlay(out: Path) -> None:
     sheet, _ = contact_sheet(out, 2)
     image = pixels(Image.open(sheet).convert("RGB"))
-    scale = TILE / WIDTH  # 128 x 96 images fill the tile's width, centred vertically
-    top = (TILE - round(HEIGHT * scale)) // 2
+    scale = TILE / WIDTH  # 128 x 96 images fill the tile's width, centred vertically under the tag's band
+    top = TAG_BAND + (TILE - TAG_BAND - round(HEIGHT * scale)) // 2
     x, y = round(35 * scale), top + round(32 * scale)  # inside the mask (10..50, 10..40) of sample 1, tile 2
     assert np.abs(image[y, TILE + x] - blended(PALETTE[0])).max() <= 4
     assert np.abs(image[y, x] - GREY).max() <= 4  # sample 0 has no regions
+    assert (image[: TAG_BAND - 1, 60:TILE] == (32, 32, 32)).all()  # the band above the picture holds only the tag
 
 
 def test_zero_samples_and_zero_pairs(tmp_path: Path) -> None:
