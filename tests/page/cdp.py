@@ -50,15 +50,12 @@ class Browser:
             "about:blank",
         ]
 
-        def fds_3_and_4() -> None:  # in the child, before exec: the pipe ends where the flag looks for them
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
-
-        # close_fds=False: closing would drop fds 3 and 4 again; Python's own fds are not inherited anyway
+        # bash moves the pipe ends to fds 3 and 4, where --remote-debugging-pipe looks for them (bash, not sh:
+        # dash takes single-digit fds only)
+        script = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-'
         process = subprocess.Popen(
-            [executable, *flags],
-            preexec_fn=fds_3_and_4,
-            close_fds=False,
+            ["bash", "-c", script, executable, *flags],
+            pass_fds=(to_browser_r, from_browser_w),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
