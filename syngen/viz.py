@@ -55,7 +55,8 @@ def draw_overlay(
     image: Image.Image, regions: Sequence[Mapping[str, Any]], palette: Sequence[RGB] = PALETTE, alpha: float = 0.45
 ) -> Image.Image:
     """``image`` with each region drawn in its colour: ``mask`` (RLE, optional) blended in at ``alpha``, ``box``
-    (xyxy pixels) outlined, ``phrase`` written above the box. Region i gets ``palette[i % len(palette)]``.
+    (xyxy pixels) outlined, ``phrase`` (optional) written beside the box (see :func:`_label`). Region i gets
+    ``palette[i % len(palette)]``.
     Masks must have the image's size (they are decoded at it, so they line up pixel for pixel)."""
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32).copy()
     for i, region in enumerate(regions):
@@ -118,7 +119,7 @@ def draw_difference(image: Image.Image, pair: Mapping[str, Any], alpha: float = 
         pixels[mask] = (1 - alpha) * pixels[mask] + alpha * np.array(colour, dtype=np.float32)
     out = Image.fromarray(pixels.round().astype(np.uint8))
     label = f"{pair['kind']} IoU {pair['iou']:.2f}"
-    return draw_overlay(out, [{"box": pair["box"], "phrase": label}], [(255, 255, 255)])
+    return draw_overlay(out, [{"box": pair["box"], "phrase": label}], [WHITE])
 
 
 def draw_heatmap(
