@@ -1,0 +1,58 @@
+"""Table cells as the published layouts store them: masks (RLE, polygons), sentence lists, split names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from syngen.evalsets.tables import sentences, split_of, to_mask
+from syngen.masks import encode_rle
+
+SQUARE = np.zeros((8, 10), bool)
+SQUARE[2:6, 3:7] = True
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(encode_rle(SQUARE), id="compressed-rle"),
+        pytest.param({"size": [8, 10], "counts": [26, 4, 4, 4, 4, 4, 4, 4, 26]}, id="uncompressed-rle"),
+        pytest.param([[3, 2, 7, 2, 7, 6, 3, 6]], id="polygon-list-pixel-corners"),
+        pytest.param([3, 2, 7, 2, 7, 6, 3, 6], id="flat-polygon"),
+        pytest.param(np.array([3, 2, 7, 2, 7, 6, 3, 6], np.float32).tolist(), id="flat-float32-polygon"),
+    ],
+)
+def test_masks_from_rle_or_polygons(value) -> None:
+    mask = to_mask(value, 8, 10)
+    assert mask.shape == (8, 10)
+    np.testing.assert_array_equal(mask, SQUARE)
+
+
+@pytest.mark.parametrize(
+    "cell, expected",
+    [
+        pytest.param("the cat", ["the cat"], id="string"),
+        pytest.param(["a", "b"], ["a", "b"], id="list-of-strings"),
+        pytest.param(
+            [{"sent": "left dog", "raw": "Left dog!"}, {"raw": "the dog"}], ["left dog", "the dog"], id="dicts"
+        ),
+        pytest.param([], [], id="none"),
+    ],
+)
+def test_sentences(cell, expected) -> None:
+    assert sentences(cell) == expected
+
+
+@pytest.mark.parametrize(
+    "name, split",
+    [
+        ("data/val-00000-of-00004.parquet", "val"),
+        ("data/testA-00000-of-00001.parquet", "testA"),
+        ("data/validation-00001-of-00002.parquet", "validation"),
+        ("refs.parquet", "refs"),
+    ],
+)
+def test_split_from_the_hub_file_name(name: str, split: str) -> None:
+    assert split_of(Path(name)) == split
