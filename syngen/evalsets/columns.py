@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from syngen.evalsets.base import EvalSet, Expression
-from syngen.evalsets.tables import sentences, to_mask
+from syngen.evalsets.tables import sentences, to_image, to_mask
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,7 @@ class ColumnsSet(EvalSet):
         return self.tables[split].select_columns([self.columns.image, self.columns.mask])[row]
 
     def image(self, record: dict[str, Any]) -> Image.Image:
-        image = record[self.columns.image]
-        return (image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB")
+        return to_image(record[self.columns.image])
 
     def target(self, record: dict[str, Any], expression: Expression, height: int, width: int) -> np.ndarray:
         return to_mask(record[self.columns.mask], height, width)

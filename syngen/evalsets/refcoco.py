@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from syngen.evalsets.base import EvalSet, Expression
-from syngen.evalsets.tables import to_mask
+from syngen.evalsets.tables import to_image, to_mask
 
 COLUMNS = ("question_id", "image", "question", "answer", "segmentation", "bbox", "iscrowd", "file_name")
 
@@ -61,7 +61,7 @@ class RefcocoSet(EvalSet):
         return self.tables[split].select_columns(["image", "segmentation"])[row]
 
     def image(self, record: dict[str, Any]) -> Image.Image:
-        return record["image"].convert("RGB")
+        return to_image(record["image"])
 
     def target(self, record: dict[str, Any], expression: Expression, height: int, width: int) -> np.ndarray:
         return to_mask(record["segmentation"], height, width)  # one flat polygon

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from syngen.evalsets.base import EvalSet, Expression
-from syngen.evalsets.tables import sentences, to_mask
+from syngen.evalsets.tables import sentences, to_image, to_mask
 
 
 class RefcocoMSet(EvalSet):
@@ -56,7 +56,7 @@ class RefcocoMSet(EvalSet):
         return self.tables[split].select_columns(["image", "samples"])[row]
 
     def image(self, record: dict[str, Any]) -> Image.Image:
-        return record["image"].convert("RGB")
+        return to_image(record["image"])
 
     def target(self, record: dict[str, Any], expression: Expression, height: int, width: int) -> np.ndarray:
         return to_mask(record["samples"][expression.target]["mask"], height, width)

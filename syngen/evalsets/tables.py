@@ -5,12 +5,14 @@ lists, COCO RLE and polygon masks)."""
 from __future__ import annotations
 
 import glob
+import io
 import re
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
+from PIL import Image
 from pycocotools import mask as mask_utils
 
 from syngen.errors import DatasetError
@@ -78,3 +80,11 @@ def to_mask(value: Any, height: int, width: int) -> np.ndarray:
         return np.zeros((height, width), bool)
     rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
     return mask_utils.decode(rle).astype(bool)
+
+
+def to_image(value: Any) -> Image.Image:
+    """An image cell as RGB: a decoded image, ``{"bytes", "path"}`` (an image column read without its feature
+    type), or a file path."""
+    if isinstance(value, dict):
+        value = io.BytesIO(value["bytes"]) if value.get("bytes") else value.get("path")
+    return (value if isinstance(value, Image.Image) else Image.open(value)).convert("RGB")

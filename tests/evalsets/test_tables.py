@@ -56,3 +56,17 @@ def test_sentences(cell, expected) -> None:
 )
 def test_split_from_the_hub_file_name(name: str, split: str) -> None:
     assert split_of(Path(name)) == split
+
+
+@pytest.mark.parametrize("form", ["image", "bytes", "path"])
+def test_image_cells_decoded_or_not(form: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from syngen.evalsets.tables import to_image
+
+    image = Image.new("L", (3, 2), 9)
+    image.save(tmp_path / "a.png")
+    cell = {"image": image, "bytes": {"bytes": (tmp_path / "a.png").read_bytes(), "path": None},
+            "path": str(tmp_path / "a.png")}[form]  # fmt: skip
+    out = to_image(cell)
+    assert out.mode == "RGB" and out.size == (3, 2) and out.getpixel((0, 0)) == (9, 9, 9)
