@@ -11,52 +11,32 @@ embedding. Timed per batch size, from a fresh eval folder (everything scored), t
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import datasets
 import numpy as np
 import torch
-from PIL import Image
 
-from syngen.evaluate import evaluate_ris
-from syngen.train.policy import TextPromptableSam
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's syngen, and the tests' layout writer
+
+from syngen.evaluate import evaluate_ris  # noqa: E402
+from syngen.train.policy import TextPromptableSam  # noqa: E402
+from tests.evalsets.layouts import lmms_refcoco  # noqa: E402
 
 
-def refcoco_copy(root: Path, images: int, objects: int, sentences: int, height: int, width: int) -> Path:
-    """``root/data/val-00000-of-00001.parquet`` in lmms-lab/RefCOCO's columns and types."""
+def objects(images: int, per_image: int, sentences: int, height: int, width: int) -> list:
+    """(image seed, rectangle, sentences) per object, as tests/evalsets/layouts.py's ``lmms_refcoco`` takes."""
     rng = np.random.default_rng(0)
-    rows: dict[str, list] = {k: [] for k in ("question_id", "image", "question", "answer", "segmentation")}
-    rows |= {"bbox": [], "iscrowd": [], "file_name": []}
+    out = []
     for i in range(images):
-        picture = Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
-        for k in range(objects):
+        for k in range(per_image):
             x1, y1 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
-            x2, y2 = x1 + width // 4, y1 + height // 4
-            rows["question_id"].append(f"{i}-{k}")
-            rows["image"].append(picture)
-            rows["question"].append("Provide a short description for this region.")
-            rows["answer"].append([f"object {k} of picture {i}, sentence {j}" for j in range(sentences)])
-            rows["segmentation"].append([x1, y1, x2, y1, x2, y2, x1, y2])
-            rows["bbox"].append([x1, y1, x2 - x1, y2 - y1])
-            rows["iscrowd"].append(0)
-            rows["file_name"].append(f"COCO_train2014_{i:012d}.jpg")
-    features = datasets.Features(
-        {
-            "question_id": datasets.Value("string"),
-            "image": datasets.Image(),
-            "question": datasets.Value("string"),
-            "answer": datasets.Sequence(datasets.Value("string")),
-            "segmentation": datasets.Sequence(datasets.Value("float32")),
-            "bbox": datasets.Sequence(datasets.Value("float32")),
-            "iscrowd": datasets.Value("int8"),
-            "file_name": datasets.Value("string"),
-        }
-    )
-    (root / "data").mkdir(parents=True)
-    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(root / "data" / "val-00000-of-00001.parquet"))
-    return root
+            rectangle = (x1, y1, x1 + width // 4, y1 + height // 4)
+            out.append((i, rectangle, [f"object {k} of picture {i}, sentence {j}" for j in range(sentences)]))
+    return out
 
 
 def main() -> None:
@@ -69,7 +49,8 @@ def main() -> None:
     args = parser.parse_args()
     height, width = map(int, args.size.split("x"))
     tmp = Path(tempfile.mkdtemp())
-    data = refcoco_copy(tmp / "RefCOCO", args.images, args.objects, args.sentences, height, width)
+    found = objects(args.images, args.objects, args.sentences, height, width)
+    data = lmms_refcoco(tmp / "RefCOCO", {"val": found}, (height, width))
     model = tmp / "policy"
     TextPromptableSam.from_parts("tiny:segmenter", "tiny:text-encoder").save_pretrained(model)
     n = args.images * args.objects * args.sentences

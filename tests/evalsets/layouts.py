@@ -31,8 +31,9 @@ def polygon(r: Rect) -> list[float]:
     return [float(v) for v in (x1, y1, x2, y1, x2, y2, x1, y2)]
 
 
-def picture(seed: int) -> Image.Image:
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (H, W, 3), dtype=np.uint8))
+def picture(seed: int, size: tuple[int, int] = (H, W)) -> Image.Image:
+    """Random pixels, (height, width) ``size``."""
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (*size, 3), dtype=np.uint8))
 
 
 # lmms-lab/RefCOCO: one row per object (dataset card's dataset_info)
@@ -64,8 +65,11 @@ configs:
 """
 
 
-def lmms_refcoco(root: Path, splits: dict[str, list[tuple[int, Rect, list[str]]]]) -> Path:
-    """A local copy of lmms-lab/RefCOCO: per split, objects as (image seed, rectangle, sentences)."""
+def lmms_refcoco(
+    root: Path, splits: dict[str, list[tuple[int, Rect, list[str]]]], size: tuple[int, int] = (H, W)
+) -> Path:
+    """A local copy of lmms-lab/RefCOCO: per split, objects as (image seed, rectangle, sentences); images of
+    (height, width) ``size``."""
     (root / "data").mkdir(parents=True)
     (root / "README.md").write_text(LMMS_CARD)
     for split, objects in splits.items():
@@ -73,7 +77,7 @@ def lmms_refcoco(root: Path, splits: dict[str, list[tuple[int, Rect, list[str]]]
         for n, (seed, r, sentences) in enumerate(objects):
             x1, y1, x2, y2 = r
             rows["question_id"].append(f"{split}{n}")
-            rows["image"].append(picture(seed))
+            rows["image"].append(picture(seed, size))
             rows["question"].append("Provide a short description for this region.")
             rows["answer"].append(sentences)
             rows["segmentation"].append(polygon(r))
