@@ -165,6 +165,8 @@ def evaluate_ris(
     splits = choose_splits(evalset, split)
     folder = output_dir or eval_dir(model, data)
     log = PredictionLog(folder, {"model": model_fingerprint(model), "data": data, "format": evalset.name}, resume)
+    if log.restarted and resume:
+        tqdm.write(f"{log.path}: predictions of another checkpoint, dataset or layout; scoring from the start")
     # in image order (a stable sort), so each image's expressions meet the embedding cache together
     chosen = [e for name in splits for e in sorted(evalset.expressions(name), key=lambda e: e.image_id)][:limit]
     pending = [e for e in chosen if f"{e.split}/{e.key}" not in log.records]

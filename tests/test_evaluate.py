@@ -216,4 +216,5 @@ def test_a_batch_torn_by_a_kill_is_dropped_and_cut_off(tmp_path: Path) -> None:
 )
 def test_predictions_of_another_run_are_not_reused(tmp_path: Path, fingerprint: dict, resume: bool, kept: set) -> None:
     PredictionLog(tmp_path, {"model": "m"}).append([record("a")])
-    assert set(PredictionLog(tmp_path, fingerprint, resume).records) == kept
+    log = PredictionLog(tmp_path, fingerprint, resume)
+    assert set(log.records) == kept and log.restarted == (not kept)

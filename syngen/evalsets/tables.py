@@ -44,7 +44,7 @@ def load_tables(spec: str) -> dict[str, datasets.Dataset]:
     else:
         try:
             return dict(datasets.load_dataset(spec))
-        except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
+        except (FileNotFoundError, ValueError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as err:
             raise DatasetError(f"{spec}: not a dataset folder, parquet file or cached Hub dataset: {err}") from None
     if not files:
         raise DatasetError(f"{spec}: no parquet file found")

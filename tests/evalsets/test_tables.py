@@ -70,3 +70,12 @@ def test_image_cells_decoded_or_not(form: str, tmp_path: Path) -> None:
             "path": str(tmp_path / "a.png")}[form]  # fmt: skip
     out = to_image(cell)
     assert out.mode == "RGB" and out.size == (3, 2) and out.getpixel((0, 0)) == (9, 9, 9)
+
+
+def test_a_hub_id_not_in_the_cache_is_named() -> None:
+    """Offline (tests/conftest.py) with the session's empty HF cache: one message naming the id, no traceback."""
+    from syngen.errors import DatasetError
+    from syngen.evalsets.tables import load_tables
+
+    with pytest.raises(DatasetError, match="lmms-lab/RefCOCO: not a dataset folder, parquet file or cached Hub"):
+        load_tables("lmms-lab/RefCOCO")
