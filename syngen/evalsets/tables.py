@@ -12,6 +12,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+from huggingface_hub import snapshot_download
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -29,10 +30,19 @@ def split_of(path: Path) -> str:
     return found["split"] if found else path.stem
 
 
+def hub_snapshot(repo_id: str) -> Path | None:
+    """The Hub dataset repo's files in the local Hub cache (``hf download``, ``snapshot_download``), or None."""
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", local_files_only=True))
+    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError), or not a repo id
+        return None
+
+
 def load_tables(spec: str) -> dict[str, datasets.Dataset]:
     """The splits of a table dataset: a parquet file or glob, a folder of parquet files (searched recursively,
-    split from each file's name), a ``save_to_disk`` folder, or a Hub id (read from the local cache when
-    offline). Raises :class:`~syngen.errors.DatasetError` naming ``spec`` when none can be read."""
+    split from each file's name), a ``save_to_disk`` folder, or a Hub id: its files in the local Hub cache, else
+    what ``datasets`` has cached of it (nothing is downloaded when offline). Raises
+    :class:`~syngen.errors.DatasetError` naming ``spec`` when none can be read."""
     path = Path(spec)
     if "*" in spec or path.suffix == ".parquet":
         files = sorted(map(Path, glob.glob(spec)))
@@ -41,6 +51,8 @@ def load_tables(spec: str) -> dict[str, datasets.Dataset]:
         return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {path.name: loaded}
     elif path.is_dir():
         files = sorted(path.rglob("*.parquet"))
+    elif (snapshot := hub_snapshot(spec)) is not None:
+        files = sorted(snapshot.rglob("*.parquet"))
     else:
         try:
             return dict(datasets.load_dataset(spec))

@@ -79,3 +79,21 @@ def test_a_hub_id_not_in_the_cache_is_named() -> None:
 
     with pytest.raises(DatasetError, match="lmms-lab/RefCOCO: not a dataset folder, parquet file or cached Hub"):
         load_tables("lmms-lab/RefCOCO")
+
+
+def test_a_hub_id_in_the_local_hub_cache_is_read_from_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hub cache's layout: datasets--<owner>--<name>/refs/main names the snapshot holding the repo's files."""
+    import huggingface_hub
+
+    from syngen.evalsets import open_evalset
+    from tests.evalsets.layouts import lmms_refcoco
+
+    repo = tmp_path / "hub" / "datasets--lmms-lab--RefCOCOg"
+    commit = "0" * 40
+    lmms_refcoco(repo / "snapshots" / commit, {"val": [(1, (0, 0, 4, 4), ["a", "b"])]})
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    evalset = open_evalset("lmms-lab/RefCOCOg")
+    assert evalset.name == "refcoco" and evalset.splits() == ["val"]
+    assert [e.phrase for e in evalset.expressions("val")] == ["a", "b"]
