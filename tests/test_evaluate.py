@@ -218,3 +218,35 @@ def test_predictions_of_another_run_are_not_reused(tmp_path: Path, fingerprint: 
     PredictionLog(tmp_path, {"model": "m"}).append([record("a")])
     log = PredictionLog(tmp_path, fingerprint, resume)
     assert set(log.records) == kept and log.restarted == (not kept)
+
+
+@pytest.mark.slow
+def test_a_process_killed_with_sigkill_resumes(policy: Path, tmp_path: Path) -> None:
+    """The real thing: `syngen eval ris` in a subprocess, SIGKILLed once some batches are stored, then rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    shapes = make_shapes_dataset(tmp_path / "shapes", images=40, kinds=())  # 80 expressions
+    out = tmp_path / "eval"
+    command = [sys.executable, "-m", "syngen.cli", "eval", "ris", "--model", str(policy), "--data", str(shapes),
+               "--batch-size", "1", "--output-dir", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    repo = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    predictions = out / "predictions.jsonl"
+    deadline = time.monotonic() + 300
+    while not (predictions.exists() and len(predictions.read_bytes().splitlines()) >= 5):
+        assert process.poll() is None and time.monotonic() < deadline, "the eval ended before it could be killed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stored = len(PredictionLog(out, json.loads((out / "fingerprint.json").read_text())).records)
+    assert 5 <= stored < 80
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert (report["resumed"], report["scored"]) == (stored, 80 - stored)
+    assert report["metrics"]["train"]["n"] == 80
