@@ -50,6 +50,9 @@ def load_table(spec: str, split: str) -> datasets.Dataset:
     raise DatasetError(f"{spec}: no split {split!r}; splits: {', '.join(tables)}")
 
 
+RECORD = {"key", "i", "u", "pred", "target"}
+
+
 class PredictionLog:
     """``predictions.jsonl`` in an eval folder: one JSON line per scored batch (a list of records ``{"key", "i",
     "u", "pred", "target"}``: intersection, union, predicted and target areas), appended with one write and
@@ -61,7 +64,10 @@ class PredictionLog:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "predictions.jsonl"
         marker = folder / "fingerprint.json"
-        stored = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
+        try:
+            stored = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
+        except ValueError:  # a damaged marker: the lines cannot be trusted
+            stored = None
         self.restarted = self.path.exists() and (not resume or stored != fingerprint)
         if self.restarted or stored != fingerprint:
             self.path.unlink(missing_ok=True)
@@ -79,7 +85,7 @@ class PredictionLog:
                     batch = json.loads(line) if line.endswith(b"\n") else None
                 except ValueError:
                     batch = None
-                if not isinstance(batch, list):
+                if not isinstance(batch, list) or not all(isinstance(r, dict) and r.keys() >= RECORD for r in batch):
                     break
                 records.update((record["key"], record) for record in batch)
                 good += len(line)

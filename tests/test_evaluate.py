@@ -194,16 +194,31 @@ def record(key: str) -> dict:
     return {"key": key, "i": 1, "u": 2, "pred": 1, "target": 2}
 
 
-def test_a_batch_torn_by_a_kill_is_dropped_and_cut_off(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "tail",
+    [
+        pytest.param(b'[{"key":"d","i":1,"u"', id="torn-json"),
+        pytest.param(b'[{"key":"d","i":1}]', id="whole-line-without-newline"),
+        pytest.param(b'[{"key":"d"}]\n', id="records-missing-fields"),
+        pytest.param(b"\x00\x00\x00\n", id="garbage"),
+    ],
+)
+def test_a_batch_torn_by_a_kill_is_dropped_and_cut_off(tmp_path: Path, tail: bytes) -> None:
     log = PredictionLog(tmp_path, {"model": "m"})
     log.append([record("a"), record("b")])
     log.append([record("c")])
     with (tmp_path / "predictions.jsonl").open("ab") as f:
-        f.write(b'[{"key":"d","i":1,"u"')  # the kill came in the middle of this write
+        f.write(tail)  # the kill came in the middle of this write
     reread = PredictionLog(tmp_path, {"model": "m"})
     assert set(reread.records) == {"a", "b", "c"}
     reread.append([record("d")])
     assert set(PredictionLog(tmp_path, {"model": "m"}).records) == {"a", "b", "c", "d"}
+
+
+def test_a_damaged_fingerprint_starts_over(tmp_path: Path) -> None:
+    PredictionLog(tmp_path, {"model": "m"}).append([record("a")])
+    (tmp_path / "fingerprint.json").write_text("{not json")
+    assert PredictionLog(tmp_path, {"model": "m"}).records == {}
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ class EvalSet(ABC):
 
     @abstractmethod
     def splits(self) -> list[str]:
-        """The splits there are (None-like empty list: any name is tried)."""
+        """The splits there are; an empty list when they cannot be listed (then any name is tried)."""
 
     def default_splits(self) -> list[str]:
         """The splits scored when ``--split`` is not given: all of them."""
