@@ -70,3 +70,15 @@ def test_one_split_by_name(refcoco: Path, policy: Path, predict, tmp_path: Path)
     predict({"top box": rect(*TOP)})
     report = evaluate_ris(str(policy), str(refcoco), "testA", output_dir=tmp_path / "eval")
     assert report["splits"] == ["testA"] and report["metrics"]["testA"]["mIoU"] == 1.0
+
+
+def test_expressions_are_scored_image_by_image(policy: Path, predict, tmp_path: Path) -> None:  # noqa: ANN001
+    """Rows of one image scattered through the file are scored together (each image meets the cache once)."""
+    from syngen.evaluate import evaluate_ris
+
+    data = lmms_refcoco(
+        tmp_path / "RefCOCO", {"val": [(1, LEFT, ["a1"]), (2, TOP, ["b1"]), (1, RIGHT, ["a2"]), (2, LEFT, ["b2"])]}
+    )
+    seen = predict({name: rect(*LEFT) for name in ("a1", "a2", "b1", "b2")})
+    report = evaluate_ris(str(policy), str(data), batch_size=1, output_dir=tmp_path / "eval")
+    assert seen == ["a1", "a2", "b1", "b2"] and report["images_encoded"] == 2
