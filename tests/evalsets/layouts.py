@@ -50,10 +50,6 @@ LMMS_FEATURES = datasets.Features(
     }
 )
 LMMS_CARD = """---
-dataset_info:
-  features:
-  - name: question_id
-    dtype: string
 configs:
 - config_name: default
   data_files:
