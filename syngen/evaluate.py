@@ -1,23 +1,25 @@
 """Scoring checkpoints: ``syngen eval ris`` (referring segmentation) and ``syngen eval pointing`` (the pointing
 game of an image-text matching model's Grad-CAM), with :mod:`syngen.metrics`.
 
-Data for ``ris``: a syngen dataset's ``grounding`` config (each region's phrase and mask), or a RefCOCO-style
-table: a Hugging Face dataset folder (``save_to_disk`` or Hub layout), parquet files, or a Hub id, with an image
-column, an expression column (a string, or a list of sentences: strings or dicts with ``sent``/``raw``) and a
-mask column (COCO RLE ``{"size", "counts"}`` or polygons ``[[x1, y1, x2, y2, ...], ...]``). Every sentence is
-one expression. Nothing is unpickled.
+Data for ``ris``: a benchmark in one of the layouts :mod:`syngen.evalsets` reads (lmms-lab RefCOCO*,
+moondream/refcoco-m, gRefCOCO's G_REFER files, a syngen dataset, or any table through column options).
+Predictions are appended to ``predictions.jsonl`` in the eval folder one batch at a time, so a killed run
+resumes: a rerun scores only the expressions not yet there. Expressions are scored in image order and each
+image is encoded once (:class:`~syngen.train.policy.EmbeddingCache`).
 
-Data for ``pointing``: the same, with boxes: a syngen ``grounding`` config's regions (a phrase with several boxes
-on one image is one query, a hit in any box counts), or a RefCOCO-style table whose box column holds COCO
-``[x, y, width, height]`` (without that column, the box around the mask column's mask).
+Data for ``pointing``: a syngen ``grounding`` config's regions (a phrase with several boxes on one image is one
+query, a hit in any box counts), or a RefCOCO-style table whose box column holds COCO ``[x, y, width, height]``
+(without that column, the box around the mask column's mask). Nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,140 +27,196 @@ import datasets
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
+from tqdm import tqdm
 
 from syngen.errors import DatasetError
-from syngen.masks import decode_rle
-from syngen.metrics import intersection_union, pointing_accuracy, pointing_hit, ris_metrics, upsample
-from syngen.train.data import dataset_path, load_split
+from syngen.evalsets import Columns, EvalSet, Expression, open_evalset
+from syngen.evalsets.native import is_syngen
+from syngen.evalsets.tables import load_tables, sentences, to_mask
+from syngen.metrics import intersection_union, pointing_accuracy, pointing_hit, upsample
+from syngen.store import atomic_write_text
+from syngen.train.data import load_split
 from syngen.train.policy import EmbeddingCache, TextPromptableSam, image_key, image_masks
 
 
-def is_syngen(spec: str) -> bool:
-    """True for a syngen output or dataset folder with a ``grounding`` config."""
-    return (Path(dataset_path(spec)) / "data" / "grounding").is_dir()
-
-
 def load_table(spec: str, split: str) -> datasets.Dataset:
-    """A RefCOCO-style table: parquet file(s) (a file, a glob or a folder of them), a ``save_to_disk`` folder,
-    or a Hub-layout folder / Hub id; ``split`` picks the split where there are several."""
-    path = Path(spec)
-    files = [str(path)] if path.suffix == ".parquet" else sorted(map(str, path.glob("*.parquet")))
-    if "*" in spec:
-        files = [spec]
-    if files:
-        return datasets.load_dataset("parquet", data_files=files, split="train")
-    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-        loaded = datasets.load_from_disk(str(path))
-        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-    return datasets.load_dataset(spec, split=split)
+    """Split ``split`` of a table dataset (:func:`~syngen.evalsets.tables.load_tables`); a dataset of one table
+    (e.g. one parquet file) is that table whatever ``split`` says."""
+    tables = load_tables(spec)
+    if split in tables:
+        return tables[split]
+    if len(tables) == 1:
+        return next(iter(tables.values()))
+    raise DatasetError(f"{spec}: no split {split!r}; splits: {', '.join(tables)}")
 
 
-def sentences(value: Any) -> list[str]:
-    """The expressions in a text cell: a string, or a list of strings or of dicts with ``sent``/``raw``."""
-    if isinstance(value, str):
-        return [value]
-    out = []
-    for item in value or []:
-        text = item if isinstance(item, str) else (item.get("sent") or item.get("raw") if item else None)
-        if text:
-            out.append(text)
-    return out
+RECORD = {"key", "i", "u", "pred", "target"}
 
 
-def to_mask(value: Any, height: int, width: int) -> np.ndarray:
-    """A (H, W) bool mask from COCO RLE (compressed or not) or polygons (a list of [x, y, ...] lists, or one)."""
-    if isinstance(value, dict):
-        if isinstance(value.get("counts"), list):  # uncompressed RLE
-            value = mask_utils.frPyObjects(value, *value["size"])
-            return mask_utils.decode(value).astype(bool)
-        return decode_rle(value)
-    polygons = value if value and isinstance(value[0], list | tuple) else [value]
-    polygons = [list(map(float, p)) for p in polygons if len(p) >= 6]
-    if not polygons:
-        return np.zeros((height, width), bool)
-    rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
-    return mask_utils.decode(rle).astype(bool)
+class PredictionLog:
+    """``predictions.jsonl`` in an eval folder: one JSON line per scored batch (a list of records ``{"key", "i",
+    "u", "pred", "target"}``: intersection, union, predicted and target areas), appended with one write and
+    fsync'ed, so a kill loses at most the batch being written. A torn last line is dropped (and cut off) on
+    reading. ``fingerprint.json`` names the checkpoint, data and layout the lines belong to; another fingerprint,
+    or ``resume=False``, starts the file over. ``records`` maps each stored key to its record."""
+
+    def __init__(self, folder: Path, fingerprint: dict[str, Any], resume: bool = True):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "predictions.jsonl"
+        marker = folder / "fingerprint.json"
+        try:
+            stored = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
+        except ValueError:  # a damaged marker: the lines cannot be trusted
+            stored = None
+        self.restarted = self.path.exists() and (not resume or stored != fingerprint)
+        if self.restarted or stored != fingerprint:
+            self.path.unlink(missing_ok=True)
+            atomic_write_text(marker, json.dumps(fingerprint))
+        self.records: dict[str, dict[str, Any]] = self._read()
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        records: dict[str, dict[str, Any]] = {}
+        if not self.path.exists():
+            return records
+        good = 0
+        with self.path.open("rb") as f:
+            for line in f:
+                try:
+                    batch = json.loads(line) if line.endswith(b"\n") else None
+                except ValueError:
+                    batch = None
+                if not isinstance(batch, list) or not all(isinstance(r, dict) and r.keys() >= RECORD for r in batch):
+                    break
+                records.update((record["key"], record) for record in batch)
+                good += len(line)
+        if good < self.path.stat().st_size:  # a batch torn by a kill: drop it, so appends stay whole lines
+            os.truncate(self.path, good)
+        return records
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        line = (json.dumps(records, separators=(",", ":")) + "\n").encode()
+        with self.path.open("ab") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.records.update((record["key"], record) for record in records)
 
 
-def ris_examples(
-    spec: str, split: str, image_column: str, text_column: str, mask_column: str
-) -> Iterator[dict[str, Any]]:
-    """``{"key", "image", "phrase", "mask"}`` per expression of the dataset (see the module docstring)."""
-    if is_syngen(spec):
-        rows = load_split(spec, "grounding", split).select_columns(["id", "image", "regions"])
-        for row in rows:
-            image = row["image"].convert("RGB")
-            for region in row["regions"] or []:
-                if region.get("mask") and region.get("phrase"):
-                    yield {
-                        "key": row["id"],
-                        "image": image,
-                        "phrase": region["phrase"],
-                        "mask": decode_rle(region["mask"]),
-                    }
-        return
-    table = load_table(spec, split)
-    missing = [c for c in (image_column, text_column, mask_column) if c not in table.column_names]
+def model_fingerprint(model: str) -> str:
+    """A checkpoint's identity: its weights' and config's names, sizes and times for a folder, else its id."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return model
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".safetensors" or p.name == "config.json")
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return f"{folder.resolve()}:{hashlib.sha1(json.dumps(stats).encode()).hexdigest()}"
+
+
+def choose_splits(evalset: EvalSet, split: str | None) -> list[str]:
+    """``split`` (comma-separated names) checked against the dataset's splits, or its default splits."""
+    if not split:
+        return evalset.default_splits()
+    wanted = [name.strip() for name in split.split(",") if name.strip()]
+    known = evalset.splits()
+    missing = [name for name in wanted if known and name not in known]
     if missing:
-        raise DatasetError(f"{spec}: no column {', '.join(missing)}; columns: {', '.join(table.column_names)}")
-    for i, row in enumerate(table.select_columns([image_column, text_column, mask_column])):
-        image = row[image_column]
-        image = (image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB")
-        mask = to_mask(row[mask_column], image.height, image.width)
-        for text in sentences(row[text_column]):
-            yield {"key": f"row{i}", "image": image, "phrase": text, "mask": mask}
+        raise DatasetError(f"{evalset.data}: no split {', '.join(missing)}; splits: {', '.join(known)}")
+    return wanted
+
+
+def score_batch(
+    policy: TextPromptableSam, cache: EmbeddingCache, evalset: EvalSet, batch: Sequence[Expression], device: str
+) -> list[dict[str, Any]]:
+    """Predicts a mask for each expression of ``batch`` (each record read and each image encoded once) and
+    returns its prediction record."""
+    records = {(e.split, e.row): evalset.record(e.split, e.row) for e in batch}
+    images = {place: evalset.image(record) for place, record in records.items()}
+    pictures = [images[(e.split, e.row)] for e in batch]
+    keys = [image_key(f"{e.split}/{e.image_id}", image) for e, image in zip(batch, pictures, strict=True)]
+    embeddings = cache.embeddings(policy, pictures, keys)
+    tokens = {k: v.to(device) for k, v in policy.tokenize([e.phrase for e in batch]).items()}
+    logits, _ = policy(embeddings, tokens["input_ids"], tokens["attention_mask"])
+    predictions = image_masks(logits, [(image.height, image.width) for image in pictures], policy.image_size)
+    out = []
+    for e, image, pred in zip(batch, pictures, predictions, strict=True):
+        target = evalset.target(records[(e.split, e.row)], e, image.height, image.width)
+        i, u = intersection_union(pred, target)
+        out.append({"key": f"{e.split}/{e.key}", "i": i, "u": u, "pred": int(pred.sum()), "target": int(target.sum())})
+    return out
 
 
 @torch.no_grad()
 def evaluate_ris(
     model: str,
     data: str,
-    split: str = "train",
+    split: str | None = None,
     *,
-    image_column: str = "image",
-    text_column: str = "sentences",
-    mask_column: str = "segmentation",
+    format: str | None = None,
+    columns: Columns | None = None,
     batch_size: int = 8,
     limit: int | None = None,
+    output_dir: Path | None = None,
+    resume: bool = True,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Scores the policy checkpoint ``model`` on ``data``; returns ``{"model", "data", "split", "metrics"}``."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    policy = TextPromptableSam.load(model, device).eval()
+    """Scores the policy checkpoint ``model`` on ``data`` (layout ``format``, None = detected), resuming from the
+    predictions already in ``output_dir`` (default :func:`eval_dir`); writes ``report.json`` there.
+
+    ``split``: comma-separated split names, None = the layout's default (every split; gRefCOCO: all but train;
+    a syngen dataset: train). ``limit``: at most that many expressions (the first, in scoring order). Returns
+    ``{"model", "data", "format", "splits", "metrics": {split: {...}}, "scored", "resumed", "images_encoded",
+    "predictions"}``.
+    """
+    evalset = open_evalset(data, format, columns)
+    splits = choose_splits(evalset, split)
+    folder = output_dir or eval_dir(model, data)
+    log = PredictionLog(folder, {"model": model_fingerprint(model), "data": data, "format": evalset.name}, resume)
+    if log.restarted and resume:
+        tqdm.write(f"{log.path}: predictions of another checkpoint, dataset or layout; scoring from the start")
+    # in image order (a stable sort), so each image's expressions meet the embedding cache together
+    chosen = [e for name in splits for e in sorted(evalset.expressions(name), key=lambda e: e.image_id)][:limit]
+    pending = [e for e in chosen if f"{e.split}/{e.key}" not in log.records]
     cache = EmbeddingCache(limit=max(2 * batch_size, 16))
-    intersections: list[int] = []
-    unions: list[int] = []
-    batch: list[dict[str, Any]] = []
+    if pending:
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        policy = TextPromptableSam.load(model, device).eval()
+        progress = tqdm(total=len(chosen), initial=len(chosen) - len(pending), unit="expr", desc=evalset.name)
+        with progress:
+            for start in range(0, len(pending), batch_size):
+                batch = pending[start : start + batch_size]
+                log.append(score_batch(policy, cache, evalset, batch, device))
+                progress.update(len(batch))
+    metrics = {}
+    for name in splits:
+        records = [log.records[f"{e.split}/{e.key}"] for e in chosen if e.split == name]
+        metrics[name] = evalset.metrics(*([r[k] for r in records] for k in ("i", "u", "pred", "target")))
+    report = {
+        "model": model,
+        "data": data,
+        "format": evalset.name,
+        "splits": splits,
+        "metrics": metrics,
+        "scored": len(pending),
+        "resumed": len(chosen) - len(pending),
+        "images_encoded": cache.encoded,
+        "predictions": str(log.path),
+    }
+    write_report(report, folder / "report.json")
+    return report
 
-    def flush() -> None:
-        keys = [image_key(ex["key"], ex["image"]) for ex in batch]
-        embeddings = cache.embeddings(policy, [ex["image"] for ex in batch], keys)
-        tokens = {k: v.to(device) for k, v in policy.tokenize([ex["phrase"] for ex in batch]).items()}
-        logits, _ = policy(embeddings, tokens["input_ids"], tokens["attention_mask"])
-        sizes = [(ex["image"].height, ex["image"].width) for ex in batch]
-        for ex, pred in zip(batch, image_masks(logits, sizes, policy.image_size), strict=True):
-            i, u = intersection_union(pred, ex["mask"])
-            intersections.append(i)
-            unions.append(u)
-        batch.clear()
 
-    for n, example in enumerate(ris_examples(data, split, image_column, text_column, mask_column)):
-        if limit is not None and n >= limit:
-            break
-        batch.append(example)
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
-    return {"model": model, "data": data, "split": split, "metrics": ris_metrics(intersections, unions)}
-
-
-def report_path(model: str, data: str, split: str, task: str = "ris") -> Path:
-    """Where a report is written: ``<model folder>/eval-<task>-<dataset name>-<split>.json`` (the current folder for
-    a Hub model id)."""
+def eval_dir(model: str, data: str, task: str = "ris") -> Path:
+    """The default eval folder: ``<model folder>/eval-<task>-<dataset name>`` (the current folder for a Hub
+    model id)."""
     name = re.sub(r"[^\w.-]+", "_", Path(data.rstrip("/")).name or data)
-    return (Path(model) if Path(model).is_dir() else Path(".")) / f"eval-{task}-{name}-{split}.json"
+    return (Path(model) if Path(model).is_dir() else Path(".")) / f"eval-{task}-{name}"
+
+
+def report_path(model: str, data: str, split: str, task: str = "pointing") -> Path:
+    """Where a pointing report is written: ``<model folder>/eval-<task>-<dataset name>-<split>.json`` (the current
+    folder for a Hub model id)."""
+    folder = eval_dir(model, data, task)
+    return folder.with_name(f"{folder.name}-{split}.json")
 
 
 def write_report(report: dict[str, Any], path: Path) -> Path:

@@ -8,6 +8,17 @@ and ground-truth masks.
 - ``gIoU`` = the same mean with IoU = 1 when both masks are empty (gRefCOCO / LISA's convention).
 - ``Prec@X`` for X in 0.5 … 0.9: share of expressions with IoU ≥ X (IoU as in ``mIoU``).
 
+Generalised referring segmentation (gRefCOCO; the convention of ReLA's ``ReferEvaluator``,
+henghuiding/ReLA gres_model/evaluation/refer_evaluation.py), where an expression may refer to no object (an
+empty target) and a model answers "no target" with an empty mask:
+
+- ``gIoU`` = mean IoU with IoU = 1 when both masks are empty (a no-target expression answered empty).
+- ``cIoU`` = Σ I_i / Σ U_i over every expression (a no-target expression answered with a mask adds its area to
+  the unions; 1 when every union is empty: every expression was no-target and answered empty).
+- ``N-acc`` = share of no-target expressions answered empty; ``T-acc`` = share of target expressions answered
+  with a non-empty mask. Each is left out when the split has no expression of its kind.
+- ``Prec@X`` over the target expressions only.
+
 Pointing game (as AMC and SynGround evaluate): a phrase's heat map, upsampled bicubically to the image, points at
 the centre of its first argmax pixel; a hit when that point lies strictly inside any of the phrase's boxes.
 Accuracy = hits / phrases.
@@ -48,6 +59,31 @@ def ris_metrics(intersections: Sequence[int], unions: Sequence[int]) -> dict[str
     }
     for x in PRECISION_THRESHOLDS:
         scores[f"Prec@{x}"] = float((iou >= x).mean())
+    return scores
+
+
+def gres_metrics(
+    intersections: Sequence[int], unions: Sequence[int], predicted: Sequence[int], targets: Sequence[int]
+) -> dict[str, float]:
+    """gIoU, cIoU, N-acc, T-acc and Prec@X (see the module docstring) from each expression's intersection, union,
+    predicted mask area and target mask area (0 for a no-target expression)."""
+    inter, union, pred, target = (np.asarray(v, dtype=np.float64) for v in (intersections, unions, predicted, targets))
+    n = len(inter)
+    if n == 0:
+        return {"n": 0}
+    iou = np.divide(inter, union, out=np.ones(n), where=union > 0)
+    no_target = target == 0
+    scores: dict[str, float] = {
+        "n": n,
+        "gIoU": float(iou.mean()),
+        "cIoU": float(inter.sum() / union.sum()) if union.sum() else 1.0,
+    }
+    if no_target.any():
+        scores["N-acc"] = float((pred[no_target] == 0).mean())
+    if (~no_target).any():
+        scores["T-acc"] = float((pred[~no_target] > 0).mean())
+        for x in PRECISION_THRESHOLDS:
+            scores[f"Prec@{x}"] = float((iou[~no_target] >= x).mean())
     return scores
 
 

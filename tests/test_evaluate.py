@@ -1,5 +1,5 @@
 """`syngen eval ris` and `syngen eval pointing`: RefCOCO-style tables (RLE or polygons, sentence lists, boxes) and
-syngen datasets score alike."""
+syngen datasets score alike; a killed `eval ris` resumes and scores only the rest."""
 
 from __future__ import annotations
 
@@ -7,53 +7,19 @@ import json
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from syngen.cli import app
-from syngen.evaluate import evaluate_pointing, evaluate_ris, pointing_examples, sentences, to_mask, trained_layer
-from syngen.masks import decode_rle, encode_rle
+from syngen.evaluate import PredictionLog, evaluate_pointing, evaluate_ris, pointing_examples, trained_layer
+from syngen.masks import decode_rle
 from syngen.train.policy import TextPromptableSam
 from syngen.viz import COLOUR_BAR, TILE
 from tests.train.shapes import make_shapes_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-SQUARE = np.zeros((8, 10), bool)
-SQUARE[2:6, 3:7] = True
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        pytest.param(encode_rle(SQUARE), id="compressed-rle"),
-        pytest.param({"size": [8, 10], "counts": [26, 4, 4, 4, 4, 4, 4, 4, 26]}, id="uncompressed-rle"),
-        pytest.param([[3, 2, 7, 2, 7, 6, 3, 6]], id="polygon-list-pixel-corners"),
-        pytest.param([3, 2, 7, 2, 7, 6, 3, 6], id="flat-polygon"),
-    ],
-)
-def test_masks_from_rle_or_polygons(value) -> None:
-    mask = to_mask(value, 8, 10)
-    assert mask.shape == (8, 10)
-    np.testing.assert_array_equal(mask, SQUARE)
-
-
-@pytest.mark.parametrize(
-    "cell, expected",
-    [
-        pytest.param("the cat", ["the cat"], id="string"),
-        pytest.param(["a", "b"], ["a", "b"], id="list-of-strings"),
-        pytest.param(
-            [{"sent": "left dog", "raw": "Left dog!"}, {"raw": "the dog"}], ["left dog", "the dog"], id="dicts"
-        ),
-        pytest.param([], [], id="none"),
-    ],
-)
-def test_sentences(cell, expected) -> None:
-    assert sentences(cell) == expected
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +51,14 @@ def test_refcoco_style_parquet_scores_as_the_syngen_dataset(policy: Path, tmp_pa
          "--text-column", "refs", "--mask-column", "rle", "--batch-size", "3"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    report = json.loads((policy / "eval-ris-refs.parquet-train.json").read_text())
-    assert report["metrics"]["n"] == 2 * 2 * 2  # two images, two objects, two sentences each
-    native = evaluate_ris(str(policy), str(shapes), batch_size=4)["metrics"]
-    assert native["n"] == 4
+    report = json.loads((policy / "eval-ris-refs.parquet" / "report.json").read_text())
+    assert report["format"] == "columns" and report["splits"] == ["refs"]  # one file: its name is the split
+    scores = report["metrics"]["refs"]
+    assert scores["n"] == 2 * 2 * 2  # two images, two objects, two sentences each
+    native = evaluate_ris(str(policy), str(shapes), batch_size=4, output_dir=tmp_path / "native")
+    assert native["format"] == "syngen" and native["metrics"]["train"]["n"] == 4
     for key in ("oIoU", "mIoU", "gIoU", "Prec@0.5"):
-        assert report["metrics"][key] == pytest.approx(native[key]), key
+        assert scores[key] == pytest.approx(native["metrics"]["train"][key]), key
     assert "oIoU" in result.output and "Prec@0.9" in result.output
 
 
@@ -99,7 +67,9 @@ def test_a_missing_column_is_named(policy: Path, tmp_path: Path) -> None:
     table = refcoco_style(shapes, tmp_path / "refs.parquet")
     result = CliRunner().invoke(app, ["eval", "ris", "--model", str(policy), "--data", str(table)])
     assert result.exit_code == 2
-    assert "no column image, sentences, segmentation; columns: picture, refs, rle" in " ".join(result.output.split())
+    message = " ".join(result.output.split())
+    assert "matches no known layout: its columns are picture, refs, rle." in message
+    assert "--image-column image, --text-column sentences, --mask-column segmentation" in message
 
 
 def test_perfect_predictions_score_one(policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,7 +78,7 @@ def test_perfect_predictions_score_one(policy: Path, tmp_path: Path, monkeypatch
     grounding = datasets.load_dataset(str(shapes / "dataset"), "grounding", split="train")
     truth = iter(decode_rle(r["mask"]) for row in grounding for r in row["regions"])
     monkeypatch.setattr("syngen.evaluate.image_masks", lambda logits, sizes, size: [next(truth) for _ in sizes])
-    scores = evaluate_ris(str(policy), str(shapes), batch_size=3)["metrics"]
+    scores = evaluate_ris(str(policy), str(shapes), batch_size=3, output_dir=tmp_path / "eval")["metrics"]["train"]
     assert scores["n"] == 4
     assert all(scores[k] == 1.0 for k in ("oIoU", "mIoU", "gIoU", "Prec@0.9"))
 
@@ -185,3 +155,113 @@ def test_pointing_uses_the_layer_the_checkpoint_was_trained_with(tmp_path: Path)
     (tmp_path / "training_config.json").write_text(json.dumps({"gradcam_layer": 1}))
     assert trained_layer(str(tmp_path)) == 1
     assert trained_layer("tiny:itm-blip") == -4
+
+
+def test_a_killed_eval_resumes_and_scores_only_the_rest(
+    policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import syngen.evaluate
+
+    shapes = make_shapes_dataset(tmp_path / "shapes", images=3, kinds=())  # six expressions
+    full = evaluate_ris(str(policy), str(shapes), batch_size=2, output_dir=tmp_path / "full")
+    real = syngen.evaluate.score_batch
+    scored: list[int] = []
+
+    def killed_after(batches: int):  # noqa: ANN202
+        def score(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            if len(scored) == batches:
+                raise KeyboardInterrupt  # the kill, after `batches` batches were stored
+            scored.append(len(args[3]))
+            return real(*args, **kwargs)
+
+        return score
+
+    monkeypatch.setattr("syngen.evaluate.score_batch", killed_after(2))
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_ris(str(policy), str(shapes), batch_size=2, output_dir=tmp_path / "run")
+    assert len((tmp_path / "run" / "predictions.jsonl").read_text().splitlines()) == 2
+    scored.clear()
+    monkeypatch.setattr("syngen.evaluate.score_batch", killed_after(99))
+    again = evaluate_ris(str(policy), str(shapes), batch_size=2, output_dir=tmp_path / "run")
+    assert scored == [2] and again["scored"] == 2 and again["resumed"] == 4
+    assert again["metrics"] == full["metrics"]
+    scored.clear()
+    assert evaluate_ris(str(policy), str(shapes), batch_size=2, output_dir=tmp_path / "run")["scored"] == 0
+    assert scored == []
+
+
+def record(key: str) -> dict:
+    return {"key": key, "i": 1, "u": 2, "pred": 1, "target": 2}
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        pytest.param(b'[{"key":"d","i":1,"u"', id="torn-json"),
+        pytest.param(b'[{"key":"d","i":1}]', id="whole-line-without-newline"),
+        pytest.param(b'[{"key":"d"}]\n', id="records-missing-fields"),
+        pytest.param(b"\x00\x00\x00\n", id="garbage"),
+    ],
+)
+def test_a_batch_torn_by_a_kill_is_dropped_and_cut_off(tmp_path: Path, tail: bytes) -> None:
+    log = PredictionLog(tmp_path, {"model": "m"})
+    log.append([record("a"), record("b")])
+    log.append([record("c")])
+    with (tmp_path / "predictions.jsonl").open("ab") as f:
+        f.write(tail)  # the kill came in the middle of this write
+    reread = PredictionLog(tmp_path, {"model": "m"})
+    assert set(reread.records) == {"a", "b", "c"}
+    reread.append([record("d")])
+    assert set(PredictionLog(tmp_path, {"model": "m"}).records) == {"a", "b", "c", "d"}
+
+
+def test_a_damaged_fingerprint_starts_over(tmp_path: Path) -> None:
+    PredictionLog(tmp_path, {"model": "m"}).append([record("a")])
+    (tmp_path / "fingerprint.json").write_text("{not json")
+    assert PredictionLog(tmp_path, {"model": "m"}).records == {}
+
+
+@pytest.mark.parametrize(
+    "fingerprint, resume, kept",
+    [
+        pytest.param({"model": "m"}, True, {"a"}, id="same-run-resumes"),
+        pytest.param({"model": "m"}, False, set(), id="no-resume-starts-over"),
+        pytest.param({"model": "retrained"}, True, set(), id="another-checkpoint-starts-over"),
+    ],
+)
+def test_predictions_of_another_run_are_not_reused(tmp_path: Path, fingerprint: dict, resume: bool, kept: set) -> None:
+    PredictionLog(tmp_path, {"model": "m"}).append([record("a")])
+    log = PredictionLog(tmp_path, fingerprint, resume)
+    assert set(log.records) == kept and log.restarted == (not kept)
+
+
+@pytest.mark.slow
+def test_a_process_killed_with_sigkill_resumes(policy: Path, tmp_path: Path) -> None:
+    """The real thing: `syngen eval ris` in a subprocess, SIGKILLed once some batches are stored, then rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    shapes = make_shapes_dataset(tmp_path / "shapes", images=40, kinds=())  # 80 expressions
+    out = tmp_path / "eval"
+    command = [sys.executable, "-m", "syngen.cli", "eval", "ris", "--model", str(policy), "--data", str(shapes),
+               "--batch-size", "1", "--output-dir", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    repo = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    predictions = out / "predictions.jsonl"
+    deadline = time.monotonic() + 300
+    while not (predictions.exists() and len(predictions.read_bytes().splitlines()) >= 5):
+        assert process.poll() is None and time.monotonic() < deadline, "the eval ended before it could be killed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stored = len(PredictionLog(out, json.loads((out / "fingerprint.json").read_text())).records)
+    assert 5 <= stored < 80
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert (report["resumed"], report["scored"]) == (stored, 80 - stored)
+    assert report["metrics"]["train"]["n"] == 80

@@ -8,7 +8,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from syngen.masks import encode_rle
-from syngen.metrics import intersection_union, pointing_accuracy, pointing_hit, ris_metrics
+from syngen.metrics import gres_metrics, intersection_union, pointing_accuracy, pointing_hit, ris_metrics
 
 
 def box(x1: int, y1: int, x2: int, y2: int, size: int = 10) -> np.ndarray:
@@ -80,6 +80,50 @@ def test_ris_metrics_by_hand(pairs, expected) -> None:
 
 def test_no_expressions() -> None:
     assert ris_metrics([], []) == {"n": 0}
+    assert gres_metrics([], [], [], []) == {"n": 0}
+
+
+# (I, U, predicted area, target area) per expression; target area 0 = a no-target expression
+@pytest.mark.parametrize(
+    "rows, expected",
+    [
+        pytest.param(
+            [(80, 80, 80, 80), (80, 180, 80, 180), (0, 0, 0, 0), (0, 30, 30, 0), (0, 80, 0, 80)],
+            {
+                "gIoU": (1 + 80 / 180 + 1 + 0 + 0) / 5,
+                "cIoU": 160 / 370,
+                "N-acc": 1 / 2,
+                "T-acc": 2 / 3,
+                "Prec@0.5": 1 / 3,
+                "Prec@0.9": 1 / 3,
+            },
+            id="single-multi-no-target-and-a-target-answered-empty",
+        ),
+        pytest.param(
+            [(0, 0, 0, 0), (0, 0, 0, 0)],
+            {"gIoU": 1.0, "cIoU": 1.0, "N-acc": 1.0},
+            id="only-no-target-all-answered-empty",
+        ),
+        pytest.param(
+            [(0, 50, 50, 0)],
+            {"gIoU": 0.0, "cIoU": 0.0, "N-acc": 0.0},
+            id="no-target-answered-with-a-mask",
+        ),
+        pytest.param(
+            [(7, 10, 8, 9), (0, 5, 0, 5)],
+            {"gIoU": 0.35, "cIoU": 7 / 15, "T-acc": 0.5, "Prec@0.7": 0.5, "Prec@0.8": 0.0},
+            id="only-targets",
+        ),
+    ],
+)
+def test_gres_metrics_by_hand(rows, expected) -> None:
+    scores = gres_metrics(*zip(*rows, strict=True))
+    assert scores["n"] == len(rows)
+    assert set(expected) - set(scores) == set()
+    for key, value in expected.items():
+        assert scores[key] == pytest.approx(value), key
+    has_no_target = any(target == 0 for *_, target in rows)
+    assert ("N-acc" in scores) == has_no_target and ("T-acc" in scores) == (not all(t == 0 for *_, t in rows))
 
 
 def peaks(*points: tuple[int, int], size: tuple[int, int] = (5, 5)) -> np.ndarray:

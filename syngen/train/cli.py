@@ -99,40 +99,63 @@ def reference_markdown() -> str:
 @eval_app.command("ris")
 def eval_ris(
     model: Annotated[str, typer.Option("--model", help="Policy checkpoint folder (or Hub id) from `syngen train`.")],
-    data: Annotated[str, typer.Option("--data", help="A syngen dataset, or a RefCOCO-style dataset or parquet files.")],
-    split: Annotated[str, typer.Option("--split", help="Split to score.")] = "train",
-    image_column: Annotated[str, typer.Option(help="RefCOCO-style: the image column.")] = "image",
-    text_column: Annotated[str, typer.Option(help="RefCOCO-style: the expression(s) column.")] = "sentences",
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            help="A benchmark as published (lmms-lab/RefCOCO*, moondream/refcoco-m, gRefCOCO's G_REFER folder: a "
+            "Hub id in the local cache or a local copy), a syngen dataset, or a table read through the column options.",
+        ),
+    ],
+    split: Annotated[
+        str | None, typer.Option("--split", help="Split(s) to score, comma-separated; default: the layout's own.")
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="Layout: syngen, grefcoco, refcoco, refcoco-m or columns; default: detected."),
+    ] = None,
+    image_column: Annotated[str, typer.Option(help="columns layout: the image column.")] = "image",
+    text_column: Annotated[str, typer.Option(help="columns layout: the expression(s) column.")] = "sentences",
     mask_column: Annotated[
-        str, typer.Option(help="RefCOCO-style: the mask column (RLE or polygons).")
+        str, typer.Option(help="columns layout: the mask column (RLE or polygons).")
     ] = "segmentation",
     batch_size: Annotated[int, typer.Option(min=1, help="Expressions per forward pass.")] = 8,
     limit: Annotated[int | None, typer.Option(min=1, help="Score at most N expressions.")] = None,
-    out: Annotated[Path | None, typer.Option(help="JSON report path; default: beside the checkpoint.")] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(help="Eval folder (predictions.jsonl, report.json); default: CKPT/eval-ris-<dataset name>."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Keep the predictions already in the eval folder and score only the rest.")
+    ] = True,
 ) -> None:
-    """Referring segmentation: oIoU, mIoU, gIoU and Prec@0.5-0.9 of a checkpoint on a dataset."""
+    """Referring segmentation: each layout's metrics (oIoU/cIoU, mIoU, gIoU, N-acc, T-acc, Prec@X) per split."""
     from rich.table import Table
 
-    from syngen.evaluate import evaluate_ris, report_path, write_report
+    from syngen.evalsets import Columns
+    from syngen.evaluate import evaluate_ris
 
     try:
         report = evaluate_ris(
             model,
             data,
             split,
-            image_column=image_column,
-            text_column=text_column,
-            mask_column=mask_column,
+            format=format,
+            columns=Columns(image_column, text_column, mask_column),
             batch_size=batch_size,
             limit=limit,
+            output_dir=output_dir,
+            resume=resume,
         )
     except (OSError, ValueError) as err:  # a file the libraries cannot read (FileNotFoundError is an OSError)
         raise UsageError(str(err)) from None
-    table = Table("metric", "value", title=f"ris: {model} on {data} [{split}]")
-    for name, value in report["metrics"].items():
-        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    splits = report["metrics"]
+    table = Table("metric", *splits, title=f"ris ({report['format']}): {model} on {data}")
+    for name in dict.fromkeys(key for metrics in splits.values() for key in metrics):
+        values = (metrics.get(name) for metrics in splits.values())
+        table.add_row(name, *("-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in values))
     Console().print(table)
-    console.print(f"report: {write_report(report, out or report_path(model, data, split))}")
+    console.print(f"report: {Path(report['predictions']).with_name('report.json')}")
 
 
 @eval_app.command("pointing")

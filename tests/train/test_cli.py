@@ -41,8 +41,8 @@ def test_sft_then_dpo_from_a_config_file_then_eval(tmp_path: Path) -> None:
     card = (tmp_path / "dpo" / "README.md").read_text()
     assert str(tmp_path / "sft") in card and "tiny:segmenter" in card
     output = invoke("eval", "ris", "--model", str(tmp_path / "dpo"), "--data", str(data))
-    report = json.loads((tmp_path / "dpo" / "eval-ris-shapes-train.json").read_text())
-    assert report["metrics"]["n"] == 4 and "mIoU" in output
+    report = json.loads((tmp_path / "dpo" / "eval-ris-shapes" / "report.json").read_text())
+    assert report["metrics"]["train"]["n"] == 4 and "mIoU" in output
 
 
 def test_a_missing_dataset_fails_with_its_name(tmp_path: Path) -> None:
@@ -67,4 +67,5 @@ def test_quickstart_output_through_sft_dpo_and_eval(tmp_path: Path) -> None:
     syngen("train", "dpo", "--data", str(out), "--init", str(tmp_path / "sft"), "--out", str(tmp_path / "dpo"),
            "--max-steps", "4")  # fmt: skip
     syngen("eval", "ris", "--model", str(tmp_path / "dpo"), "--data", str(out))
-    assert json.loads((tmp_path / "dpo" / "eval-ris-quickstart-train.json").read_text())["metrics"]["n"] > 0
+    report = json.loads((tmp_path / "dpo" / "eval-ris-quickstart" / "report.json").read_text())
+    assert report["metrics"]["train"]["n"] > 0
