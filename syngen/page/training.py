@@ -68,19 +68,21 @@ def _curves(records: list[dict[str, Any]]) -> str:
 
 
 def eval_series(out: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """{report name (``eval-<task>-<data>-<split>``): {metric: [(step, value)]}} from the eval reports in ``out``
+    """{report name (``eval-<task>-<data>[-<split>]``): {metric: [(step, value)]}} from the eval reports in ``out``
     and its checkpoints, by step."""
     folders = [*checkpoints(out), out] if (out / "trainer_state.json").is_file() else checkpoints(out)
     found: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for folder in folders:
         step = int(read_state(folder).get("step", 0))
-        for path in sorted(folder.glob("eval-*.json")):
+        # pointing writes eval-<task>-<data>-<split>.json; ris writes eval-ris-<data>/report.json
+        for path in sorted([*folder.glob("eval-*.json"), *folder.glob("eval-*/report.json")]):
+            name = path.parent.name if path.name == "report.json" else path.stem
             try:
                 metrics = json.loads(path.read_text(encoding="utf-8")).get("metrics", {})
             except (json.JSONDecodeError, AttributeError):
                 continue  # not an eval report
             for key, value in _flatten(metrics):
-                found.setdefault(path.stem, {}).setdefault(key, []).append((step, value))
+                found.setdefault(name, {}).setdefault(key, []).append((step, value))
     return found
 
 

@@ -29,8 +29,11 @@ def out(tmp_path: Path) -> Path:
         folder = tmp_path if step == 50 else tmp_path / f"checkpoint-{step}"
         folder.mkdir(exist_ok=True)
         (folder / "trainer_state.json").write_text(json.dumps({"step": step, "epoch": step / 50, "objective": "sft"}))
-        report = {"model": str(folder), "metrics": {"n": 4, "mIoU": miou, "per_split": {"val": {"oIoU": miou / 2}}}}
-        (folder / "eval-ris-shapes-train.json").write_text(json.dumps(report))
+        report = {"model": str(folder), "metrics": {"train": {"n": 4, "mIoU": miou}, "val": {"oIoU": miou / 2}}}
+        (folder / "eval-ris-shapes").mkdir()
+        (folder / "eval-ris-shapes" / "report.json").write_text(json.dumps(report))  # eval ris's layout
+    pointing = {"model": str(tmp_path), "metrics": {"accuracy": 0.75}}
+    (tmp_path / "eval-pointing-shapes-train.json").write_text(json.dumps(pointing))  # eval pointing's layout
     (tmp_path / "checkpoint-30").mkdir()
     (tmp_path / "checkpoint-30" / "trainer_state.json").write_text(json.dumps({"step": 30}))
     return tmp_path
@@ -38,18 +41,19 @@ def out(tmp_path: Path) -> Path:
 
 def test_eval_metrics_over_steps(out: Path) -> None:
     series = eval_series(out)
-    assert list(series) == ["eval-ris-shapes-train"]
-    metrics = series["eval-ris-shapes-train"]
-    assert metrics["mIoU"] == list(EVALS.items())
-    assert metrics["per_split/val/oIoU"] == [(s, m / 2) for s, m in EVALS.items()]
-    assert metrics["n"] == [(20, 4.0), (40, 4.0), (50, 4.0)]
+    assert sorted(series) == ["eval-pointing-shapes-train", "eval-ris-shapes"]
+    metrics = series["eval-ris-shapes"]
+    assert metrics["train/mIoU"] == list(EVALS.items())
+    assert metrics["val/oIoU"] == [(s, m / 2) for s, m in EVALS.items()]
+    assert metrics["train/n"] == [(20, 4.0), (40, 4.0), (50, 4.0)]
+    assert series["eval-pointing-shapes-train"] == {"accuracy": [(50, 0.75)]}
 
 
 def test_page_has_a_curve_per_metric_and_the_eval_table(out: Path) -> None:
     html = write_page(out).read_text()
-    assert html.count("<svg") == 2 + 3  # loss and learning_rate; n, mIoU and oIoU
-    table = parse(html).tables["eval-eval-ris-shapes-train"]
-    assert table[0] == ["step", "n", "mIoU", "per_split/val/oIoU"]
+    assert html.count("<svg") == 2 + 3 + 1  # loss and learning_rate; n, mIoU and oIoU; pointing accuracy
+    table = parse(html).tables["eval-eval-ris-shapes"]
+    assert table[0] == ["step", "train/n", "train/mIoU", "val/oIoU"]
     assert [row[0] for row in table[1:]] == ["20", "40", "50"] and table[2][2] == "0.5"
     summary = dict(parse(html).tables["summary-table"][1:])
     assert summary["objective"] == "sft" and summary["last loss"] == "0.02" and summary["last note"] == "x"
