@@ -270,7 +270,7 @@ class AmcObjective(Objective):
 
     def build(self, device: torch.device) -> torch.nn.Module:
         c = self.config
-        self.itm = load_itm(c.model, device)
+        self.itm = load_itm(c.model_name_or_path, device)
         weights = {k: getattr(c, k) for k in ("itm_weight", "amc_weight", *_AMC_TERMS)}
         try:
             return AmcModel(self.itm.model.train(), c.gradcam_layer, weights, c.min_heat)
@@ -278,7 +278,10 @@ class AmcObjective(Objective):
             raise TrainError(str(err)) from None
 
     def dataset(self) -> RegionDataset:
-        return RegionDataset(load_split(self.config.data, "grounding", self.config.split), require=("phrase", "box"))
+        return RegionDataset(
+            load_split(self.config.dataset_name, "grounding", self.config.dataset_train_split),
+            require=("phrase", "box"),
+        )
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         return collate(self.itm.processor, items, self.config.max_length)
@@ -295,7 +298,7 @@ class AmcObjective(Objective):
 
     def card(self) -> dict[str, Any]:
         return {
-            "base_models": [self.config.model],
+            "base_models": [self.config.model_name_or_path],
             "tags": ["image-text-matching", "visual-grounding", "blip", "amc"],
             "description": "BLIP image-text matching fine-tuned with attention mask consistency (AMC, Yang et al., "
             "CVPR 2023): its Grad-CAM heat map of a phrase is trained to fall inside the phrase's box. Load it with "

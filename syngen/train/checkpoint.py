@@ -83,13 +83,14 @@ def model_card(config: Any, state: dict[str, Any], card: dict[str, Any]) -> str:
         library_name="syngen",
         tags=["syngen", *card.get("tags", [])],
         base_model=base or None,
-        datasets=[config.data] if _looks_like_hub_id(config.data) else None,
+        datasets=[config.dataset_name] if _looks_like_hub_id(config.dataset_name) else None,
     )
     options = "\n".join(f"- `{k}`: `{v}`" for k, v in dataclasses.asdict(config).items() if k != "push_to_hub")
     text = (
         f"---\n{data.to_yaml()}\n---\n\n# {state.get('objective', 'syngen')} checkpoint\n\n"
         f"{card.get('description', '')}\n\n"
-        f"Trained with `syngen train {state.get('objective', '')}` on `{config.data}` (split `{config.split}`) "
+        f"Trained with `syngen train {state.get('objective', '')}` on `{config.dataset_name}` "
+        f"(split `{config.dataset_train_split}`) "
         f"for {state.get('step', 0)} optimizer steps ({state.get('epoch', 0):.2f} epochs).\n\n"
         f"Base checkpoints: {', '.join(f'`{m}`' for m in card.get('base_models', [])) or 'none'}.\n\n"
         f"## Training options\n\n{options}\n"

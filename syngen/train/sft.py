@@ -41,7 +41,7 @@ class SamObjective(Objective):
     def __init__(self, config: SamTrainConfig):
         super().__init__(config)
         self.policy: TextPromptableSam | None = None
-        disk = Path(config.out) / "embeddings" if config.disk_cache else None
+        disk = Path(config.output_dir) / "embeddings" if config.disk_cache else None
         self.cache = EmbeddingCache(config.embedding_cache if config.freeze_image_encoder else 0, disk)
 
     def make_policy(self) -> TextPromptableSam:
@@ -108,9 +108,11 @@ class SftObjective(SamObjective):
 
     def make_policy(self) -> TextPromptableSam:
         c = self.config
+        if c.model_name_or_path:
+            return TextPromptableSam.load(c.model_name_or_path)
         return TextPromptableSam.from_parts(
-            c.sam,
-            c.text_encoder,
+            c.sam_model_name_or_path,
+            c.text_encoder_name_or_path,
             prompter_layers=c.prompter_layers,
             prompter_heads=c.prompter_heads,
             sparse_queries=c.sparse_queries,
@@ -118,7 +120,7 @@ class SftObjective(SamObjective):
         )
 
     def dataset(self) -> RegionDataset:
-        return RegionDataset(load_split(self.config.data, "grounding", self.config.split))
+        return RegionDataset(load_split(self.config.dataset_name, "grounding", self.config.dataset_train_split))
 
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         masks, coarse = self.forward(model, batch)

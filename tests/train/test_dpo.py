@@ -16,7 +16,11 @@ from syngen.train.loop import train
 from syngen.train.sft import SftObjective
 from tests.train.shapes import make_shapes_dataset
 
-TINY = {"sam": "tiny:segmenter", "text_encoder": "tiny:text-encoder", "prompter_heads": 2}
+TINY = {
+    "sam_model_name_or_path": "tiny:segmenter",
+    "text_encoder_name_or_path": "tiny:text-encoder",
+    "prompter_heads": 2,
+}
 
 # (log π(m+), log π(m-), log π_ref(m+), log π_ref(m-)) per pair
 LOGPS = [(-0.20, -0.90, -0.50, -0.60), (-0.70, -0.30, -0.40, -0.50), (-0.35, -0.35, -0.35, -0.35)]
@@ -72,7 +76,9 @@ def sft_policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("dpo")
     data = make_shapes_dataset(root / "data", images=4, kinds=("dilated", "shifted"))
-    config = SftConfig(data=str(data), out=str(root / "sft"), max_steps=10, lr=1e-2, save_steps=0, **TINY)
+    config = SftConfig(
+        dataset_name=str(data), output_dir=str(root / "sft"), max_steps=10, learning_rate=1e-2, save_steps=0, **TINY
+    )
     return data, train(SftObjective(config))
 
 
@@ -80,14 +86,14 @@ def sft_policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     "options",
     [
         pytest.param({}, id="sigmoid-reference-model"),
-        pytest.param({"precompute_ref_logps": True, "loss_type": "ipo"}, id="ipo-precomputed-reference"),
+        pytest.param({"precompute_ref_log_probs": True, "loss_type": "ipo"}, id="ipo-precomputed-reference"),
     ],
 )
 def test_dpo_raises_rewards_accuracy_and_margin(sft_policy: tuple[Path, Path], tmp_path: Path, options: dict) -> None:
     data, init = sft_policy
     config = DpoConfig(
-        data=str(data), out=str(tmp_path / "dpo"), init=str(init), max_steps=12, batch_size=8, lr=3e-3,
-        beta=0.5, log_steps=1, save_steps=0, **options,
+        dataset_name=str(data), output_dir=str(tmp_path / "dpo"), model_name_or_path=str(init), max_steps=12,
+        per_device_train_batch_size=8, learning_rate=3e-3, beta=0.5, logging_steps=1, save_steps=0, **options,
     )  # fmt: skip
     out = train(DpoObjective(config))
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

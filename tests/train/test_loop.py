@@ -16,7 +16,11 @@ from syngen.train.policy import TextPromptableSam
 from syngen.train.sft import SftObjective
 from tests.train.shapes import make_shapes_dataset
 
-TINY = {"sam": "tiny:segmenter", "text_encoder": "tiny:text-encoder", "prompter_heads": 2}
+TINY = {
+    "sam_model_name_or_path": "tiny:segmenter",
+    "text_encoder_name_or_path": "tiny:text-encoder",
+    "prompter_heads": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +29,10 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def sft(data: Path, out: Path, **options) -> SftConfig:
-    values = {"data": str(data), "out": str(out), "batch_size": 4, "lr": 1e-2, "log_steps": 1, **TINY, **options}
+    values = {
+        "dataset_name": str(data), "output_dir": str(out), "per_device_train_batch_size": 4, "learning_rate": 1e-2,
+        "logging_steps": 1, **TINY, **options,
+    }  # fmt: skip
     return SftConfig(**values)
 
 
@@ -56,7 +63,10 @@ class Interrupt(Exception):
 def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = {"max_steps": 5, "save_steps": 2, "batch_size": 3, "scheduler": "linear", "save_total_limit": 1}
+    options = {
+        "max_steps": 5, "save_steps": 2, "per_device_train_batch_size": 3, "lr_scheduler_type": "linear",
+        "save_total_limit": 1,
+    }  # fmt: skip
     whole = train(SftObjective(sft(shapes, tmp_path / "whole", **options)))
 
     calls = {"n": 0}
@@ -73,7 +83,7 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights(
         train(SftObjective(sft(shapes, tmp_path / "cut", **options)))
     assert [p.name for p in checkpoints(tmp_path / "cut")] == ["checkpoint-2"]
     monkeypatch.setattr(SftObjective, "loss", loss)
-    resumed = train(SftObjective(sft(shapes, tmp_path / "cut", resume=True, **options)))
+    resumed = train(SftObjective(sft(shapes, tmp_path / "cut", resume_from_checkpoint="true", **options)))
 
     a, b = load_file(whole / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys()
