@@ -26,31 +26,35 @@ TINY = {
 LOGPS = [(-0.20, -0.90, -0.50, -0.60), (-0.70, -0.30, -0.40, -0.50), (-0.35, -0.35, -0.35, -0.35)]
 
 
-def formula(loss_type: str, beta: float, pc: float, pr: float, rc: float, rr: float) -> float:
-    """METHODS.md §3, written out per pair with math (independent of torch)."""
+def formula(loss_type: str, beta: float, pc: float, pr: float, rc: float, rr: float, smoothing: float = 0.0) -> float:
+    """METHODS.md §3, written out per pair with math (independent of torch); ``smoothing`` is cDPO's ε:
+    −(1 − ε) log σ(βh) − ε log σ(−βh)."""
     h = (pc - rc) - (pr - rr)
     if loss_type == "sigmoid":
-        return -math.log(1 / (1 + math.exp(-beta * h)))
+        sigma = 1 / (1 + math.exp(-beta * h))
+        return -(1 - smoothing) * math.log(sigma) - smoothing * math.log(1 - sigma)
     if loss_type == "ipo":
         return (h - 1 / (2 * beta)) ** 2
     return max(0.0, 1 - beta * h)
 
 
 @pytest.mark.parametrize(
-    "loss_type, beta",
+    "loss_type, beta, smoothing",
     [
-        pytest.param("sigmoid", 0.1, id="sigmoid-beta0.1"),
-        pytest.param("sigmoid", 2.0, id="sigmoid-beta2"),
-        pytest.param("ipo", 0.1, id="ipo-beta0.1"),
-        pytest.param("ipo", 0.5, id="ipo-beta0.5"),
-        pytest.param("hinge", 0.1, id="hinge-beta0.1"),
-        pytest.param("hinge", 5.0, id="hinge-beta5-some-pairs-past-the-margin"),
+        pytest.param("sigmoid", 0.1, 0.0, id="sigmoid-beta0.1"),
+        pytest.param("sigmoid", 2.0, 0.0, id="sigmoid-beta2"),
+        pytest.param("sigmoid", 2.0, 0.2, id="cdpo-beta2-smoothing0.2"),
+        pytest.param("sigmoid", 0.1, 0.45, id="cdpo-beta0.1-smoothing0.45"),
+        pytest.param("ipo", 0.1, 0.0, id="ipo-beta0.1"),
+        pytest.param("ipo", 0.5, 0.0, id="ipo-beta0.5"),
+        pytest.param("hinge", 0.1, 0.0, id="hinge-beta0.1"),
+        pytest.param("hinge", 5.0, 0.0, id="hinge-beta5-some-pairs-past-the-margin"),
     ],
 )
-def test_dpo_loss_matches_the_formula(loss_type: str, beta: float) -> None:
+def test_dpo_loss_matches_the_formula(loss_type: str, beta: float, smoothing: float) -> None:
     pc, pr, rc, rr = (torch.tensor(column, dtype=torch.float64) for column in zip(*LOGPS, strict=True))
-    losses, chosen, rejected = dpo_loss(pc, pr, rc, rr, beta, loss_type)
-    expected = [formula(loss_type, beta, *pair) for pair in LOGPS]
+    losses, chosen, rejected = dpo_loss(pc, pr, rc, rr, beta, loss_type, smoothing)
+    expected = [formula(loss_type, beta, *pair, smoothing) for pair in LOGPS]
     assert losses.tolist() == pytest.approx(expected, rel=1e-12)
     assert chosen.tolist() == pytest.approx([beta * (a - c) for a, _, c, _ in LOGPS])
     assert rejected.tolist() == pytest.approx([beta * (b - d) for _, b, _, d in LOGPS])
