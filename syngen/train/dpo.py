@@ -69,6 +69,7 @@ class DpoObjective(SamObjective):
     config_class = DpoConfig
     config: DpoConfig
     mask_keys = ("chosen", "rejected")
+    eval_mask_key = "chosen"
     progress_metrics = ("loss", "rewards/margins", "rewards/accuracies")
 
     def __init__(self, config: DpoConfig):
@@ -88,8 +89,8 @@ class DpoObjective(SamObjective):
             del self.reference.sam.vision_encoder  # the reference reads the policy's image embeddings
         return policy
 
-    def dataset(self) -> PairDataset:
-        return PairDataset(load_split(self.config.dataset_name, "preference", self.config.dataset_train_split))
+    def dataset(self, split: str | None = None) -> PairDataset:
+        return PairDataset(load_split(self.config.dataset_name, "preference", split or self.config.dataset_train_split))
 
     def prepare(self, model: torch.nn.Module, loader: Any, accelerator: Accelerator) -> None:
         """With ``precompute_ref_log_probs``: the initial policy's log-probabilities of every pair, computed once."""

@@ -26,6 +26,8 @@ from transformers import get_scheduler
 
 from syngen.errors import ConfigError, TrainError
 from syngen.train.checkpoint import checkpoints, prune, push_model, read_state, write_model_folder
+from syngen.train.curves import plot_curves
+from syngen.train.evaluation import holdout
 from syngen.train.logger import MetricsLogger
 from syngen.train.objective import Objective
 
@@ -57,9 +59,13 @@ def train(objective: Objective) -> Path:
     with accelerator.main_process_first():
         model = objective.build(accelerator.device)
         dataset = objective.dataset()
-    if len(dataset) == 0:  # type: ignore[arg-type]
-        split = config.dataset_train_split
-        raise TrainError(f"{config.dataset_name}: no training examples for `{objective.name}` in split {split!r}")
+        eval_set = objective.dataset(config.dataset_test_split) if config.dataset_test_split else None
+    for split, found_set in ((config.dataset_train_split, dataset), (config.dataset_test_split, eval_set)):
+        if found_set is not None and len(found_set) == 0:  # type: ignore[arg-type]
+            raise TrainError(f"{config.dataset_name}: no examples for `{objective.name}` in split {split!r}")
+    if eval_set is None and config.eval_fraction:
+        dataset, eval_set = holdout(dataset, config.eval_fraction, config.seed)
+    eval_steps = config.eval_steps or config.logging_steps
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise TrainError(f"`{objective.name}`: the model has no trainable parameters")
@@ -77,17 +83,35 @@ def train(objective: Objective) -> Path:
     scheduler = get_scheduler(config.lr_scheduler_type, optimizer, config.warmup_steps, total)
     accelerator.register_for_checkpointing(scheduler)
 
-    step = 0
+    step, history = 0, None
     found = resume_point(config.resume_from_checkpoint, out)
     if config.resume_from_checkpoint and found is None:
         accelerator.print(f"resume_from_checkpoint: no checkpoint in {out}; starting from step 0")
     if found is not None:
         accelerator.load_state(str(found / "state"))
-        step = read_state(found)["step"]
+        resumed = read_state(found)
+        step, history = resumed["step"], resumed.get("log_history")
         accelerator.print(f"resuming from {found} (step {step})")
     objective.prepare(model, loader, accelerator)
 
-    logger = MetricsLogger(out, total, step, objective.progress_metrics, enabled=main)
+    report_to = config.report_to or "none"
+    logger = MetricsLogger(out, total, step, objective.progress_metrics, report_to, history, enabled=main)
+
+    def state(step: int) -> dict[str, Any]:
+        """trainer_state.json: where the run is, its settings and its log history (as transformers' Trainer)."""
+        return {
+            "step": step,
+            "epoch": step / steps_per_epoch,
+            "objective": objective.name,
+            "max_steps": total,
+            "num_train_epochs": config.num_train_epochs,
+            "logging_steps": config.logging_steps,
+            "eval_steps": eval_steps if eval_set is not None else None,
+            "save_steps": config.save_steps,
+            "train_batch_size": config.per_device_train_batch_size,
+            "log_history": logger.history,
+        }
+
     sums: dict[str, float] = defaultdict(float)
     micro, samples, started = 0, 0, time.perf_counter()
     epoch, skip = divmod(step, steps_per_epoch)
@@ -118,15 +142,19 @@ def train(objective: Objective) -> Path:
             if step % config.logging_steps == 0 or step == total:
                 _log(accelerator, logger, sums, micro, samples, started, step, step / steps_per_epoch, scheduler)
                 sums, micro, samples, started = defaultdict(float), 0, 0, time.perf_counter()
+            if eval_set is not None and (step % eval_steps == 0 or step == total):
+                _evaluate(objective, accelerator, model, eval_set, logger, step, step / steps_per_epoch)
             if config.save_steps and step % config.save_steps == 0 and step < total:
-                save(objective, accelerator, model, out / f"checkpoint-{step}", step, step / steps_per_epoch)
+                save(objective, accelerator, model, out / f"checkpoint-{step}", state(step))
                 if main:
                     prune(out, config.save_total_limit)
             if step >= total:
                 break
         epoch += 1
     logger.close()
-    save(objective, accelerator, model, out, step, step / steps_per_epoch, final=True)
+    save(objective, accelerator, model, out, state(step), final=True)
+    if main:
+        plot_curves(logger.history, out / "curves.png", f"syngen train {objective.name}: {out.name}")
     if main and config.push_to_hub:
         repo = config.hub_model_id or out.resolve().name
         accelerator.print(f"pushed: {push_model(out, repo, private=config.hub_private_repo)}")
@@ -150,6 +178,23 @@ def resume_point(spec: str | None, out: Path) -> Path | None:
             f"checkpoint-<step> folder, or true for the latest in output_dir"
         )
     return folder
+
+
+def _evaluate(
+    objective: Objective,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    eval_set: Any,
+    logger: MetricsLogger,
+    step: int,
+    epoch: float,
+) -> None:
+    """Scores the model on ``eval_set`` on the main process (the others wait) and logs the ``eval/`` metrics."""
+    if accelerator.is_main_process:
+        model.eval()
+        logger.log(step, epoch, objective.evaluate(accelerator.unwrap_model(model), eval_set))
+        model.train()
+    accelerator.wait_for_everyone()
 
 
 def _log(
@@ -178,15 +223,14 @@ def save(
     accelerator: Accelerator,
     model: torch.nn.Module,
     folder: Path,
-    step: int,
-    epoch: float,
+    state: dict[str, Any],
     final: bool = False,
 ) -> None:
-    """Saves a checkpoint (with accelerate's resumable state) or, with ``final``, the final model into ``folder``.
+    """Saves a checkpoint (with accelerate's resumable state) or, with ``final``, the final model into ``folder``;
+    ``state`` is its trainer_state.json.
 
     Every process must call it (saving the state is collective); the main process writes the folder.
     """
-    state = {"step": step, "epoch": epoch, "objective": objective.name}
     unwrapped = accelerator.unwrap_model(model)
     staging = None
     if not final:

@@ -233,3 +233,18 @@ def test_resume_from_a_checkpoint_gives_the_same_model(
     assert before.keys() == after.keys()
     for key in before:
         torch.testing.assert_close(before[key], after[key], msg=key)
+
+
+def test_pointing_is_evaluated_during_training(shapes: Path, tmp_path: Path) -> None:
+    config = AmcConfig(
+        dataset_name=str(shapes), output_dir=str(tmp_path / "amc"), model_name_or_path="tiny:itm-blip",
+        per_device_train_batch_size=4, learning_rate=1e-3, max_steps=2, eval_fraction=0.25, eval_steps=1,
+        save_steps=0, report_to="none",
+    )  # fmt: skip
+    out = train(AmcObjective(config))
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [m for m in logged if "eval/pointing" in m]
+    assert [m["step"] for m in evals] == [1, 2]
+    assert all(m["eval/pointing"] in (0.0, 0.5, 1.0) for m in evals)  # one held-out image: 2 regions
+    card = (out / "README.md").read_text()
+    assert "type: zero-shot-object-detection" in card and f"value: {evals[-1]['eval/pointing']}" in card

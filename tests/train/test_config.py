@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,20 +15,6 @@ from syngen.cli import app
 from syngen.train.config import AmcConfig, ConfigError, DpoConfig, SftConfig, load_config, options_table
 
 REQUIRED = {"dataset_name": "d", "output_dir": "o"}
-
-
-@pytest.fixture
-def warned() -> Iterator[list[str]]:
-    """The messages syngen's loggers warn while the test runs."""
-    records: list[str] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("syngen")
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
 
 
 def test_yaml_then_command_line_override_the_defaults(tmp_path: Path, warned: list[str]) -> None:

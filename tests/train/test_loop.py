@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from syngen.train.checkpoint import checkpoints, read_state
@@ -47,7 +48,12 @@ def test_sft_lowers_its_loss_and_writes_a_loadable_model(shapes: Path, tmp_path:
     assert {"loss", "loss/bce", "loss/dice", "learning_rate", "samples_per_second"} <= set(logged[0])
     first, last = logged[0]["loss"], sum(m["loss"] for m in logged[-3:]) / 3
     assert last < 0.85 * first, (first, last)
-    assert read_state(out) == {"step": 16, "epoch": 8.0, "objective": "sft"}
+    state = read_state(out)
+    assert {k: state[k] for k in ("step", "epoch", "objective", "max_steps")} == {
+        "step": 16, "epoch": 8.0, "objective": "sft", "max_steps": 16,
+    }  # fmt: skip
+    assert state["log_history"] == logged  # as transformers' Trainer keeps it
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "training_config.json").read_text())["max_steps"] == 16
     card = (out / "README.md").read_text()
     assert "syngen train sft" in card and str(shapes) in card and "tiny:segmenter" in card
@@ -90,12 +96,52 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights(
     for key in a:
         torch.testing.assert_close(a[key], b[key], msg=key)
     assert [m["step"] for m in metrics(resumed)] == [1, 2, 3, 4, 5]
+    assert read_state(resumed)["log_history"] == metrics(resumed)  # the checkpoint's history, then steps 3-5
     assert [m["loss"] for m in metrics(resumed)] == pytest.approx([m["loss"] for m in metrics(whole)], rel=1e-4)
     assert [p.name for p in checkpoints(whole)] == ["checkpoint-4"]  # save_total_limit=1 pruned checkpoint-2
 
 
+@pytest.mark.parametrize(
+    "options, steps_per_epoch",
+    [
+        # 4 images, 8 regions, batches of 3: a quarter of the images held out leaves 6 regions (2 batches)
+        pytest.param({"eval_fraction": 0.25, "report_to": "none"}, 2, id="eval-fraction-holds-out-an-image"),
+        pytest.param({"dataset_test_split": "train", "report_to": "tensorboard"}, 3, id="test-split-tensorboard"),
+    ],
+)
+def test_eval_metrics_are_logged_during_training_and_named_in_the_card(
+    shapes: Path, tmp_path: Path, options: dict, steps_per_epoch: int
+) -> None:
+    out = train(
+        SftObjective(
+            sft(
+                shapes, tmp_path / "sft", max_steps=4, per_device_train_batch_size=3, eval_steps=2, save_steps=2,
+                logging_steps=1, **options,
+            )
+        )
+    )  # fmt: skip
+    logged = metrics(out)
+    evals = [m for m in logged if "eval/mIoU" in m]
+    assert [m["step"] for m in evals] == [2, 4]
+    assert all(set(m) == {"step", "epoch", "eval/mIoU", "eval/oIoU"} for m in evals)
+    assert all(0 <= m["eval/mIoU"] <= 1 and 0 <= m["eval/oIoU"] <= 1 for m in evals)
+    assert [m["step"] for m in logged if "loss" in m] == [1, 2, 3, 4]
+    assert read_state(out)["epoch"] == 4 / steps_per_epoch
+    assert (out / "runs").is_dir() == (options["report_to"] == "tensorboard")
+    assert read_state(out)["log_history"] == logged
+    assert read_state(out / "checkpoint-2")["log_history"] == [m for m in logged if m["step"] <= 2]
+    front = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert front["datasets"] == [str(shapes)]
+    result = front["model-index"][0]["results"][0]
+    assert result["task"]["type"] == "image-segmentation"
+    assert result["dataset"]["type"] == str(shapes)
+    assert {m["type"]: m["value"] for m in result["metrics"]} == {
+        "mIoU": evals[-1]["eval/mIoU"], "oIoU": evals[-1]["eval/oIoU"],
+    }  # fmt: skip
+
+
 def test_an_empty_split_fails_clearly(tmp_path: Path) -> None:
-    with pytest.raises(TrainError, match="no training examples"):
+    with pytest.raises(TrainError, match="no examples for `sft` in split .train."):
         train(SftObjective(sft(make_empty(tmp_path), tmp_path / "out")))
 
 
