@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from syngen.train.checkpoint import checkpoints, read_state
 from syngen.train.config import SftConfig
-from syngen.train.loop import TrainError, train
+from syngen.train.loop import ConfigError, TrainError, resume_point, train
 from syngen.train.policy import TextPromptableSam
 from syngen.train.sft import SftObjective
 from tests.train.shapes import make_shapes_dataset
@@ -152,3 +152,15 @@ def make_empty(tmp_path: Path) -> Path:
     sample = make_sample(0, ()) | {"regions": []}
     export_dataset(iter([sample]), tmp_path / "empty", CardInfo(name="empty"))
     return tmp_path / "empty"
+
+
+def test_resume_from_checkpoint_names_the_latest_or_a_folder(tmp_path: Path) -> None:
+    assert resume_point(None, tmp_path) is None
+    assert resume_point("true", tmp_path) is None  # nothing saved yet: the run starts from step 0
+    for step in (2, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(f'{{"step": {step}}}')
+    assert resume_point("True", tmp_path) == tmp_path / "checkpoint-10"
+    assert resume_point(str(tmp_path / "checkpoint-2"), tmp_path) == tmp_path / "checkpoint-2"
+    with pytest.raises(ConfigError, match=r"resume_from_checkpoint: .*/nowhere is not a checkpoint"):
+        resume_point(str(tmp_path / "nowhere"), tmp_path)
