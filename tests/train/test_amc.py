@@ -235,7 +235,12 @@ def test_resume_from_a_checkpoint_gives_the_same_model(
         torch.testing.assert_close(before[key], after[key], msg=key)
 
 
-def test_pointing_is_evaluated_during_training(shapes: Path, tmp_path: Path) -> None:
+def test_pointing_is_evaluated_during_training(shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    modes = []
+    loss = AmcObjective.loss
+    monkeypatch.setattr(
+        AmcObjective, "loss", lambda self, model, batch: modes.append(model.training) or loss(self, model, batch)
+    )
     config = AmcConfig(
         dataset_name=str(shapes), output_dir=str(tmp_path / "amc"), model_name_or_path="tiny:itm-blip",
         per_device_train_batch_size=4, learning_rate=1e-3, max_steps=2, eval_fraction=0.25, eval_steps=1,
@@ -246,5 +251,6 @@ def test_pointing_is_evaluated_during_training(shapes: Path, tmp_path: Path) -> 
     evals = [m for m in logged if "eval/pointing" in m]
     assert [m["step"] for m in evals] == [1, 2]
     assert all(m["eval/pointing"] in (0.0, 0.5, 1.0) for m in evals)  # one held-out image: 2 regions
+    assert modes == [True, True]  # evaluation (in eval mode) hands the model back in training mode
     card = (out / "README.md").read_text()
     assert "type: zero-shot-object-detection" in card and f"value: {evals[-1]['eval/pointing']}" in card
