@@ -12,7 +12,9 @@ import torch
 
 from syngen.train.config import DpoConfig, SftConfig
 from syngen.train.dpo import DpoObjective, dpo_loss, mask_logps
+from syngen.train.evaluation import holdout, ris_scores
 from syngen.train.loop import train
+from syngen.train.policy import TextPromptableSam
 from syngen.train.sft import SftObjective
 from tests.train.shapes import make_shapes_dataset
 
@@ -110,3 +112,23 @@ def test_dpo_raises_rewards_accuracy_and_margin(sft_policy: tuple[Path, Path], t
     assert last["rewards/accuracies"] > first["rewards/accuracies"]
     assert last["rewards/accuracies"] >= 0.75
     print(f"\nrewards at step 1 vs 12: {first} -> {last}")
+
+
+def test_dpo_evaluates_against_the_chosen_masks_of_held_out_pairs(
+    sft_policy: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, init = sft_policy
+    config = DpoConfig(
+        dataset_name=str(data), output_dir=str(tmp_path / "dpo"), model_name_or_path=str(init), max_steps=2,
+        per_device_train_batch_size=4, learning_rate=1e-3, eval_fraction=0.25, save_steps=0, report_to="none",
+    )  # fmt: skip
+    out = train(DpoObjective(config))
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    final = [m for m in logged if "eval/mIoU" in m][-1]
+    # the same scores, recomputed from the saved policy on the same held-out pairs' chosen masks
+    policy = TextPromptableSam.load(str(out)).eval()
+    _, held_out = holdout(DpoObjective(config).dataset(), 0.25, seed=0)
+    embed = lambda items: policy.encode_images([item["image"] for item in items])  # noqa: E731
+    expected = ris_scores(policy, held_out, embed, "chosen")
+    assert final["eval/mIoU"] == pytest.approx(expected["eval/mIoU"], abs=1e-9)
+    assert final["eval/oIoU"] == pytest.approx(expected["eval/oIoU"], abs=1e-9)
