@@ -53,7 +53,7 @@ def items(batch: int) -> list[dict]:
 
 
 def steps_per_second(policy: TextPromptableSam, cache: int, steps: int, batch: int, device: str) -> float:
-    config = SftConfig(data="-", out=tempfile.mkdtemp(), embedding_cache=cache)
+    config = SftConfig(dataset_name="-", output_dir=tempfile.mkdtemp(), embedding_cache=cache)
     objective = SftObjective(config)
     objective.policy = policy
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-5)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch.utils.data import Dataset
 from transformers import BlipForImageTextRetrieval, BlipProcessor
 
 from syngen.errors import PreflightError, TrainError
@@ -23,6 +24,7 @@ from syngen.models.loading import resolve
 from syngen.refs import ModelRef
 from syngen.train.config import AmcConfig
 from syngen.train.data import RegionDataset, load_split
+from syngen.train.evaluation import pointing_scores
 from syngen.train.objective import Objective
 
 
@@ -270,15 +272,25 @@ class AmcObjective(Objective):
 
     def build(self, device: torch.device) -> torch.nn.Module:
         c = self.config
-        self.itm = load_itm(c.model, device)
+        self.itm = load_itm(c.model_name_or_path, device)
         weights = {k: getattr(c, k) for k in ("itm_weight", "amc_weight", *_AMC_TERMS)}
         try:
             return AmcModel(self.itm.model.train(), c.gradcam_layer, weights, c.min_heat)
         except ValueError as err:
             raise TrainError(str(err)) from None
 
-    def dataset(self) -> RegionDataset:
-        return RegionDataset(load_split(self.config.data, "grounding", self.config.split), require=("phrase", "box"))
+    def dataset(self, split: str | None = None) -> RegionDataset:
+        rows = load_split(self.config.dataset_name, "grounding", split or self.config.dataset_train_split)
+        return RegionDataset(rows, require=("phrase", "box"))
+
+    def evaluate(self, model: torch.nn.Module, items: Dataset) -> dict[str, float]:
+        """``eval/pointing``: the pointing game of each region's Grad-CAM map against its box."""
+        c = self.config
+        return pointing_scores(
+            lambda images, phrases: heatmaps(self.itm, images, phrases, c.gradcam_layer, c.max_length),
+            items,
+            c.per_device_eval_batch_size,
+        )
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         return collate(self.itm.processor, items, self.config.max_length)
@@ -295,8 +307,9 @@ class AmcObjective(Objective):
 
     def card(self) -> dict[str, Any]:
         return {
-            "base_models": [self.config.model],
+            "base_models": [self.config.model_name_or_path],
             "tags": ["image-text-matching", "visual-grounding", "blip", "amc"],
+            "task": "zero-shot-object-detection",  # the Hub's nearest task to pointing at a phrase
             "description": "BLIP image-text matching fine-tuned with attention mask consistency (AMC, Yang et al., "
             "CVPR 2023): its Grad-CAM heat map of a phrase is trained to fall inside the phrase's box. Load it with "
             "`BlipForImageTextRetrieval.from_pretrained(folder)`; score it with `syngen eval pointing`.",

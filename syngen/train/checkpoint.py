@@ -4,8 +4,8 @@
 
 - what the objective's ``save`` writes: safetensors weights, ``config.json``, tokenizer/processor files;
 - ``training_config.json``: the options the run used;
-- ``trainer_state.json``: ``{"step", "epoch", "objective"}``;
-- ``README.md``: a model card naming the dataset and the base checkpoints.
+- ``trainer_state.json``: ``{"step", "epoch", "objective", ...}`` with ``log_history`` (every logged record);
+- ``README.md``: a model card naming the base checkpoints, the dataset and the final eval metrics.
 
 Intermediate checkpoints also hold ``state/`` (accelerate's ``save_state``: optimizer, scheduler, RNG and
 sampler states) for ``--resume``. Folders are written under a temporary name and renamed when complete, so a
@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelCardData
+from huggingface_hub import EvalResult, ModelCardData
 
 from syngen.push import PushError, _explain
 
@@ -77,24 +77,69 @@ def prune(out: Path, keep: int) -> None:
 
 
 def model_card(config: Any, state: dict[str, Any], card: dict[str, Any]) -> str:
-    """The README.md of a checkpoint: Hub metadata (base models, dataset, tags) and how it was trained."""
-    base = [m for m in card.get("base_models", []) if m and not str(m).startswith("tiny:")]
+    """The README.md of a checkpoint: Hub metadata and how it was trained.
+
+    The metadata names ``base_model`` (the base checkpoints that are Hub ids), ``datasets`` (``dataset_name``: a
+    path or a Hub id) and, when the run evaluated, the last ``eval/`` metrics of ``state["log_history"]`` as a
+    ``model-index`` entry (task ``card["task"]``, dataset ``dataset_name``, split ``dataset_test_split`` or
+    ``held-out``).
+    """
+    base = [m for m in card.get("base_models", []) if _looks_like_hub_id(str(m))]
+    scores = final_eval(state.get("log_history", []))
+    name = config.hub_model_id or Path(config.output_dir).name or "syngen"
+    split = config.dataset_test_split or f"held-out {config.eval_fraction:g} of {config.dataset_train_split}"
+    results = [
+        EvalResult(
+            task_type=card.get("task", "image-segmentation"),
+            dataset_type=config.dataset_name,
+            dataset_name=Path(config.dataset_name.rstrip("/")).name or config.dataset_name,
+            dataset_split=split,
+            metric_type=metric,
+            metric_name=metric,
+            metric_value=value,
+        )
+        for metric, value in scores.items()
+    ]
     data = ModelCardData(
         library_name="syngen",
         tags=["syngen", *card.get("tags", [])],
         base_model=base or None,
-        datasets=[config.data] if _looks_like_hub_id(config.data) else None,
+        datasets=[config.dataset_name],
+        model_name=name if results else None,
+        eval_results=results or None,
     )
-    options = "\n".join(f"- `{k}`: `{v}`" for k, v in dataclasses.asdict(config).items() if k != "push_to_hub")
+    options = "\n".join(f"- `{k}`: `{v}`" for k, v in dataclasses.asdict(config).items())
+    evaluated = (
+        f"Evaluated on `{config.dataset_name}` ({split}) at step {state.get('step', 0)}: "
+        + ", ".join(f"{metric} {value:.4f}" for metric, value in scores.items())
+        + ".\n\n"
+        if scores
+        else ""
+    )
     text = (
         f"---\n{data.to_yaml()}\n---\n\n# {state.get('objective', 'syngen')} checkpoint\n\n"
         f"{card.get('description', '')}\n\n"
-        f"Trained with `syngen train {state.get('objective', '')}` on `{config.data}` (split `{config.split}`) "
+        f"Trained with `syngen train {state.get('objective', '')}` on `{config.dataset_name}` "
+        f"(split `{config.dataset_train_split}`) "
         f"for {state.get('step', 0)} optimizer steps ({state.get('epoch', 0):.2f} epochs).\n\n"
+        f"{evaluated}"
         f"Base checkpoints: {', '.join(f'`{m}`' for m in card.get('base_models', [])) or 'none'}.\n\n"
         f"## Training options\n\n{options}\n"
     )
     return text
+
+
+def final_eval(history: list[dict[str, Any]]) -> dict[str, float]:
+    """The last logged ``eval/`` metrics of a log history, without the prefix (``{"mIoU": 0.61, ...}``)."""
+    for record in reversed(history):
+        scores = {
+            k.removeprefix("eval/"): float(v)
+            for k, v in record.items()
+            if k.startswith("eval/") and isinstance(v, int | float)
+        }
+        if scores:
+            return scores
+    return {}
 
 
 def _looks_like_hub_id(data: str) -> bool:

@@ -4,7 +4,7 @@ Expected dataset: the ``preference`` config (one row per pair: ``prompt`` (the p
 ``rejected`` masks as COCO RLE, and ``image_id`` naming the ``grounding`` row with the image, or an ``image``).
 A pair's two masks are scored under one forward pass (same image, same phrase). Log-likelihoods are taken at the
 mask decoder's resolution, targets resized to it, SAM's padding excluded. The reference policy is the initial
-policy, frozen; with ``precompute_ref_logps`` its log-probabilities are computed once before training and no
+policy, frozen; with ``precompute_ref_log_probs`` its log-probabilities are computed once before training and no
 second model is kept. Logged (TRL's names): ``loss``, ``rewards/chosen``, ``rewards/rejected``,
 ``rewards/margins``, ``rewards/accuracies``, ``logps/chosen``, ``logps/rejected``.
 """
@@ -43,15 +43,16 @@ def dpo_loss(
     ref_rejected: torch.Tensor,
     beta: float,
     loss_type: str,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pair DPO losses and the (detached) rewards β(log π − log π_ref) of the chosen and rejected masks.
 
-    With h = (log π(m⁺) − log π_ref(m⁺)) − (log π(m⁻) − log π_ref(m⁻)): ``sigmoid`` −log σ(βh), ``ipo``
-    (h − 1/(2β))², ``hinge`` relu(1 − βh).
+    With h = (log π(m⁺) − log π_ref(m⁺)) − (log π(m⁻) − log π_ref(m⁻)): ``sigmoid`` −log σ(βh), or with
+    ``label_smoothing`` ε (cDPO) −(1 − ε) log σ(βh) − ε log σ(−βh); ``ipo`` (h − 1/(2β))², ``hinge`` relu(1 − βh).
     """
     h = (chosen - ref_chosen) - (rejected - ref_rejected)
     if loss_type == "sigmoid":
-        losses = -F.logsigmoid(beta * h)
+        losses = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
     elif loss_type == "ipo":
         losses = (h - 1 / (2 * beta)) ** 2
     elif loss_type == "hinge":
@@ -68,6 +69,7 @@ class DpoObjective(SamObjective):
     config_class = DpoConfig
     config: DpoConfig
     mask_keys = ("chosen", "rejected")
+    eval_mask_key = "chosen"
     progress_metrics = ("loss", "rewards/margins", "rewards/accuracies")
 
     def __init__(self, config: DpoConfig):
@@ -76,28 +78,28 @@ class DpoObjective(SamObjective):
         self.ref_logps: torch.Tensor | None = None  # (N, 2): chosen, rejected per pair index, when precomputed
 
     def make_policy(self) -> TextPromptableSam:
-        policy = TextPromptableSam.load(self.config.init)
-        policy.base_models = [self.config.init, *policy.base_models]
+        policy = TextPromptableSam.load(self.config.model_name_or_path)
+        policy.base_models = [self.config.model_name_or_path, *policy.base_models]
         return policy
 
     def build(self, device: torch.device) -> TextPromptableSam:
         policy = super().build(device)
-        if not self.config.precompute_ref_logps:
+        if not self.config.precompute_ref_log_probs:
             self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
             del self.reference.sam.vision_encoder  # the reference reads the policy's image embeddings
         return policy
 
-    def dataset(self) -> PairDataset:
-        return PairDataset(load_split(self.config.data, "preference", self.config.split))
+    def dataset(self, split: str | None = None) -> PairDataset:
+        return PairDataset(load_split(self.config.dataset_name, "preference", split or self.config.dataset_train_split))
 
     def prepare(self, model: torch.nn.Module, loader: Any, accelerator: Accelerator) -> None:
-        """With ``precompute_ref_logps``: the initial policy's log-probabilities of every pair, computed once."""
-        if not self.config.precompute_ref_logps or self.ref_logps is not None:
+        """With ``precompute_ref_log_probs``: the initial policy's log-probabilities of every pair, computed once."""
+        if not self.config.precompute_ref_log_probs or self.ref_logps is not None:
             return
         policy = accelerator.unwrap_model(model)
         dataset = self.dataset()
         self.ref_logps = torch.zeros(len(dataset), 2, device=accelerator.device)
-        order = DataLoader(dataset, batch_size=self.config.batch_size, collate_fn=self.collate)
+        order = DataLoader(dataset, batch_size=self.config.per_device_train_batch_size, collate_fn=self.collate)
         with torch.no_grad():
             for batch in order:
                 batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -116,7 +118,13 @@ class DpoObjective(SamObjective):
                 ref_masks = self.reference(embeddings.detach(), batch["input_ids"], batch["attention_mask"])[0]
             ref_chosen, ref_rejected = pair_logps(ref_masks.float(), batch)
         losses, chosen_rewards, rejected_rewards = dpo_loss(
-            chosen, rejected, ref_chosen, ref_rejected, self.config.beta, self.config.loss_type
+            chosen,
+            rejected,
+            ref_chosen,
+            ref_rejected,
+            self.config.beta,
+            self.config.loss_type,
+            self.config.label_smoothing,
         )
         loss = losses.mean()
         if self.config.sft_weight:

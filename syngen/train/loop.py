@@ -1,11 +1,12 @@
 """The one training loop (accelerate): any :class:`~syngen.train.objective.Objective` on CPU, one GPU or several.
 
-``train(objective)`` runs ``config.max_steps`` optimizer steps (or ``config.epochs`` passes), with gradient
-accumulation, mixed precision and data parallelism from accelerate (start several processes with
+``train(objective)`` runs ``config.max_steps`` optimizer steps (or ``config.num_train_epochs`` passes), with
+gradient accumulation, mixed precision and data parallelism from accelerate (start several processes with
 ``accelerate launch``; each process sees a disjoint share of every epoch's batches). It logs through
-:class:`~syngen.train.logger.MetricsLogger`, saves ``<out>/checkpoint-<step>/`` every ``save_steps`` (see
-:mod:`syngen.train.checkpoint`), writes the final model into ``<out>/`` and pushes it when asked.
-With ``config.resume`` it continues from the last complete checkpoint, reproducing the uninterrupted run.
+:class:`~syngen.train.logger.MetricsLogger`, saves ``<output_dir>/checkpoint-<step>/`` every ``save_steps``
+(see :mod:`syngen.train.checkpoint`), writes the final model into ``<output_dir>/`` and pushes it when asked.
+With ``config.resume_from_checkpoint`` it continues from a checkpoint (``true``: the last complete one),
+reproducing the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
-from syngen.errors import TrainError
+from syngen.errors import ConfigError, TrainError
 from syngen.train.checkpoint import checkpoints, prune, push_model, read_state, write_model_folder
+from syngen.train.curves import plot_curves
+from syngen.train.evaluation import holdout
 from syngen.train.logger import MetricsLogger
 from syngen.train.objective import Objective
 
@@ -45,8 +48,8 @@ def make_accelerator(cpu: bool, mixed_precision: str = "no", grad_accum: int = 1
 def train(objective: Objective) -> Path:
     """Trains ``objective`` as its config says; returns the output folder (which holds the final model)."""
     config = objective.config
-    out = Path(config.out)
-    accelerator = make_accelerator(config.cpu, config.mixed_precision, config.grad_accum)
+    out = Path(config.output_dir)
+    accelerator = make_accelerator(config.use_cpu, config.mixed_precision, config.gradient_accumulation_steps)
     main = accelerator.is_main_process
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -56,44 +59,66 @@ def train(objective: Objective) -> Path:
     with accelerator.main_process_first():
         model = objective.build(accelerator.device)
         dataset = objective.dataset()
-    if len(dataset) == 0:  # type: ignore[arg-type]
-        raise TrainError(f"{config.data}: no training examples for `{objective.name}` in split {config.split!r}")
+        eval_set = objective.dataset(config.dataset_test_split) if config.dataset_test_split else None
+    for split, found_set in ((config.dataset_train_split, dataset), (config.dataset_test_split, eval_set)):
+        if found_set is not None and len(found_set) == 0:  # type: ignore[arg-type]
+            raise TrainError(f"{config.dataset_name}: no examples for `{objective.name}` in split {split!r}")
+    if eval_set is None and config.eval_fraction:
+        dataset, eval_set = holdout(dataset, config.eval_fraction, config.seed)
+    eval_steps = config.eval_steps or config.logging_steps
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise TrainError(f"`{objective.name}`: the model has no trainable parameters")
     loader = DataLoader(
         dataset,
-        batch_size=config.batch_size,
+        batch_size=config.per_device_train_batch_size,
         shuffle=True,
         collate_fn=objective.collate,
         generator=torch.Generator().manual_seed(config.seed),
     )
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    steps_per_epoch = math.ceil(len(loader) / config.grad_accum)
-    total = config.max_steps or config.epochs * steps_per_epoch
-    scheduler = get_scheduler(config.scheduler, optimizer, config.warmup_steps, total)
+    steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
+    total = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * steps_per_epoch)
+    scheduler = get_scheduler(config.lr_scheduler_type, optimizer, config.warmup_steps, total)
     accelerator.register_for_checkpointing(scheduler)
 
-    step = 0
-    if config.resume:
-        found = checkpoints(out)
-        if found:
-            accelerator.load_state(str(found[-1] / "state"))
-            step = read_state(found[-1])["step"]
-            accelerator.print(f"resuming from {found[-1]} (step {step})")
-        else:
-            accelerator.print(f"--resume: no checkpoint in {out}; starting from step 0")
+    step, history = 0, None
+    found = resume_point(config.resume_from_checkpoint, out)
+    if config.resume_from_checkpoint and found is None:
+        accelerator.print(f"resume_from_checkpoint: no checkpoint in {out}; starting from step 0")
+    if found is not None:
+        accelerator.load_state(str(found / "state"))
+        resumed = read_state(found)
+        step, history = resumed["step"], resumed.get("log_history")
+        accelerator.print(f"resuming from {found} (step {step})")
     objective.prepare(model, loader, accelerator)
 
-    logger = MetricsLogger(out, total, step, objective.progress_metrics, enabled=main)
+    report_to = config.report_to or "none"
+    logger = MetricsLogger(out, total, step, objective.progress_metrics, report_to, history, enabled=main)
+
+    def state(step: int) -> dict[str, Any]:
+        """trainer_state.json: where the run is, its settings and its log history (as transformers' Trainer)."""
+        return {
+            "step": step,
+            "epoch": step / steps_per_epoch,
+            "objective": objective.name,
+            "max_steps": total,
+            "num_train_epochs": config.num_train_epochs,
+            "logging_steps": config.logging_steps,
+            "eval_steps": eval_steps if eval_set is not None else None,
+            "save_steps": config.save_steps,
+            "train_batch_size": config.per_device_train_batch_size,
+            "log_history": logger.history,
+        }
+
     sums: dict[str, float] = defaultdict(float)
     micro, samples, started = 0, 0, time.perf_counter()
     epoch, skip = divmod(step, steps_per_epoch)
     model.train()
     while step < total:
         loader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(loader, skip * config.grad_accum) if skip else loader
+        batches = accelerator.skip_first_batches(loader, skip * config.gradient_accumulation_steps) if skip else loader
         skip = 0
         for batch in batches:
             with accelerator.accumulate(model):
@@ -114,22 +139,62 @@ def train(objective: Objective) -> Path:
                 continue
             step += 1
             logger.advance()
-            if step % config.log_steps == 0 or step == total:
+            if step % config.logging_steps == 0 or step == total:
                 _log(accelerator, logger, sums, micro, samples, started, step, step / steps_per_epoch, scheduler)
                 sums, micro, samples, started = defaultdict(float), 0, 0, time.perf_counter()
+            if eval_set is not None and (step % eval_steps == 0 or step == total):
+                _evaluate(objective, accelerator, model, eval_set, logger, step, step / steps_per_epoch)
             if config.save_steps and step % config.save_steps == 0 and step < total:
-                save(objective, accelerator, model, out / f"checkpoint-{step}", step, step / steps_per_epoch)
+                save(objective, accelerator, model, out / f"checkpoint-{step}", state(step))
                 if main:
                     prune(out, config.save_total_limit)
             if step >= total:
                 break
         epoch += 1
     logger.close()
-    save(objective, accelerator, model, out, step, step / steps_per_epoch, final=True)
+    save(objective, accelerator, model, out, state(step), final=True)
+    if main:
+        plot_curves(logger.history, out / "curves.png", f"syngen train {objective.name}: {out.name}")
     if main and config.push_to_hub:
-        accelerator.print(f"pushed: {push_model(out, config.push_to_hub, private=config.private)}")
+        repo = config.hub_model_id or out.resolve().name
+        accelerator.print(f"pushed: {push_model(out, repo, private=config.hub_private_repo)}")
     accelerator.end_training()
     return out
+
+
+def resume_point(spec: str | None, out: Path) -> Path | None:
+    """The checkpoint ``resume_from_checkpoint`` names: None for None, the latest in ``out`` for ``true`` (None
+    when there is none), else that folder. Raises :class:`ConfigError` for a folder that is no complete
+    checkpoint."""
+    if spec is None:
+        return None
+    if spec.lower() == "true":
+        found = checkpoints(out)
+        return found[-1] if found else None
+    folder = Path(spec)
+    if not (folder / "trainer_state.json").is_file():
+        raise ConfigError(
+            f"resume_from_checkpoint: {spec} is not a checkpoint (no trainer_state.json); give a "
+            f"checkpoint-<step> folder, or true for the latest in output_dir"
+        )
+    return folder
+
+
+def _evaluate(
+    objective: Objective,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    eval_set: Any,
+    logger: MetricsLogger,
+    step: int,
+    epoch: float,
+) -> None:
+    """Scores the model on ``eval_set`` on the main process (the others wait) and logs the ``eval/`` metrics."""
+    if accelerator.is_main_process:
+        model.eval()
+        logger.log(step, epoch, objective.evaluate(accelerator.unwrap_model(model), eval_set))
+        model.train()
+    accelerator.wait_for_everyone()
 
 
 def _log(
@@ -158,15 +223,14 @@ def save(
     accelerator: Accelerator,
     model: torch.nn.Module,
     folder: Path,
-    step: int,
-    epoch: float,
+    state: dict[str, Any],
     final: bool = False,
 ) -> None:
-    """Saves a checkpoint (with accelerate's resumable state) or, with ``final``, the final model into ``folder``.
+    """Saves a checkpoint (with accelerate's resumable state) or, with ``final``, the final model into ``folder``;
+    ``state`` is its trainer_state.json.
 
     Every process must call it (saving the state is collective); the main process writes the folder.
     """
-    state = {"step": step, "epoch": epoch, "objective": objective.name}
     unwrapped = accelerator.unwrap_model(model)
     staging = None
     if not final:

@@ -6,7 +6,8 @@ logging, checkpoints, ``--resume`` and ``--push-to-hub``. The loop calls, in thi
 
 1. ``build(device)`` -> the trainable ``torch.nn.Module`` (what the optimizer sees and checkpoints hold);
    frozen parts may live inside it (``requires_grad=False``) or on the objective itself.
-2. ``dataset()`` -> a map-style dataset of items; ``collate(items)`` -> one batch (any structure);
+2. ``dataset(split=None)`` -> a map-style dataset of items of ``split`` (default: the training split; the loop
+   also asks for ``dataset_test_split``); ``collate(items)`` -> one batch (any structure);
    ``batch_size(batch)`` -> its number of samples.
 3. ``prepare(model, loader, accelerator)`` once, after ``accelerator.prepare`` and before the first step
    (e.g. precompute reference log-probabilities over this rank's batches). Optional.
@@ -14,7 +15,9 @@ logging, checkpoints, ``--resume`` and ``--push-to-hub``. The loop calls, in thi
    dict of scalar tensors to log (averaged over micro-batches, logging steps and processes).
 5. ``save(model, folder)`` -> writes the model so that its class's ``from_pretrained(folder)`` reads it
    (safetensors weights + JSON config + any tokenizer/processor). The loop adds ``training_config.json``,
-   ``trainer_state.json`` and the model card (``card()``: base models, tags) beside it.
+   ``trainer_state.json`` and the model card (``card()``: base models, tags, task) beside it.
+6. ``evaluate(model, items)`` -> ``{"eval/<metric>": value}`` on an eval dataset (items as ``dataset`` gives
+   them), on the main process, every ``eval_steps`` and at the end, when the run has an eval split. Optional.
 
 ``model`` as passed to ``loss`` may be wrapped by accelerate (DDP); ``accelerator.unwrap_model`` gives the
 module back. The objective's config is a :class:`~syngen.train.config.TrainConfig` subclass.
@@ -43,7 +46,7 @@ class Objective:
     def build(self, device: torch.device) -> torch.nn.Module:
         raise NotImplementedError
 
-    def dataset(self) -> torch.utils.data.Dataset:
+    def dataset(self, split: str | None = None) -> torch.utils.data.Dataset:
         raise NotImplementedError
 
     def collate(self, items: list[Any]) -> Any:
@@ -62,6 +65,10 @@ class Objective:
     def save(self, model: torch.nn.Module, folder: Any) -> None:
         raise NotImplementedError
 
+    def evaluate(self, model: torch.nn.Module, items: torch.utils.data.Dataset) -> dict[str, float]:
+        """``eval/`` metrics of the (unwrapped, eval-mode) ``model`` on ``items``; none by default."""
+        return {}
+
     def card(self) -> dict[str, Any]:
-        """Model-card facts: ``base_models`` (list of ids), ``tags``, ``description``."""
+        """Model-card facts: ``base_models`` (list of ids), ``tags``, ``description``, ``task`` (a Hub task id)."""
         return {}

@@ -12,9 +12,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from syngen.train.config import SamTrainConfig, SftConfig
 from syngen.train.data import RegionDataset, load_split
+from syngen.train.evaluation import ris_scores
 from syngen.train.objective import Objective
 from syngen.train.policy import EmbeddingCache, TextPromptableSam, image_key, mask_target
 
@@ -37,11 +39,12 @@ class SamObjective(Objective):
 
     config: SamTrainConfig
     mask_keys: tuple[str, ...] = ()  # item keys holding (H, W) masks to turn into decoder-resolution targets
+    eval_mask_key = "mask"  # the item key of the mask that evaluation compares against
 
     def __init__(self, config: SamTrainConfig):
         super().__init__(config)
         self.policy: TextPromptableSam | None = None
-        disk = Path(config.out) / "embeddings" if config.disk_cache else None
+        disk = Path(config.output_dir) / "embeddings" if config.disk_cache else None
         self.cache = EmbeddingCache(config.embedding_cache if config.freeze_image_encoder else 0, disk)
 
     def make_policy(self) -> TextPromptableSam:
@@ -84,6 +87,16 @@ class SamObjective(Objective):
         masks, coarse = model(self.embeddings(batch), batch["input_ids"], batch["attention_mask"])
         return masks.float(), coarse.float()
 
+    def evaluate(self, model: torch.nn.Module, items: Dataset) -> dict[str, float]:
+        """``eval/mIoU`` and ``eval/oIoU`` against each item's ``eval_mask_key`` mask."""
+
+        def embed(batch: list[dict[str, Any]]) -> torch.Tensor:
+            keys = [image_key(item["key"], item["image"]) for item in batch]
+            return self.embeddings({"images": [item["image"] for item in batch], "keys": keys})
+
+        assert isinstance(model, TextPromptableSam)
+        return ris_scores(model, items, embed, self.eval_mask_key, self.config.per_device_eval_batch_size)
+
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         model.save_pretrained(folder)  # type: ignore[operator]
 
@@ -92,6 +105,7 @@ class SamObjective(Objective):
         return {
             "base_models": self.policy.base_models,
             "tags": ["referring-segmentation", "sam", self.name],
+            "task": "image-segmentation",
             "description": "A text-promptable SAM (ReferSAM-style prompter on SAM's mask decoder), "
             "loaded with `TextPromptableSam.load(folder)` from `syngen.train.policy`.",
         }
@@ -108,17 +122,21 @@ class SftObjective(SamObjective):
 
     def make_policy(self) -> TextPromptableSam:
         c = self.config
+        if c.model_name_or_path:
+            return TextPromptableSam.load(c.model_name_or_path)
         return TextPromptableSam.from_parts(
-            c.sam,
-            c.text_encoder,
+            c.sam_model_name_or_path,
+            c.text_encoder_name_or_path,
             prompter_layers=c.prompter_layers,
             prompter_heads=c.prompter_heads,
             sparse_queries=c.sparse_queries,
             train_text_encoder=c.train_text_encoder,
         )
 
-    def dataset(self) -> RegionDataset:
-        return RegionDataset(load_split(self.config.data, "grounding", self.config.split))
+    def dataset(self, split: str | None = None) -> RegionDataset:
+        return RegionDataset(
+            load_split(self.config.dataset_name, "grounding", split or self.config.dataset_train_split)
+        )
 
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         masks, coarse = self.forward(model, batch)

@@ -45,8 +45,9 @@ def main(data: str, out: str) -> None:
     torch.set_num_threads(1)
     state = PartialState(cpu=True)  # the first state: with cpu=True the two processes form one gloo group
     config = SftConfig(
-        data=data, out=out, sam="tiny:segmenter", text_encoder="tiny:text-encoder", prompter_heads=2,
-        batch_size=2, max_steps=4, lr=1e-2, save_steps=0, cpu=True,
+        dataset_name=data, output_dir=out, sam_model_name_or_path="tiny:segmenter",
+        text_encoder_name_or_path="tiny:text-encoder", prompter_heads=2, per_device_train_batch_size=2, max_steps=4,
+        learning_rate=1e-2, save_steps=0, use_cpu=True,
     )  # fmt: skip
     objective = Recording(config)
     train(objective)

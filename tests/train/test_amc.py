@@ -183,8 +183,8 @@ def test_training_moves_the_heat_map_into_the_boxes(shapes: Path, tmp_path: Path
     """A red square and a blue circle at seeded places; the phrase names one. All 8 regions form every batch, so
     step 1 (logged before the first update) is the step-0 value on the same data as the last steps."""
     config = AmcConfig(
-        data=str(shapes), out=str(tmp_path / "amc"), model="tiny:itm-blip", batch_size=8, lr=1e-3, max_steps=25,
-        log_steps=1, save_steps=0,
+        dataset_name=str(shapes), output_dir=str(tmp_path / "amc"), model_name_or_path="tiny:itm-blip",
+        per_device_train_batch_size=8, learning_rate=1e-3, max_steps=25, logging_steps=1, save_steps=0,
     )  # fmt: skip
     out = train(AmcObjective(config))
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -204,7 +204,9 @@ def test_training_moves_the_heat_map_into_the_boxes(shapes: Path, tmp_path: Path
 
 
 def test_a_last_layer_setting_fails_before_training(shapes: Path, tmp_path: Path) -> None:
-    config = AmcConfig(data=str(shapes), out=str(tmp_path / "x"), model="tiny:itm-blip", gradcam_layer=-1)
+    config = AmcConfig(
+        dataset_name=str(shapes), output_dir=str(tmp_path / "x"), model_name_or_path="tiny:itm-blip", gradcam_layer=-1
+    )
     with pytest.raises(TrainError, match="gradcam_layer -1"):
         train(AmcObjective(config))
 
@@ -212,17 +214,43 @@ def test_a_last_layer_setting_fails_before_training(shapes: Path, tmp_path: Path
 def test_resume_from_a_checkpoint_gives_the_same_model(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = {"data": str(shapes), "model": "tiny:itm-blip", "batch_size": 3, "lr": 1e-3, "max_steps": 3}
-    first = train(AmcObjective(AmcConfig(out=str(tmp_path / "a"), save_steps=2, **options)))
+    options = {
+        "dataset_name": str(shapes), "model_name_or_path": "tiny:itm-blip", "per_device_train_batch_size": 3,
+        "learning_rate": 1e-3, "max_steps": 3,
+    }  # fmt: skip
+    first = train(AmcObjective(AmcConfig(output_dir=str(tmp_path / "a"), save_steps=2, **options)))
     assert [p.name for p in checkpoints(first)] == ["checkpoint-2"]
     assert BlipForImageTextRetrieval.from_pretrained(first / "checkpoint-2").config.text_config.num_hidden_layers == 4
     before = load_file(first / "model.safetensors")
     calls = []
     loss = AmcObjective.loss
     monkeypatch.setattr(AmcObjective, "loss", lambda self, model, batch: calls.append(1) or loss(self, model, batch))
-    again = train(AmcObjective(AmcConfig(out=str(first), resume=True, save_steps=2, **options)))  # redoes step 3
+    again = train(
+        AmcObjective(AmcConfig(output_dir=str(first), resume_from_checkpoint="true", save_steps=2, **options))
+    )  # redoes step 3
     assert len(calls) == 1  # only step 3 ran again
     after = load_file(again / "model.safetensors")
     assert before.keys() == after.keys()
     for key in before:
         torch.testing.assert_close(before[key], after[key], msg=key)
+
+
+def test_pointing_is_evaluated_during_training(shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    modes = []
+    loss = AmcObjective.loss
+    monkeypatch.setattr(
+        AmcObjective, "loss", lambda self, model, batch: modes.append(model.training) or loss(self, model, batch)
+    )
+    config = AmcConfig(
+        dataset_name=str(shapes), output_dir=str(tmp_path / "amc"), model_name_or_path="tiny:itm-blip",
+        per_device_train_batch_size=4, learning_rate=1e-3, max_steps=2, eval_fraction=0.25, eval_steps=1,
+        save_steps=0, report_to="none",
+    )  # fmt: skip
+    out = train(AmcObjective(config))
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [m for m in logged if "eval/pointing" in m]
+    assert [m["step"] for m in evals] == [1, 2]
+    assert all(m["eval/pointing"] in (0.0, 0.5, 1.0) for m in evals)  # one held-out image: 2 regions
+    assert modes == [True, True]  # evaluation (in eval mode) hands the model back in training mode
+    card = (out / "README.md").read_text()
+    assert "type: zero-shot-object-detection" in card and f"value: {evals[-1]['eval/pointing']}" in card

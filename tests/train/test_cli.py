@@ -14,7 +14,10 @@ from syngen.cli import app
 from tests.train.shapes import make_shapes_dataset
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--sam", "tiny:segmenter", "--text-encoder", "tiny:text-encoder", "--prompter-heads", "2"]
+TINY = [
+    "--sam-model-name-or-path", "tiny:segmenter", "--text-encoder-name-or-path", "tiny:text-encoder",
+    "--prompter-heads", "2",
+]  # fmt: skip
 
 
 def invoke(*args: str) -> str:
@@ -25,11 +28,24 @@ def invoke(*args: str) -> str:
 
 def test_sft_then_dpo_from_a_config_file_then_eval(tmp_path: Path) -> None:
     data = make_shapes_dataset(tmp_path / "shapes", images=2, kinds=("dilated",))
-    invoke("train", "sft", "--data", str(data), "--out", str(tmp_path / "sft"), "--max-steps", "2", *TINY)
-    config = tmp_path / "dpo.yaml"
-    config.write_text(f"data: {data}\ninit: {tmp_path / 'sft'}\nmax_steps: 5\nbeta: 0.2\nloss_type: hinge\n")
     invoke(
-        "train", "dpo", "--config", str(config), "--out", str(tmp_path / "dpo"), "--max-steps", "2", "--log-steps", "1"
+        "train", "sft", "--dataset-name", str(data), "--output-dir", str(tmp_path / "sft"), "--max-steps", "2", *TINY
+    )
+    config = tmp_path / "dpo.yaml"
+    config.write_text(
+        f"dataset_name: {data}\nmodel_name_or_path: {tmp_path / 'sft'}\nmax_steps: 5\nbeta: 0.2\nloss_type: hinge\n"
+    )
+    invoke(
+        "train",
+        "dpo",
+        "--config",
+        str(config),
+        "--output_dir",
+        str(tmp_path / "dpo"),
+        "--max-steps",
+        "2",
+        "--logging_steps",
+        "1",
     )
     used = json.loads((tmp_path / "dpo" / "training_config.json").read_text())
     assert (used["max_steps"], used["beta"], used["loss_type"]) == (2, 0.2, "hinge")  # the command line wins
@@ -47,7 +63,7 @@ def test_sft_then_dpo_from_a_config_file_then_eval(tmp_path: Path) -> None:
 
 def test_a_missing_dataset_fails_with_its_name(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["train", "sft", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path), *TINY]
+        app, ["train", "sft", "--dataset-name", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path), *TINY]
     )
     assert result.exit_code == 2
     assert "nowhere" in result.output and "grounding" in result.output
@@ -63,9 +79,9 @@ def test_quickstart_output_through_sft_dpo_and_eval(tmp_path: Path) -> None:
 
     out = tmp_path / "quickstart"
     syngen("run", "recipes/quickstart.yaml", "--out", str(out), "--no-progress")
-    syngen("train", "sft", "--data", str(out), "--out", str(tmp_path / "sft"), "--max-steps", "4", *TINY)
-    syngen("train", "dpo", "--data", str(out), "--init", str(tmp_path / "sft"), "--out", str(tmp_path / "dpo"),
-           "--max-steps", "4")  # fmt: skip
+    syngen("train", "sft", "--dataset-name", str(out), "--output-dir", str(tmp_path / "sft"), "--max-steps", "4", *TINY)
+    syngen("train", "dpo", "--dataset-name", str(out), "--model-name-or-path", str(tmp_path / "sft"),
+           "--output-dir", str(tmp_path / "dpo"), "--max-steps", "4")  # fmt: skip
     syngen("eval", "ris", "--model", str(tmp_path / "dpo"), "--data", str(out))
     report = json.loads((tmp_path / "dpo" / "eval-ris-quickstart" / "report.json").read_text())
     assert report["metrics"]["train"]["n"] > 0

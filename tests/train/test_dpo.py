@@ -12,41 +12,51 @@ import torch
 
 from syngen.train.config import DpoConfig, SftConfig
 from syngen.train.dpo import DpoObjective, dpo_loss, mask_logps
+from syngen.train.evaluation import holdout, ris_scores
 from syngen.train.loop import train
+from syngen.train.policy import TextPromptableSam
 from syngen.train.sft import SftObjective
 from tests.train.shapes import make_shapes_dataset
 
-TINY = {"sam": "tiny:segmenter", "text_encoder": "tiny:text-encoder", "prompter_heads": 2}
+TINY = {
+    "sam_model_name_or_path": "tiny:segmenter",
+    "text_encoder_name_or_path": "tiny:text-encoder",
+    "prompter_heads": 2,
+}
 
 # (log π(m+), log π(m-), log π_ref(m+), log π_ref(m-)) per pair
 LOGPS = [(-0.20, -0.90, -0.50, -0.60), (-0.70, -0.30, -0.40, -0.50), (-0.35, -0.35, -0.35, -0.35)]
 
 
-def formula(loss_type: str, beta: float, pc: float, pr: float, rc: float, rr: float) -> float:
-    """METHODS.md §3, written out per pair with math (independent of torch)."""
+def formula(loss_type: str, beta: float, pc: float, pr: float, rc: float, rr: float, smoothing: float = 0.0) -> float:
+    """METHODS.md §3, written out per pair with math (independent of torch); ``smoothing`` is cDPO's ε:
+    −(1 − ε) log σ(βh) − ε log σ(−βh)."""
     h = (pc - rc) - (pr - rr)
     if loss_type == "sigmoid":
-        return -math.log(1 / (1 + math.exp(-beta * h)))
+        sigma = 1 / (1 + math.exp(-beta * h))
+        return -(1 - smoothing) * math.log(sigma) - smoothing * math.log(1 - sigma)
     if loss_type == "ipo":
         return (h - 1 / (2 * beta)) ** 2
     return max(0.0, 1 - beta * h)
 
 
 @pytest.mark.parametrize(
-    "loss_type, beta",
+    "loss_type, beta, smoothing",
     [
-        pytest.param("sigmoid", 0.1, id="sigmoid-beta0.1"),
-        pytest.param("sigmoid", 2.0, id="sigmoid-beta2"),
-        pytest.param("ipo", 0.1, id="ipo-beta0.1"),
-        pytest.param("ipo", 0.5, id="ipo-beta0.5"),
-        pytest.param("hinge", 0.1, id="hinge-beta0.1"),
-        pytest.param("hinge", 5.0, id="hinge-beta5-some-pairs-past-the-margin"),
+        pytest.param("sigmoid", 0.1, 0.0, id="sigmoid-beta0.1"),
+        pytest.param("sigmoid", 2.0, 0.0, id="sigmoid-beta2"),
+        pytest.param("sigmoid", 2.0, 0.2, id="cdpo-beta2-smoothing0.2"),
+        pytest.param("sigmoid", 0.1, 0.45, id="cdpo-beta0.1-smoothing0.45"),
+        pytest.param("ipo", 0.1, 0.0, id="ipo-beta0.1"),
+        pytest.param("ipo", 0.5, 0.0, id="ipo-beta0.5"),
+        pytest.param("hinge", 0.1, 0.0, id="hinge-beta0.1"),
+        pytest.param("hinge", 5.0, 0.0, id="hinge-beta5-some-pairs-past-the-margin"),
     ],
 )
-def test_dpo_loss_matches_the_formula(loss_type: str, beta: float) -> None:
+def test_dpo_loss_matches_the_formula(loss_type: str, beta: float, smoothing: float) -> None:
     pc, pr, rc, rr = (torch.tensor(column, dtype=torch.float64) for column in zip(*LOGPS, strict=True))
-    losses, chosen, rejected = dpo_loss(pc, pr, rc, rr, beta, loss_type)
-    expected = [formula(loss_type, beta, *pair) for pair in LOGPS]
+    losses, chosen, rejected = dpo_loss(pc, pr, rc, rr, beta, loss_type, smoothing)
+    expected = [formula(loss_type, beta, *pair, smoothing) for pair in LOGPS]
     assert losses.tolist() == pytest.approx(expected, rel=1e-12)
     assert chosen.tolist() == pytest.approx([beta * (a - c) for a, _, c, _ in LOGPS])
     assert rejected.tolist() == pytest.approx([beta * (b - d) for _, b, _, d in LOGPS])
@@ -72,7 +82,9 @@ def sft_policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("dpo")
     data = make_shapes_dataset(root / "data", images=4, kinds=("dilated", "shifted"))
-    config = SftConfig(data=str(data), out=str(root / "sft"), max_steps=10, lr=1e-2, save_steps=0, **TINY)
+    config = SftConfig(
+        dataset_name=str(data), output_dir=str(root / "sft"), max_steps=10, learning_rate=1e-2, save_steps=0, **TINY
+    )
     return data, train(SftObjective(config))
 
 
@@ -80,14 +92,14 @@ def sft_policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     "options",
     [
         pytest.param({}, id="sigmoid-reference-model"),
-        pytest.param({"precompute_ref_logps": True, "loss_type": "ipo"}, id="ipo-precomputed-reference"),
+        pytest.param({"precompute_ref_log_probs": True, "loss_type": "ipo"}, id="ipo-precomputed-reference"),
     ],
 )
 def test_dpo_raises_rewards_accuracy_and_margin(sft_policy: tuple[Path, Path], tmp_path: Path, options: dict) -> None:
     data, init = sft_policy
     config = DpoConfig(
-        data=str(data), out=str(tmp_path / "dpo"), init=str(init), max_steps=12, batch_size=8, lr=3e-3,
-        beta=0.5, log_steps=1, save_steps=0, **options,
+        dataset_name=str(data), output_dir=str(tmp_path / "dpo"), model_name_or_path=str(init), max_steps=12,
+        per_device_train_batch_size=8, learning_rate=3e-3, beta=0.5, logging_steps=1, save_steps=0, **options,
     )  # fmt: skip
     out = train(DpoObjective(config))
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -100,3 +112,23 @@ def test_dpo_raises_rewards_accuracy_and_margin(sft_policy: tuple[Path, Path], t
     assert last["rewards/accuracies"] > first["rewards/accuracies"]
     assert last["rewards/accuracies"] >= 0.75
     print(f"\nrewards at step 1 vs 12: {first} -> {last}")
+
+
+def test_dpo_evaluates_against_the_chosen_masks_of_held_out_pairs(
+    sft_policy: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, init = sft_policy
+    config = DpoConfig(
+        dataset_name=str(data), output_dir=str(tmp_path / "dpo"), model_name_or_path=str(init), max_steps=2,
+        per_device_train_batch_size=4, learning_rate=1e-3, eval_fraction=0.25, save_steps=0, report_to="none",
+    )  # fmt: skip
+    out = train(DpoObjective(config))
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    final = [m for m in logged if "eval/mIoU" in m][-1]
+    # the same scores, recomputed from the saved policy on the same held-out pairs' chosen masks
+    policy = TextPromptableSam.load(str(out)).eval()
+    _, held_out = holdout(DpoObjective(config).dataset(), 0.25, seed=0)
+    embed = lambda items: policy.encode_images([item["image"] for item in items])  # noqa: E731
+    expected = ris_scores(policy, held_out, embed, "chosen")
+    assert final["eval/mIoU"] == pytest.approx(expected["eval/mIoU"], abs=1e-9)
+    assert final["eval/oIoU"] == pytest.approx(expected["eval/oIoU"], abs=1e-9)
