@@ -5,7 +5,7 @@ accumulation, mixed precision and data parallelism from accelerate (start severa
 ``accelerate launch``; each process sees a disjoint share of every epoch's batches). It logs through
 :class:`~syngen.train.logger.MetricsLogger`, saves ``<out>/checkpoint-<step>/`` every ``save_steps`` (see
 :mod:`syngen.train.checkpoint`), writes the final model into ``<out>/`` and pushes it when asked.
-With ``config.resume`` it continues from the last complete checkpoint, reproducing the uninterrupted run.
+With ``config.resume`` it continues from the newest complete checkpoint, reproducing the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
 from syngen.errors import TrainError
-from syngen.train.checkpoint import checkpoints, prune, push_model, read_state, write_model_folder
+from syngen.train.checkpoint import latest_checkpoint, prune, push_model, read_state, write_model_folder
 from syngen.train.logger import MetricsLogger
 from syngen.train.objective import Objective
+from syngen.train.state import restore_state, save_state
 
 
 def make_accelerator(cpu: bool, mixed_precision: str = "no", grad_accum: int = 1) -> Accelerator:
@@ -73,18 +74,18 @@ def train(objective: Objective) -> Path:
     steps_per_epoch = math.ceil(len(loader) / config.grad_accum)
     total = config.max_steps or config.epochs * steps_per_epoch
     scheduler = get_scheduler(config.scheduler, optimizer, config.warmup_steps, total)
-    accelerator.register_for_checkpointing(scheduler)
+    # before the state is restored: what prepare computes (e.g. reference log-probs) is of the initial model
+    objective.prepare(model, loader, accelerator)
 
     step = 0
     if config.resume:
-        found = checkpoints(out)
+        found = latest_checkpoint(out)
         if found:
-            accelerator.load_state(str(found[-1] / "state"))
-            step = read_state(found[-1])["step"]
-            accelerator.print(f"resuming from {found[-1]} (step {step})")
+            restore_state(found, accelerator, model, optimizer, scheduler)
+            step = read_state(found)["step"]
+            accelerator.print(f"resuming from {found} (step {step})")
         else:
             accelerator.print(f"--resume: no checkpoint in {out}; starting from step 0")
-    objective.prepare(model, loader, accelerator)
 
     logger = MetricsLogger(out, total, step, objective.progress_metrics, enabled=main)
     sums: dict[str, float] = defaultdict(float)
@@ -118,14 +119,15 @@ def train(objective: Objective) -> Path:
                 _log(accelerator, logger, sums, micro, samples, started, step, step / steps_per_epoch, scheduler)
                 sums, micro, samples, started = defaultdict(float), 0, 0, time.perf_counter()
             if config.save_steps and step % config.save_steps == 0 and step < total:
-                save(objective, accelerator, model, out / f"checkpoint-{step}", step, step / steps_per_epoch)
+                resumable = (optimizer, scheduler)
+                save(objective, accelerator, model, out / f"checkpoint-{step}", step, step / steps_per_epoch, resumable)
                 if main:
                     prune(out, config.save_total_limit)
             if step >= total:
                 break
         epoch += 1
     logger.close()
-    save(objective, accelerator, model, out, step, step / steps_per_epoch, final=True)
+    save(objective, accelerator, model, out, step, step / steps_per_epoch)
     if main and config.push_to_hub:
         accelerator.print(f"pushed: {push_model(out, config.push_to_hub, private=config.private)}")
     accelerator.end_training()
@@ -160,23 +162,24 @@ def save(
     folder: Path,
     step: int,
     epoch: float,
-    final: bool = False,
+    resumable: tuple[Any, Any] | None = None,
 ) -> None:
-    """Saves a checkpoint (with accelerate's resumable state) or, with ``final``, the final model into ``folder``.
+    """Saves a checkpoint into ``folder`` with the state to resume from (``resumable``: optimizer and scheduler),
+    or without ``resumable`` the final model into the output folder ``folder``; both through a staging folder.
 
-    Every process must call it (saving the state is collective); the main process writes the folder.
+    Every process must call it (each saves its own random states); the main process writes the folder.
     """
     state = {"step": step, "epoch": epoch, "objective": objective.name}
-    unwrapped = accelerator.unwrap_model(model)
-    staging = None
-    if not final:
-        staging = folder.with_name(f".{folder.name}.tmp")
-        if accelerator.is_main_process:
-            shutil.rmtree(staging, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(staging / "state"))
-    accelerator.wait_for_everyone()
+    staging = folder.with_name(f".{folder.name}.tmp") if resumable else folder / ".final.tmp"
     if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "state" if resumable else staging).mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    if resumable:
+        save_state(staging / "state", accelerator, model, *resumable)
+        accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
         write_model_folder(
             folder, lambda path: objective.save(unwrapped, path), objective.config, state, objective.card(), staging
         )
