@@ -79,9 +79,11 @@ def restore_state(
             accelerator.scaler.load_state_dict(saved["grad_scaler"])
         _unpack_rng(*_read(folder / rng_file(accelerator.process_index)))
     except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as err:  # JSON errors are ValueErrors
+        why = " ".join(str(err).split())  # torch's mismatch report spans lines and lists every key
         raise TrainError(
-            f"{checkpoint}: its saved state does not fit this run ({err}). Resume with the options it was saved "
-            "with (its training_config.json), or start a new run from its weights with `model_name_or_path`."
+            f"{checkpoint}: its saved state cannot be restored into this run ({why[:200]}). Resume with the options "
+            "it was saved with (its training_config.json), or start a new run from its weights with "
+            "`model_name_or_path`."
         ) from None
 
 
