@@ -69,10 +69,10 @@ def restore_state(
     """
     check_resumable(checkpoint, accelerator.process_index)
     folder = Path(checkpoint) / "state"
-    device = str(accelerator.device)
     try:
-        load_model(accelerator.unwrap_model(model), str(folder / MODEL), device=device)
-        optimizer.load_state_dict(_unpack_optimizer(*_read(folder / OPTIMIZER, device), optimizer))
+        # read on the CPU: loading copies the weights to the parameters' device and moves the optimizer state there
+        load_model(accelerator.unwrap_model(model), str(folder / MODEL))
+        optimizer.load_state_dict(_unpack_optimizer(*_read(folder / OPTIMIZER), optimizer))
         saved = json.loads((folder / SCHEDULER).read_text(encoding="utf-8"))
         scheduler.load_state_dict(saved["lr_scheduler"])
         if accelerator.scaler is not None and saved["grad_scaler"]:
@@ -126,9 +126,9 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
     save_file(tensors, str(path), metadata)
 
 
-def _read(path: Path, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """A safetensors file's tensors (on ``device``) and metadata."""
-    with safe_open(str(path), "pt", device=device) as f:
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A safetensors file's tensors (on the CPU) and metadata."""
+    with safe_open(str(path), "pt") as f:
         return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()  # noqa: SIM118 (safe_open is not iterable)
 
 
