@@ -91,7 +91,8 @@ class DpoObjective(SamObjective):
         return PairDataset(load_split(self.config.data, "preference", self.config.split))
 
     def prepare(self, model: torch.nn.Module, loader: Any, accelerator: Accelerator) -> None:
-        """With ``precompute_ref_logps``: the initial policy's log-probabilities of every pair, computed once."""
+        """With ``precompute_ref_logps``: the initial policy's log-probabilities of every pair, computed once (on
+        ``--resume`` too: the loop calls this before it restores the checkpoint's weights)."""
         if not self.config.precompute_ref_logps or self.ref_logps is not None:
             return
         policy = accelerator.unwrap_model(model)
