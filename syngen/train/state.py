@@ -54,7 +54,8 @@ def save_state(folder: Path, accelerator: Accelerator, model: torch.nn.Module, o
         save_model(accelerator.unwrap_model(model), str(folder / MODEL), force_contiguous=True)
         _write(folder / OPTIMIZER, *_pack_optimizer(optimizer.state_dict()))
         scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else {}
-        (folder / SCHEDULER).write_text(json.dumps({"lr_scheduler": scheduler.state_dict(), "grad_scaler": scaler}))
+        saved = {"lr_scheduler": scheduler.state_dict(), "grad_scaler": scaler}
+        (folder / SCHEDULER).write_text(json.dumps(saved), encoding="utf-8")
         written += [folder / MODEL, folder / OPTIMIZER, folder / SCHEDULER]
     for path in written:
         fsync(path)
@@ -123,6 +124,7 @@ def check_resumable(checkpoint: Path, rank: int = 0) -> None:
 
 
 def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """A safetensors file of ``tensors`` with string ``metadata``."""
     save_file(tensors, str(path), metadata)
 
 
