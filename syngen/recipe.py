@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from syngen.assets import assets_dir
+from syngen.assets import bundled_dirs
 from syngen.errors import PreflightError, RecipeError, excerpt
 from syngen.stages import STAGES, stage_class
 from syngen.stages.base import Context, ModelStageConfig, StageConfig
@@ -303,9 +303,9 @@ def _check_files(recipe: Recipe) -> None:
             if isinstance(value, str) and not ctx.resolve_path(value).exists():
                 where = "source" if name == "source" else f"stages.{name}"
                 raise RecipeError(
-                    f"{recipe.path}: {where}.{key}: expected an existing file or folder, but {value!r} was found "
-                    f"neither beside the recipe ({recipe.path.parent}), nor in the current folder, nor among the files "
-                    f"bundled with syngen ({assets_dir()})"
+                    f"{recipe.path}: {where}.{key}: expected an existing file or folder, but {excerpt(value)} was "
+                    f"found neither beside the recipe ({ctx.recipe_dir}), nor in the current folder, nor among the "
+                    f"files bundled with syngen ({' or '.join(map(str, bundled_dirs()))})"
                 )
 
 

@@ -290,3 +290,32 @@ def test_model_ids_that_are_hub_ids_tiny_twins_or_paths_validate(tmp_path: Path,
     recipe = base()
     recipe["stages"]["caption"]["model"] = model
     assert load_recipe(write(tmp_path, recipe)).stages["caption"].model.id == model
+
+
+@pytest.mark.parametrize(
+    ("name", "chain"),
+    [
+        ("quickstart", "c6e7cf933aeff56555403e05f0213db96266549a"),
+        ("synground", "16e2f97d9cf5a415fc00b9dc9a7623e2fc678085"),
+    ],
+    ids=["quickstart", "synground"],
+)
+def test_schema_changes_leave_the_stored_fingerprints_alone(tmp_path: Path, name: str, chain: str) -> None:
+    """The fingerprint chain of the bundled recipes (stages mostly at their defaults), as the runner computes it,
+    is the one recorded on f1b374f: a stricter schema must not make stored runs recompute."""
+    import hashlib
+
+    from syngen.stages import stage_class
+    from syngen.store import to_json
+
+    data = yaml.safe_load((REPO / "recipes" / f"{name}.yaml").read_text())
+    data["source"]["path"] = "seeds/quickstart"  # synground's is the user's folder
+    recipe = load_recipe(write(tmp_path, data))
+    fingerprints = [stage_class(n)(c, recipe.context()).fingerprint() for n, c in recipe.stages.items()]
+    seeds = REPO / "syngen" / "assets" / "recipes" / "seeds" / "quickstart"
+    assert fingerprints[0]["config"]["path"] == str(seeds.resolve())  # the source's: where the seeds are
+    fingerprints[0]["config"]["path"] = "seeds/quickstart"  # as recorded, wherever the checkout is
+    digest = ""
+    for fingerprint in fingerprints:
+        digest = hashlib.sha1((digest + to_json(fingerprint)).encode()).hexdigest()
+    assert digest == chain, fingerprints
