@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonDict
 
 from syngen.assets import bundled_dirs
@@ -25,6 +25,7 @@ from syngen.errors import PreflightError
 from syngen.models.roles import Role
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample
+from syngen.settings import STRICT
 
 if TYPE_CHECKING:
     from syngen.export.schema import Column
@@ -55,7 +56,7 @@ RUNTIME_ONLY: JsonDict = {"runtime_only": True}
 class StageConfig(BaseModel):
     """Settings every stage has."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     batch_size: int = Field(8, ge=1, description="Samples per model call; halved and retried on CUDA out-of-memory.")
 
