@@ -413,3 +413,13 @@ def test_card_loading_code_names_the_repo_id_when_known(tmp_path: Path) -> None:
     code = loading_code(DatasetCard.load(dataset / "README.md").text)
     assert 'grounding = load_dataset("me/demo-data", "grounding", split="train")' in code
     assert str(tmp_path) not in code
+
+
+@pytest.mark.parametrize(
+    ("out_dir", "named"), [(None, "outputs/demo"), ("/data/runs/demo/", "/data/runs/demo")], ids=["default", "set"]
+)
+def test_card_reproduce_section_names_where_the_rerun_writes(tmp_path: Path, out_dir: str | None, named: str) -> None:
+    """The rerun writes where the recipe's output.dir says, else outputs/<name> (from the folder it is run in)."""
+    dataset = export_dataset([make_sample(0, [])], tmp_path, make_info(out_dir=out_dir))
+    section = DatasetCard.load(dataset / "README.md").text.split("## Reproduce", 1)[1]
+    assert f"`{named}/dataset/`" in section and "```bash\nsyngen run recipe.yaml\n```" in section
