@@ -25,7 +25,7 @@ from syngen.stages.base import Context, ModelStageConfig, StageConfig
 
 __all__ = ["Recipe", "RecipeError", "RecipeLoader", "RecipeModel", "load_recipe", "read_yaml", "reference_markdown"]
 
-MAX_BYTES = 1 << 20  # a recipe file's size: PyYAML reads about a megabyte a second
+MAX_BYTES = 1 << 20  # a recipe file's size: PyYAML is pure Python, a megabyte takes it seconds
 MAX_ALIASES = 100  # YAML aliases (*name) a recipe may use
 MAX_NODES = 20_000  # YAML values a recipe may expand to, aliases expanded: an alias bomb stops here
 MAX_DEPTH = 64  # mappings and lists nested in each other: PyYAML composes them recursively
