@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -41,7 +42,7 @@ class _Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except SyngenError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)  # a value may hold "[/]"
             raise typer.Exit(err.exit_code) from None
 
 

@@ -8,27 +8,68 @@ model whose fields carry their help text; ``syngen validate`` checks a recipe wi
 from __future__ import annotations
 
 import difflib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
-from syngen.assets import assets_dir
+from syngen.assets import bundled_dirs
 from syngen.errors import PreflightError, RecipeError, excerpt
+from syngen.settings import STRICT, SomePath
 from syngen.stages import STAGES, stage_class
 from syngen.stages.base import Context, ModelStageConfig, StageConfig
 
 __all__ = ["Recipe", "RecipeError", "RecipeLoader", "RecipeModel", "load_recipe", "read_yaml", "reference_markdown"]
 
+MAX_BYTES = 1 << 20  # a recipe file's size: PyYAML is pure Python, a megabyte takes it seconds
 MAX_ALIASES = 100  # YAML aliases (*name) a recipe may use
 MAX_NODES = 20_000  # YAML values a recipe may expand to, aliases expanded: an alias bomb stops here
+MAX_DEPTH = 64  # mappings and lists nested in each other: PyYAML composes them recursively
+MAX_NUMBER = 100  # characters of a number: Python refuses to convert integers of over 4,300 digits
 
 
 class RecipeLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses duplicate keys, and more than :data:`MAX_ALIASES` aliases or
-    :data:`MAX_NODES` values once aliases are expanded (a 300-byte alias bomb expands to billions)."""
+    """yaml.SafeLoader that refuses duplicate keys; more than :data:`MAX_ALIASES` aliases or :data:`MAX_NODES`
+    values once aliases are expanded (a 300-byte alias bomb expands to billions); values nested more than
+    :data:`MAX_DEPTH` deep (they would exhaust Python's stack); numbers longer than :data:`MAX_NUMBER` characters;
+    and scalars Python cannot make (``2024-13-45``, a lone surrogate). Each refusal is a YAMLError with its line."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"values nested more than {MAX_DEPTH} deep", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if isinstance(node, yaml.ScalarNode) and node.tag.endswith((":int", ":float")) and len(node.value) > MAX_NUMBER:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a number of {len(node.value)} characters (at most {MAX_NUMBER})", node.start_mark
+            )
+        try:
+            value = super().construct_object(node, deep=deep)
+            if isinstance(value, str) and not value.isascii():
+                value.encode("utf-8")  # a lone surrogate ("\\udc80") cannot be written to a file or a card
+            return value
+        except (ValueError, OverflowError) as err:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"cannot read {excerpt(node.value)} as {node.tag.rsplit(':', 1)[-1]}: {err}",
+                node.start_mark,
+            ) from None
 
     def compose_document(self) -> yaml.Node:
         node = super().compose_document()
@@ -77,23 +118,41 @@ def _expanded_size(node: yaml.Node, memo: dict[int, tuple[int, int]]) -> tuple[i
 
 def read_yaml(path: Path) -> tuple[str, Any]:
     """The text and the YAML document at ``path``, read with :class:`RecipeLoader`; :class:`RecipeError` when it
-    is not UTF-8 or not valid YAML."""
+    is larger than :data:`MAX_BYTES`, not UTF-8 or not valid YAML (naming the line, with a hint for a tab)."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise RecipeError(f"{path}: over {MAX_BYTES} bytes; a recipe is a short settings file")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise RecipeError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     except OSError as err:
         raise RecipeError(f"{path}: cannot read the recipe: {err.strerror or err}") from None
+    stream = io.StringIO(text)
+    stream.name = str(path)  # YAML's messages name the file (else "<file>")
     try:
-        return text, yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader subclass)
+        return text, yaml.load(stream, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+        raise RecipeError(f"{path}: not valid YAML: {_yaml_problem(err, text)}") from None
+
+
+def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
+    """A YAML error on one line: the problem, where it is, and for a line holding a tab, what to do."""
+    message = " ".join(line.strip() for line in str(err).splitlines())
+    mark = getattr(err, "problem_mark", None)
+    if mark is not None and "\t" in (text.splitlines()[mark.line : mark.line + 1] or [""])[0]:
+        message += (
+            f". Line {mark.line + 1} holds a tab: YAML indents with spaces only, so replace the tab with spaces "
+            "(an editor's 'convert indentation to spaces' does it)"
+        )
+    return message
 
 
 class RuntimeConfig(BaseModel):
     """Where and how the models run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
@@ -119,9 +178,9 @@ class RuntimeConfig(BaseModel):
 class OutputConfig(BaseModel):
     """Where results go."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    dir: str | None = Field(None, description="Output folder; default outputs/<name>. `--out` overrides it.")
+    dir: SomePath | None = Field(None, description="Output folder; default outputs/<name>. `--out` overrides it.")
     license: str = Field("other", description="License written into the dataset card (e.g. cc-by-4.0).")
     pretty_name: str | None = Field(None, description="Human-readable dataset name for the card.")
     push_to_hub: str | None = Field(None, description="Hub repo id (org/name) to push to after a successful export.")
@@ -133,13 +192,28 @@ class OutputConfig(BaseModel):
     )
     revision: str | None = Field(None, description="Hub branch to push to (created when missing).")
 
+    @field_validator("push_to_hub")
+    @classmethod
+    def _hub_id(cls, value: str | None) -> str | None:
+        """A repo id the Hub takes, checked here rather than when the push fails after the whole run."""
+        from syngen.refs import is_hub_id
+
+        if value is not None and not is_hub_id(value):
+            raise ValueError(
+                "expected a Hub repo id, name or namespace/name: letters, digits, '-', '_' and '.', neither starting "
+                "nor ending with '-' or '.', no '--' or '..', at most 96 characters"
+            )
+        return value
+
 
 class RecipeModel(BaseModel):
     """The top level of a recipe file."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run name; names the output folder.")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=255, description="Run name; names the output folder."
+    )
     description: str = Field("", description="Free text, copied into the dataset card.")
     source: dict[str, Any] = Field(description="Seed inputs (see the source stage's settings).")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Device, dtype, wave size, seed.")
@@ -191,7 +265,8 @@ def load_recipe(path: str | Path) -> Recipe:
         if name not in STAGES or name == "source":
             known = [s for s in STAGES if s != "source"]
             raise RecipeError(
-                f"{path}: stages.{name}: unknown stage{_did_you_mean(name, known)}; expected one of {', '.join(known)}"
+                f"{path}: stages.{_key(name)}: unknown stage{_did_you_mean(name, known)}; expected one of "
+                f"{', '.join(known)}"
             )
     raw = {"source": top.source} | {name: top.stages[name] or {} for name in STAGES if name in top.stages}
     configs: dict[str, StageConfig] = {}
@@ -215,9 +290,16 @@ def _validate(path: Path, model: type[BaseModel], data: Any, prefix: str) -> Any
     except ValidationError as err:
         first = err.errors()[0]
         loc = prefix + ".".join(str(p) for p in first["loc"])
-        got = first.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {excerpt(got)})"
-        raise RecipeError(f"{path}: {loc.rstrip('.') or '(top level)'}: {first['msg']}{shown}") from None
+        raise RecipeError(f"{path}: {loc.rstrip('.') or '(top level)'}: {_explain(first)}") from None
+
+
+def _explain(error: ErrorDetails) -> str:
+    """A pydantic error as a recipe's author reads it: what was expected, and an excerpt of what was given."""
+    got, kind = error.get("input"), error["type"]
+    if isinstance(got, bool) and kind in ("int_type", "float_type"):
+        return f"expected a number, got the boolean {str(got).lower()}"
+    expected = "expected true or false" if kind == "bool_type" else error["msg"].removeprefix("Value error, ")
+    return expected if isinstance(got, dict) else f"{expected} (got {excerpt(got)})"
 
 
 def _check_keys(path: Path, data: Any, model: type[BaseModel], prefix: str) -> None:
@@ -228,14 +310,16 @@ def _check_keys(path: Path, data: Any, model: type[BaseModel], prefix: str) -> N
     for key, value in data.items():
         if key not in fields:
             hint, expected = _did_you_mean(str(key), list(fields)), ", ".join(fields)
-            raise RecipeError(f"{path}: {prefix}{key}: unknown field{hint}; expected one of {expected}")
+            raise RecipeError(f"{path}: {prefix}{_key(key)}: unknown field{hint}; expected one of {expected}")
         annotation = fields[key].annotation
-        kinds = getattr(annotation, "__args__", ()) + (annotation,)
-        if isinstance(value, bool) and bool not in kinds and any(k in (int, float) for k in kinds):
-            raise RecipeError(f"{path}: {prefix}{key}: expected a number, got the boolean {value}")
-        for candidate in kinds:
+        for candidate in getattr(annotation, "__args__", ()) + (annotation,):
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
                 _check_keys(path, value, candidate, f"{prefix}{key}.")
+
+
+def _key(key: object) -> str:
+    """A key as a message names it: as written when short, else an excerpt."""
+    return str(key) if len(str(key)) <= 60 else excerpt(key)
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -261,11 +345,9 @@ def _fill_shared_models(recipe: Recipe) -> None:
 def _check_models(recipe: Recipe) -> None:
     """Every stage's model names a known backend (tiny twins: a known twin) of the role its stage runs, and every
     model setting (``model``, synthesize's ``vae``) is a tiny twin, a Hub id or an existing path."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     from syngen.models import BACKENDS
     from syngen.models.loading import backend_for
-    from syngen.refs import TINY_PREFIX
+    from syngen.refs import TINY_PREFIX, is_hub_id
 
     ctx = Context(recipe_dir=recipe.path.parent.resolve())
     for name, config in recipe.stages.items():
@@ -281,17 +363,11 @@ def _check_models(recipe: Recipe) -> None:
                 if role != cls.role:
                     fitting = [b for b, spec in BACKENDS.items() if spec.role == cls.role]
                     raise RecipeError(
-                        f"{where}: {ref.id!r} runs on backend {backend!r}, a {role}; the {name} stage needs a "
+                        f"{where}: {excerpt(ref.id)} runs on backend {backend!r}, a {role}; the {name} stage needs a "
                         f"{cls.role} (backends: {', '.join(fitting)})"
                     )
-            if ref.id.startswith(TINY_PREFIX) or ctx.resolve_path(ref.id).exists():
-                continue
-            try:
-                validate_repo_id(ref.id)
-            except HFValidationError:
-                raise RecipeError(
-                    f"{where}: {excerpt(ref.id)} is neither a Hub id (org/name) nor an existing path"
-                ) from None
+            if not (ref.id.startswith(TINY_PREFIX) or ctx.resolve_path(ref.id).exists() or is_hub_id(ref.id)):
+                raise RecipeError(f"{where}: {excerpt(ref.id)} is neither a Hub id (org/name) nor an existing path")
 
 
 def _check_files(recipe: Recipe) -> None:
@@ -303,9 +379,9 @@ def _check_files(recipe: Recipe) -> None:
             if isinstance(value, str) and not ctx.resolve_path(value).exists():
                 where = "source" if name == "source" else f"stages.{name}"
                 raise RecipeError(
-                    f"{recipe.path}: {where}.{key}: expected an existing file or folder, but {value!r} was found "
-                    f"neither beside the recipe ({recipe.path.parent}), nor in the current folder, nor among the files "
-                    f"bundled with syngen ({assets_dir()})"
+                    f"{recipe.path}: {where}.{key}: expected an existing file or folder, but {excerpt(value)} was "
+                    f"found neither beside the recipe ({ctx.recipe_dir}), nor in the current folder, nor among the "
+                    f"files bundled with syngen ({' or '.join(map(str, bundled_dirs()))})"
                 )
 
 

@@ -1,10 +1,12 @@
-"""What names a model in a recipe: :class:`ModelRef` (a leaf module: it imports nothing of syngen)."""
+"""What names a model in a recipe: :class:`ModelRef` (a leaf module: it imports only :mod:`syngen.settings`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from syngen.settings import STRICT
 
 TINY_PREFIX = "tiny:"
 
@@ -12,7 +14,7 @@ TINY_PREFIX = "tiny:"
 class ModelRef(BaseModel):
     """A model: a Hub id, a local path, or ``tiny:<name>`` for a tiny twin."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     id: str = Field(description="Hub id (org/name), local path, or tiny:<name> for a randomly initialised twin.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin.")
@@ -35,3 +37,14 @@ class ModelRef(BaseModel):
     def tiny(self) -> str | None:
         """The twin's name for ``tiny:<name>``, else None."""
         return self.id[len(TINY_PREFIX) :] if self.id.startswith(TINY_PREFIX) else None
+
+
+def is_hub_id(value: str) -> bool:
+    """Whether the Hub takes ``value`` as a repo id (``name`` or ``namespace/name``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True

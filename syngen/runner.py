@@ -393,6 +393,7 @@ def card_info(recipe: Recipe, report: dict[str, Any], repo_id: str | None = None
         pretty_name=recipe.top.output.pretty_name,
         description=recipe.top.description,
         repo_id=repo_id or recipe.top.output.push_to_hub,
+        out_dir=recipe.top.output.dir,
     )
 
 

@@ -46,6 +46,34 @@ def test_bundled_quickstart_validates_from_any_folder(tmp_path: Path, monkeypatc
     assert recipe.name == "quickstart" and recipe.out_dir() == Path("outputs/quickstart")
 
 
+@pytest.mark.parametrize(
+    "where",
+    ["bundled", "repository", "copied", "exported-dataset"],
+    ids=["bundled", "repository", "copied-elsewhere", "out-dataset-recipe"],
+)
+def test_quickstart_finds_its_seeds_and_prompts_wherever_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The same relative paths (seeds/quickstart, prompts/...) resolve from the bundled recipe, the repository's
+    link to it, a copy in a foreign folder (`cp recipes/quickstart.yaml ~/x.yaml`) and a run's
+    OUT/dataset/recipe.yaml, whatever the current folder."""
+    copies = {"copied": tmp_path / "home" / "x.yaml", "exported-dataset": tmp_path / "o" / "dataset" / "recipe.yaml"}
+    path = {"bundled": quickstart_recipe(), "repository": REPO / "recipes" / "quickstart.yaml"}.get(where)
+    if path is None:
+        path = copies[where]
+        path.parent.mkdir(parents=True)
+        shutil.copy(REPO / "recipes" / "quickstart.yaml", path)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    recipe = load_recipe(path)
+    ctx = recipe.context()
+    seeds = ctx.resolve_path(recipe.stages["source"].path)
+    assert seeds.resolve() == (assets_dir() / "recipes" / "seeds" / "quickstart").resolve()
+    assert len(list(seeds.glob("*.png"))) == 6
+    prompt = ctx.resolve_path(recipe.stages["phrases"].prompt)
+    assert prompt.resolve() == (assets_dir() / "prompts" / "phrases.txt").resolve()
+
+
 @pytest.mark.slow
 def test_wheel_runs_the_quickstart_from_an_empty_folder(tmp_path: Path) -> None:
     """Builds the wheel from a copy of the sources, installs it (no dependencies: the fresh venv sees this

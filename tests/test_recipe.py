@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -290,3 +293,203 @@ def test_model_ids_that_are_hub_ids_tiny_twins_or_paths_validate(tmp_path: Path,
     recipe = base()
     recipe["stages"]["caption"]["model"] = model
     assert load_recipe(write(tmp_path, recipe)).stages["caption"].model.id == model
+
+
+@pytest.mark.parametrize(
+    ("name", "chain"),
+    [
+        ("quickstart", "c6e7cf933aeff56555403e05f0213db96266549a"),
+        ("synground", "16e2f97d9cf5a415fc00b9dc9a7623e2fc678085"),
+    ],
+    ids=["quickstart", "synground"],
+)
+def test_schema_changes_leave_the_stored_fingerprints_alone(tmp_path: Path, name: str, chain: str) -> None:
+    """The fingerprint chain of the bundled recipes (stages mostly at their defaults), as the runner computes it,
+    is the one recorded on f1b374f: a stricter schema must not make stored runs recompute."""
+    import hashlib
+
+    from syngen.stages import stage_class
+    from syngen.store import to_json
+
+    data = yaml.safe_load((REPO / "recipes" / f"{name}.yaml").read_text())
+    data["source"]["path"] = "seeds/quickstart"  # synground's is the user's folder
+    recipe = load_recipe(write(tmp_path, data))
+    fingerprints = [stage_class(n)(c, recipe.context()).fingerprint() for n, c in recipe.stages.items()]
+    seeds = REPO / "syngen" / "assets" / "recipes" / "seeds" / "quickstart"
+    assert fingerprints[0]["config"]["path"] == str(seeds.resolve())  # the source's: where the seeds are
+    fingerprints[0]["config"]["path"] = "seeds/quickstart"  # as recorded, wherever the checkout is
+    digest = ""
+    for fingerprint in fingerprints:
+        digest = hashlib.sha1((digest + to_json(fingerprint)).encode()).hexdigest()
+    assert digest == chain, fingerprints
+
+
+def _kinds(annotation: Any) -> set[Any]:
+    """Every type inside ``annotation`` (its union members, container items)."""
+    args = typing.get_args(annotation)
+    return {annotation}.union(*(_kinds(a) for a in args)) if args else {annotation}
+
+
+def _typed_fields(*wanted: type) -> list:
+    """(where, key, container) of every recipe field holding one of ``wanted`` (directly, optional, or as the items
+    of a list or tuple), the model reference's fields under stages.caption.model."""
+    from syngen.refs import ModelRef
+
+    found = []
+    for where, model in [*_sections(), ("stages.caption.model", ModelRef)]:
+        for key, info in model.model_fields.items():
+            kinds = _kinds(info.annotation)
+            if bool in wanted and bool not in kinds or bool not in wanted and not kinds & set(wanted):
+                continue
+            container = typing.get_origin(info.annotation) in (list, tuple)
+            found.append(pytest.param(where, key, container, id=f"{where}.{key}".lstrip(".")))
+    return found
+
+
+def _refused(tmp_path: Path, where: str, key: str, value: Any) -> str:
+    data = quickstart_data()
+    if where == "stages.caption.model":
+        data["stages"]["caption"]["model"] = {"id": "tiny:captioner-blip", key: value}
+    else:
+        _set(data, where, key, value)
+    path = write(tmp_path, data)
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    return str(err.value).removeprefix(f"{path}: ")
+
+
+@pytest.mark.parametrize("where, key, container", _typed_fields(bool))
+@pytest.mark.parametrize("value", ["yes", "true", 1, 0.0], ids=["yes", "true-string", "one", "zero-float"])
+def test_every_flag_takes_only_true_or_false(tmp_path: Path, where: str, key: str, container: bool, value: Any) -> None:
+    """A string or a number is never a flag: `trust_remote_code: "yes"` would otherwise turn remote code on."""
+    message = _refused(tmp_path, where, key, value)
+    assert message.startswith(f"{where}.{key}: expected true or false (got ".lstrip(".")), message
+
+
+@pytest.mark.parametrize("where, key, container", _typed_fields(int, float))
+def test_no_number_takes_a_boolean(tmp_path: Path, where: str, key: str, container: bool) -> None:
+    """Optional numbers (memory_budget, nms_iou, limit, min_mask_score) and the items of lists of numbers too."""
+    message = _refused(tmp_path, where, key, [0.5, True] if container else True)
+    field = f"{where}.{key}{'.1' if container else ''}".lstrip(".")
+    assert message == f"{field}: expected a number, got the boolean true"
+
+
+@pytest.mark.parametrize("where, key, container", _typed_fields(float))
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan], ids=["inf", "minus-inf", "nan"])
+def test_every_float_is_finite(tmp_path: Path, where: str, key: str, container: bool, value: float) -> None:
+    message = _refused(tmp_path, where, key, [0.5, value] if container else value)
+    field = f"{where}.{key}{'.1' if container else ''}".lstrip(".")
+    assert message.startswith(f"{field}: Input should be a finite number"), message
+
+
+@pytest.mark.parametrize(
+    "where, key, value, accepted",
+    [
+        pytest.param("stages.synthesize", "width", 16384, True, id="width-16384"),
+        pytest.param("stages.synthesize", "width", 16392, False, id="width-16392"),
+        pytest.param("stages.synthesize", "height", 10**9, False, id="height-1e9"),
+        pytest.param("stages.synthesize", "height", 132, False, id="height-not-multiple-of-8"),
+        pytest.param("stages.views", "size", 16385, False, id="view-size-16385"),
+        *[
+            pytest.param(f"stages.{stage}", "seed", seed, seed < 2**63, id=f"{stage}-seed-{label}")
+            for stage in ("synthesize", "negatives", "views")
+            for seed, label in ((2**63 - 1, "2^63-1"), (2**63, "2^63"), (2**70, "2^70"))
+        ],
+        pytest.param("", "name", "n" * 255, True, id="name-255"),
+        pytest.param("", "name", "n" * 256, False, id="name-256"),
+        pytest.param("source", "path", "", False, id="empty-source-path"),
+        pytest.param("source", "path", "   ", False, id="blank-source-path"),
+        pytest.param("stages.caption", "prompt", "", False, id="empty-caption-prompt"),
+        pytest.param("stages.phrases", "prompt", "", False, id="empty-phrases-prompt"),
+        pytest.param("output", "dir", "", False, id="empty-output-dir"),
+        pytest.param("output", "push_to_hub", "me/my-data", True, id="hub-id"),
+        pytest.param("output", "push_to_hub", "my-data", True, id="hub-name-only"),
+        pytest.param("output", "push_to_hub", "<user>/quickstart", False, id="hub-placeholder"),
+        pytest.param("output", "push_to_hub", "me/my data", False, id="hub-space"),
+        pytest.param("output", "push_to_hub", "a/b/c", False, id="hub-three-parts"),
+        pytest.param("output", "push_to_hub", "me/" + "x" * 97, False, id="hub-too-long"),
+        pytest.param("output", "push_to_hub", "me/a--b", False, id="hub-double-dash"),
+    ],
+)
+def test_bounds(tmp_path: Path, where: str, key: str, value: Any, accepted: bool) -> None:
+    """Sizes a GPU can make, seeds a generator takes, names a file system takes, paths that name something, and
+    a Hub repo id checked by `validate` rather than by the push at the end of the run."""
+    data = quickstart_data()
+    _set(data, where, key, value)
+    path = write(tmp_path, data)
+    if accepted:
+        assert load_recipe(path).name
+        return
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert str(err.value).startswith(f"{path}: {where}.{key}: ".replace(": .", ": ")), str(err.value)
+    assert len(str(err.value)) < 400
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        pytest.param(f"name: t\nsource: {_nested(5000)}\n", "values nested more than 64 deep", id="list-5000-deep"),
+        pytest.param("name: t\nsource: " + "{a: " * 5000 + "1" + "}" * 5000, "nested more than 64", id="map-5000"),
+        pytest.param(
+            "name: t\nsource:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(100)),
+            'nested more than 64 deep in "{path}", line 65',
+            id="block-100-deep",
+        ),
+        pytest.param("name: t\nruntime: {wave_size: " + "9" * 5000 + "}\n", "a number of 5000 characters", id="int"),
+        pytest.param("name: t\nruntime: {memory_budget: 1" + "0" * 400 + ".5}\n", "number of 403", id="float"),
+        pytest.param("name: t\nruntime: {wave_size: 2024-13-45}\n", "'2024-13-45' as timestamp: month", id="date"),
+        pytest.param(
+            "name: t\nruntime:\n\twave_size: 2\n",
+            'in "{path}", line 3, column 1. Line 3 holds a tab: YAML indents with spaces only',
+            id="tab",
+        ),
+        pytest.param("name: t\n# " + "x" * (1 << 20) + "\n", "over 1048576 bytes", id="over-1-mib"),
+    ],
+)
+def test_yaml_reader_refuses_what_would_crash_it(tmp_path: Path, text: str, expected: str) -> None:
+    """Nesting that would exhaust Python's stack, numbers Python will not convert, dates that do not exist, tabs
+    and oversized files: one line naming the file (and the line), never a traceback."""
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert str(err.value).startswith(f"{path}: ") and expected.format(path=path) in str(err.value), str(err.value)
+    assert len(str(err.value)) < 400
+
+
+def test_nesting_up_to_the_limit_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(f"a: {_nested(63)}\n")  # the mapping is the 64th level
+    assert read_yaml(path)[1]["a"] == json.loads(_nested(63))
+
+
+@pytest.mark.parametrize(
+    "uses, expected",
+    [
+        pytest.param(1, None, id="one-use-15003-values"),
+        pytest.param(2, "uses 1 aliases and expands to 30005 values", id="two-uses-30005-values"),
+    ],
+)
+def test_the_expanded_value_limit_counts_a_shared_node_at_each_use(tmp_path: Path, uses: int, expected: str) -> None:
+    """One alias, far below the alias limit: the value limit alone decides, and it counts the 15,000 values of
+    the shared list once per use (counted once, the document would pass)."""
+    path = tmp_path / "r.yaml"
+    items = ", ".join(["1"] * 15_000)
+    path.write_text(f"a: &a [{items}]\n" + ("b: *a\n" if uses == 2 else ""))
+    if expected is None:
+        assert len(read_yaml(path)[1]["a"]) == 15_000
+        return
+    with pytest.raises(RecipeError, match=expected):
+        read_yaml(path)
+
+
+def test_the_expanded_value_limit_holds_without_aliases(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("a: [" + ", ".join(["1"] * 20_000) + "]\n")
+    with pytest.raises(RecipeError, match="uses 0 aliases and expands to 20003 values"):
+        read_yaml(path)

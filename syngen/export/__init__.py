@@ -69,7 +69,7 @@ def export_dataset(
             writers["preference"].add(row)
     infos = {name: writer.close() for name, writer in writers.items()}
     building.mkdir(parents=True, exist_ok=True)
-    (building / "README.md").write_text(dataset_card(info, infos, configs), encoding="utf-8")
+    (building / "README.md").write_text(dataset_card(info, infos, configs, out_dir / "dataset"), encoding="utf-8")
     if info.recipe_text:
         (building / "recipe.yaml").write_text(info.recipe_text, encoding="utf-8")
     swap_in(building, out_dir / "dataset")

@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from datasets import DatasetInfo
@@ -17,7 +18,7 @@ from syngen.push import redact
 from syngen.stats import stage_counts
 
 _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
-_LOADING = re.compile(r'(load_dataset|load_preference)\("[^"\n]*"')
+_LOADING = re.compile(r'(load_dataset|load_preference)\("(?:[^"\\\n]|\\.)*"')  # a JSON (and Python) string
 DESCRIPTION = (
     "Synthetic visual-grounding and referring-segmentation data made with syngen: images captioned and "
     "re-synthesized, short phrases extracted by an LLM, boxed by GroundingDINO, segmented by SAM, with "
@@ -37,15 +38,19 @@ class CardInfo:
     report: dict[str, Any] = field(default_factory=dict)  # {"stages": {stage: {"items_in", "items_out", ...}}}
     pretty_name: str | None = None
     description: str | None = None
-    repo_id: str | None = None  # the Hub repo in the card's loading code; "<user>/<name>" when unknown
+    repo_id: str | None = None  # the Hub repo in the card's loading code; the dataset's folder when unknown
+    out_dir: str | None = None  # where the recipe writes when run again (its output.dir); default outputs/<name>
     partial: bool = False  # exported from an unfinished run (`syngen export --partial`)
 
 
-def dataset_card(info: CardInfo, configs: dict[str, DatasetInfo], schemas: dict[str, ConfigSchema]) -> str:
+def dataset_card(
+    info: CardInfo, configs: dict[str, DatasetInfo], schemas: dict[str, ConfigSchema], folder: Path
+) -> str:
     """The README.md from the card info, each config's DatasetInfo (features, rows, sizes) and schema (the fields
     table): Hub YAML metadata (``configs`` and ``dataset_info`` of the non-empty configs, tasks, size, license,
     tags) and the body of ``card.md`` (loading code, fields, models, settings, the run's counts and failures, the
-    recipe and how to rerun it). Anything shaped like a Hub token is masked."""
+    recipe and how to rerun it). The loading code names ``info.repo_id``, else ``folder`` (where the dataset is
+    written). Anything shaped like a Hub token is masked."""
     rows = {name: config.splits["train"].num_examples for name, config in configs.items()}
     present = [name for name in schemas if rows.get(name)]
     largest = max(rows.values(), default=0)
@@ -76,7 +81,9 @@ def dataset_card(info: CardInfo, configs: dict[str, DatasetInfo], schemas: dict[
         title=info.pretty_name or info.name,
         name=info.name,
         description=info.description or DESCRIPTION,
-        repo_id=info.repo_id or f"<user>/{info.name}",
+        # a JSON string is a Python literal too; ASCII, so a file name's surrogate escapes stay printable
+        source=json.dumps(info.repo_id or str(folder.resolve())),
+        out_dir=(info.out_dir or f"outputs/{info.name}").rstrip("/"),
         partial=info.partial,
         config_rows=[(name, rows.get(name, 0), schema.row) for name, schema in schemas.items()],
         omitted=[name for name in schemas if name not in present],
@@ -100,7 +107,7 @@ def dataset_card(info: CardInfo, configs: dict[str, DatasetInfo], schemas: dict[
 
 def set_repo_id(card: str, repo_id: str) -> str:
     """The card with its loading code pointed at the Hub repo ``repo_id``."""
-    return _LOADING.sub(lambda m: f'{m.group(1)}("{repo_id}"', card)
+    return _LOADING.sub(lambda m: f"{m.group(1)}({json.dumps(repo_id)}", card)
 
 
 def _cell(value: Any) -> str:

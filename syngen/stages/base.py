@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonDict
 
-from syngen.assets import assets_dir
+from syngen.assets import bundled_dirs
 from syngen.errors import PreflightError
 from syngen.models.roles import Role
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample
+from syngen.settings import STRICT
 
 if TYPE_CHECKING:
     from syngen.export.schema import Column
@@ -55,7 +56,7 @@ RUNTIME_ONLY: JsonDict = {"runtime_only": True}
 class StageConfig(BaseModel):
     """Settings every stage has."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     batch_size: int = Field(8, ge=1, description="Samples per model call; halved and retried on CUDA out-of-memory.")
 
@@ -99,11 +100,11 @@ class Context:
 
     def resolve_path(self, value: str | Path) -> Path:
         """A recipe path: absolute, else relative to the recipe's folder, the current folder, or the files bundled
-        with syngen (where ``prompts/`` live), the first that exists."""
+        with syngen (where ``prompts/`` and the bundled recipes' ``seeds/`` live), the first that exists."""
         path = Path(value).expanduser()
         if path.is_absolute():
             return path
-        for base in (self.recipe_dir, Path.cwd(), assets_dir()):
+        for base in (self.recipe_dir, Path.cwd(), *bundled_dirs()):
             if (base / path).exists():
                 return base / path
         return self.recipe_dir / path

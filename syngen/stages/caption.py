@@ -20,6 +20,7 @@ from syngen.export.schema import Column
 from syngen.models.roles import Captioner
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample, load_image
+from syngen.settings import SomePath
 from syngen.stages.base import Context, ModelStageConfig, Result, Stage, model_field
 
 
@@ -29,7 +30,7 @@ class CaptionConfig(ModelStageConfig):
     model: ModelRef = model_field(
         "tiny:captioner-blip", "Captioner: BLIP (backend blip, the default) or LLaVA (backend llava)."
     )
-    prompt: str = Field(
+    prompt: SomePath = Field(
         "prompts/caption_blip.txt",
         description="Prompt file: BLIP's text prefix (may be empty), or the instruction for LLaVA "
         "(prompts/caption_detailed.txt asks for a detailed description, as SynGround does).",

@@ -57,6 +57,7 @@ from syngen.masks import RLE, box_mask, box_span, clip_box, decode_rle, edge_ban
 from syngen.models.roles import Role, Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Region, Sample, item_seed, load_image
+from syngen.settings import Seed
 from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig, Update
 from syngen.threads import after, beside_model, on_gpu
 
@@ -77,6 +78,7 @@ class NegativesConfig(ModelStageConfig):
     points: int = Field(3, ge=1, description="Point prompts (k) added to the box for a boundary negative.")
     iou_band: tuple[float, float] = Field(
         (0.5, 0.9),
+        strict=False,  # YAML gives a list; the floats stay strict
         description="[lo, hi], 0 <= lo < hi < 1: a boundary negative's IoU with the positive mask must lie in it.",
     )
     semantic_max_iou: float = Field(
@@ -93,7 +95,7 @@ class NegativesConfig(ModelStageConfig):
         "box's shorter side (at least 1 pixel).",
     )
     max_tries: int = Field(10, ge=1, description="SAM attempts per wanted negative before giving up.")
-    seed: int = Field(0, ge=0, description="Seed of the point sampling (with sample id, region, kind, slot, try).")
+    seed: Seed = Field(0, description="Seed of the point sampling (with sample id, region, kind, slot, try).")
 
     @field_validator("iou_band")
     @classmethod

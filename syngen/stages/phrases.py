@@ -25,6 +25,7 @@ from syngen.export.schema import Column
 from syngen.models.roles import ChatLLM
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample
+from syngen.settings import SomePath
 from syngen.stages.base import Context, ModelStageConfig, Result, Stage, model_field
 
 PLACEHOLDER = "{caption}"
@@ -34,7 +35,9 @@ class PhrasesConfig(ModelStageConfig):
     """Settings of the phrases stage."""
 
     model: ModelRef = model_field("tiny:llm", "Instruction-tuned causal LM with a chat template (backend causal-lm).")
-    prompt: str = Field("prompts/phrases.txt", description=f"Prompt file; {PLACEHOLDER} is replaced by the caption.")
+    prompt: SomePath = Field(
+        "prompts/phrases.txt", description=f"Prompt file; {PLACEHOLDER} is replaced by the caption."
+    )
     max_new_tokens: int = Field(128, ge=1, le=4096, description="Longest LLM answer, in tokens.")
     max_phrases: int = Field(10, ge=1, description="Keep at most this many phrases per caption (first ones first).")
     max_words: int = Field(4, ge=1, description="Drop longer phrases (in words): short phrases ground better.")

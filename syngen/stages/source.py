@@ -31,6 +31,7 @@ from pydantic import Field
 from syngen.errors import excerpt
 from syngen.export.schema import Column
 from syngen.sample import DECODED, Failure, Sample, image_bytes, make_id
+from syngen.settings import SomePath
 from syngen.stages.base import Context, Result, SourceStage, StageConfig
 
 KEPT_AS_IS = {"JPEG": ("RGB", "L"), "PNG": ("RGB", "L"), "WEBP": ("RGB",)}  # format -> modes stored unchanged
@@ -39,7 +40,7 @@ ORIENTATION = 0x0112  # the EXIF tag
 
 class SourceConfig(StageConfig):
     kind: Literal["images", "dataset", "captions"] = Field(description="What `path` holds.")
-    path: str = Field(description="Folder of images, dataset folder or parquet file/folder, or captions file.")
+    path: SomePath = Field(description="Folder of images, dataset folder or parquet file/folder, or captions file.")
     image_column: str = Field("image", description="dataset: the column holding images.")
     caption_column: str | None = Field(None, description="dataset: a column of captions to keep (skips captioning).")
     caption_field: str = Field("caption", description="captions .jsonl: the field holding the caption.")

@@ -34,6 +34,7 @@ from syngen.models.loading import resolve
 from syngen.models.roles import TextToImage
 from syngen.refs import ModelRef
 from syngen.sample import DECODED, Failure, Sample, image_bytes, item_seed, make_id
+from syngen.settings import MAX_SIDE, Seed
 from syngen.stages.base import ADDED_LATER, RUNTIME_ONLY, Context, ModelStageConfig, Result, Stage, Update, model_field
 from syngen.threads import POOL
 
@@ -45,14 +46,22 @@ class SynthesizeConfig(ModelStageConfig):
     steps: int = Field(30, ge=1, le=1000, description="Denoising steps.")
     guidance_scale: float = Field(7.5, ge=0.0, description="Classifier-free guidance scale (<= 1 turns it off).")
     height: int | None = Field(
-        None, ge=8, multiple_of=8, description="Image height in pixels, a multiple of 8; default: the checkpoint's."
+        None,
+        ge=8,
+        le=MAX_SIDE,
+        multiple_of=8,
+        description="Image height in pixels, a multiple of 8; default: the checkpoint's.",
     )
     width: int | None = Field(
-        None, ge=8, multiple_of=8, description="Image width in pixels, a multiple of 8; default: the checkpoint's."
+        None,
+        ge=8,
+        le=MAX_SIDE,
+        multiple_of=8,
+        description="Image width in pixels, a multiple of 8; default: the checkpoint's.",
     )
     images_per_caption: int = Field(1, ge=1, le=64, description="Images made from each caption (fan-out).")
     negative_prompt: str = Field("", description="What the images should not show (empty: none).")
-    seed: int = Field(0, ge=0, description="Base seed; each image's seed derives from it, the parent id and its index.")
+    seed: Seed = Field(0, description="Base seed; each image's seed derives from it, the parent id and its index.")
     batch_size: int = Field(4, ge=1, description="Images per model call; halved and retried on CUDA out-of-memory.")
     scheduler: str | None = Field(
         None,
@@ -98,7 +107,7 @@ class SynthesizeConfig(ModelStageConfig):
             import diffusers
 
             if not value.endswith("Scheduler") or not hasattr(diffusers, value):
-                raise ValueError(f"{value!r} is not a diffusers scheduler class (e.g. DPMSolverMultistepScheduler)")
+                raise ValueError("not a diffusers scheduler class (e.g. DPMSolverMultistepScheduler)")
         return value
 
     @field_validator("vae")

@@ -32,6 +32,7 @@ from pydantic import Field, field_validator, model_validator
 from syngen.export.schema import BOX, Column
 from syngen.masks import clip_box
 from syngen.sample import Region, Sample, View, item_seed, load_image
+from syngen.settings import MAX_SIDE, Seed
 from syngen.stages.base import Result, Stage, StageConfig
 
 
@@ -47,14 +48,14 @@ class ViewsConfig(StageConfig):
         "phash",
         description="phash: the candidates farthest from the region view by pHash distance / t; random: seeded.",
     )
-    size: int = Field(224, ge=1, description="Side of the square view crops, in pixels.")
-    seed: int = Field(0, ge=0, description="Seed of random selection (with sample id and region).")
+    size: int = Field(224, ge=1, le=MAX_SIDE, description="Side of the square view crops, in pixels.")
+    seed: Seed = Field(0, description="Seed of random selection (with sample id and region).")
 
     @field_validator("candidates")
     @classmethod
     def _candidates(cls, value: list[float]) -> list[float]:
         if not value or any(not 0 < t <= 1 for t in value) or len(set(value)) != len(value):
-            raise ValueError(f"need distinct values in (0, 1], got {value}")
+            raise ValueError("need distinct values in (0, 1]")  # the message shows an excerpt of the value
         return value
 
     @model_validator(mode="after")

@@ -241,8 +241,8 @@ def test_card_loads_with_hub_metadata(exported: Path) -> None:
     assert infos["grounding"]["download_size"] == sum(f.stat().st_size for f in exported.glob("data/grounding/*"))
     assert "synthetic" in card.data.tags and "image-segmentation" in card.data.task_categories
     for text in [
-        'load_dataset("<user>/demo", "preference", split="train")',
-        'pairs = load_preference("<user>/demo")',
+        f'load_dataset("{exported.resolve()}", "preference", split="train")',
+        f'pairs = load_preference("{exported.resolve()}")',
         "box_threshold: 0.35",  # the recipe
         "| ground | `IDEA-Research/grounding-dino-base` | abc123 |",
         "| negatives | iou_band | [0.5, 0.9] |",
@@ -266,7 +266,7 @@ def config_infos(**rows: int) -> dict[str, DatasetInfo]:
 
 def test_card_never_holds_a_token() -> None:
     info = make_info(recipe_text=f"token: {TOKEN}\n", description=f"see {TOKEN}")
-    card = dataset_card(info, config_infos(grounding=1), schemas())
+    card = dataset_card(info, config_infos(grounding=1), schemas(), Path("dataset"))
     assert TOKEN not in card and "hf_***" in card
 
 
@@ -283,7 +283,9 @@ def test_card_never_holds_a_token() -> None:
     ids=["one", "999", "1000", "54k", "999k", "3M"],
 )
 def test_size_category_follows_the_largest_config(rows: int, category: str) -> None:
-    card = DatasetCard(dataset_card(make_info(), config_infos(grounding=1, preference=rows), schemas()))
+    card = DatasetCard(
+        dataset_card(make_info(), config_infos(grounding=1, preference=rows), schemas(), Path("dataset"))
+    )
     assert card.data.size_categories == [category]
 
 
@@ -384,11 +386,40 @@ def test_swap_cut_between_renames_is_recovered(tmp_path: Path) -> None:
     assert folder_digest(tmp_path / "dataset") == before
 
 
+def loading_code(card: str) -> str:
+    """The card's python block (the loading code)."""
+    return card.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("folder", ["out", 'my "data" \\ été'], ids=["plain", "quotes-backslash-unicode"])
+def test_card_loading_code_runs_on_the_local_folder_without_a_repo_id(tmp_path: Path, folder: str) -> None:
+    """Without a repo id the card's loading code names the dataset's own folder: run verbatim, it loads both
+    configs and decodes a mask; pointed at a repo id later (push), every loading call names the repo."""
+    from syngen.export import set_repo_id
+
+    dataset = export_dataset(SAMPLES[:1], tmp_path / folder, make_info())
+    code = loading_code(DatasetCard.load(dataset / "README.md").text)
+    assert "<user>" not in code
+    scope: dict[str, Any] = {}
+    exec(code, scope)  # noqa: S102 (the card's own code, on a folder this test wrote)
+    assert scope["grounding"].num_rows == 1 and scope["preference"].num_rows == 2
+    np.testing.assert_array_equal(scope["mask"].astype(bool), rect_mask(10, 10, 50, 40))
+    pushed = loading_code(set_repo_id((dataset / "README.md").read_text(), "me/demo-data"))
+    assert pushed.count('("me/demo-data"') == 3 and str(tmp_path) not in pushed
+
+
+def test_card_loading_code_names_the_repo_id_when_known(tmp_path: Path) -> None:
+    dataset = export_dataset([make_sample(0, [])], tmp_path, make_info(repo_id="me/demo-data"))
+    code = loading_code(DatasetCard.load(dataset / "README.md").text)
+    assert 'grounding = load_dataset("me/demo-data", "grounding", split="train")' in code
+    assert str(tmp_path) not in code
+
+
 @pytest.mark.parametrize(
-    ("repo_id", "named"), [(None, "<user>/demo"), ("me/demo-data", "me/demo-data")], ids=["placeholder", "repo-id"]
+    ("out_dir", "named"), [(None, "outputs/demo"), ("/data/runs/demo/", "/data/runs/demo")], ids=["default", "set"]
 )
-def test_card_loading_code_names_the_repo(tmp_path: Path, repo_id: str | None, named: str) -> None:
-    dataset = export_dataset([make_sample(0, [])], tmp_path, make_info(repo_id=repo_id))
-    text = DatasetCard.load(dataset / "README.md").text
-    assert f'grounding = load_dataset("{named}", "grounding", split="train")' in text
-    assert ("<user>" in text) == (repo_id is None)
+def test_card_reproduce_section_names_where_the_rerun_writes(tmp_path: Path, out_dir: str | None, named: str) -> None:
+    """The rerun writes where the recipe's output.dir says, else outputs/<name> (from the folder it is run in)."""
+    dataset = export_dataset([make_sample(0, [])], tmp_path, make_info(out_dir=out_dir))
+    section = DatasetCard.load(dataset / "README.md").text.split("## Reproduce", 1)[1]
+    assert f"`{named}/dataset/`" in section and "```bash\nsyngen run recipe.yaml\n```" in section

@@ -258,8 +258,8 @@ def test_missing_model_or_vae_fails_in_preflight_naming_stage_and_field(tmp_path
 @pytest.mark.parametrize(
     "vae, error",
     [
-        pytest.param("tiny:sd", "stages.synthesize.vae: Value error, a VAE's Hub id or local folder", id="tiny-twin"),
-        pytest.param("", "stages.synthesize.vae.id: Value error", id="empty"),
+        pytest.param("tiny:sd", "stages.synthesize.vae: a VAE's Hub id or local folder", id="tiny-twin"),
+        pytest.param("", "stages.synthesize.vae.id: a model id, local path or tiny:<name> (got '')", id="empty"),
         pytest.param("no such//vae", "stages.synthesize.vae: 'no such//vae' is neither a Hub id", id="not-a-hub-id"),
         pytest.param({"id": "org/vae", "subfolder": "vae"}, "stages.synthesize.vae.subfolder: unknown", id="unknown"),
         pytest.param(["org/vae"], "stages.synthesize.vae: Input should be", id="a-list"),
