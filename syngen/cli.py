@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 console = Console(stderr=True)
+_log = logging.getLogger("syngen.cli")
 
 
 class _Commands(TyperGroup):
@@ -180,12 +182,16 @@ def run(
 ) -> None:
     """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
     from syngen.assets import quickstart_recipe
-    from syngen.executors import Shard, shard_from_env
+    from syngen.executors.lock import folder_lock
+    from syngen.executors.shard import WHOLE, Shard, shard_from_env
 
     recipe = recipe or quickstart_recipe()
     loaded = _load(recipe)
     out_dir = loaded.out_dir(out)
-    with _writing(out_dir, f"syngen run {recipe} --out {out_dir}"):
+    part = WHOLE if ray is not None else Shard.parse(shard) if shard else shard_from_env()
+    # the folder is claimed and locked before the slow part (imports, twin building): a busy one is refused at once
+    with _writing(out_dir, f"syngen run {recipe} --out {out_dir}"), folder_lock(out_dir, part):
+        _log.info("loading models…")
         if ray is not None:
             from syngen.executors.ray import run as run_ray
 
@@ -204,7 +210,6 @@ def run(
         else:
             from syngen.executors.local import run as run_local
 
-            part = Shard.parse(shard) if shard else shard_from_env()
             report = run_local(
                 loaded, out_dir, fresh=fresh, limit=limit, progress=progress, shard=part, retry_failed=retry_failed
             )

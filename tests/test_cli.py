@@ -116,3 +116,62 @@ def test_a_damaged_fingerprint_redoes_only_that_stage_without_a_traceback(tmp_pa
     assert syngen("run", recipe, "--out", out, "--no-progress")[0] == 0
     stages = json.loads((out / "run.json").read_text())["stages"]
     assert [name for name, s in stages.items() if s["computed"]] == ["segment"]  # the later stages still match
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["run", "{recipe}", "--out", "{out}"], id="run"),
+        pytest.param(["run", "{recipe}", "--out", "{out}", "--fresh"], id="run-fresh"),
+        pytest.param(["export", "{out}", "--recipe", "{recipe}"], id="export"),
+    ],
+)
+def test_a_folder_syngen_never_wrote_is_never_modified(tmp_path: Path, args: list[str]) -> None:
+    recipe, out = fault_stages.write_recipe(tmp_path, 2), tmp_path / "out"
+    for name in ("dataset/thesis.txt", "stages/notes.txt"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("mine")
+    before = tree(out)
+    exit_code, output = syngen(*(a.format(recipe=recipe, out=out) for a in args))
+    assert exit_code == 2, output
+    assert f"error: {out} holds files syngen did not write (dataset/, stages/) and no .syngen marker" in output
+    assert tree(out) == before and sorted(p.name for p in out.iterdir()) == ["dataset", "stages"]
+
+
+def test_fresh_deletes_only_what_syngen_wrote(tmp_path: Path) -> None:
+    recipe, out = fault_stages.write_recipe(tmp_path, 2), tmp_path / "out"
+    assert syngen("run", recipe, "--out", out, "--no-progress")[0] == 0
+    assert (out / ".syngen").is_file() and (out / "dataset" / ".syngen").is_file()
+    foreign = ["notes.txt", "stages/notes.txt", "stages/caption/notes.txt"]
+    for name in foreign:
+        (out / name).write_text("mine")
+    exit_code, output = syngen("run", recipe, "--out", out, "--no-progress", "--fresh")
+    assert exit_code == 0, output
+    assert all((out / name).read_text() == "mine" for name in foreign)
+    assert (out / ".syngen").is_file()
+    stages = json.loads((out / "run.json").read_text())["stages"]
+    assert all(s["computed"] == s["items_in"] > 0 for s in stages.values())  # every result was dropped and redone
+
+
+def test_a_dataset_folder_syngen_did_not_write_is_refused_before_the_run(tmp_path: Path) -> None:
+    recipe, out = fault_stages.write_recipe(tmp_path, 2), tmp_path / "out"
+    (out / "dataset").mkdir(parents=True)
+    (out / ".syngen").touch()  # the output folder is syngen's, but not the dataset folder in it
+    (out / "dataset" / "thesis.txt").write_text("mine")
+    exit_code, output = syngen("run", recipe, "--out", out, "--no-progress")
+    assert exit_code == 2 and f"{out / 'dataset'} holds files syngen did not write (thesis.txt)" in output, output
+    assert tree(out / "dataset") == {"thesis.txt": b"mine"} and not (out / "stages").exists()
+
+
+def test_a_folder_an_older_syngen_made_is_adopted(tmp_path: Path) -> None:
+    recipe, out = fault_stages.write_recipe(tmp_path, 2), tmp_path / "out"
+    assert syngen("run", recipe, "--out", out, "--no-progress")[0] == 0
+    for marker in (out / ".syngen", out / "dataset" / ".syngen"):
+        marker.unlink()  # as an older syngen left it
+    exit_code, output = syngen("run", recipe, "--out", out, "--no-progress", "--limit", "1")
+    assert exit_code == 0, output
+    assert (out / ".syngen").is_file() and (out / "dataset" / ".syngen").is_file()
