@@ -24,7 +24,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from syngen import log
-from syngen.errors import OutputError, RunFailed, StaleStore, SyngenError, UsageError
+from syngen.errors import OutputError, RunFailed, StaleStore, SyngenError, UsageError, printable
 from syngen.train.cli import eval_app, train_app
 
 # syngen shows one progress bar per stage; the libraries' own bars (weights, parquet shards) are noise here.
@@ -101,8 +101,9 @@ def _writing(out: Path, resume: str) -> Iterator[None]:
 
 
 def os_error_message(err: OSError, out: Path) -> str:
-    """One paragraph on a filesystem error: the path, the cause, and what to do."""
-    path = err.filename or out
+    """One paragraph on a filesystem error: the path, the cause, and what to do. Never raises: the path may be
+    too long, unreadable, a dangling link or bytes that are not UTF-8."""
+    path = printable(err.filename if err.filename is not None else out, 200)
     causes = {
         errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is exhausted",
@@ -110,14 +111,18 @@ def os_error_message(err: OSError, out: Path) -> str:
         errno.EACCES: "permission denied",
         errno.EPERM: "operation not permitted",
         errno.ENOTDIR: "a part of the path is a file, not a folder",
-        errno.EEXIST: "it exists and is not a folder" if Path(path).is_file() else "it exists",
         errno.EISDIR: "it is a folder, not a file",
+        errno.ENAMETOOLONG: "the path or one of its names is too long for the file system",
+        errno.ELOOP: "a symbolic link in the path loops",
     }
-    cause = causes.get(err.errno or 0, err.strerror or str(err))
+    if err.errno == errno.EEXIST:  # os.path.isfile answers False where stat fails (denied, too long, dangling)
+        cause = "it exists and is not a folder" if os.path.isfile(err.filename or out) else "it exists"
+    else:
+        cause = causes.get(err.errno or 0, err.strerror or str(err))
     return (
         f"{path}: {cause} ({type(err).__name__}, errno {err.errno}). Results stored before the error are kept in "
-        f"{out / 'stages'} and the previous dataset is left as it was; fix the cause and run the same command again "
-        "to resume."
+        f"{printable(out / 'stages', 200)} and the previous dataset is left as it was; fix the cause and run the same "
+        "command again to resume."
     )
 
 

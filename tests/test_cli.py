@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -11,7 +14,7 @@ from filelock import FileLock
 from typer.testing import CliRunner
 
 from syngen import stages as registry
-from syngen.cli import app
+from syngen.cli import app, os_error_message
 from tests import fault_stages
 
 
@@ -175,3 +178,67 @@ def test_a_folder_an_older_syngen_made_is_adopted(tmp_path: Path) -> None:
     exit_code, output = syngen("run", recipe, "--out", out, "--no-progress", "--limit", "1")
     assert exit_code == 0, output
     assert (out / ".syngen").is_file() and (out / "dataset" / ".syngen").is_file()
+
+
+def _stat_denied(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """``os.stat`` of ``path`` raises PermissionError, as for a user who may not look into its folder (tests run as
+    root, who may)."""
+    real = os.stat
+
+    def stat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if os.fspath(target) == str(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(target))
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+
+
+LONG = "/tmp/" + "n" * 5000
+
+
+@pytest.mark.parametrize(
+    "make_error, expected",
+    [
+        pytest.param(
+            lambda t, m: OSError(errno.ENAMETOOLONG, "File name too long", LONG),
+            "/tmp/nnn",
+            id="path-too-long",
+        ),
+        pytest.param(
+            lambda t, m: OSError(errno.ENOSPC, "No space left on device", LONG),
+            "nnn (5005 characters): the disk is full",
+            id="long-path-other-error",
+        ),
+        pytest.param(
+            lambda t, m: _stat_denied(m, t / "out") or FileExistsError(errno.EEXIST, "File exists", str(t / "out")),
+            "out: it exists (FileExistsError",
+            id="permission-denied",
+        ),
+        pytest.param(
+            lambda t, m: (t / "out").symlink_to(t / "gone") or FileExistsError(errno.EEXIST, "exists", str(t / "out")),
+            "out: it exists (FileExistsError",
+            id="broken-symlink",
+        ),
+        pytest.param(
+            lambda t, m: (t / "out").write_text("x") and FileExistsError(errno.EEXIST, "exists", str(t / "out")),
+            "out: it exists and is not a folder",
+            id="path-is-a-file",
+        ),
+        pytest.param(
+            lambda t, m: OSError(errno.EACCES, "Permission denied", os.fsdecode(b"/o/caf\xe9\nx")),
+            "/o/caf\\xe9\\nx: permission denied",
+            id="name-not-utf-8",
+        ),
+    ],
+)
+def test_os_error_message_never_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_error, expected) -> None:
+    error = make_error(tmp_path, monkeypatch)
+    message = os_error_message(error, tmp_path / "out")
+    assert expected in message and "\n" not in message and message.encode("utf-8"), message
+    assert message.endswith("run the same command again to resume.") and len(message) < 800
+
+
+def test_an_output_path_too_long_ends_with_one_paragraph(tmp_path: Path) -> None:
+    recipe = fault_stages.write_recipe(tmp_path, 1)
+    exit_code, output = syngen("run", recipe, "--out", tmp_path / ("n" * 5000), "--no-progress")
+    assert exit_code == 1 and "too long for the file system" in output and "(5" in output, output
