@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from filelock import FileLock
@@ -242,3 +243,25 @@ def test_an_output_path_too_long_ends_with_one_paragraph(tmp_path: Path) -> None
     recipe = fault_stages.write_recipe(tmp_path, 1)
     exit_code, output = syngen("run", recipe, "--out", tmp_path / ("n" * 5000), "--no-progress")
     assert exit_code == 1 and "too long for the file system" in output and "(5" in output, output
+
+
+def test_seed_names_in_any_encoding_reach_every_report_the_same_way(tmp_path: Path) -> None:
+    """Latin-1 bytes, a newline and 255 bytes in seed names: the run and the export finish, and failures.jsonl,
+    run.json and the dataset name each file with the same printable UTF-8 text."""
+    recipe, out = fault_stages.write_recipe(tmp_path, 1), tmp_path / "out"
+    seeds = os.fsencode(tmp_path / "seeds")
+    image = (tmp_path / "seeds" / "seed 00.png").read_bytes()
+    for raw, content in [(b"caf\xe9.png", image), (b"two\nlines.png", image), (b"l" * 251 + b".png", image)]:
+        Path(os.fsdecode(os.path.join(seeds, raw))).write_bytes(content)
+    Path(os.fsdecode(os.path.join(seeds, b"cut\xff.png"))).write_bytes(image[:30])  # a failure
+    os.mkfifo(os.path.join(seeds, b"pipe\xe9.png"))  # skipped
+    exit_code, output = syngen("run", recipe, "--out", out, "--no-progress")
+    assert exit_code == 0, output
+    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {(f["item"], f["kind"]) for f in failures} == {("cut\\xff.png", "bad_image"), ("pipe\\xe9.png", "skipped")}
+    assert json.loads((out / "run.json").read_text())["skipped"] == {"pipe\\xe9.png": "not a regular file"}
+    rows = pq.read_table(out / "dataset/data/grounding", columns=["provenance"]).column(0).to_pylist()
+    items = {row["source_item"] for row in rows}
+    assert items == {"seed 00.png", "caf\\xe9.png", "two\\nlines.png", "l" * 251 + ".png"}
+    (out / "dataset" / "README.md").read_text(encoding="utf-8")  # the card is UTF-8 text
+    assert syngen("export", out)[0] == 0
