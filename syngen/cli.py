@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -357,5 +358,25 @@ def print_report(report: dict[str, Any]) -> None:
         )
 
 
+STOPPED = (130, 143)  # the exit codes of a run stopped by Ctrl-C and SIGTERM
+
+
+def main() -> None:
+    """The ``syngen`` program: the app, and after Ctrl-C or SIGTERM the prompt back at once. The resume line is
+    printed and the store's writes are on disk by then; the process ends without waiting for queued work in the
+    worker threads or for the interpreter to tear down the loaded libraries (seconds with torch loaded)."""
+    try:
+        app()
+    except SystemExit as done:
+        if done.code in STOPPED:
+            from syngen.store import flush_writes
+
+            flush_writes()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(done.code)
+        raise
+
+
 if __name__ == "__main__":
-    app()
+    main()

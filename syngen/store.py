@@ -76,7 +76,7 @@ STORE_FILES = (
     ".tmp-*",
 )
 
-__all__ = ["SCHEMA", "Row", "StageStore", "StaleStore", "atomic_write_text", "remove_stores", "to_json"]
+__all__ = ["SCHEMA", "Row", "StageStore", "StaleStore", "atomic_write_text", "flush_writes", "remove_stores", "to_json"]
 
 
 def to_json(value: Any) -> str:
@@ -413,6 +413,11 @@ class StageStore:
         """The parts and chunks that hold this stage's results."""
         self._settle()
         return _data_files(self.dir)
+
+
+def flush_writes() -> None:
+    """Wait until every part file handed to the writer thread (``write(wait=False)``) is on disk or failed."""
+    _WRITER.submit(lambda: None).result()
 
 
 def remove_stores(out: Path) -> None:

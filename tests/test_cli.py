@@ -5,6 +5,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +269,36 @@ def test_seed_names_in_any_encoding_reach_every_report_the_same_way(tmp_path: Pa
     assert items == {"seed 00.png", "caf\\xe9.png", "two\\nlines.png", "l" * 251 + ".png"}
     (out / "dataset" / "README.md").read_text(encoding="utf-8")  # the card is UTF-8 text
     assert syngen("export", out)[0] == 0
+
+
+def test_ctrl_c_gives_the_prompt_back_within_5_s_and_keeps_what_was_done(tmp_path: Path) -> None:
+    """The quickstart on its tiny twins, stopped by SIGINT once its third model is loaded: the process ends within
+    5 s (not after the worker threads' queued work and the interpreter's teardown of torch), and a rerun resumes."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "syngen.cli", "run", "--out", str(out), "--no-progress"]
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # Ctrl-C even if this process ignores it
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "phrases: loaded" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, rest = proc.communicate(timeout=120)
+    elapsed = time.monotonic() - sent
+    output = "".join(seen) + rest
+    assert proc.returncode == 130 and elapsed < 5, f"{elapsed:.1f} s: {output}"
+    assert "loading models…" in output and "stopped by Ctrl-C" in output and "Traceback" not in output
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    stages = json.loads((out / "run.json").read_text())["stages"]
+    assert stages["caption"]["computed"] < stages["caption"]["items_in"] == 6  # the first wave was kept
