@@ -302,3 +302,17 @@ def test_ctrl_c_gives_the_prompt_back_within_5_s_and_keeps_what_was_done(tmp_pat
     assert resumed.returncode == 0, resumed.stderr
     stages = json.loads((out / "run.json").read_text())["stages"]
     assert stages["caption"]["computed"] < stages["caption"]["items_in"] == 6  # the first wave was kept
+
+
+def test_a_busy_folder_is_refused_before_the_models_are_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe, out = fault_stages.write_recipe(tmp_path, 2), tmp_path / "out"
+    assert syngen("run", recipe, "--out", out, "--no-progress")[0] == 0
+
+    def reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the executor started although another run holds the folder")
+
+    monkeypatch.setattr("syngen.executors.local.run", reached)
+    with FileLock(str(out / ".lock")):
+        exit_code, output = syngen("run", recipe, "--out", out, "--no-progress")
+    assert exit_code == 1 and "another syngen run is writing to" in output, output
+    assert "loading models" not in output
