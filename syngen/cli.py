@@ -154,7 +154,8 @@ def run(
     out: Annotated[Path | None, typer.Option("--out", help="Output folder; default outputs/<recipe name>.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use at most N seed items.")] = None,
     fresh: Annotated[
-        bool, typer.Option("--fresh", help="Drop earlier results in the output folder and start over.")
+        bool,
+        typer.Option("--fresh", help="Drop what syngen wrote in the output folder (other files stay); start over."),
     ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar per stage.")] = True,
     retry_failed: Annotated[

@@ -179,7 +179,12 @@ class Runner:
         a dangling or looping link), with the reason."""
         kind = getattr(self.source.config, "kind", None)
         for item, reason in getattr(self.source, "skipped", {}).items():
-            yield {"stage": self.source.name, "item": item, "source": kind, "id": None, "kind": "skipped"} | {
+            yield {
+                "stage": self.source.name,
+                "item": item,
+                "source": kind,
+                "id": None,
+                "kind": "skipped",
                 "message": reason,
                 "detail": "",
             }
