@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -25,7 +27,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from syngen import log
-from syngen.errors import OutputError, RunFailed, StaleStore, SyngenError, UsageError
+from syngen.errors import OutputError, RunFailed, StaleStore, SyngenError, UsageError, printable
 from syngen.train.cli import eval_app, train_app
 
 # syngen shows one progress bar per stage; the libraries' own bars (weights, parquet shards) are noise here.
@@ -33,6 +35,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 console = Console(stderr=True)
+_log = logging.getLogger("syngen.cli")
 
 
 class _Commands(TyperGroup):
@@ -101,8 +104,9 @@ def _writing(out: Path, resume: str) -> Iterator[None]:
 
 
 def os_error_message(err: OSError, out: Path) -> str:
-    """One paragraph on a filesystem error: the path, the cause, and what to do."""
-    path = err.filename or out
+    """One paragraph on a filesystem error: the path, the cause, and what to do. Never raises: the path may be
+    too long, unreadable, a dangling link or bytes that are not UTF-8."""
+    path = printable(err.filename if err.filename is not None else out, 200)
     causes = {
         errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is exhausted",
@@ -110,14 +114,18 @@ def os_error_message(err: OSError, out: Path) -> str:
         errno.EACCES: "permission denied",
         errno.EPERM: "operation not permitted",
         errno.ENOTDIR: "a part of the path is a file, not a folder",
-        errno.EEXIST: "it exists and is not a folder" if Path(path).is_file() else "it exists",
         errno.EISDIR: "it is a folder, not a file",
+        errno.ENAMETOOLONG: "the path or one of its names is too long for the file system",
+        errno.ELOOP: "a symbolic link in the path loops",
     }
-    cause = causes.get(err.errno or 0, err.strerror or str(err))
+    if err.errno == errno.EEXIST:  # os.path.isfile answers False where stat fails (denied, too long, dangling)
+        cause = "it exists and is not a folder" if os.path.isfile(err.filename or out) else "it exists"
+    else:
+        cause = causes.get(err.errno or 0, err.strerror or str(err))
     return (
         f"{path}: {cause} ({type(err).__name__}, errno {err.errno}). Results stored before the error are kept in "
-        f"{out / 'stages'} and the previous dataset is left as it was; fix the cause and run the same command again "
-        "to resume."
+        f"{printable(out / 'stages', 200)} and the previous dataset is left as it was; fix the cause and run the same "
+        "command again to resume."
     )
 
 
@@ -148,7 +156,8 @@ def run(
     out: Annotated[Path | None, typer.Option("--out", help="Output folder; default outputs/<recipe name>.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use at most N seed items.")] = None,
     fresh: Annotated[
-        bool, typer.Option("--fresh", help="Drop earlier results in the output folder and start over.")
+        bool,
+        typer.Option("--fresh", help="Drop what syngen wrote in the output folder (other files stay); start over."),
     ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar per stage.")] = True,
     retry_failed: Annotated[
@@ -182,12 +191,16 @@ def run(
 ) -> None:
     """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
     from syngen.assets import quickstart_recipe
-    from syngen.executors import Shard, shard_from_env
+    from syngen.executors.lock import folder_lock
+    from syngen.executors.shard import WHOLE, Shard, shard_from_env
 
     recipe = recipe or quickstart_recipe()
     loaded = _load(recipe)
     out_dir = loaded.out_dir(out)
-    with _writing(out_dir, f"syngen run {recipe} --out {out_dir}"):
+    part = WHOLE if ray is not None else Shard.parse(shard) if shard else shard_from_env()
+    # the folder is claimed and locked before the slow part (imports, twin building): a busy one is refused at once
+    with _writing(out_dir, f"syngen run {recipe} --out {out_dir}"), folder_lock(out_dir, part):
+        _log.info("loading models…")
         if ray is not None:
             from syngen.executors.ray import run as run_ray
 
@@ -206,7 +219,6 @@ def run(
         else:
             from syngen.executors.local import run as run_local
 
-            part = Shard.parse(shard) if shard else shard_from_env()
             report = run_local(
                 loaded, out_dir, fresh=fresh, limit=limit, progress=progress, shard=part, retry_failed=retry_failed
             )
@@ -400,5 +412,25 @@ def print_report(report: dict[str, Any]) -> None:
         )
 
 
+STOPPED = (130, 143)  # the exit codes of a run stopped by Ctrl-C and SIGTERM
+
+
+def main() -> None:
+    """The ``syngen`` program: the app, and after Ctrl-C or SIGTERM the prompt back at once. The resume line is
+    printed and the store's writes are on disk by then; the process ends without waiting for queued work in the
+    worker threads or for the interpreter to tear down the loaded libraries (seconds with torch loaded)."""
+    try:
+        app()
+    except SystemExit as done:
+        if done.code in STOPPED:
+            from syngen.store import flush_writes
+
+            flush_writes()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(done.code)
+        raise
+
+
 if __name__ == "__main__":
-    app()
+    main()

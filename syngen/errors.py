@@ -6,6 +6,8 @@ The CLI catches :class:`SyngenError` once and exits with its ``exit_code``: 2 fo
 
 from __future__ import annotations
 
+import os
+
 
 class SyngenError(Exception):
     """Base of syngen's errors; ``exit_code`` is what the CLI exits with."""
@@ -71,3 +73,16 @@ def excerpt(value: object, limit: int = 60) -> str:
     """``repr(value)``, cut to about ``limit`` characters: a message never echoes a whole bad value."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def printable(name: str | bytes | os.PathLike[str], limit: int | None = None) -> str:
+    """A file name or path as syngen shows and stores it: valid UTF-8 text whatever the bytes. Bytes that are not
+    UTF-8 (surrogate escapes in a ``str``) become ``\\xNN`` and control characters such as a newline their
+    escape (``\\n``); other text is unchanged. Over ``limit`` characters, it is cut in the middle, saying its
+    length."""
+    raw = os.fsencode(name)
+    text = raw.decode("utf-8", "backslashreplace")
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if limit is not None and len(text) > limit:
+        text = f"{text[: limit // 2]}...{text[-limit // 4 :]} ({len(text)} characters)"
+    return text

@@ -15,6 +15,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from syngen.errors import PushError
+from syngen.owned import MARKER
 
 __all__ = ["PushError", "push_dataset", "redact"]
 _TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
@@ -54,6 +55,7 @@ def push_dataset(
             folder_path=dataset_dir,
             repo_type="dataset",
             revision=revision,
+            ignore_patterns=[MARKER],  # syngen's own ownership marker, not part of the dataset
             commit_message=f"Upload {dataset_dir.parent.name} with syngen",
         )
     except Exception as error:

@@ -161,6 +161,8 @@ class Runner:
         try:
             with failures.open("w", encoding="utf-8") as self._failures:
                 yield from self._waves(items, compute)
+                if self.shard.whole:  # every shard sees them: the whole folder's file lists them once
+                    self._failures.writelines(to_json(record) + "\n" for record in self._skipped_records())
             if compute:  # the stores are independent: compacted side by side (pyarrow leaves the GIL)
                 list(POOL.map(StageStore.compact, self.stores.values()))
             os.replace(failures, self.out / self.failures_file)
@@ -171,6 +173,21 @@ class Runner:
                 self.pool.close()
             for bar in self._bars.values():
                 bar.close()
+
+    def _skipped_records(self) -> Iterator[dict[str, Any]]:
+        """A ``failures.jsonl`` line for each seed entry the source did not use (not an image, not a regular file,
+        a dangling or looping link), with the reason."""
+        kind = getattr(self.source.config, "kind", None)
+        for item, reason in getattr(self.source, "skipped", {}).items():
+            yield {
+                "stage": self.source.name,
+                "item": item,
+                "source": kind,
+                "id": None,
+                "kind": "skipped",
+                "message": reason,
+                "detail": "",
+            }
 
     def _waves(self, items: Iterator[Sample], compute: bool) -> Iterator[Sample]:
         """The final samples of ``items``, wave by wave. With ``runtime.overlap``, the model-free stages before the

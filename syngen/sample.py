@@ -131,7 +131,13 @@ class Failure:
         """The failure an exception makes: its type as ``kind``, ``message`` (default: the exception's text),
         the end of its traceback as ``detail``."""
         detail = "".join(traceback.format_exception(err)[-3:])
-        return cls(kind=type(err).__name__, message=(message or str(err))[:500], detail=detail[-2000:])
+        message = message or str(err)
+        return cls(kind=type(err).__name__, message=_utf8(message)[:500], detail=_utf8(detail)[-2000:])
+
+
+def _utf8(text: str) -> str:
+    """``text`` as valid UTF-8: a file name's undecodable bytes (surrogate escapes) become ``\\xNN``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def make_id(*parts: Any) -> str:

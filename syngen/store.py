@@ -65,7 +65,18 @@ _RANK = re.compile(r"-r(\d+)[-.]")
 _WRITER = ThreadPoolExecutor(1, thread_name_prefix="syngen-store")  # part files written in order, off the caller
 log = logging.getLogger(__name__)
 
-__all__ = ["SCHEMA", "Row", "StageStore", "StaleStore", "atomic_write_text", "to_json"]
+# the files a stage folder holds (the store's own), and what a stages/ folder holds beside the stage folders
+STORE_FILES = (
+    "fingerprint.json",
+    "part-r*.parquet",
+    "chunk-r*.parquet",
+    "manifest-r*.parquet",
+    "corrupt-*.parquet",
+    "stale-*.parquet",
+    ".tmp-*",
+)
+
+__all__ = ["SCHEMA", "Row", "StageStore", "StaleStore", "atomic_write_text", "flush_writes", "remove_stores", "to_json"]
 
 
 def to_json(value: Any) -> str:
@@ -402,6 +413,28 @@ class StageStore:
         """The parts and chunks that hold this stage's results."""
         self._settle()
         return _data_files(self.dir)
+
+
+def flush_writes() -> None:
+    """Wait until every part file handed to the writer thread (``write(wait=False)``) is on disk or failed."""
+    _WRITER.submit(lambda: None).result()
+
+
+def remove_stores(out: Path) -> None:
+    """Delete every stage store under ``out/stages``: the files the store writes, then the folders left empty.
+    Anything else found there (not syngen's) stays, with the folders holding it."""
+    stages = out / "stages"
+    if not stages.is_dir():
+        return
+    for folder in [p for p in stages.iterdir() if p.is_dir()]:  # stage folders and discards set aside (.stale-*)
+        for pattern in STORE_FILES:
+            for path in folder.glob(pattern):
+                path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
+    (stages / ".open.lock").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        stages.rmdir()
 
 
 def _data_files(folder: Path) -> list[Path]:

@@ -8,6 +8,7 @@ PIL, numpy, pyarrow and torch release the GIL in their heavy loops, so these thr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -97,9 +98,9 @@ class ProducerFailed(RuntimeError):
 
 def consume_in_thread(consumer: Callable[[Iterator[T]], R], items: Iterable[T], maxsize: int = 64) -> R:
     """``consumer(stream)`` run in a worker thread while this thread produces ``items`` into ``stream`` (at most
-    ``maxsize`` waiting). Returns what the consumer returns. An error (or Ctrl-C) while producing reaches the
-    consumer as :class:`ProducerFailed` from its stream and is then raised here; an error in the consumer stops
-    the production and is raised here."""
+    ``maxsize`` waiting). Returns what the consumer returns. An error (or Ctrl-C) while producing drops the items
+    waiting, reaches the consumer as :class:`ProducerFailed` from its stream and is then raised here; an error in
+    the consumer stops the production and is raised here."""
     waiting: queue.Queue[Any] = queue.Queue(maxsize)
     outcome: dict[str, Any] = {}
 
@@ -122,7 +123,8 @@ def consume_in_thread(consumer: Callable[[Iterator[T]], R], items: Iterable[T], 
             if not _put(waiting, item, worker):
                 break  # the consumer failed: its error is raised below
         _put(waiting, _END, worker)
-    except BaseException:
+    except BaseException:  # the items still queued are dropped: the consumer stops after the one in hand
+        _drain(waiting)
         _put(waiting, _ABORT, worker)
         worker.join()
         raise
@@ -130,6 +132,13 @@ def consume_in_thread(consumer: Callable[[Iterator[T]], R], items: Iterable[T], 
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def _drain(waiting: queue.Queue[Any]) -> None:
+    """Removes every item waiting in the queue."""
+    with contextlib.suppress(queue.Empty):
+        while True:
+            waiting.get_nowait()
 
 
 def _put(waiting: queue.Queue[Any], item: Any, worker: threading.Thread) -> bool:

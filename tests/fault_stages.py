@@ -178,6 +178,6 @@ def write_recipe(
 
 if __name__ == "__main__":
     register()
-    from syngen.cli import app
+    from syngen.cli import main
 
-    app()
+    main()  # as the `syngen` program: a stop by Ctrl-C or SIGTERM ends the process at once

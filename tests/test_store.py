@@ -326,3 +326,69 @@ def test_an_error_of_a_write_without_waiting_is_raised_by_the_next_call(
     reopened = StageStore(tmp_path, "caption")
     reopened.open("fp")
     assert set(reopened.index()) == {"c"}  # a's file never landed: a rerun computes it again
+
+
+class Killed(Exception):
+    """A kill, raised where the test plants it."""
+
+
+def test_drop_failed_killed_before_the_manifest_is_rebuilt_recomputes_the_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old manifest still lists the dropped ids and the old row groups: it must be gone before the chunks
+    are rewritten, so that a kill in between leaves a store that indexes the chunks themselves."""
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    for start in range(0, 1200, 100):
+        store.write(
+            [row(f"s{i}", None, "failed") if i % 10 == 0 else row(f"s{i}", f"s{i}") for i in range(start, start + 100)]
+        )
+    store.compact()
+    real = StageStore._rebuild_manifest
+
+    def kill(self: StageStore, rank: int, chunks: list[Path]) -> object:
+        if any("failed" not in pq.read_table(c, columns=["status"]).column(0).to_pylist() for c in chunks):
+            raise Killed  # a chunk was rewritten without its failures: killed before the manifest is rebuilt
+        return real(self, rank, chunks)
+
+    monkeypatch.setattr(StageStore, "_rebuild_manifest", kill)
+    with pytest.raises(Killed):
+        store.drop_failed()
+    monkeypatch.undo()
+    reopened = StageStore(tmp_path, "caption")
+    reopened.open("fp")
+    expected = {f"s{i}" for i in range(1200) if i % 10}
+    assert set(reopened.index()) == expected  # the failed ones count as not done: they are computed again
+    assert all(rows[0]["id"] == i for i, rows in reopened.read(sorted(expected)).items())
+
+
+@pytest.mark.parametrize("reopen", [False, True], ids=["same-store", "reopened"])
+def test_a_small_chunk_is_merged_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reopen: bool) -> None:
+    """A run's end compacts its few loose parts into an undersized chunk; the next compaction takes it in again,
+    so resumed runs do not pile up small chunks."""
+    monkeypatch.setattr("syngen.store.CHUNK_SAMPLES", 10)
+    store = StageStore(tmp_path, "caption")
+    store.open("fp")
+    for rounds in range(3):
+        store.write(rows_for(range(rounds * 2, rounds * 2 + 1)))
+        store.write(rows_for(range(rounds * 2 + 1, rounds * 2 + 2)))
+        store.compact()  # a run's end
+        if reopen:
+            store = StageStore(tmp_path, "caption")
+            store.open("fp")
+    assert [p.name[:5] for p in store.data_files()] == ["chunk"]
+    assert len(store.index()) == 6 and sorted(store.read([f"s{i}" for i in range(6)])) == [f"s{i}" for i in range(6)]
+
+
+def test_a_shard_reindexes_after_another_compacts_a_file_it_had_indexed(tmp_path: Path) -> None:
+    shard0 = StageStore(tmp_path, "caption", rank=0, exclusive=False)
+    shard1 = StageStore(tmp_path, "caption", rank=1, exclusive=False)
+    for store in (shard0, shard1):
+        store.open("fp")
+    shard1.write(rows_for(range(0, 3)))
+    shard1.write(rows_for(range(3, 6)))
+    assert set(shard0.index()) == {f"s{i}" for i in range(6)}  # shard 0 indexed shard 1's two parts
+    shard1.compact()  # merges them into a chunk and deletes them
+    assert not list(shard1.dir.glob("part-*"))
+    rows = shard0.read([f"s{i}" for i in range(6)])
+    assert [rows[f"s{i}"][0]["id"] for i in range(6)] == [f"s{i}-0" for i in range(6)]

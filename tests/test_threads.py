@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -49,7 +50,27 @@ def test_a_producer_error_reaches_the_consumer_and_is_raised() -> None:
 
     with pytest.raises(ValueError, match="stage broke"):
         consume_in_thread(consume, produce(), maxsize=2)
-    assert seen == [0, 1, 2, 3, 4] and outcome == ["aborted"]
+    assert seen == list(range(len(seen))) and outcome == ["aborted"]
+
+
+def test_ctrl_c_while_producing_does_not_wait_for_the_queued_items() -> None:
+    """The export consumes a wave behind: after Ctrl-C it stops after the sample in hand, not after the wave."""
+    seen: list[int] = []
+
+    def produce() -> Iterator[int]:
+        yield from range(8)
+        time.sleep(0.1)  # the consumer has taken the first item; seven wait in the queue
+        raise KeyboardInterrupt
+
+    def consume(stream: Iterator[int]) -> None:
+        for item in stream:
+            time.sleep(0.5)  # drawing and encoding one sample
+            seen.append(item)
+
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        consume_in_thread(consume, produce(), maxsize=8)
+    assert seen == [0] and time.monotonic() - start < 1.5
 
 
 def test_a_consumer_error_stops_the_producer_and_is_raised() -> None:

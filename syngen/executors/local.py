@@ -18,10 +18,12 @@ from typing import Any
 from syngen.errors import UnfinishedRun, UsageError
 from syngen.executors.lock import folder_lock
 from syngen.executors.shard import WHOLE, Shard
+from syngen.export import DATASET_FILES
+from syngen.owned import check_replaceable, is_owned
 from syngen.recipe import Recipe
 from syngen.runner import FAILURES, Runner, card_info
 from syngen.sample import Sample
-from syngen.store import atomic_write_text
+from syngen.store import atomic_write_text, remove_stores
 from syngen.threads import consume_in_thread
 
 EXPORTED_STATE = "exported.state"  # the Runner.state() the current dataset/ was exported from
@@ -47,6 +49,8 @@ def run(
         if asked and not shard.whole:
             raise WholeFolderOnly(f"{flag} changes every shard's results: run it without --shard (or with --ray)")
     with folder_lock(out, shard):
+        if shard.whole:  # before any work: the export at the end must be able to replace it
+            check_replaceable(out / "dataset", DATASET_FILES)
         _pin_gpu(recipe)
         if fresh:
             clear(out)
@@ -141,16 +145,14 @@ def _pin_gpu(recipe: Recipe) -> None:
 
 
 def clear(out: Path) -> None:
-    """Drop every earlier result in ``out`` (stores, dataset, reports)."""
-    reports = [
-        out / "run.json",
-        out / EXPORTED_STATE,
-        out / FAILURES,
-        *out.glob("run-shard-*"),
-        *out.glob("failures-*"),
-    ]
-    for path in [out / "stages", out / "dataset", *reports]:
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    """Drop every earlier result syngen wrote in ``out``: the stores, the dataset (when syngen's) and the reports.
+    Files syngen did not write stay, and so does the ``.syngen`` marker."""
+    remove_stores(out)
+    if is_owned(out / "dataset"):
+        shutil.rmtree(out / "dataset")
+    reports = [out / name for name in ("run.json", EXPORTED_STATE, FAILURES)]
+    for path in [*reports, *out.glob("run-shard-*.json"), *out.glob("failures-shard-*.jsonl")]:
+        path.unlink(missing_ok=True)
 
 
 def recipe_path(out: Path) -> Path | None:

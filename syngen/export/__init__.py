@@ -8,7 +8,7 @@ whose YAML ``configs`` point ``datasets.load_dataset(folder, "grounding")`` at t
 ``recipe.yaml``. A config with no rows is left out: no folder, no ``configs`` entry, a line in the card.
 
 The package's parts: :mod:`~syngen.export.schema` (each config's features, built from what the stages that ran
-declare), :mod:`~syngen.export.rows`, :mod:`~syngen.export.shards` (parquet shards, the folder swap) and
+declare), :mod:`~syngen.export.rows`, :mod:`~syngen.export.shards` (parquet shards) and
 :mod:`~syngen.export.card` (the card, from the template ``card.md``).
 """
 
@@ -21,8 +21,11 @@ from typing import Any
 from syngen.export.card import CardInfo, dataset_card, set_repo_id
 from syngen.export.rows import grounding_row, preference_rows
 from syngen.export.schema import Column, ConfigSchema, build, published
-from syngen.export.shards import ShardWriter, recover, swap_in
+from syngen.export.shards import ShardWriter
+from syngen.owned import replacing
 from syngen.sample import ModelInfo, Sample
+
+DATASET_FILES = ("README.md", "recipe.yaml", "data")  # what an export writes: a dataset/ holding only these is syngen's
 
 __all__ = ["CardInfo", "Column", "ConfigSchema", "dataset_card", "export_dataset", "schemas", "set_repo_id"]
 
@@ -49,28 +52,27 @@ def export_dataset(
     (default: every registered stage's). Each image is stored once, in ``grounding``; with ``embed_images`` every
     preference pair carries a copy too. Shards hold at most ``shard_rows`` rows and about ``shard_bytes`` of
     encoded images, so memory stays bounded whatever the dataset's size. The folder is built beside the old one
-    and swapped in at the end: a kill leaves the previous dataset in place. With no samples at all the folder
-    holds only the card.
+    and swapped in at the end (:func:`syngen.owned.replacing`): a kill leaves the previous dataset in place, and
+    a ``dataset/`` syngen did not write is never replaced (:class:`~syngen.owned.ForeignFolder`). With no
+    samples at all the folder holds only the card (and the ``.syngen`` marker).
     """
     out_dir = Path(out_dir)
-    building = out_dir / ".dataset.tmp"
-    recover(out_dir)
     configs = schemas(stages, embed_images)
     models: list[ModelInfo] = [
         {"stage": stage, "id": str(m["id"]), "revision": m.get("revision")} for stage, m in info.models.items()
     ]
-    writers = {
-        name: ShardWriter(building, name, schema.features, shard_rows, shard_bytes) for name, schema in configs.items()
-    }
-    grounding = configs["grounding"].features
-    for sample in samples:
-        writers["grounding"].add(grounding_row(sample, grounding, models))
-        for row in preference_rows(sample, embed_images):
-            writers["preference"].add(row)
-    infos = {name: writer.close() for name, writer in writers.items()}
-    building.mkdir(parents=True, exist_ok=True)
-    (building / "README.md").write_text(dataset_card(info, infos, configs, out_dir / "dataset"), encoding="utf-8")
-    if info.recipe_text:
-        (building / "recipe.yaml").write_text(info.recipe_text, encoding="utf-8")
-    swap_in(building, out_dir / "dataset")
+    with replacing(out_dir / "dataset", older=DATASET_FILES) as building:
+        writers = {
+            name: ShardWriter(building, name, schema.features, shard_rows, shard_bytes)
+            for name, schema in configs.items()
+        }
+        grounding = configs["grounding"].features
+        for sample in samples:
+            writers["grounding"].add(grounding_row(sample, grounding, models))
+            for row in preference_rows(sample, embed_images):
+                writers["preference"].add(row)
+        infos = {name: writer.close() for name, writer in writers.items()}
+        (building / "README.md").write_text(dataset_card(info, infos, configs, out_dir / "dataset"), encoding="utf-8")
+        if info.recipe_text:
+            (building / "recipe.yaml").write_text(info.recipe_text, encoding="utf-8")
     return out_dir / "dataset"

@@ -24,7 +24,8 @@ from typing import Any
 
 from pycocotools import mask as mask_utils
 
-from syngen.export.files import Categories, image_rows, replacing
+from syngen.export.files import Categories, image_rows
+from syngen.owned import replacing
 
 
 def export_coco(out: Path) -> Path:

@@ -1,19 +1,15 @@
 """What the COCO and YOLO exporters share: the folder they own, the images, and the category of a phrase.
 
-Each format is written to ``<out>/export/<format>/``: built in a temporary folder beside it and renamed into place
-when complete, so a kill never leaves half an export, and a rerun replaces the previous one. A folder is only
-replaced when it holds :data:`MARKER` (written by this module): a folder of the same name that syngen did not
-write is left alone and the export refused.
+Each format is written to ``<out>/export/<format>/`` through :func:`syngen.owned.replacing`: built in a
+temporary folder beside it and renamed into place when complete, so a kill never leaves half an export, and a
+rerun replaces the previous one. A folder of the same name that syngen did not write (no ``.syngen`` marker) is
+left alone and the export refused.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,38 +19,7 @@ from PIL import Image
 from syngen.errors import UsageError
 from syngen.stats import read_rows
 
-MARKER = ".syngen-export"
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif", "GIF": "gif"}
-
-
-@contextmanager
-def replacing(target: Path) -> Iterator[Path]:
-    """Yields an empty temporary folder (holding :data:`MARKER`) beside ``target``; when the block ends without
-    an error it replaces ``target``, else it is removed. Raises :class:`UsageError` when ``target`` exists and is
-    not a syngen export."""
-    target = Path(target)
-    if target.exists() and not (target / MARKER).is_file():
-        raise UsageError(
-            f"{target} exists and was not written by `syngen export` (it has no {MARKER} file); move it away, "
-            "syngen replaces only the export folders it wrote"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*"):  # left by a killed export
-        if (stale / MARKER).is_file():
-            shutil.rmtree(stale, ignore_errors=True)
-    building = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    building.mkdir()  # (not tempfile.mkdtemp: its folder is private, 0700, whatever the umask)
-    try:
-        (building / MARKER).write_text("written by `syngen export`; a rerun replaces this folder\n", encoding="utf-8")
-        yield building
-        old = building.with_name(f".{target.name}.old-{os.getpid()}")
-        if target.exists():
-            target.rename(old)
-        building.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
 
 
 @dataclass

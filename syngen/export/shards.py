@@ -1,13 +1,11 @@
-"""Shard writing: a config's rows as ``data/<config>/train-NNNNN.parquet`` files, and the folder swap.
+"""Shard writing: a config's rows as ``data/<config>/train-NNNNN.parquet`` files.
 
-The dataset is built in ``<out>/.dataset.tmp`` and swapped in at the end (:func:`swap_in`); :func:`recover`
-undoes what a killed export left, so a kill at any moment keeps the previous dataset.
+The dataset is built in ``<out>/.dataset.tmp`` and swapped in at the end by :func:`syngen.owned.replacing`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -72,23 +70,3 @@ class ShardWriter:
         self.written += rows
         self.shards += 1
         self.writer, self.rows, self.bytes = None, 0, 0
-
-
-def recover(out_dir: Path) -> None:
-    """Undoes what a killed export left: a half-built folder, or a swap cut between its two renames."""
-    shutil.rmtree(out_dir / ".dataset.tmp", ignore_errors=True)
-    old, final = out_dir / ".dataset.old", out_dir / "dataset"
-    if old.exists():
-        if final.exists():
-            shutil.rmtree(old)
-        else:
-            old.rename(final)
-
-
-def swap_in(building: Path, final: Path) -> None:
-    """Replaces ``final`` by ``building`` with two renames (see :func:`recover` for a kill between them)."""
-    old = final.with_name(".dataset.old")
-    if final.exists():
-        final.rename(old)
-    building.rename(final)
-    shutil.rmtree(old, ignore_errors=True)

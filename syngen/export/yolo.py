@@ -23,8 +23,9 @@ import contourpy
 import numpy as np
 import yaml
 
-from syngen.export.files import Categories, image_rows, replacing
+from syngen.export.files import Categories, image_rows
 from syngen.masks import decode_rle
+from syngen.owned import replacing
 
 
 def export_yolo(out: Path) -> Path:

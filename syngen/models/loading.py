@@ -8,6 +8,7 @@ and saying how to fetch it, before any compute.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ from syngen.models import BACKENDS, backend_class
 from syngen.models.roles import PROTOCOLS, Model
 from syngen.models.twins import TINY, TINY_VERSION, builder
 from syngen.refs import ModelRef
+
+log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -53,6 +56,7 @@ def build_tiny(name: str) -> Path:
         if target.exists():
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+        log.info("building tiny twin tiny:%s…", name)
         try:
             builder(name)(tmp)
             tmp.rename(target)

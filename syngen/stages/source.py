@@ -28,7 +28,7 @@ from datasets import Value
 from PIL import Image, ImageOps
 from pydantic import Field
 
-from syngen.errors import excerpt
+from syngen.errors import excerpt, printable
 from syngen.export.schema import Column
 from syngen.sample import DECODED, Failure, Sample, image_bytes, make_id
 from syngen.settings import SomePath
@@ -64,6 +64,7 @@ class Source(SourceStage[SourceConfig]):
     def __init__(self, config: SourceConfig, ctx: Context):
         super().__init__(config, ctx)
         self.skipped: dict[str, str] = {}  # images: file under `path` -> why it is not a seed item
+        self._files: dict[str, Path] = {}  # images: seed item (the printable relative path) -> the file
         _check_path(config, self._root())
 
     @classmethod
@@ -96,28 +97,33 @@ class Source(SourceStage[SourceConfig]):
         return self.ctx.resolve_path(self.config.path)
 
     def _image_keys(self) -> Iterator[str]:
-        """Relative paths of the image files under the folder, sorted; other files go to :attr:`skipped`."""
+        """Relative paths of the image files under the folder, sorted, as :func:`~syngen.errors.printable` shows
+        them (a name that is not UTF-8 gets ``\\xNN`` escapes, a newline ``\\n``); other files go to
+        :attr:`skipped`."""
         root = self._root()
         extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-        files, self.skipped, seen = [], {}, {os.path.realpath(root)}
+        self._files, self.skipped, seen = {}, {}, {os.path.realpath(root)}
         for folder, dirs, names in os.walk(root, followlinks=True):
             for name in list(dirs):  # a symlinked folder is followed once: a link back up would loop forever
                 real = os.path.realpath(os.path.join(folder, name))
                 if real in seen:
                     dirs.remove(name)
-                    self.skipped[Path(folder, name).relative_to(root).as_posix()] = f"symlink loop (to {real})"
+                    self.skipped[_item(root, Path(folder, name))] = f"symlink loop (to {printable(real)})"
                 seen.add(real)
             for name in names:
                 path = Path(folder, name)
+                item = _item(root, path)
                 reason = _not_an_image(path, extensions)
+                if reason is None and item in self._files:  # e.g. a file literally named "caf\\xe9.png" beside café
+                    reason = "another file's name reads the same once made printable"
                 if reason:
-                    self.skipped[path.relative_to(root).as_posix()] = reason
+                    self.skipped[item] = reason
                 else:
-                    files.append(path)
-        yield from sorted(p.relative_to(root).as_posix() for p in files)
+                    self._files[item] = path
+        yield from sorted(self._files)
 
     def _load_image_file(self, item: str) -> Result:
-        return _checked_image((self._root() / item).read_bytes())
+        return _checked_image(self._files.get(item, self._root() / item).read_bytes())
 
     # dataset -----------------------------------------------------------------------------------------------
     def _dataset(self) -> Any:
@@ -132,23 +138,31 @@ class Source(SourceStage[SourceConfig]):
         cfg = self.config
         row = self._dataset()[int(item)]
         value = row[cfg.image_column]
-        if isinstance(value, Image.Image):
-            data = image_bytes(value, value.format or "PNG")
-        elif isinstance(value, dict):
-            data = value.get("bytes") or self._image_path(value["path"]).read_bytes()
-        elif isinstance(value, str):  # a column of file paths
-            data = self._image_path(value).read_bytes()
-        else:
-            data = value
+        try:
+            if isinstance(value, Image.Image):
+                data = image_bytes(value, value.format or "PNG")
+            elif isinstance(value, dict):
+                data = value.get("bytes") or self._image_path(value["path"]).read_bytes()
+            elif isinstance(value, str):  # a column of file paths
+                data = self._image_path(value).read_bytes()
+            else:
+                data = value
+        except _OutsideDataset as err:
+            return Failure("outside_dataset", str(err))
         result = _checked_image(data)
         if cfg.caption_column and isinstance(result, dict):
             result["caption"] = str(row[cfg.caption_column] or "")
         return result
 
     def _image_path(self, value: str) -> Path:
-        """A path from a dataset row: absolute, or relative to the dataset's folder."""
+        """A path from a dataset row, relative to the dataset's folder (or absolute) and inside it once links are
+        resolved; one outside raises :class:`_OutsideDataset`: a row cannot pull in any file of the machine."""
         root = self._root()
-        return Path(value) if Path(value).is_absolute() else (root if root.is_dir() else root.parent) / value
+        folder = (root if root.is_dir() else root.parent).resolve()
+        path = (folder / value).resolve()
+        if not path.is_relative_to(folder):
+            raise _OutsideDataset(f"image path {printable(value, 200)} is outside the dataset's folder {folder}")
+        return path
 
     # captions ----------------------------------------------------------------------------------------------
     def _caption_lines(self) -> list[bytes]:
@@ -182,6 +196,15 @@ class Source(SourceStage[SourceConfig]):
         if not isinstance(caption, str) or not caption.strip():
             return Failure("empty_caption", f"line {number} has no caption: {excerpt(line, 80)}")
         return {"caption": caption.strip()}
+
+
+class _OutsideDataset(ValueError):
+    """A dataset row's image path that leads outside the dataset's folder."""
+
+
+def _item(root: Path, path: Path) -> str:
+    """The seed item naming ``path``: its path relative to ``root``, printable."""
+    return printable(path.relative_to(root).as_posix())
 
 
 def _check_path(config: SourceConfig, root: Path) -> None:

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from syngen.cli import app
 from syngen.errors import UsageError
 from syngen.export.coco import export_coco
-from syngen.export.files import MARKER
 from syngen.masks import decode_rle
+from syngen.owned import MARKER
 from syngen.stats import read_rows
 from tests.export.formats import make_dataset
 
@@ -94,7 +94,7 @@ def test_a_folder_syngen_did_not_write_is_left_alone(tmp_path: Path) -> None:
     mine = out / "export/coco/mine.txt"
     mine.parent.mkdir(parents=True)
     mine.write_text("my own files")
-    with pytest.raises(UsageError, match="not written by `syngen export`"):
+    with pytest.raises(UsageError, match="holds files syngen did not write"):
         export_coco(out)
     assert mine.read_text() == "my own files"
 

@@ -151,6 +151,7 @@ def preference(exported: Path) -> datasets.Dataset:
 def test_layout_has_both_configs_in_shards_of_at_most_shard_rows(exported: Path) -> None:
     files = sorted(str(p.relative_to(exported)) for p in exported.rglob("*") if p.is_file())
     assert files == [
+        ".syngen",  # the marker: syngen made this folder and may replace it
         "README.md",
         "data/grounding/train-00000.parquet",
         "data/grounding/train-00001.parquet",
@@ -302,7 +303,7 @@ def test_config_without_rows_is_left_out(tmp_path: Path) -> None:
 
 def test_no_samples_gives_a_card_without_configs(tmp_path: Path) -> None:
     dataset = export_dataset([], tmp_path / "new", make_info())
-    assert sorted(p.name for p in dataset.iterdir()) == ["README.md", "recipe.yaml"]
+    assert sorted(p.name for p in dataset.iterdir()) == [".syngen", "README.md", "recipe.yaml"]
     card = DatasetCard.load(dataset / "README.md")
     assert card.data.configs == [] and card.data.size_categories == ["n<1K"]
     assert "Configs with no rows are not published: grounding, preference." in card.text

@@ -12,9 +12,9 @@ from matplotlib.path import Path as Polygon
 from PIL import Image
 from scipy.ndimage import binary_fill_holes
 
-from syngen.export.files import MARKER
 from syngen.export.yolo import export_yolo, mask_polygon
 from syngen.masks import decode_rle
+from syngen.owned import MARKER
 from syngen.stats import read_rows
 from tests.export.formats import SHAPES, make_dataset, shape
 from tests.export.test_export import HEIGHT, WIDTH

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,17 @@ def test_tiny_twin_is_built_once_and_cached(tmp_path: Path, monkeypatch: pytest.
     assert resolve(ModelRef(id="tiny:segmenter")) == first
     assert first.stat().st_mtime_ns == stamp
     assert [p.name for p in (tmp_path / "tiny").iterdir() if not p.name.endswith(".lock")] == [first.name]
+
+
+def test_building_a_twin_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """The first use of a twin takes a while: a status line names it (and a cached one says nothing)."""
+    monkeypatch.setenv("SYNGEN_CACHE", str(tmp_path))
+    monkeypatch.setattr("syngen.models.loading.builder", lambda name: lambda folder: None)
+    monkeypatch.setattr(logging.getLogger("syngen"), "propagate", True)  # the CLI's setup may have turned it off
+    with caplog.at_level(logging.INFO, logger="syngen.models.loading"):
+        build_tiny("segmenter")
+        build_tiny("segmenter")
+    assert [r.getMessage() for r in caplog.records] == ["building tiny twin tiny:segmenter…"]
 
 
 @pytest.mark.parametrize(

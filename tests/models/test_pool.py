@@ -87,3 +87,42 @@ def test_freed_models_are_collected_once(
         pool.get(ModelRef(id=then, backend="blip"), None)
     assert done == closed
     assert len(counted) == collections
+
+
+def test_the_least_recently_used_model_is_freed_not_the_first_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[str] = []
+    monkeypatch.setattr("syngen.models.pool.load", lambda ref, *args, **kw: (Closing(ref.id, closed), 0.0))
+    monkeypatch.setattr("syngen.models.pool._estimate", lambda ref, dtype: 2**30)
+    pool = ModelPool("cpu", "float32", budget_bytes=3 * 2**30)
+    a, b, c = (ModelRef(id=name, backend="blip") for name in "abc")
+    for ref in (a, b, c, a):  # a loaded first, then used again: b is now the least recently used
+        pool.get(ref, None)
+    pool.get(ModelRef(id="d", backend="blip"), None)
+    assert closed == ["b"]
+    pool.get(a, None)
+    pool.get(c, None)
+    assert dict(pool.loads) == {"a": 1, "b": 1, "c": 1, "d": 1}  # a and c stayed resident
+
+
+@pytest.mark.parametrize(
+    "dtypes, loads",
+    [
+        pytest.param(["float16", "float16"], 1, id="same-dtype-shares"),
+        pytest.param(["float16", "float32"], 2, id="other-dtype-loads-again"),
+        pytest.param([None, "float32"], 1, id="default-is-the-runs"),
+    ],
+)
+def test_a_stage_dtype_is_part_of_the_pool_key(
+    monkeypatch: pytest.MonkeyPatch, dtypes: list[str | None], loads: int
+) -> None:
+    loaded: list[str] = []
+    monkeypatch.setattr(
+        "syngen.models.pool.load",
+        lambda ref, backend, device, dtype, **kw: (loaded.append(dtype) or Closing(ref.id, []), 0.0),
+    )
+    monkeypatch.setattr("syngen.models.pool._estimate", lambda ref, dtype: 0)
+    pool = ModelPool("cpu", "float32", budget_bytes=2**40)
+    ref = ModelRef(id="m", backend="blip")
+    for dtype in dtypes:
+        pool.get(ref, None, dtype)
+    assert loaded == list(dict.fromkeys(d or "float32" for d in dtypes))[:loads] and pool.loads["m"] == loads

@@ -284,3 +284,18 @@ def test_llm_edge_answers_are_handled_or_recorded(tmp_path: Path, answer: str, k
         assert result == {"phrases": ["dog"]}
     else:
         assert isinstance(result, Failure) and result.kind == kind and len(result.message) < 400
+
+
+@pytest.mark.parametrize(
+    ("caption", "answer", "expected"),
+    [
+        pytest.param(
+            "The dog’s “red” ball.", '["the dog\'s \\"red\\" ball"]', "the dog’s “red” ball", id="caption-curly"
+        ),
+        pytest.param('The dog\'s "red" ball.', '["the dog’s “red” ball"]', 'the dog\'s "red" ball', id="llm-curly"),
+        pytest.param("A Man’s Hat", "- a MAN'S hat", "a man’s hat", id="case-and-apostrophe"),
+    ],
+)
+def test_a_phrase_is_returned_as_the_caption_spells_it(caption: str, answer: str, expected: str) -> None:
+    """The grounder and the dataset see the caption's own characters (curly or straight quotes), not the LLM's."""
+    assert parse_phrases(answer, caption, max_words=5, max_phrases=5) == [expected]

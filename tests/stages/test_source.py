@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import datasets
@@ -273,3 +274,70 @@ def test_a_split_the_dataset_lacks_is_refused(tmp_path: Path) -> None:
     datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "ds"))
     with pytest.raises(ValueError, match="split 'validation' is not in the dataset .* it has train"):
         source(tmp_path, kind="dataset", path="ds", split="validation")
+
+
+def _name(raw: bytes) -> str:
+    return os.fsdecode(raw)  # a name as os.walk gives it: undecodable bytes as surrogate escapes
+
+
+@pytest.mark.parametrize(
+    "raw, item",
+    [
+        pytest.param(b"caf\xe9.png", "caf\\xe9.png", id="latin-1-name"),
+        pytest.param(b"d\xe9j\xe0/x.png", "d\\xe9j\\xe0/x.png", id="latin-1-folder"),
+        pytest.param(b"two\nlines.png", "two\\nlines.png", id="newline"),
+        pytest.param(b"l" * 251 + b".png", "l" * 251 + ".png", id="255-bytes"),
+        pytest.param("café ☃.png".encode(), "café ☃.png", id="utf-8-unchanged"),
+    ],
+)
+def test_any_file_name_is_a_seed_named_in_printable_utf_8(tmp_path: Path, raw: bytes, item: str) -> None:
+    path = os.path.join(os.fsencode(tmp_path / "seeds"), raw)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    draw_shapes().save(_name(path), format="PNG")
+    [(sample, result)] = load_all(source(tmp_path, kind="images", path="seeds"))
+    assert sample["source"]["item"] == item and item.encode("utf-8")  # storable as UTF-8 (parquet, JSON, card)
+    assert result["width"] == 128
+
+
+def test_two_files_whose_printable_names_meet_are_both_accounted_for(tmp_path: Path) -> None:
+    (tmp_path / "seeds").mkdir()
+    for raw in (b"caf\xe9.png", b"caf\\xe9.png"):  # the second is literally named with a backslash
+        draw_shapes().save(_name(os.path.join(os.fsencode(tmp_path / "seeds"), raw)), format="PNG")
+    src = source(tmp_path, kind="images", path="seeds")
+    assert [i["source"]["item"] for i in src.items()] == ["caf\\xe9.png"]
+    assert src.skipped == {"caf\\xe9.png": "another file's name reads the same once made printable"}
+
+
+def test_fifos_and_devices_are_skipped_with_a_reason(seed_dir: Path, tmp_path: Path) -> None:
+    os.mkfifo(seed_dir / "pipe.png")
+    (seed_dir / "null.png").symlink_to("/dev/null")
+    src = source(tmp_path, kind="images", path=str(seed_dir))
+    assert [i["source"]["item"] for i in src.items()] == ["a.png", "b.jpg", "c.png", "sub/d.png"]
+    assert src.skipped == {"pipe.png": "not a regular file", "null.png": "not a regular file"}
+
+
+@pytest.mark.parametrize(
+    "value, inside",
+    [
+        pytest.param("one.png", True, id="relative"),
+        pytest.param("sub/../one.png", True, id="dots-staying-inside"),
+        pytest.param("{data}/one.png", True, id="absolute-inside"),
+        pytest.param("../secret.png", False, id="dots-leaving"),
+        pytest.param("{tmp}/secret.png", False, id="absolute-outside"),
+        pytest.param("link.png", False, id="link-leading-outside"),
+    ],
+)
+def test_dataset_image_paths_stay_inside_the_dataset_folder(tmp_path: Path, value: str, inside: bool) -> None:
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    draw_shapes(seed=1).save(data / "one.png")
+    draw_shapes(seed=2).save(tmp_path / "secret.png")
+    (data / "link.png").symlink_to(tmp_path / "secret.png")
+    rows = [value.format(data=data, tmp=tmp_path)]
+    datasets.Dataset.from_dict({"image": rows}).to_parquet(str(data / "rows.parquet"))
+    [(_, result)] = load_all(source(tmp_path, kind="dataset", path="data/rows.parquet"))
+    if inside:
+        assert result["width"] == 128
+    else:
+        assert isinstance(result, Failure) and result.kind == "outside_dataset", result
+        assert f"is outside the dataset's folder {data}" in result.message
