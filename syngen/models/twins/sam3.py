@@ -3,6 +3,10 @@ tokenizer and image-processor settings (real checkpoint facebook/sam3).
 
 transformers' ``Sam3ImageProcessor`` needs torchvision (no PIL fallback), so the twin writes the processor's
 ``preprocessor_config.json`` itself, with facebook/sam3's settings at the twin's size; the backend reads it.
+
+SAM 3's interactive head (``Sam3TrackerModel``: points and boxes -> masks, on the detector's own image backbone)
+is in ``tracker/``: facebook/sam3 holds both in one checkpoint, which transformers splits by key when each class
+loads it; the twin's tracker backbone is replaced by the detector's when the backend loads them.
 """
 
 from __future__ import annotations
@@ -11,7 +15,16 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import CLIPTextConfig, CLIPTokenizer, Sam3Config, Sam3Model, Sam3VisionConfig, Sam3ViTConfig
+from transformers import (
+    CLIPTextConfig,
+    CLIPTokenizer,
+    Sam3Config,
+    Sam3Model,
+    Sam3TrackerConfig,
+    Sam3TrackerModel,
+    Sam3VisionConfig,
+    Sam3ViTConfig,
+)
 
 from syngen.models.twins.vocab import clip_bpe
 
@@ -20,7 +33,8 @@ PATCH = 14
 
 
 def build_sam3(path: Path) -> None:
-    """A 32-wide SAM 3 (2-layer ViT on 224-pixel inputs, 2-layer CLIP text tower, 20 queries), with its processor.
+    """A 32-wide SAM 3 (2-layer ViT on 224-pixel inputs, 2-layer CLIP text tower, 20 queries) with its processor
+    settings, and its interactive head in ``tracker/``.
 
     Every part keeps ``initializer_range=0.02`` (SAM 3's default, unlike SAM 1's vision tower), so the twin's
     image features depend on the image.
@@ -70,6 +84,14 @@ def build_sam3(path: Path) -> None:
         torch.manual_seed(0)
         model = Sam3Model(config).eval()
     model.save_pretrained(path)
+    tracker = Sam3TrackerConfig(
+        vision_config=config.vision_config.to_dict(),
+        prompt_encoder_config={"hidden_size": hidden, "image_size": IMAGE_SIZE, "patch_size": PATCH},
+        mask_decoder_config={**small, "mlp_dim": 2 * hidden, "iou_head_hidden_dim": hidden},
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        Sam3TrackerModel(tracker).eval().save_pretrained(path / "tracker")
     tokenizer.save_pretrained(path)
     preprocessor = {
         "image_processor_type": "Sam3ImageProcessor",
