@@ -27,7 +27,7 @@ from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
 from syngen.models.base import timed
 from syngen.models.roles import Instance
-from syngen.models.sam_hf import CachedSegmenter, Embedding, Prompts, best_mask, one_per_row
+from syngen.models.sam_hf import CachedSegmenter, Embedding, Prompts, decode_rows, one_per_row
 
 
 @dataclass
@@ -160,14 +160,7 @@ class Sam3(CachedSegmenter):
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         counts, boxes, points, labels = one_per_row(prompts)
         features = [_repeat([cast(Sam3Embedding, e).tracker[level] for e in embeddings], counts) for level in range(3)]
-        outputs = self.tracker(
-            image_embeddings=features,
-            input_boxes=None if boxes is None else boxes.to(self.dtype),
-            input_points=None if points is None else points.to(self.dtype),
-            input_labels=labels,
-            multimask_output=multimask,
-        )
-        low_res, scores = best_mask(outputs.pred_masks[:, 0], outputs.iou_scores[:, 0])
+        low_res, scores = decode_rows(self.tracker, features, boxes, points, labels, multimask, self.dtype)
         return [
             (F.interpolate(masks.float(), size=e.original_size, mode="bilinear", align_corners=False)[:, 0] > 0, s)
             for e, masks, s in zip(embeddings, low_res.split(counts), scores.split(counts), strict=True)

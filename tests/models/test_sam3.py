@@ -15,7 +15,7 @@ from syngen.models.loading import build_tiny, load
 from syngen.models.roles import InstanceGrounder, Segmenter
 from syngen.models.sam3 import Sam3
 from syngen.refs import ModelRef
-from tests.helpers import draw_shapes
+from tests.helpers import Calls, draw_shapes
 
 
 @pytest.fixture(scope="module")
@@ -49,26 +49,14 @@ def sam3(twin: Path) -> Sam3:
     return Sam3(twin)
 
 
-class Forwards:
-    """Counts the forward calls of a module and the batch size of each (its first tensor input's length)."""
-
-    def __init__(self, module: torch.nn.Module):
-        self.batches: list[int] = []
-        module.register_forward_hook(self._record, with_kwargs=True)
-
-    def _record(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        first = next((v for v in [*args, *kwargs.values()] if isinstance(v, torch.Tensor)), None)
-        self.batches.append(0 if first is None else len(first))
-
-
 IMAGES = {"landscape": draw_shapes((128, 96)), "portrait": draw_shapes((90, 140), seed=2)}
 PHRASES = {"landscape": ["red circle", "blue box", "cat"], "portrait": ["dog"]}
 
 
 def test_ground_runs_every_phrase_on_one_embedding_per_image(twin: Path) -> None:
     sam3 = Sam3(twin)  # its own counters
-    backbone = Forwards(sam3.model.vision_encoder.backbone)
-    detector = Forwards(sam3.model.detr_decoder)
+    backbone = Calls(sam3.model.vision_encoder.backbone)
+    detector = Calls(sam3.model.detr_decoder)
     sam3.embed(list(IMAGES.values()), list(IMAGES))
     found = sam3.ground(list(IMAGES), list(PHRASES.values()), 0.0)
     sam3.embed(list(IMAGES.values()), list(IMAGES))  # cached: no second pass through the backbone
