@@ -74,6 +74,22 @@ def test_ground_runs_every_phrase_on_one_embedding_per_image(twin: Path) -> None
                 assert 0 <= instance["box"][0] <= instance["box"][2] <= width
 
 
+def test_ground_copies_to_the_host_twice_per_call(sam3: Sam3, monkeypatch: pytest.MonkeyPatch) -> None:
+    # no per-image, per-phrase or per-instance syncs: the scores and boxes of the call, then its kept masks
+    sam3.embed(list(IMAGES.values()), list(IMAGES))
+    copies, cpu = [], torch.Tensor.cpu
+
+    def counted(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        copies.append(tuple(tensor.shape))
+        return cpu(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "cpu", counted)
+    found = sam3.ground(list(IMAGES), list(PHRASES.values()), 0.0)
+    pixels = sum(20 * len(PHRASES[key]) * image.width * image.height for key, image in IMAGES.items())
+    assert copies == [(4, 20, 5), (pixels,)]
+    assert sum(len(instances) for per_phrase in found for instances in per_phrase) == 80
+
+
 def test_ground_equals_sam3_alone_per_phrase(sam3: Sam3, twin: Path) -> None:
     # The reference: Sam3Model's own forward from pixels, one phrase at a time, scored and thresholded as SAM 3's
     # post-processing does (query probability times presence probability).
