@@ -149,6 +149,23 @@ def test_interactive_head_segments_boxes_and_points(sam3: Sam3) -> None:
     assert (batched == masks).all()
 
 
+def test_interactive_head_matches_sam3_tracker_from_pixels(sam3: Sam3) -> None:
+    # The reference: Sam3TrackerModel's own forward from pixels (its backbone is the detector's), boxes scaled to
+    # the input square as its processor does, masks upsampled to the image.
+    image = IMAGES["portrait"]
+    boxes = np.array([[10, 20, 60, 100], [0, 0, 90, 140]], dtype=np.float32)
+    sam3.embed([image], ["portrait"])
+    masks, scores = sam3.predict("portrait", boxes=boxes)
+    scale = np.array([224 / 90, 224 / 140] * 2, dtype=np.float32)
+    with torch.no_grad():
+        out = sam3.tracker(
+            pixel_values=sam3._pixels(image), input_boxes=torch.from_numpy(boxes * scale)[None], multimask_output=False
+        )
+    expected = torch.nn.functional.interpolate(out.pred_masks[0], size=(140, 90), mode="bilinear")[:, 0] > 0
+    assert scores == pytest.approx(out.iou_scores[0, :, 0].numpy(), abs=1e-5)
+    assert (masks == expected.numpy()).mean() > 0.999
+
+
 def test_unknown_key_names_embed(sam3: Sam3) -> None:
     with pytest.raises(KeyError, match="call embed"):
         sam3.ground(["never"], [["cat"]], 0.5)
