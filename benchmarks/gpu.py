@@ -149,7 +149,7 @@ def pipeline(
     ctx = Context(recipe_dir=Path("."), device=device)
     config = {"box_threshold": threshold, "text_threshold": 0.0, "batch_size": batch}
     negatives = Negatives(NegativesConfig(), ctx)
-    if sam3 is not None:
+    if sam3 is not None:  # the stage runs the model passed in; its model setting only names the backend
         return [(Ground(GroundConfig(model="tiny:sam3", **config), ctx), sam3), (negatives, sam3)]
     ground, segment = Ground(GroundConfig(**config), ctx), Segment(SegmentConfig(batch_size=batch), ctx)
     return [(ground, dino), (segment, sam), (negatives, sam)]
