@@ -373,6 +373,8 @@ def test_sam3_one_embedding_and_one_call_per_batch() -> None:
     assert grounder.calls == [(["s0", "s2"], [["cat", "a cat"], ["dog", "cat"]], 0.35)]
     assert [len(u["regions"]) for u in updates] == [1, 0, 1]  # "a cat" matched nothing: no region
     assert [u["ground_stats"]["prompts"] for u in updates] == [1, 0, 1]
+    grounder, [update] = masked({"cat": CAT}, [sample([], 3)])  # a batch with no phrase: no model call at all
+    assert (grounder.embedded, grounder.calls, update["regions"]) == ([], [], [])
 
 
 def test_sam3_long_phrases_and_empty_masks_are_counted() -> None:
