@@ -316,3 +316,10 @@ def test_a_busy_folder_is_refused_before_the_models_are_loaded(tmp_path: Path, m
         exit_code, output = syngen("run", recipe, "--out", out, "--no-progress")
     assert exit_code == 1 and "another syngen run is writing to" in output, output
     assert "loading models" not in output
+
+
+def test_models_lists_sam3_backend_with_both_roles_and_its_twin() -> None:
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "tiny:sam3" in result.output
+    assert "sam3 (grounder, segmenter)" in result.output
