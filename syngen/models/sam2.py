@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import Sam2Model
 
-from syngen.models.sam_hf import CachedSegmenter, Embedding, Prompts, best_mask
+from syngen.models.sam_hf import CachedSegmenter, Embedding, Prompts, decode_rows, one_per_row
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -74,23 +74,12 @@ class HFSam2(CachedSegmenter):
     def _decode(
         self, embeddings: list[Embedding], prompts: list[Prompts], multimask: bool
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        # As HFSam: every prompt goes through the decoder as an image of its own (batch sum(N), one prompt each).
-        counts = [len(next(part for part in prompt if part is not None)) for prompt in prompts]
-        boxes, points, labels = (
-            None if parts[0] is None else torch.cat(parts)[:, None] for parts in zip(*prompts, strict=True)
-        )
-        levels = [
+        counts, boxes, points, labels = one_per_row(prompts)
+        levels = [  # each feature level, finest first, with each image's embedding repeated for its prompts
             torch.cat([level.expand(n, -1, -1, -1) for level, n in zip(per_image, counts, strict=True)])
             for per_image in zip(*[[*e.high_res, e.features] for e in embeddings], strict=True)
         ]
-        outputs = self.model(
-            image_embeddings=levels,
-            input_boxes=None if boxes is None else boxes.to(self.dtype),
-            input_points=None if points is None else points.to(self.dtype),
-            input_labels=labels,
-            multimask_output=multimask,
-        )
-        low_res, scores = best_mask(outputs.pred_masks[:, 0], outputs.iou_scores[:, 0])
+        low_res, scores = decode_rows(self.model, levels, boxes, points, labels, multimask, self.dtype)
         return [
             (F.interpolate(logits.float(), e.original_size, mode="bilinear", align_corners=False)[:, 0] > 0, score)
             for logits, score, e in zip(low_res.split(counts), scores.split(counts), embeddings, strict=True)

@@ -178,6 +178,42 @@ def best_mask(low_res: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor
     return low_res[rows, best][:, None], scores[rows, best]
 
 
+def one_per_row(
+    prompts: list[Prompts],
+) -> tuple[list[int], torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Several images' prompts as one decoder batch with one prompt per row: each image's prompt count, then
+    boxes (sum N, 1, 4), points (sum N, 1, K, 2) and labels (sum N, 1, K), each None where no image has them.
+    Every prompt gets its image's embedding and goes through the decoder as an image of its own: what SAM does
+    inside for (1, N), without padding images to the same N."""
+    counts = [len(next(part for part in prompt if part is not None)) for prompt in prompts]
+    boxes, points, labels = (
+        None if parts[0] is None else torch.cat(parts)[:, None] for parts in zip(*prompts, strict=True)
+    )
+    return counts, boxes, points, labels
+
+
+def decode_rows(
+    model: Any,
+    image_embeddings: Any,
+    boxes: torch.Tensor | None,
+    points: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    multimask: bool,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One call of a transformers SAM-family model (SAM, SAM 3's interactive head) on image embeddings with one
+    prompt per row (as :func:`one_per_row` gives them): each row's low-resolution mask logits (N, 1, h, w) and
+    score (N,), the best of three with ``multimask``."""
+    outputs = model(
+        image_embeddings=image_embeddings,
+        input_boxes=None if boxes is None else boxes.to(dtype),
+        input_points=None if points is None else points.to(dtype),
+        input_labels=labels,
+        multimask_output=multimask,
+    )
+    return best_mask(outputs.pred_masks[:, 0], outputs.iou_scores[:, 0])
+
+
 class HFSam(CachedSegmenter):
     """SAM through transformers' ``SamModel`` and ``SamProcessor``."""
 
@@ -200,21 +236,9 @@ class HFSam(CachedSegmenter):
     def _decode(
         self, embeddings: list[Embedding], prompts: list[Prompts], multimask: bool
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        # Every prompt gets its image's embedding and goes through the decoder as an image of its own (batch
-        # sum(N), one prompt each): what SamModel does inside for (1, N), without padding images to the same N.
-        counts = [len(next(part for part in prompt if part is not None)) for prompt in prompts]
-        boxes, points, labels = (
-            None if parts[0] is None else torch.cat(parts)[:, None] for parts in zip(*prompts, strict=True)
-        )
+        counts, boxes, points, labels = one_per_row(prompts)
         features = torch.cat([e.features.expand(n, -1, -1, -1) for e, n in zip(embeddings, counts, strict=True)])
-        outputs = self.model(
-            image_embeddings=features,
-            input_boxes=None if boxes is None else boxes.to(self.dtype),
-            input_points=None if points is None else points.to(self.dtype),
-            input_labels=labels,
-            multimask_output=multimask,
-        )
-        low_res, scores = best_mask(outputs.pred_masks[:, 0], outputs.iou_scores[:, 0])
+        low_res, scores = decode_rows(self.model, features, boxes, points, labels, multimask, self.dtype)
         masks = self.processor.post_process_masks(
             list(low_res.float().split(counts)),
             [e.original_size for e in embeddings],

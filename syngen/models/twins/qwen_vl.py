@@ -8,13 +8,11 @@ import torch
 from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
-    Qwen2Tokenizer,
 )
 from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 
 from syngen.models.qwen_vl import ImageQwenVLProcessor
-from syngen.models.twins.causal_lm import words_only
-from syngen.models.twins.vocab import byte_bpe
+from syngen.models.twins.causal_lm import qwen_tokenizer, words_only
 
 # Qwen/Qwen2.5-VL-7B-Instruct's chat template (its default system message, the image placeholder between vision
 # markers), without the video and "Picture n:" branches the captioner never uses
@@ -31,21 +29,13 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-SPECIAL = ("<|im_start|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+SPECIAL = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 
 
 def build_qwen_vl(path: Path) -> None:
     """A Qwen2.5-VL of a 2-block, 32-wide vision tower (14-pixel patches merged 2x2, images of 28 to 56 pixels a
     side) and a 2-layer, 32-wide text model, with a byte-level BPE Qwen2Tokenizer and its processor."""
-    vocab, merges = byte_bpe()
-    tokenizer = Qwen2Tokenizer(
-        vocab=vocab,
-        merges=merges,
-        unk_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=list(SPECIAL),
-    )
+    tokenizer = qwen_tokenizer(*SPECIAL)
     ids = dict(zip(SPECIAL, tokenizer.convert_tokens_to_ids(list(SPECIAL)), strict=True))
     head_dim = 16
     config = Qwen2_5_VLConfig(
