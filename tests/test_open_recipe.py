@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from syngen.cli import app
 from syngen.recipe import load_recipe
+from syngen.stats import summarize
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = str(REPO / "recipes" / "seeds" / "quickstart")
@@ -44,6 +45,14 @@ def write(tmp_path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def rows(out: Path, config: str) -> list[dict[str, Any]]:
+    return [
+        row
+        for f in sorted((out / "dataset" / "data" / config).glob("*.parquet"))
+        for row in pq.read_table(f).to_pylist()
+    ]
+
+
 def test_open_recipe_is_synground_with_the_open_grounder_and_segmenter(tmp_path: Path) -> None:
     open_, synground = recipe("open.yaml"), recipe("synground.yaml")
     for stage in ("ground", "segment"):
@@ -64,11 +73,34 @@ def test_twin_variant_runs_end_to_end_and_exports_both_configs(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     stats = {name: stage["stats"] for name, stage in json.loads((out / "run.json").read_text())["stages"].items()}
     assert stats["ground"]["detections"] > 0 and stats["segment"]["masks"] == stats["ground"]["detections"]
-    configs = {}
-    for config in ("grounding", "preference"):
-        files = sorted((out / "dataset" / "data" / config).glob("*.parquet"))
-        configs[config] = [row for f in files for row in pq.read_table(f).to_pylist()]
+    configs = {config: rows(out, config) for config in ("grounding", "preference")}
     assert configs["grounding"] and configs["preference"]
     regions = [region for row in configs["grounding"] for region in row["regions"]]
     assert len(regions) == stats["segment"]["masks"] and all(region["mask"] for region in regions)
     assert {pair["kind"] for pair in configs["preference"]} <= {"boundary", "semantic"}  # on SAM 2's embeddings
+
+
+def test_twin_variant_with_sibling_instances_exports_and_counts_them(tmp_path: Path) -> None:
+    """keep: all and instance_per_mask: every instance pair's rejected mask is the mask of another region of its
+    phrase in the grounding row, the card's run table and inspect's summary count the kind."""
+    data = twin_variant()
+    data["stages"]["ground"]["keep"] = "all"
+    data["stages"]["negatives"]["instance_per_mask"] = 1
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(write(tmp_path, data)), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    grounding = {row["id"]: row for row in rows(out, "grounding")}
+    pairs = [row for row in rows(out, "preference") if row["kind"] == "instance"]
+    assert pairs, "the random twin with keep: all gives some phrase several boxes"
+    for pair in pairs:
+        regions = grounding[pair["image_id"]]["regions"]
+        siblings = [
+            r["mask"] for i, r in enumerate(regions) if r["phrase"] == pair["prompt"] and i != pair["region_index"]
+        ]
+        assert pair["rejected"] in siblings and pair["seed"] is None and pair["points"] == []
+    accepted = json.loads((out / "run.json").read_text())["stages"]["negatives"]["stats"]["instance_accepted"]
+    assert accepted == len(pairs)
+    assert f'"instance_accepted": {accepted}' in (out / "dataset" / "README.md").read_text()  # the card's run table
+    assert summarize(out)["preference"]["by_kind"]["instance"] == len(pairs)
+    inspect = CliRunner().invoke(app, ["inspect", str(out), "--n", "2"], terminal_width=200)
+    assert inspect.exit_code == 0 and "instance" in inspect.output
