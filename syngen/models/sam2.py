@@ -44,13 +44,26 @@ def preprocessor_config(side: int) -> dict[str, Any]:
     }
 
 
+def image_processor_config(folder: Path) -> dict[str, Any]:
+    """A SAM 2 checkpoint's image-processor settings: its ``preprocessor_config.json`` (the facebook/sam2.1
+    checkpoints), else the ``image_processor`` entry of its ``processor_config.json`` (where transformers 5 saves a
+    whole processor). Raises FileNotFoundError naming the folder when it has neither."""
+    if (folder / PREPROCESSOR_FILE).is_file():
+        config: dict[str, Any] = json.loads((folder / PREPROCESSOR_FILE).read_text())
+        return config
+    processor = folder / "processor_config.json"
+    if processor.is_file() and "image_processor" in (nested := json.loads(processor.read_text())):
+        return dict(nested["image_processor"])
+    raise FileNotFoundError(f"{folder} has no {PREPROCESSOR_FILE} (nor a processor_config.json with image_processor)")
+
+
 class HFSam2(CachedSegmenter):
     """SAM 2 through transformers' ``Sam2Model``: the embedding holds the image's three feature levels (the
     decoder reads the two high-resolution ones too)."""
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
         super().__init__(path, device, dtype, trust_remote_code)
-        prep = json.loads((Path(self.path) / PREPROCESSOR_FILE).read_text())
+        prep = image_processor_config(Path(self.path))
         self.side = (int(prep["size"]["height"]), int(prep["size"]["width"]))
         self.rescale = float(prep.get("rescale_factor", 1 / 255))
         shape = (1, 3, 1, 1)

@@ -3,6 +3,8 @@ its image tokens by the processor, batched greedy answers."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,18 @@ def test_tiny_twin_is_deterministic(tmp_path: Path) -> None:
     for name in ("a", "b"):
         build_qwen_vl(tmp_path / name)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_loads_the_hub_layout_without_torchvision(qwen: QwenVLCaptioner, tmp_path: Path) -> None:
+    # Qwen/Qwen2.5-VL-*-Instruct ship preprocessor_config.json naming the torchvision-backed image processor and no
+    # processor_config.json: the processor loads with the PIL image processor and no video processor
+    folder = tmp_path / "qwen"
+    shutil.copytree(build_tiny("captioner-qwen2.5-vl"), folder)
+    settings = json.loads((folder / "processor_config.json").read_text())["image_processor"]
+    settings["image_processor_type"] = "Qwen2VLImageProcessor"
+    (folder / "preprocessor_config.json").write_text(json.dumps(settings))
+    (folder / "processor_config.json").unlink()
+    hub = QwenVLCaptioner(folder)
+    assert type(hub.processor.image_processor).__name__ == "Qwen2VLImageProcessorPil"
+    assert getattr(hub.processor, "video_processor", None) is None
+    assert hub.caption(IMAGES, PROMPT, max_new_tokens=6) == qwen.caption(IMAGES, PROMPT, max_new_tokens=6)

@@ -3,6 +3,8 @@ from pixels, and the embedding cache and batching every SAM backend shares (the 
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import torch.nn.functional as F
 from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from syngen.models.loading import build_tiny
-from syngen.models.sam2 import HFSam2
+from syngen.models.sam2 import PREPROCESSOR_FILE, HFSam2
 from syngen.models.twins.sam2 import SIDE, build_sam2
 from tests.helpers import draw_shapes
 from tests.models.test_sam_hf import (  # noqa: F401  (collected here, on the SAM 2 fixture below)
@@ -89,3 +91,19 @@ def test_tiny_twin_is_deterministic(tmp_path: Path) -> None:
     for name in ("a", "b"):
         build_sam2(tmp_path / name)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("layout", ["preprocessor-config", "processor-config"])
+def test_loads_either_processor_layout(twin: Path, tmp_path: Path, layout: str) -> None:
+    # the facebook/sam2.1 checkpoints' preprocessor_config.json, or a transformers 5 processor_config.json
+    folder = tmp_path / "sam2"
+    shutil.copytree(twin, folder)
+    if layout == "processor-config":
+        settings = json.loads((folder / PREPROCESSOR_FILE).read_text()) | {"size": {"height": 64, "width": 64}}
+        (folder / "processor_config.json").write_text(json.dumps({"image_processor": settings}))
+        (folder / PREPROCESSOR_FILE).unlink()
+    assert HFSam2(folder).side == ((SIDE, SIDE) if layout == "preprocessor-config" else (64, 64))
+    (folder / PREPROCESSOR_FILE).unlink(missing_ok=True)
+    (folder / "processor_config.json").unlink(missing_ok=True)
+    with pytest.raises(FileNotFoundError, match=PREPROCESSOR_FILE):
+        HFSam2(folder)
