@@ -10,8 +10,9 @@ needs torchvision, which syngen does not install.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -57,6 +58,14 @@ def image_processor_config(folder: Path) -> dict[str, Any]:
     raise FileNotFoundError(f"{folder} has no {PREPROCESSOR_FILE} (nor a processor_config.json with image_processor)")
 
 
+@dataclass
+class Sam2Embedding(Embedding):
+    """One image's SAM 2 embedding: ``features`` its coarsest feature level (1, C, h, w), ``high_res`` the two
+    finer ones the mask decoder also reads, finest first."""
+
+    high_res: list[torch.Tensor]
+
+
 class HFSam2(CachedSegmenter):
     """SAM 2 through transformers' ``Sam2Model``: the embedding holds the image's three feature levels (the
     decoder reads the two high-resolution ones too)."""
@@ -80,7 +89,9 @@ class HFSam2(CachedSegmenter):
         batch = torch.as_tensor(pixels, device=self.device).permute(0, 3, 1, 2).float() * self.rescale
         levels = self.model.get_image_embeddings(((batch - self.mean) / self.std).to(self.dtype))
         return [
-            Embedding(levels[-1][i : i + 1], (im.height, im.width), self.side, [lv[i : i + 1] for lv in levels[:-1]])
+            Sam2Embedding(
+                levels[-1][i : i + 1], (im.height, im.width), self.side, [lv[i : i + 1] for lv in levels[:-1]]
+            )
             for i, im in enumerate(images)
         ]
 
@@ -90,7 +101,7 @@ class HFSam2(CachedSegmenter):
         counts, boxes, points, labels = one_per_row(prompts)
         levels = [  # each feature level, finest first, with each image's embedding repeated for its prompts
             torch.cat([level.expand(n, -1, -1, -1) for level, n in zip(per_image, counts, strict=True)])
-            for per_image in zip(*[[*e.high_res, e.features] for e in embeddings], strict=True)
+            for per_image in zip(*[[*cast(Sam2Embedding, e).high_res, e.features] for e in embeddings], strict=True)
         ]
         low_res, scores = decode_rows(self.model, levels, boxes, points, labels, multimask, self.dtype)
         return [

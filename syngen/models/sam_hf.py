@@ -4,7 +4,7 @@ every SAM backend shares."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ class Embedding:
     features: torch.Tensor  # (1, C, h, w)
     original_size: tuple[int, int]  # (H, W) of the image
     input_size: tuple[int, int]  # (H, W) of the resized image inside the encoder's padded square
-    high_res: list[torch.Tensor] = field(default_factory=list)  # SAM 2's finer feature levels, (1, C_i, h_i, w_i)
 
 
 class CachedSegmenter(Adapter):
