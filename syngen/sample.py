@@ -45,13 +45,13 @@ class Synth(TypedDict):
 class Negative(TypedDict):
     """A hard negative mask of a region (negatives stage): the SAM prompt that made it and how it compares."""
 
-    kind: str  # "boundary" or "semantic"
+    kind: str  # "boundary", "semantic" or "instance" (another region of the phrase: no prompt)
     points: list[list[int]]  # [[x, y], ...] pixels
     labels: list[int]  # 1 foreground, 0 background, one per point
     iou: float  # with the region's mask
-    seed: int  # of the point sampling
+    seed: int | None  # of the point sampling (None for an instance negative)
     mask: RLE
-    score: float  # SAM's predicted IoU
+    score: float | None  # SAM's predicted IoU (an instance negative's: its region's mask_score)
     multimask: bool  # True: the best of SAM's three masks (a single click); False: SAM's single-mask output
 
 

@@ -32,7 +32,7 @@ def base() -> dict:
     }
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "synground.yaml"])
+@pytest.mark.parametrize("name", ["quickstart.yaml", "synground.yaml", "open.yaml"])
 def test_bundled_recipes_validate(tmp_path: Path, name: str) -> None:
     data = yaml.safe_load((REPO / "recipes" / name).read_text())
     data["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")  # synground's is the user's folder
@@ -78,7 +78,7 @@ def test_bundled_recipes_validate(tmp_path: Path, name: str) -> None:
         (
             lambda r: r["stages"]["caption"].update(model="tiny:segmenter"),
             "stages.caption.model",
-            "backend 'sam', a segmenter; the caption stage needs a captioner (backends: blip, llava)",
+            "backend 'sam', a segmenter; the caption stage needs a captioner (backends: blip, llava, qwen2.5-vl)",
         ),
         (
             lambda r: r["stages"]["caption"].update(model={"id": "org/some-llm", "backend": "causal-lm"}),

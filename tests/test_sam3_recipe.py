@@ -121,7 +121,10 @@ def test_twin_variant_runs_end_to_end_and_exports_both_configs(tmp_path: Path) -
             assert region["mask_score"] == pytest.approx(region["box_score"])
     stats = report["stages"]["negatives"]["stats"]
     pairs = load_preference(out / "dataset")
-    assert len(pairs) == stats["boundary_accepted"] + stats["semantic_accepted"] > 0
+    kinds = ("boundary", "semantic", "instance")
+    assert len(pairs) == sum(stats[f"{kind}_accepted"] for kind in kinds) > 0
+    # keep: all and instance_per_mask: 1: a phrase's other instances are its rejected masks
+    assert stats["instance_accepted"] > 0 and "instance" in set(pairs["kind"])
     # one image embedding per image: SAM 3 was loaded once, for the ground and the negatives stage together
     assert report["stages"]["negatives"]["loads"] == 0
 

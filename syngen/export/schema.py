@@ -68,13 +68,17 @@ PREFERENCE: dict[str, Column] = {
     "rejected": Column(RLE, "the hard negative mask, COCO RLE"),
     "chosen_mask": Column(ImageFeature(), "the chosen mask as a 1-bit PNG, for the viewer"),
     "rejected_mask": Column(ImageFeature(), "the rejected mask as a 1-bit PNG"),
-    "kind": Column(Value("string"), "`boundary` or `semantic`"),
+    "kind": Column(
+        Value("string"),
+        "`boundary` or `semantic` (SAM prompted near or away from the region), or `instance` (another instance of "
+        "the phrase)",
+    ),
     "iou": Column(Value("float32"), "IoU of rejected with chosen"),
     "chosen_score": Column(Value("float32"), "SAM's predicted IoU of the chosen mask"),
     "rejected_score": Column(Value("float32"), "SAM's predicted IoU of the rejected mask"),
     "points": Column(List(List(Value("float32"), length=2)), "the prompt points (xy pixels) that made the negative"),
     "labels": Column(List(Value("int8")), "their labels (1 foreground, 0 background)"),
-    "seed": Column(Value("int64"), "the seed that drew the points"),
+    "seed": Column(Value("int64"), "the seed that drew the points (null for `instance`)"),
     "multimask": Column(Value("bool"), "SAM's best of three masks was taken (single clicks), else its single mask"),
 }
 # with ``output.embed_images`` each pair carries its image too (self-contained rows), after ``region_index``

@@ -27,12 +27,15 @@ class Backend(NamedTuple):
 BACKENDS: dict[str, Backend] = {
     "blip": Backend("captioner", "syngen.models.blip:BlipCaptioner"),
     "llava": Backend("captioner", "syngen.models.llava:LlavaCaptioner"),
+    "qwen2.5-vl": Backend("captioner", "syngen.models.qwen_vl:QwenVLCaptioner"),
     "diffusers": Backend("text-to-image", "syngen.models.diffusers_t2i:DiffusersTextToImage"),
     "causal-lm": Backend("llm", "syngen.models.causal_lm:CausalLM"),
     "grounding-dino": Backend("grounder", "syngen.models.grounding_dino:GroundingDino"),
+    "mm-grounding-dino": Backend("grounder", "syngen.models.grounding_dino:MMGroundingDino"),
     "sam": Backend("segmenter", "syngen.models.sam_hf:HFSam"),
     "segment-anything": Backend("segmenter", "syngen.models.sam_original:OriginalSam"),
     "sam3": Backend("grounder", "syngen.models.sam3:Sam3", also=("segmenter",)),
+    "sam2": Backend("segmenter", "syngen.models.sam2:HFSam2"),
 }
 
 

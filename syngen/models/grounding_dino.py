@@ -1,13 +1,16 @@
-"""Grounder backend: transformers' GroundingDINO (real checkpoint: IDEA-Research/grounding-dino-tiny)."""
+"""Grounder backends: transformers' GroundingDINO (real checkpoint: IDEA-Research/grounding-dino-tiny) and
+MM-Grounding-DINO (real checkpoints: openmmlab-community/mm_grounding_dino_*), which share a processor, a BERT
+tokenizer and the token-span phrase mapping."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 from PIL import Image
-from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor, MMGroundingDinoForObjectDetection
 
 from syngen.models.base import Adapter, timed
 from syngen.models.roles import Detection
@@ -16,13 +19,13 @@ from syngen.models.roles import Detection
 class GroundingDino(Adapter):
     """Open-vocabulary detection: one text prompt (``"a. b. c."``) per image, boxes in pixels with text labels."""
 
+    model_class: Any = AutoModelForZeroShotObjectDetection  # what loads the checkpoint
+
     def __init__(self, path: str | Path, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
         super().__init__(path, device, dtype, trust_remote_code)
         self.processor = AutoProcessor.from_pretrained(self.path, trust_remote_code=trust_remote_code)
         self.model = (
-            AutoModelForZeroShotObjectDetection.from_pretrained(
-                self.path, dtype=self.dtype, trust_remote_code=trust_remote_code
-            )
+            self.model_class.from_pretrained(self.path, dtype=self.dtype, trust_remote_code=trust_remote_code)
             .to(self.device)
             .eval()
         )
@@ -101,3 +104,10 @@ class GroundingDino(Adapter):
 
     def _strip_special(self, label: str) -> str:
         return " ".join(word for word in label.split() if word not in self._special)
+
+
+class MMGroundingDino(GroundingDino):
+    """MM-Grounding-DINO (or an LLMDet checkpoint, which has its classes): GroundingDINO's interface and phrase
+    mapping, loaded as ``MMGroundingDinoForObjectDetection``."""
+
+    model_class = MMGroundingDinoForObjectDetection

@@ -15,16 +15,18 @@ from syngen.models.base import Adapter, timed
 
 
 class LlavaCaptioner(Adapter):
-    """Describes images with LLaVA: the prompt is the user's instruction, sent with the image via the chat template."""
+    """Describes images with LLaVA: the prompt is the user's instruction, sent with the image via the chat template
+    (the processor expands the template's image placeholder into the model's image tokens)."""
+
+    model_class: Any = LlavaForConditionalGeneration  # what loads the checkpoint
+    processor_class: Any = AutoProcessor  # what loads its processor
 
     def __init__(self, path: str | Path, **kwargs: Any):
         super().__init__(path, **kwargs)
-        self.processor = AutoProcessor.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
+        self.processor = self.processor_class.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
         self.processor.tokenizer.padding_side = "left"
         self.model = (
-            LlavaForConditionalGeneration.from_pretrained(
-                self.path, dtype=self.dtype, trust_remote_code=self.trust_remote_code
-            )
+            self.model_class.from_pretrained(self.path, dtype=self.dtype, trust_remote_code=self.trust_remote_code)
             .to(self.device)
             .eval()
         )

@@ -1,8 +1,10 @@
-"""negatives: SAM-perturbed hard negative masks for every region (FG-DPA; METHODS.md §2).
+"""negatives: SAM-perturbed hard negative masks for every region (FG-DPA; METHODS.md §2), and sibling-instance
+negatives (docs/methods.md).
 
 Needs ``image`` and ``regions`` (with ``mask`` from the segment stage); replaces ``regions``, adding to each
-region ``negatives``: a list of ``{"kind": "boundary"|"semantic", "points": [[x, y], ...], "labels": [1|0, ...],
-"iou": float, "seed": int, "mask": RLE, "score": float, "multimask": bool}``, and adds ``negatives_stats``.
+region ``negatives``: a list of ``{"kind": "boundary"|"semantic"|"instance", "points": [[x, y], ...], "labels":
+[1|0, ...], "iou": float, "seed": int | None, "mask": RLE, "score": float | None, "multimask": bool}``, and adds
+``negatives_stats``.
 
 - boundary: the region's box plus ``points`` points inside it, each either a positive point on a pixel inside the
   box but outside the mask (overflow) or a negative point on the mask near its edge (omission), the kind drawn
@@ -11,6 +13,11 @@ region ``negatives``: a list of ``{"kind": "boundary"|"semantic", "points": [[x,
   at most ``semantic_max_iou`` and at most ``semantic_max_inside_box`` of the negative lies inside the box.
   A single click is ambiguous, so SAM gives its three masks and the one with the highest predicted IoU is taken
   (``multimask`` true); boundary prompts (box and points) use SAM's single-mask output (``multimask`` false).
+- instance: the mask of another region of the same phrase (another box of it with ``keep: all``, SAM 3's other
+  instances), as that region holds it, when its IoU with the positive mask is at most ``instance_max_iou``; the
+  siblings of highest IoU first (ties: region order), at most ``instance_per_mask``, no model call, no points
+  (``seed`` None, ``score`` the sibling's ``mask_score``). A region whose phrase has no other region gets none.
+  They are taken before the SAM rounds, so a SAM candidate equal to a sibling's mask is not accepted twice.
 
 Empty masks, a mask equal to the positive (IoU 1.0, whatever the bounds say: chosen and rejected must differ) and
 a mask equal to one already accepted for the region are rejected too. Each wanted negative
@@ -30,11 +37,12 @@ quarter of the matrix product's time). A candidate is compared with the region's
 areas are equal. Point pools are flat pixel indices computed once per region (those outside the box, a semantic
 click's, by arithmetic: :class:`OutsideBox`).
 
-``negatives_stats``: ``boundary_accepted``, ``semantic_accepted``, ``tries`` (attempts used: candidates a slot
-considered, not counting those computed ahead for a slot that was done by then) and ``gave_up``
-(slots left without a negative: retry limit reached, or no mask / no pixel to draw points from). Identity:
-``boundary_accepted + semantic_accepted + gave_up == regions * (boundary_per_mask + semantic_per_mask)``, and
-``accepted <= tries <= max_tries * (boundary_per_mask + semantic_per_mask) * regions``.
+``negatives_stats``: ``boundary_accepted``, ``semantic_accepted``, ``instance_accepted``, ``tries`` (SAM attempts
+used: candidates a slot considered, not counting those computed ahead for a slot that was done by then) and
+``gave_up`` (slots left without a negative: retry limit reached, no mask / no pixel to draw points from, or no
+sibling instance). Identity: ``boundary_accepted + semantic_accepted + instance_accepted + gave_up == regions *
+(boundary_per_mask + semantic_per_mask + instance_per_mask)``, and ``boundary_accepted + semantic_accepted <= tries
+<= max_tries * (boundary_per_mask + semantic_per_mask) * regions``.
 
 Example::
 
@@ -47,6 +55,7 @@ from __future__ import annotations
 
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any, ClassVar
 
 import numpy as np
@@ -58,12 +67,12 @@ from syngen.models.roles import Role, Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Region, Sample, item_seed, load_image
 from syngen.settings import Seed
-from syngen.stages.base import ModelStageConfig, Result, Stage, StageConfig, Update
+from syngen.stages.base import ADDED_LATER, ModelStageConfig, Result, Stage, StageConfig, Update
 from syngen.threads import after, beside_model, on_gpu
 
 Points = tuple[list[list[int]], list[int]]
-STATS = ("boundary_accepted", "semantic_accepted", "tries", "gave_up")
-KINDS = ("boundary", "semantic")  # within an attempt, a region's boundary slots take their candidates first
+STATS = ("boundary_accepted", "semantic_accepted", "instance_accepted", "tries", "gave_up")
+KINDS = ("boundary", "semantic")  # SAM's kinds; within an attempt, a region's boundary slots take theirs first
 ROUND_GROWTH = 2  # each round of decoder calls runs this many times the attempts of the one before
 
 
@@ -95,6 +104,21 @@ class NegativesConfig(ModelStageConfig):
         le=1,
         description="Width of the band along the mask's edge where omission points are drawn, as a share of the "
         "box's shorter side (at least 1 pixel).",
+    )
+    instance_per_mask: int = Field(
+        0,
+        ge=0,
+        description="Sibling-instance negatives wanted per region: masks of other regions of the same phrase "
+        "(keep: all, SAM 3's other instances), the highest IoU with the positive first.",
+        json_schema_extra=ADDED_LATER,
+    )
+    instance_max_iou: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="Largest IoU of a sibling-instance negative with the positive mask (a sibling closer than "
+        "this is more likely the same object found twice than another instance).",
+        json_schema_extra=ADDED_LATER,
     )
     max_tries: int = Field(10, ge=1, description="SAM attempts per wanted negative before giving up.")
     seed: Seed = Field(0, description="Seed of the point sampling (with sample id, region, kind, slot, try).")
@@ -257,8 +281,8 @@ class _Candidate:
     mask: torch.Tensor
     points: list[list[int]]
     labels: list[int]
-    seed: int
-    score: float
+    seed: int | None
+    score: float | None
     area: int
     iou: float
     share_in_box: float
@@ -333,15 +357,17 @@ class Negatives(Stage):
         cfg = self.config
         image = _Image(sample["id"], [{**r, "negatives": []} for r in sample.get("regions") or []])
         refs: list[np.ndarray] = []
+        usable: dict[int, tuple[np.ndarray, _Region]] = {}
         for i, region in enumerate(image.regions):
             mask = decode_rle(region["mask"]) if region.get("mask") else None
             if mask is None or not mask.any():
-                image.stats["gave_up"] += cfg.boundary_per_mask + cfg.semantic_per_mask
+                image.stats["gave_up"] += cfg.boundary_per_mask + cfg.semantic_per_mask + cfg.instance_per_mask
                 continue
             height, width = mask.shape
             box = clip_box(region["box"], width, height)
             inside = box_mask(box, height, width)
             shared = _Region(box, len(refs), int(mask.sum()))
+            usable[i] = (mask, shared)
             refs += [mask, inside]
             image.width = width
             pools: dict[str, tuple[Pool, ...]] = {
@@ -355,7 +381,41 @@ class Negatives(Stage):
                     image.stats["gave_up"] += wanted
         if refs:
             image.refs = _references(np.stack(refs).reshape(len(refs), -1), device)
+        if cfg.instance_per_mask:
+            self._siblings(image, usable, device)
         return image
+
+    def _siblings(self, image: _Image, usable: dict[int, tuple[np.ndarray, _Region]], device: Any) -> None:
+        """Accepts each usable region's sibling-instance negatives (see the module docstring): the masks of the
+        other usable regions of its phrase, as those regions hold them; slots without one give up."""
+        cfg = self.config
+        by_phrase: dict[str, list[int]] = {}
+        for i in usable:
+            by_phrase.setdefault(image.regions[i]["phrase"], []).append(i)
+        for members in by_phrase.values():
+            ious = {}
+            for i, j in combinations(members, 2):
+                (a, _), (b, _) = usable[i], usable[j]
+                ious[i, j] = ious[j, i] = float((a & b).sum() / (a | b).sum())
+            for i in members:
+                siblings = sorted((j for j in members if j != i), key=lambda j: (-ious[i, j], j))
+                taken: list[int] = []
+                for j in siblings:
+                    if len(taken) == cfg.instance_per_mask:
+                        break
+                    mask, area = usable[j][0], usable[j][1].positive_area
+                    if ious[i, j] > cfg.instance_max_iou or any(np.array_equal(mask, usable[t][0]) for t in taken):
+                        continue  # likely the same object found twice; or two siblings of one mask: one negative
+                    taken.append(j)
+                    shared, on_device = usable[i][1], torch.as_tensor(mask, device=device)
+                    shared.accepted.append((area, on_device))
+                    score = image.regions[j].get("mask_score")
+                    candidate = _Candidate(on_device, [], [], None, score, area, ious[i, j], 0.0)
+                    rle: Future[RLE] = Future()
+                    rle.set_result(image.regions[j]["mask"])
+                    image.accepted.append((_Slot(i, "instance", len(taken) - 1, (), shared, True), candidate, rle))
+                image.stats["instance_accepted"] += len(taken)
+                image.stats["gave_up"] += cfg.instance_per_mask - len(taken)
 
     def _candidates(
         self, model: Segmenter, kind: str, attempts: range, images: list[_Image]

@@ -1,7 +1,9 @@
-"""The GroundingDINO adapter on its tiny twin: phrase splitting, token counts, batched detection in pixels."""
+"""The GroundingDINO and MM-Grounding-DINO adapters on their tiny twins: phrase splitting, token counts, batched
+detection in pixels."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +14,27 @@ from transformers.models.grounding_dino.modeling_grounding_dino import (
     generate_masks_with_special_tokens_and_transfer_map,
 )
 
-from syngen.models.grounding_dino import GroundingDino
+from syngen.models.grounding_dino import GroundingDino, MMGroundingDino
 from syngen.models.loading import build_tiny
-from syngen.models.twins.grounding_dino import build_grounding_dino
+from syngen.models.twins.grounding_dino import build_grounding_dino, build_mm_grounding_dino
 from tests.helpers import draw_shapes
 
+GROUNDERS = {  # twin -> adapter, model class (as on the real checkpoint)
+    "grounder": (GroundingDino, "GroundingDinoForObjectDetection"),
+    "grounder-mm-grounding-dino": (MMGroundingDino, "MMGroundingDinoForObjectDetection"),
+}
 
-@pytest.fixture(scope="module")
-def grounder() -> GroundingDino:
-    return GroundingDino(build_tiny("grounder"))
+
+@pytest.fixture(scope="module", params=list(GROUNDERS))
+def grounder(request: pytest.FixtureRequest) -> GroundingDino:
+    adapter, _ = GROUNDERS[request.param]
+    return adapter(build_tiny(request.param))
+
+
+def test_twin_uses_the_real_checkpoint_classes(grounder: GroundingDino) -> None:
+    [(_, model_class)] = [spec for spec in GROUNDERS.values() if type(grounder) is spec[0]]
+    assert type(grounder.model).__name__ == model_class
+    assert type(grounder.processor).__name__ == "GroundingDinoProcessor"
 
 
 def test_prompt_splits_into_phrases(grounder: GroundingDino) -> None:
@@ -74,9 +88,10 @@ def test_detect_without_detections(grounder: GroundingDino) -> None:
     assert grounder.detect([draw_shapes()], ["cat."], box_threshold=1.0, text_threshold=0.25) == [[]]
 
 
-def test_tiny_twin_is_deterministic(tmp_path: Path) -> None:
+@pytest.mark.parametrize("build", [build_grounding_dino, build_mm_grounding_dino], ids=["gdino", "mm-gdino"])
+def test_tiny_twin_is_deterministic(tmp_path: Path, build: Callable[[Path], None]) -> None:
     for name in ("a", "b"):
-        build_grounding_dino(tmp_path / name)
+        build(tmp_path / name)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 

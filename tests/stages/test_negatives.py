@@ -12,11 +12,13 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
+from syngen.export.rows import preference_rows
 from syngen.masks import box_mask, box_span, decode_rle, edge_band, encode_rle
 from syngen.refs import ModelRef
 from syngen.sample import image_bytes
 from syngen.stages import negatives as negatives_module
 from syngen.stages.base import Context, finished
+from syngen.stages.ground import Ground, GroundConfig
 from syngen.stages.negatives import (
     Negatives,
     NegativesConfig,
@@ -28,7 +30,8 @@ from syngen.stages.negatives import (
     boundary_prompt,
     semantic_prompt,
 )
-from tests.fakes import FloodFillSegmenter
+from syngen.stages.segment import Segment, SegmentConfig
+from tests.fakes import FakeGrounder, FloodFillSegmenter
 from tests.helpers import assert_finishes_beside_a_gpu
 
 W, H = 64, 48
@@ -86,7 +89,7 @@ def _run(config: NegativesConfig, samples: list[dict[str, Any]], model: Any = No
 
 
 def _slots(config: NegativesConfig) -> int:
-    return config.boundary_per_mask + config.semantic_per_mask
+    return config.boundary_per_mask + config.semantic_per_mask + config.instance_per_mask
 
 
 CONFIGS = [
@@ -95,8 +98,9 @@ CONFIGS = [
     NegativesConfig(semantic_per_mask=3, semantic_max_inside_box=0.05),
     NegativesConfig(points=1, max_tries=1),
     NegativesConfig(iou_band=(0.0, 0.99), seed=7),
+    NegativesConfig(instance_per_mask=2),  # the scene's regions are of two phrases: no sibling, nothing fails
 ]
-CONFIG_IDS = ["defaults", "one-point", "strict-semantic", "one-try", "wide-band"]
+CONFIG_IDS = ["defaults", "one-point", "strict-semantic", "one-try", "wide-band", "instance-without-siblings"]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
@@ -105,7 +109,7 @@ def test_accepted_negatives_meet_their_bounds_and_counts_add_up(config: Negative
     [update], model = _run(config, [sample])
     stats = update["negatives_stats"]
     regions = update["regions"]
-    accepted = {"boundary": 0, "semantic": 0}
+    accepted = {"boundary": 0, "semantic": 0, "instance": 0}
     for region, original in zip(regions, sample["regions"], strict=True):
         assert {k: v for k, v in region.items() if k != "negatives"} == original
         positive = decode_rle(region["mask"])
@@ -130,13 +134,14 @@ def test_accepted_negatives_meet_their_bounds_and_counts_add_up(config: Negative
                 assert negative["labels"] == [1] and not inside[y, x]
         assert sum(n["kind"] == "boundary" for n in region["negatives"]) <= config.boundary_per_mask
         assert sum(n["kind"] == "semantic" for n in region["negatives"]) <= config.semantic_per_mask
-    assert stats["boundary_accepted"] == accepted["boundary"] and stats["semantic_accepted"] == accepted["semantic"]
+    assert {kind: stats[f"{kind}_accepted"] for kind in accepted} == accepted | {"instance": 0}
     slots = len(regions) * _slots(config)
     assert stats["boundary_accepted"] + stats["semantic_accepted"] + stats["gave_up"] == slots
     assert stats["tries"] <= sum(model.predict_sizes)  # rounds may compute attempts a slot then did not need
-    assert stats["boundary_accepted"] + stats["semantic_accepted"] <= stats["tries"] <= config.max_tries * slots
+    sam_slots = len(regions) * (config.boundary_per_mask + config.semantic_per_mask)
+    assert stats["boundary_accepted"] + stats["semantic_accepted"] <= stats["tries"] <= config.max_tries * sam_slots
     if config.max_tries == 1:  # every slot has pixels to draw from here, so each made exactly one try
-        assert stats["tries"] == slots
+        assert stats["tries"] == sam_slots
     assert accepted["semantic"] > 0
 
 
@@ -235,11 +240,12 @@ def test_regions_without_usable_masks_give_up_without_tries() -> None:
     sample = _sample()
     sample["regions"][0]["mask"] = None
     sample["regions"][1]["mask"] = encode_rle(np.zeros((H, W), bool))
+    sample["regions"][1]["phrase"] = "box"  # siblings, but without usable masks
     bare = {"id": "bare", "image": sample["image"], "regions": []}
-    config = NegativesConfig()
+    config = NegativesConfig(instance_per_mask=1)
     (update, empty), model = _run(config, [sample, bare])
     assert [r["negatives"] for r in update["regions"]] == [[], []]
-    nothing = {"boundary_accepted": 0, "semantic_accepted": 0, "tries": 0}
+    nothing = {"boundary_accepted": 0, "semantic_accepted": 0, "instance_accepted": 0, "tries": 0}
     assert update["negatives_stats"] == {**nothing, "gave_up": 2 * _slots(config)}
     assert empty == {"regions": [], "negatives_stats": {**nothing, "gave_up": 0}}
     assert list(model.pixels) == ["scene"]  # the sample without regions is not embedded
@@ -548,3 +554,135 @@ def test_beside_a_gpu_the_pixel_pools_and_rles_run_in_the_pool_with_the_same_res
     assert_finishes_beside_a_gpu(
         monkeypatch, negatives_module, lambda: stage.process(_batch(), FloodFillSegmenter()), inline
     )
+
+
+# Sibling-instance negatives (docs/methods.md): three cups of one colour, a ball of another
+CUPS = [[4.0, 4.0, 20.0, 20.0], [26.0, 4.0, 42.0, 20.0], [4.0, 26.0, 20.0, 42.0]]
+BALL = [44.0, 28.0, 60.0, 44.0]
+
+
+def _cups_and_ball() -> dict[str, Any]:
+    """Ground (a fake grounder finding three instances of "cup" and one "ball", ``keep: all``) and segment (flood
+    fill) on a picture of three red squares and a blue one: the sample the negatives stage receives."""
+    pixels = np.full((H, W, 3), BACKGROUND, np.uint8)
+    for x0, y0, x1, y1 in CUPS:
+        pixels[int(y0) + 2 : int(y1) - 2, int(x0) + 2 : int(x1) - 2] = LEFT
+    x0, y0, x1, y1 = map(int, BALL)
+    pixels[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2] = RIGHT
+    sample = {"id": "cups", "image": image_bytes(Image.fromarray(pixels)), "phrases": ["cup", "ball"]}
+    detections = [{"phrase": "cup", "label": "cup", "box": box, "score": 0.9 - i / 10} for i, box in enumerate(CUPS)]
+    grounder = FakeGrounder([*detections, {"phrase": "ball", "label": "ball", "box": BALL, "score": 0.8}])
+    ctx = Context(recipe_dir=Path("."))
+    [grounded] = finished(Ground(GroundConfig(keep="all"), ctx).process([sample], grounder))
+    [segmented] = finished(Segment(SegmentConfig(), ctx).process([sample | grounded], FloodFillSegmenter()))
+    return sample | grounded | segmented
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        NegativesConfig(instance_per_mask=2, boundary_per_mask=0, semantic_per_mask=0),
+        NegativesConfig(instance_per_mask=3),
+    ],
+    ids=["instances-only", "with-sam-kinds-and-more-slots-than-siblings"],
+)
+def test_three_instances_of_a_phrase_give_each_the_other_two_as_negatives(config: NegativesConfig) -> None:
+    sample = _cups_and_ball()
+    assert [r["phrase"] for r in sample["regions"]] == ["cup"] * 3 + ["ball"]
+    [update], _ = _run(config, [sample])
+    regions, stats = update["regions"], update["negatives_stats"]
+    for i, region in enumerate(regions[:3]):
+        instances = [n for n in region["negatives"] if n["kind"] == "instance"]
+        siblings = [r for j, r in enumerate(regions[:3]) if j != i]
+        assert [n["mask"] for n in instances] == [r["mask"] for r in siblings]  # each a sibling's mask, as stored
+        positive = decode_rle(region["mask"])
+        for negative, sibling in zip(instances, siblings, strict=True):
+            other = decode_rle(sibling["mask"])
+            assert other.any() and not np.array_equal(other, positive)
+            assert negative["iou"] == (positive & other).sum() / (positive | other).sum() == 0.0  # disjoint cups
+            assert (negative["points"], negative["labels"], negative["seed"]) == ([], [], None)
+            assert negative["score"] == sibling["mask_score"] and negative["multimask"] is False
+        masks = [decode_rle(n["mask"]).tobytes() for n in region["negatives"]]
+        assert len(set(masks)) == len(masks), "a SAM negative equal to a sibling's mask was accepted again"
+    assert not [n for n in regions[3]["negatives"] if n["kind"] == "instance"]  # the ball has no sibling
+    assert stats["instance_accepted"] == 6
+    sam_accepted = stats["boundary_accepted"] + stats["semantic_accepted"]
+    assert sam_accepted + stats["instance_accepted"] + stats["gave_up"] == 4 * _slots(config)
+    pairs = [row for row in preference_rows({**sample, **update}) if row["kind"] == "instance"]
+    assert len(pairs) == 6 and all(row["rejected"] != row["chosen"] and row["seed"] is None for row in pairs)
+
+
+def _cup(x0: int, x1: int) -> np.ndarray:
+    mask = np.zeros((H, W), bool)
+    mask[10:20, x0:x1] = True
+    return mask
+
+
+# region 0's mask spans columns 0-10; the others' IoU with it: 0.6 (overlapping: 6/10), 0.2 (2/10), 0 and 0 (two
+# disjoint regions of one mask)
+SIBLINGS = [_cup(0, 10), _cup(4, 10), _cup(8, 10), _cup(30, 40), _cup(30, 40)]
+
+
+@pytest.mark.parametrize(
+    ("per_mask", "max_iou", "chosen"),
+    [
+        pytest.param(1, 0.5, [2], id="highest-iou-under-the-limit-first"),
+        pytest.param(4, 0.5, [2, 3], id="a-duplicate-sibling-mask-once"),
+        pytest.param(1, 0.7, [1], id="a-higher-limit-admits-the-overlapping-one"),
+        pytest.param(4, 0.0, [3], id="only-disjoint"),
+    ],
+)
+def test_sibling_order_iou_limit_and_duplicates(per_mask: int, max_iou: float, chosen: list[int]) -> None:
+    image, _ = _scene()
+    regions = [
+        {"phrase": "cup", "box": [0.0, 0.0, 64.0, 48.0], "mask": encode_rle(mask), "mask_score": 0.5 + i / 10}
+        for i, mask in enumerate(SIBLINGS)
+    ]
+    config = NegativesConfig(
+        instance_per_mask=per_mask, instance_max_iou=max_iou, boundary_per_mask=0, semantic_per_mask=0
+    )
+    [update], _ = _run(config, [{"id": "cups", "image": image_bytes(image), "regions": regions}])
+    first = update["regions"][0]["negatives"]
+    assert [n["mask"] for n in first] == [regions[j]["mask"] for j in chosen]
+    assert [n["iou"] for n in first] == pytest.approx([[1.0, 0.6, 0.2, 0.0, 0.0][j] for j in chosen])
+    assert [n["score"] for n in first] == [regions[j]["mask_score"] for j in chosen]
+
+
+def test_default_settings_keep_the_fingerprint_stores_were_made_under() -> None:
+    """The negatives stage's fingerprint at its defaults, as on main before instance negatives: a stored run keeps
+    its negatives; asking for instance negatives changes it."""
+    ctx = Context(recipe_dir=Path("."))
+    before = {
+        "stage": "negatives",
+        "config": {
+            "model": None,
+            "boundary_per_mask": 2,
+            "semantic_per_mask": 1,
+            "points": 3,
+            "iou_band": [0.5, 0.9],
+            "semantic_max_iou": 0.05,
+            "semantic_max_inside_box": 0.2,
+            "edge_band": 0.1,
+            "max_tries": 10,
+            "seed": 0,
+        },
+    }
+    assert Negatives(NegativesConfig(), ctx).fingerprint() == before
+    assert Negatives(NegativesConfig(instance_per_mask=1), ctx).fingerprint() != before
+    assert Negatives(NegativesConfig(instance_per_mask=1, instance_max_iou=0.2), ctx).fingerprint() != (
+        Negatives(NegativesConfig(instance_per_mask=1), ctx).fingerprint()
+    )
+
+
+def test_a_sam_negative_equal_to_a_sibling_mask_is_not_taken_again() -> None:
+    # a semantic click on the other cup gives its mask, already region 0's instance negative: refused
+    image, _ = _scene()
+    a, b = _cup(0, 10), _cup(30, 40)
+    regions = [
+        {"phrase": "cup", "box": [0.0, 8.0, 12.0, 22.0], "mask": encode_rle(m), "mask_score": 1.0} for m in (a, b)
+    ]
+    config = NegativesConfig(instance_per_mask=1, semantic_per_mask=1, boundary_per_mask=0)
+    sample = {"id": "cups", "image": image_bytes(image), "regions": regions}
+    [update], _ = _run(config, [sample], Answering(a, b))
+    assert [n["kind"] for n in update["regions"][0]["negatives"]] == ["instance"]
+    assert update["negatives_stats"]["semantic_accepted"] == 0

@@ -25,12 +25,17 @@ class Twin(NamedTuple):
 TINY: dict[str, Twin] = {
     "captioner-blip": Twin("blip", "syngen.models.twins.blip:build_blip"),
     "captioner-llava": Twin("llava", "syngen.models.twins.llava:build_llava"),
+    "captioner-qwen2.5-vl": Twin("qwen2.5-vl", "syngen.models.twins.qwen_vl:build_qwen_vl"),
     "sd": Twin("diffusers", "syngen.models.twins.diffusers:build_sd"),
     "sdxl": Twin("diffusers", "syngen.models.twins.diffusers:build_sdxl"),
     "llm": Twin("causal-lm", "syngen.models.twins.causal_lm:build_qwen2"),
     "grounder": Twin("grounding-dino", "syngen.models.twins.grounding_dino:build_grounding_dino"),
+    "grounder-mm-grounding-dino": Twin(
+        "mm-grounding-dino", "syngen.models.twins.grounding_dino:build_mm_grounding_dino"
+    ),
     "segmenter": Twin("sam", "syngen.models.twins.sam:build_sam"),
     "sam3": Twin("sam3", "syngen.models.twins.sam3:build_sam3"),
+    "segmenter-sam2": Twin("sam2", "syngen.models.twins.sam2:build_sam2"),
     "text-encoder": Twin(None, "syngen.models.twins.clip:build_clip_text"),
     "itm-blip": Twin(None, "syngen.models.twins.blip:build_blip_itm"),
 }

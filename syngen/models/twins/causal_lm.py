@@ -27,15 +27,7 @@ def build_qwen2(path: Path) -> None:
     (transformers maps model type qwen2 to Qwen2Tokenizer whatever tokenizer_config.json says, so the twin's
     tokenizer is a real byte-level BPE of that class rather than a word-level one.)
     """
-    vocab, merges = byte_bpe()
-    tokenizer = Qwen2Tokenizer(
-        vocab=vocab,
-        merges=merges,
-        unk_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_start|>"],
-    )
+    tokenizer = qwen_tokenizer()
     tokenizer.chat_template = CHAT_TEMPLATE
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -55,6 +47,20 @@ def build_qwen2(path: Path) -> None:
     _comma_separated(model, tokenizer)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+
+
+def qwen_tokenizer(*special: str) -> Qwen2Tokenizer:
+    """A byte-level BPE Qwen2Tokenizer over the shared vocabulary with Qwen's chat tokens (``<|im_start|>``,
+    ``<|im_end|>`` ending an answer, ``<|endoftext|>`` padding) and the ``special`` tokens after them."""
+    vocab, merges = byte_bpe()
+    return Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        unk_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", *special],
+    )
 
 
 def words_only(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:

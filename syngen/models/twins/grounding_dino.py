@@ -1,4 +1,5 @@
-"""Tiny twin of the grounder: transformers' GroundingDINO (``GroundingDinoForObjectDetection``)."""
+"""Tiny twins of the grounders: transformers' GroundingDINO (``GroundingDinoForObjectDetection``) and
+MM-Grounding-DINO (``MMGroundingDinoForObjectDetection``), of the same sizes and processor."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from transformers import (
     GroundingDinoConfig,
     GroundingDinoForObjectDetection,
     GroundingDinoProcessor,
+    MMGroundingDinoConfig,
+    MMGroundingDinoForObjectDetection,
+    PretrainedConfig,
+    PreTrainedModel,
     SwinConfig,
 )
 from transformers.models.grounding_dino import GroundingDinoImageProcessorPil
@@ -19,7 +24,29 @@ from syngen.models.twins.vocab import bert_vocab
 
 
 def build_grounding_dino(path: Path) -> None:
-    """A GroundingDINO with a tiny Swin backbone and tiny BERT, and a processor for ~128-pixel inputs.
+    """A GroundingDINO with a tiny Swin backbone and tiny BERT, and a processor for ~128-pixel inputs."""
+    _build(path, GroundingDinoConfig, GroundingDinoForObjectDetection)
+
+
+def build_mm_grounding_dino(path: Path) -> None:
+    """An MM-Grounding-DINO of the GroundingDINO twin's sizes, with the same processor (as the real checkpoints
+    use GroundingDinoProcessor).
+
+    Its contrastive heads' learned bias starts at the focal-loss prior (-4.6), which leaves an untrained model's
+    scores all below 0.12; at 0 they spread over 0.3-0.96 as the GroundingDINO twin's do, so the thresholds of a
+    recipe keep some detections and drop others.
+    """
+    _build(path, MMGroundingDinoConfig, MMGroundingDinoForObjectDetection, class_bias=0.0)
+
+
+def _build(
+    path: Path,
+    config_class: type[PretrainedConfig],
+    model_class: type[PreTrainedModel],
+    class_bias: float | None = None,
+) -> None:
+    """Save a tiny ``model_class`` (of ``config_class``) and its processor to ``path``; ``class_bias``: the value
+    of the contrastive heads' scalar bias (MM-Grounding-DINO's), where given.
 
     The tokenizer keeps bert-base-uncased's ids for [CLS], [SEP], "." and "?", which the model hard-codes to
     split a prompt into phrases.
@@ -39,7 +66,7 @@ def build_grounding_dino(path: Path) -> None:
         num_attention_heads=2,
         intermediate_size=64,
     )
-    config = GroundingDinoConfig(
+    config = config_class(
         backbone_config=backbone,
         text_config=text,
         num_queries=30,
@@ -55,7 +82,12 @@ def build_grounding_dino(path: Path) -> None:
     )
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = GroundingDinoForObjectDetection(config).eval()
+        model = model_class(config).eval()
+    if class_bias is not None:
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if "class_embed" in name and name.endswith(".bias") and parameter.ndim == 0:
+                    parameter.fill_(class_bias)
     model.save_pretrained(path)
     # Below ~128 pixels the last feature level is 1x1 and GroupNorm fails.
     image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 128, "longest_edge": 192})
