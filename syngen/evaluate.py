@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from syngen.data import read_dataset, read_parquet
 from syngen.errors import DatasetError
 from syngen.masks import decode_rle
 from syngen.metrics import intersection_union, pointing_accuracy, pointing_hit, ris_metrics, upsample
@@ -47,11 +48,11 @@ def load_table(spec: str, split: str) -> datasets.Dataset:
     if "*" in spec:
         files = [spec]
     if files:
-        return datasets.load_dataset("parquet", data_files=files, split="train")
+        return read_parquet(files)
     if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-        loaded = datasets.load_from_disk(str(path))
+        loaded = datasets.load_from_disk(str(path))  # arrow files read in place: no cache to go stale
         return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-    return datasets.load_dataset(spec, split=split)
+    return read_dataset(spec, split=split)
 
 
 def sentences(value: Any) -> list[str]:

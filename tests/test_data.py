@@ -1,16 +1,21 @@
-"""load_preference: pairs joined with their images, in the default (each image once) and embedded layouts."""
+"""load_preference: pairs joined with their images, in the default (each image once) and embedded layouts; local
+folders and parquet files read as they are on disk now (issue 25)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from syngen.data import load_preference
+from syngen.evaluate import load_table
 from syngen.export import export_dataset
 from syngen.sample import image_bytes
+from syngen.train.data import load_split
 from tests.export.test_export import SAMPLES, make_info
 from tests.helpers import draw_shapes
 
@@ -54,3 +59,71 @@ def test_a_pair_whose_image_is_missing_raises(tmp_path: Path) -> None:
     assert pairs[0]["image"].size == PICTURES["img0000"].size
     with pytest.raises(KeyError, match="img0002"):
         pairs[2]
+
+
+# Issue 25: a local folder or parquet file is read as it is on disk now. datasets keys its cache of a local folder
+# by the folder's name and its card's metadata, and of parquet files by their modification times: these tests
+# change the files and keep both. Each reader is one the trainer or eval uses (they exist under these names on
+# every version, so that the tests can run against an older syngen).
+def filter_in_place(shard: Path, keep: int) -> None:
+    """Keeps the first ``keep`` rows of a parquet shard, written back with pyarrow (the card left as it was)."""
+    pq.write_table(pq.read_table(shard).slice(0, keep), shard)
+
+
+def test_pairs_filtered_in_place_are_read_at_once(tmp_path: Path) -> None:
+    dataset = export_dataset(iter(DISTINCT), tmp_path, make_info())
+    ids = load_preference(dataset)["id"]
+    assert len(ids) == 3
+    assert len(load_split(str(tmp_path), "grounding", "train")) == 4
+    filter_in_place(next((dataset / "data/preference").glob("*.parquet")), 1)
+    filter_in_place(next((dataset / "data/grounding").glob("*.parquet")), 2)
+    pairs = load_preference(dataset)
+    assert pairs["id"] == ids[:1]
+    assert pairs[0]["image"].size == PICTURES[pairs[0]["image_id"]].size
+    assert load_split(str(tmp_path), "grounding", "train")["id"] == ["img0000", "img0001"]
+
+
+def hand_built(folder: Path, values: list[str]) -> Path:
+    """A Hub-layout folder whose card names one config ``g`` (no ``dataset_info``), with one parquet file."""
+    (folder / "data").mkdir(parents=True)
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n- config_name: g\n  data_files:\n  - split: train\n    path: data/train-*\n---\n"
+    )
+    pq.write_table(pa.table({"phrase": values}), folder / "data" / "train-00000.parquet")
+    return folder
+
+
+def test_two_same_layout_folders_each_load_their_own_rows(tmp_path: Path) -> None:
+    a = hand_built(tmp_path / "a" / "dataset", ["a1", "a2", "a3"])
+    b = hand_built(tmp_path / "b" / "dataset", ["b1", "b2", "b3", "b4"])
+    assert load_table(str(a), "train")["phrase"] == ["a1", "a2", "a3"]
+    assert load_table(str(b), "train")["phrase"] == ["b1", "b2", "b3", "b4"]
+    pq.write_table(pa.table({"phrase": ["b5"]}), b / "data" / "train-00000.parquet")
+    assert load_table(str(b), "train")["phrase"] == ["b5"]
+    assert load_table(str(a), "train")["phrase"] == ["a1", "a2", "a3"]
+
+
+def rewrite_keeping_size_and_time(path: Path, table: pa.Table) -> None:
+    """Writes ``table`` over ``path``: same size, and the old modification time put back (a rewrite within one
+    tick of a coarse clock, or a copy that keeps times, as ``cp -p`` and ``rsync -t`` do)."""
+    before = path.stat()
+    pq.write_table(table, path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        pytest.param("parquet-file", id="eval-parquet-file"),
+        pytest.param("hub-layout-folder", id="eval-hub-layout-folder"),
+    ],
+)
+def test_a_rewrite_with_the_same_size_and_time_is_seen(tmp_path: Path, layout: str) -> None:
+    folder = hand_built(tmp_path / "dataset", ["red box", "blue box"])
+    shard = folder / "data" / "train-00000.parquet"
+    spec = str(shard) if layout == "parquet-file" else str(folder)
+    assert load_table(spec, "train")["phrase"] == ["red box", "blue box"]
+    rewrite_keeping_size_and_time(shard, pa.table({"phrase": ["tan box", "pink box"]}))
+    assert load_table(spec, "train")["phrase"] == ["tan box", "pink box"]

@@ -267,6 +267,7 @@ class AmcObjective(Objective):
     config_class = AmcConfig
     config: AmcConfig
     progress_metrics = ("loss", "loss/amc", "loss/itm", "in_box_ratio")
+    unit = "regions"
 
     def build(self, device: torch.device) -> torch.nn.Module:
         c = self.config

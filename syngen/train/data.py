@@ -13,7 +13,7 @@ from typing import Any
 import datasets
 from torch.utils.data import Dataset
 
-from syngen.data import load_preference
+from syngen.data import load_preference, read_dataset
 from syngen.errors import DatasetError
 from syngen.masks import decode_rle
 
@@ -24,18 +24,31 @@ def dataset_path(spec: str) -> str:
     return str(inner) if (inner / "README.md").exists() else spec
 
 
-def load_split(spec: str, config: str, split: str) -> datasets.Dataset:
-    """Config ``config`` (``grounding`` or ``preference``) of the dataset ``spec``, split ``split``.
+# the columns each config must have for training and scoring
+COLUMNS = {"grounding": ("id", "image", "regions"), "preference": ("prompt", "chosen", "rejected")}
 
-    Raises :class:`~syngen.errors.DatasetError` naming the dataset when its config or split is not there.
+
+def load_split(spec: str, config: str, split: str) -> datasets.Dataset:
+    """Config ``config`` (``grounding`` or ``preference``) of the dataset ``spec``, split ``split``, as it is on
+    disk now for a local folder (:func:`syngen.data.read_dataset`).
+
+    Raises :class:`~syngen.errors.DatasetError` naming the dataset when it, its config, its split or one of the
+    config's :data:`COLUMNS` is not there.
     """
     path = dataset_path(spec)
     try:
-        if config == "preference":
-            return load_preference(path, split=split)
-        return datasets.load_dataset(path, config, split=split)
-    except (FileNotFoundError, ValueError, KeyError, datasets.exceptions.DatasetNotFoundError) as err:
+        rows = load_preference(path, split=split) if config == "preference" else read_dataset(path, config, split)
+    except DatasetError as err:
+        raise DatasetError(f"{err} (reading its {config!r} config, split {split!r})") from None
+    except (FileNotFoundError, ValueError, KeyError) as err:
         raise DatasetError(f"{spec}: cannot read the {config!r} config, split {split!r}: {err}") from None
+    missing = [name for name in COLUMNS[config] if name not in rows.column_names]
+    if missing:
+        raise DatasetError(
+            f"{spec}: the {config!r} config has no {', '.join(missing)} column; it has "
+            f"{', '.join(rows.column_names)}, where a syngen dataset's has {', '.join(COLUMNS[config])}"
+        )
+    return rows
 
 
 class RegionDataset(Dataset):

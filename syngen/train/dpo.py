@@ -68,6 +68,7 @@ class DpoObjective(SamObjective):
     config_class = DpoConfig
     config: DpoConfig
     mask_keys = ("chosen", "rejected")
+    unit = "pairs"
     progress_metrics = ("loss", "rewards/margins", "rewards/accuracies")
 
     def __init__(self, config: DpoConfig):

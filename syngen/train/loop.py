@@ -58,6 +58,7 @@ def train(objective: Objective) -> Path:
         dataset = objective.dataset()
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise TrainError(f"{config.data}: no training examples for `{objective.name}` in split {config.split!r}")
+    accelerator.print(f"{objective.name}: training on {len(dataset)} {objective.unit}")  # type: ignore[arg-type]
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise TrainError(f"`{objective.name}`: the model has no trainable parameters")

@@ -104,6 +104,7 @@ class SftObjective(SamObjective):
     config_class = SftConfig
     config: SftConfig
     mask_keys = ("mask",)
+    unit = "regions"
     progress_metrics = ("loss", "loss/bce", "loss/dice")
 
     def make_policy(self) -> TextPromptableSam:
