@@ -15,8 +15,8 @@ process (so no in-process memo helps and the peak memory is its own), both confi
 - ``in-memory``: pyarrow reads the parquet into memory, no cache (memory grows with the dataset).
 
 "first" is a read with nothing cached, "again" the next read of unchanged files (what every training or eval
-run after the first pays). Prints one line per candidate: seconds first / again, and how far the read raised
-the process's peak RSS above what its imports took.
+run after the first pays). Prints one line per candidate: the median seconds first / again over --repeat reads,
+and how far a read raised its process's peak RSS above what the imports took; then the digest's own time.
 
     python benchmarks/local_reads.py                        # 100,000 pairs under /tmp/syngen-bench-reads
     python benchmarks/local_reads.py --pairs 10000 --folder /tmp/small
@@ -29,6 +29,7 @@ import io
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -166,25 +167,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--folder", type=Path, default=Path("/tmp/syngen-bench-reads"))
+    parser.add_argument("--repeat", type=int, default=3, help="reads of each kind; the median is printed")
     parser.add_argument("--cache", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=CANDIDATES, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(phase(args.phase, args.folder, args.cache)))
         return
+    from syngen.data import fresh_cache_dir
+
     if not (args.folder / "dataset" / "README.md").exists():
         build(args.folder, args.pairs)
     files = [p for p in (args.folder / "dataset").rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files) / 2**20
     print(f"folder: {args.folder / 'dataset'}: {len(files)} files, {size:.0f} MiB, {args.pairs} pairs")
     for candidate in CANDIDATES:
-        with tempfile.TemporaryDirectory() as cache:
-            first = child(candidate, args.folder, Path(cache))
-            again = child(candidate, args.folder, Path(cache))
-        print(
-            f"{candidate:>14}: first {first['seconds']:6.2f} s  again {again['seconds']:6.2f} s  "
-            f"peak RSS +{max(first['peak_mb'], again['peak_mb']):5.0f} MB  rows {again['rows']}"
-        )
+        firsts, agains = [], []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as cache:
+                firsts.append(child(candidate, args.folder, Path(cache)))
+                agains.append(child(candidate, args.folder, Path(cache)))
+        first, again = (statistics.median(r["seconds"] for r in runs) for runs in (firsts, agains))
+        peak = max(r["peak_mb"] for r in firsts + agains)
+        rows = agains[-1]["rows"]
+        print(f"{candidate:>14}: first {first:6.2f} s  again {again:6.2f} s  peak RSS +{peak:5.0f} MB  rows {rows}")
+    start = time.perf_counter()
+    fresh_cache_dir(files)
+    print(f"the digest alone (xxh3 of {size:.0f} MiB): {time.perf_counter() - start:.2f} s")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from syngen.data import read_dataset, read_parquet
 from syngen.errors import DatasetError
 from syngen.masks import decode_rle
 from syngen.metrics import intersection_union, pointing_accuracy, pointing_hit, ris_metrics, upsample
-from syngen.train.data import dataset_path, load_split
+from syngen.train.data import checked_mask, dataset_path, load_split
 from syngen.train.policy import EmbeddingCache, TextPromptableSam, image_key, image_masks
 
 
@@ -90,13 +90,14 @@ def ris_examples(
         rows = load_split(spec, "grounding", split).select_columns(["id", "image", "regions"])
         for row in rows:
             image = row["image"].convert("RGB")
-            for region in row["regions"] or []:
+            for i, region in enumerate(row["regions"] or []):
                 if region.get("mask") and region.get("phrase"):
+                    where = f"{spec}: grounding row {row['id']!r}, region {i}"
                     yield {
                         "key": row["id"],
                         "image": image,
                         "phrase": region["phrase"],
-                        "mask": decode_rle(region["mask"]),
+                        "mask": checked_mask(region["mask"], image, where),
                     }
         return
     table = load_table(spec, split)

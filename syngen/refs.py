@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TINY_PREFIX = "tiny:"
+# a Hub repo id: "name" or "namespace/name" (letters, digits, "-", "_", ".")
+_HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+
+
+def looks_local(spec: str) -> bool:
+    """True when ``spec`` (a dataset or model) can only be a local path: absolute, ``./``, ``../`` or ``~``
+    first, more than one ``/``, a backslash, or a data or weights file's suffix. ``org/name`` reads both ways."""
+    return (
+        spec.startswith(("/", ".", "~"))
+        or "\\" in spec
+        or not _HUB_ID.fullmatch(spec)
+        or Path(spec).suffix
+        in (".parquet", ".arrow", ".json", ".jsonl", ".csv", ".pt", ".pth", ".safetensors", ".ckpt")
+    )
 
 
 class ModelRef(BaseModel):

@@ -279,7 +279,8 @@ class AmcObjective(Objective):
             raise TrainError(str(err)) from None
 
     def dataset(self) -> RegionDataset:
-        return RegionDataset(load_split(self.config.data, "grounding", self.config.split), require=("phrase", "box"))
+        c = self.config
+        return RegionDataset(load_split(c.data, "grounding", c.split), require=("phrase", "box"), source=c.data)
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         return collate(self.itm.processor, items, self.config.max_length)

@@ -89,7 +89,8 @@ class DpoObjective(SamObjective):
         return policy
 
     def dataset(self) -> PairDataset:
-        return PairDataset(load_split(self.config.data, "preference", self.config.split))
+        c = self.config
+        return PairDataset(load_split(c.data, "preference", c.split), source=c.data)
 
     def prepare(self, model: torch.nn.Module, loader: Any, accelerator: Accelerator) -> None:
         """With ``precompute_ref_logps``: the initial policy's log-probabilities of every pair, computed once."""

@@ -56,9 +56,10 @@ def train(objective: Objective) -> Path:
     with accelerator.main_process_first():
         model = objective.build(accelerator.device)
         dataset = objective.dataset()
+    skipped = "".join(f"; skipped {n} {why}" for why, n in sorted(getattr(dataset, "skipped", {}).items()))
+    accelerator.print(f"{objective.name}: training on {len(dataset)} {objective.unit}{skipped}")  # type: ignore[arg-type]
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise TrainError(f"{config.data}: no training examples for `{objective.name}` in split {config.split!r}")
-    accelerator.print(f"{objective.name}: training on {len(dataset)} {objective.unit}")  # type: ignore[arg-type]
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise TrainError(f"`{objective.name}`: the model has no trainable parameters")

@@ -119,7 +119,8 @@ class SftObjective(SamObjective):
         )
 
     def dataset(self) -> RegionDataset:
-        return RegionDataset(load_split(self.config.data, "grounding", self.config.split))
+        c = self.config
+        return RegionDataset(load_split(c.data, "grounding", c.split), source=c.data)
 
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         masks, coarse = self.forward(model, batch)
