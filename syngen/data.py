@@ -95,7 +95,12 @@ def _load(spec: str, config: str | None, split: str, load_kwargs: dict[str, Any]
     try:
         return datasets.load_dataset(spec, config, split=split, **load_kwargs)
     except (datasets.exceptions.DatasetNotFoundError, ConnectionError, huggingface_hub.errors.HfHubHTTPError) as err:
-        hub = "is offline (HF_HUB_OFFLINE is set)" if huggingface_hub.constants.HF_HUB_OFFLINE else "has none"
+        if huggingface_hub.constants.HF_HUB_OFFLINE:
+            hub = "is offline (HF_HUB_OFFLINE is set)"
+        elif isinstance(err, ConnectionError):
+            hub = "cannot be reached"
+        else:
+            hub = "has no such dataset (or it is gated or private: log in with `hf auth login`)"
         raise DatasetError(
             f"{spec}: no such local folder, and the Hub {hub} ({type(err).__name__}). Check the path (a syngen "
             "output folder, its dataset/ folder, or an org/name Hub id), or fetch the dataset where there is network."
@@ -127,7 +132,8 @@ def load_preference(path: str | Path, split: str = "train", **load_kwargs: Any) 
         return pairs
     grounding = _load(str(path), "grounding", split, options)
     images = grounding.select_columns(["image"])
-    row_of = {image_id: i for i, image_id in enumerate(grounding["id"])}
+    # through arrow: iterating datasets' Column reads row by row (0.8 s for 25,000 rows, against 0.02 s)
+    row_of = {image_id: i for i, image_id in enumerate(grounding.with_format("arrow")["id"].to_pylist())}
 
     def join(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         if "image_id" not in batch:  # a column read that does not need the images

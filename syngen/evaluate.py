@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,9 @@ from pycocotools import mask as mask_utils
 
 from syngen.data import read_dataset, read_parquet
 from syngen.errors import DatasetError
-from syngen.masks import decode_rle
+from syngen.masks import decode_rle, rle_problem
 from syngen.metrics import intersection_union, pointing_accuracy, pointing_hit, ris_metrics, upsample
-from syngen.train.data import checked_mask, dataset_path, load_split
+from syngen.train.data import NAN_BOXES, checked_mask, dataset_path, load_split
 from syngen.train.policy import EmbeddingCache, TextPromptableSam, image_key, image_masks
 
 
@@ -68,8 +70,12 @@ def sentences(value: Any) -> list[str]:
 
 
 def to_mask(value: Any, height: int, width: int) -> np.ndarray:
-    """A (H, W) bool mask from COCO RLE (compressed or not) or polygons (a list of [x, y, ...] lists, or one)."""
+    """A (H, W) bool mask from COCO RLE (compressed or not) or polygons (a list of [x, y, ...] lists, or one);
+    raises ValueError for RLE of another size than the image's, or garbage."""
     if isinstance(value, dict):
+        problem = rle_problem(value, height, width)
+        if problem:
+            raise ValueError(problem)
         if isinstance(value.get("counts"), list):  # uncompressed RLE
             value = mask_utils.frPyObjects(value, *value["size"])
             return mask_utils.decode(value).astype(bool)
@@ -107,7 +113,10 @@ def ris_examples(
     for i, row in enumerate(table.select_columns([image_column, text_column, mask_column])):
         image = row[image_column]
         image = (image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB")
-        mask = to_mask(row[mask_column], image.height, image.width)
+        try:
+            mask = to_mask(row[mask_column], image.height, image.width)
+        except ValueError as err:
+            raise DatasetError(f"{spec}: row {i}, column {mask_column!r}: {err}") from None
         for text in sentences(row[text_column]):
             yield {"key": f"row{i}", "image": image, "phrase": text, "mask": mask}
 
@@ -169,15 +178,26 @@ def write_report(report: dict[str, Any], path: Path) -> Path:
 
 
 def pointing_examples(
-    spec: str, split: str, image_column: str, text_column: str, box_column: str, mask_column: str
+    spec: str,
+    split: str,
+    image_column: str,
+    text_column: str,
+    box_column: str,
+    mask_column: str,
+    skipped: Counter[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """``{"image", "phrase", "boxes"}`` (xyxy pixels) per pointing-game query (see the module docstring)."""
+    """``{"image", "phrase", "boxes"}`` (xyxy pixels) per pointing-game query (see the module docstring). Boxes
+    with a NaN or infinite coordinate are left out, and counted in ``skipped``."""
+    skipped = Counter() if skipped is None else skipped
     if is_syngen(spec):
         rows = load_split(spec, "grounding", split).select_columns(["image", "regions"])
         for row in rows:
             boxes: dict[str, list[list[float]]] = {}
             for region in row["regions"] or []:
                 if region.get("phrase") and region.get("box"):
+                    if not all(map(math.isfinite, region["box"])):
+                        skipped[NAN_BOXES] += 1
+                        continue
                     boxes.setdefault(region["phrase"], []).append(list(region["box"]))
             image = row["image"].convert("RGB")
             for phrase, found in boxes.items():
@@ -195,6 +215,9 @@ def pointing_examples(
         if box_source == box_column:
             x, y, w, h = map(float, row[box_column])
             box = [x, y, x + w, y + h]
+            if not all(map(math.isfinite, box)):
+                skipped[NAN_BOXES] += 1
+                continue
         else:
             ys, xs = np.nonzero(to_mask(row[mask_column], image.height, image.width))
             box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)] if len(xs) else None
@@ -237,7 +260,8 @@ def evaluate_pointing(
     for role, name in runs.items():
         itm = load_itm(name, device)
         check_layer(itm.model, layer)
-        queries = pointing_examples(data, split, image_column, text_column, box_column, mask_column)
+        skipped: Counter[str] = Counter()
+        queries = pointing_examples(data, split, image_column, text_column, box_column, mask_column, skipped)
         examples = itertools.islice(queries, limit)
         hits: list[bool] = []
         drawn[role] = []
@@ -251,6 +275,7 @@ def evaluate_pointing(
         scores[role] = {"n": len(hits), "hits": sum(hits), "accuracy": pointing_accuracy(hits)}
         itm.close()
     report: dict[str, Any] = {"model": model, "data": data, "split": split, "gradcam_layer": layer}
+    report["skipped"] = dict(skipped)  # the same for every run
     report["metrics"] = scores["model"]
     if baseline:
         report["baseline"] = {"model": baseline, "metrics": scores["baseline"]}

@@ -28,6 +28,7 @@ def dataset_path(spec: str) -> str:
     return str(inner) if (inner / "README.md").exists() else spec
 
 
+NAN_BOXES = "boxes with a NaN or infinite coordinate"  # a reason for leaving regions out, as logs and reports say it
 # the columns each config must have for training and scoring
 COLUMNS = {"grounding": ("id", "image", "regions"), "preference": ("prompt", "chosen", "rejected")}
 
@@ -85,7 +86,7 @@ class RegionDataset(Dataset):
                 if not all(region.get(name) for name in require):
                     continue
                 if "box" in require and not all(math.isfinite(float(v)) for v in region["box"]):
-                    self.skipped["regions with a NaN or infinite box"] += 1
+                    self.skipped[NAN_BOXES] += 1
                     continue
                 if "mask" in require and "height" in meta:
                     problem = rle_problem(region["mask"], meta["height"][row], meta["width"][row], runs=False)

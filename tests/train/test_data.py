@@ -175,7 +175,7 @@ def test_nan_boxes_are_skipped_and_counted(tmp_path: Path) -> None:
         "--max-steps", "1", "--batch-size", "2",
     )  # fmt: skip
     assert code == 0, output
-    assert "amc: training on 2 regions; skipped 2 regions with a NaN or infinite box" in " ".join(output.split())
+    assert "amc: training on 2 regions; skipped 2 boxes with a NaN or infinite coordinate" in " ".join(output.split())
 
 
 @pytest.mark.parametrize(
