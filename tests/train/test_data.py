@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import datasets
+import huggingface_hub
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -153,13 +154,19 @@ def test_a_mistyped_dataset_path_names_itself(
         pytest.param(["train", "dpo", "--init", "/no/such/ckpt"], id="dpo-init-path"),
     ],
 )
-def test_a_missing_model_folder_is_named(command: list[str], tmp_path: Path) -> None:
+def test_a_missing_model_folder_is_named(command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = make_shapes_dataset(tmp_path / "shapes", images=1, kinds=("dilated",))
     out = ["--out", str(tmp_path / "out")] if command[0] == "train" else []
+    asked: list[str] = []
+    download = huggingface_hub.snapshot_download
+    monkeypatch.setattr(
+        huggingface_hub, "snapshot_download", lambda repo, **kw: asked.append(repo) or download(repo, **kw)
+    )
     code, output = run(*command, "--data", str(data), *out)
     flat = " ".join(output.split())
     assert code == 2, output
     assert repr(command[-1]) in flat and "no such" in flat
+    assert set(asked) == (set() if looks_local(command[-1]) else {command[-1]})  # only a possible Hub id is looked up
 
 
 def test_nan_boxes_are_skipped_and_counted(tmp_path: Path) -> None:
