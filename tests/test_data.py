@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from syngen.data import load_preference
+from syngen.data import load_preference, read_dataset
 from syngen.evaluate import load_table
 from syngen.export import export_dataset
 from syngen.sample import image_bytes
@@ -127,3 +128,10 @@ def test_a_rewrite_with_the_same_size_and_time_is_seen(tmp_path: Path, layout: s
     assert load_table(spec, "train")["phrase"] == ["red box", "blue box"]
     rewrite_keeping_size_and_time(shard, pa.table({"phrase": ["tan box", "pink box"]}))
     assert load_table(spec, "train")["phrase"] == ["tan box", "pink box"]
+
+
+def test_a_hub_id_keeps_datasets_own_caching(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple] = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: calls.append((args, kwargs)) or "rows")
+    assert read_dataset("org/name", "grounding", revision="abc") == "rows"
+    assert calls == [(("org/name", "grounding"), {"split": "train", "revision": "abc"})]  # no cache_dir of ours
