@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TINY_PREFIX = "tiny:"
-# a Hub repo id: "name" or "namespace/name" (letters, digits, "-", "_", ".")
-_HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 
 
 def looks_local(spec: str) -> bool:
-    """True when ``spec`` (a dataset or model) can only be a local path: absolute, ``./``, ``../`` or ``~``
-    first, more than one ``/``, a backslash, or a data or weights file's suffix. ``org/name`` reads both ways."""
-    return (
-        spec.startswith(("/", ".", "~"))
-        or "\\" in spec
-        or not _HUB_ID.fullmatch(spec)
-        or Path(spec).suffix
-        in (".parquet", ".arrow", ".json", ".jsonl", ".csv", ".pt", ".pth", ".safetensors", ".ckpt")
-    )
+    """True when ``spec`` (a dataset or model) can only be a local path: not a Hub repo id (:func:`is_hub_id`),
+    or ``./``, ``../`` or ``~`` first, or a data or weights file's suffix. ``org/name`` reads both ways."""
+    suffixes = (".parquet", ".arrow", ".json", ".jsonl", ".csv", ".pt", ".pth", ".safetensors", ".ckpt")
+    return not is_hub_id(spec) or spec.startswith((".", "~")) or Path(spec).suffix in suffixes
 
 
 class ModelRef(BaseModel):
@@ -51,3 +43,14 @@ class ModelRef(BaseModel):
     def tiny(self) -> str | None:
         """The twin's name for ``tiny:<name>``, else None."""
         return self.id[len(TINY_PREFIX) :] if self.id.startswith(TINY_PREFIX) else None
+
+
+def is_hub_id(value: str) -> bool:
+    """Whether the Hub takes ``value`` as a repo id (``name`` or ``namespace/name``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
