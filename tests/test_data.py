@@ -84,24 +84,41 @@ def test_pairs_filtered_in_place_are_read_at_once(tmp_path: Path) -> None:
     assert load_split(str(tmp_path), "grounding", "train")["id"] == ["img0000", "img0001"]
 
 
-def hand_built(folder: Path, values: list[str]) -> Path:
-    """A Hub-layout folder whose card names one config ``g`` (no ``dataset_info``), with one parquet file."""
+def table_of(ids: list[str]) -> pa.Table:
+    """Rows with the columns training asks of a ``grounding`` config (images and regions left empty)."""
+    return pa.table(
+        {"id": ids, "image": pa.nulls(len(ids), pa.binary()), "regions": pa.nulls(len(ids), pa.list_(pa.string()))}
+    )
+
+
+def hand_built(folder: Path, ids: list[str]) -> Path:
+    """A Hub-layout folder whose card names one config, ``grounding`` (no ``dataset_info``): one parquet file."""
     (folder / "data").mkdir(parents=True)
     (folder / "README.md").write_text(
-        "---\nconfigs:\n- config_name: g\n  data_files:\n  - split: train\n    path: data/train-*\n---\n"
+        "---\nconfigs:\n- config_name: grounding\n  data_files:\n  - split: train\n    path: data/train-*\n---\n"
     )
-    pq.write_table(pa.table({"phrase": values}), folder / "data" / "train-00000.parquet")
+    pq.write_table(table_of(ids), folder / "data" / "train-00000-of-00001.parquet")
     return folder
 
 
-def test_two_same_layout_folders_each_load_their_own_rows(tmp_path: Path) -> None:
+# reader id -> the ids a reader the trainer or eval uses finds in a hand-built folder (or one of its files)
+READERS = {
+    "train-split": lambda path: load_split(str(path), "grounding", "train")["id"],
+    "eval-table-folder": lambda path: load_table(str(path), "train")["id"],
+    "eval-parquet-file": lambda path: load_table(str(path / "data" / "train-00000-of-00001.parquet"), "train")["id"],
+}
+
+
+@pytest.mark.parametrize("reader", list(READERS), ids=list(READERS))
+def test_two_same_layout_folders_each_load_their_own_rows(tmp_path: Path, reader: str) -> None:
+    read = READERS[reader]
     a = hand_built(tmp_path / "a" / "dataset", ["a1", "a2", "a3"])
     b = hand_built(tmp_path / "b" / "dataset", ["b1", "b2", "b3", "b4"])
-    assert load_table(str(a), "train")["phrase"] == ["a1", "a2", "a3"]
-    assert load_table(str(b), "train")["phrase"] == ["b1", "b2", "b3", "b4"]
-    pq.write_table(pa.table({"phrase": ["b5"]}), b / "data" / "train-00000.parquet")
-    assert load_table(str(b), "train")["phrase"] == ["b5"]
-    assert load_table(str(a), "train")["phrase"] == ["a1", "a2", "a3"]
+    assert read(a) == ["a1", "a2", "a3"]
+    assert read(b) == ["b1", "b2", "b3", "b4"]
+    pq.write_table(table_of(["b5"]), b / "data" / "train-00000-of-00001.parquet")
+    assert read(b) == ["b5"]
+    assert read(a) == ["a1", "a2", "a3"]
 
 
 def rewrite_keeping_size_and_time(path: Path, table: pa.Table) -> None:
@@ -114,20 +131,13 @@ def rewrite_keeping_size_and_time(path: Path, table: pa.Table) -> None:
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
 
 
-@pytest.mark.parametrize(
-    "layout",
-    [
-        pytest.param("parquet-file", id="eval-parquet-file"),
-        pytest.param("hub-layout-folder", id="eval-hub-layout-folder"),
-    ],
-)
-def test_a_rewrite_with_the_same_size_and_time_is_seen(tmp_path: Path, layout: str) -> None:
+@pytest.mark.parametrize("reader", list(READERS), ids=list(READERS))
+def test_a_rewrite_with_the_same_size_and_time_is_seen(tmp_path: Path, reader: str) -> None:
+    read = READERS[reader]
     folder = hand_built(tmp_path / "dataset", ["red box", "blue box"])
-    shard = folder / "data" / "train-00000.parquet"
-    spec = str(shard) if layout == "parquet-file" else str(folder)
-    assert load_table(spec, "train")["phrase"] == ["red box", "blue box"]
-    rewrite_keeping_size_and_time(shard, pa.table({"phrase": ["tan box", "pink box"]}))
-    assert load_table(spec, "train")["phrase"] == ["tan box", "pink box"]
+    assert read(folder) == ["red box", "blue box"]
+    rewrite_keeping_size_and_time(folder / "data" / "train-00000-of-00001.parquet", table_of(["tan box", "pink box"]))
+    assert read(folder) == ["tan box", "pink box"]
 
 
 def test_a_hub_id_keeps_datasets_own_caching(monkeypatch: pytest.MonkeyPatch) -> None:
