@@ -16,6 +16,7 @@ from syngen.data import load_preference, read_dataset
 from syngen.evaluate import load_table
 from syngen.export import export_dataset
 from syngen.sample import image_bytes
+from syngen.stats import summarize
 from syngen.train.data import load_split
 from tests.export.test_export import SAMPLES, make_info
 from tests.helpers import draw_shapes
@@ -74,12 +75,13 @@ def filter_in_place(shard: Path, keep: int) -> None:
 def test_pairs_filtered_in_place_are_read_at_once(tmp_path: Path) -> None:
     dataset = export_dataset(iter(DISTINCT), tmp_path, make_info())
     ids = load_preference(dataset)["id"]
-    assert len(ids) == 3
+    assert len(ids) == 3 and summarize(tmp_path)["preference"]["pairs"] == 3
     assert len(load_split(str(tmp_path), "grounding", "train")) == 4
     filter_in_place(next((dataset / "data/preference").glob("*.parquet")), 1)
     filter_in_place(next((dataset / "data/grounding").glob("*.parquet")), 2)
     pairs = load_preference(dataset)
     assert pairs["id"] == ids[:1]
+    assert summarize(tmp_path)["preference"]["pairs"] == 1  # syngen inspect's figures
     assert pairs[0]["image"].size == PICTURES[pairs[0]["image_id"]].size
     assert load_split(str(tmp_path), "grounding", "train")["id"] == ["img0000", "img0001"]
 
