@@ -152,6 +152,10 @@ def test_a_mistyped_dataset_path_names_itself(
         pytest.param(["eval", "ris", "--model", "./no_such_ckpt"], id="eval-ris-model-path"),
         pytest.param(["train", "dpo", "--init", "outputs/no_such_ckpt"], id="dpo-init-reads-as-a-hub-id"),
         pytest.param(["train", "dpo", "--init", "/no/such/ckpt"], id="dpo-init-path"),
+        pytest.param(["train", "amc", "--model", "./no_such_itm"], id="amc-model-path"),
+        pytest.param(
+            ["eval", "pointing", "--model", "outputs/no_such_itm"], id="eval-pointing-model-reads-as-a-hub-id"
+        ),
     ],
 )
 def test_a_missing_model_folder_is_named(command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
