@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from syngen.evalsets.native import is_syngen
 from syngen.evalsets.tables import load_tables, sentences, to_mask
 from syngen.metrics import intersection_union, pointing_accuracy, pointing_hit, upsample
 from syngen.store import atomic_write_text
-from syngen.train.data import load_split
+from syngen.train.data import NAN_BOXES, load_split
 from syngen.train.policy import EmbeddingCache, TextPromptableSam, image_key, image_masks
 
 
@@ -139,7 +141,13 @@ def score_batch(
     predictions = image_masks(logits, [(image.height, image.width) for image in pictures], policy.image_size)
     out = []
     for e, image, pred in zip(batch, pictures, predictions, strict=True):
-        target = evalset.target(records[(e.split, e.row)], e, image.height, image.width)
+        try:
+            target = evalset.target(records[(e.split, e.row)], e, image.height, image.width)
+        except DatasetError:
+            raise
+        except ValueError as err:  # to_mask: a mask of another size than its image, or garbage RLE
+            where = f"row {e.row}, column {evalset.mask_column(e)!r} (split {e.split!r})"
+            raise DatasetError(f"{evalset.data}: {where}: {err}") from None
         i, u = intersection_union(pred, target)
         out.append({"key": f"{e.split}/{e.key}", "i": i, "u": u, "pred": int(pred.sum()), "target": int(target.sum())})
     return out
@@ -167,6 +175,7 @@ def evaluate_ris(
     ``{"model", "data", "format", "splits", "metrics": {split: {...}}, "scored", "resumed", "images_encoded",
     "predictions"}``.
     """
+    TextPromptableSam.locate(model)  # a missing checkpoint is named before an eval folder is made for it
     evalset = open_evalset(data, format, columns)
     splits = choose_splits(evalset, split)
     folder = output_dir or eval_dir(model, data)
@@ -225,15 +234,26 @@ def write_report(report: dict[str, Any], path: Path) -> Path:
 
 
 def pointing_examples(
-    spec: str, split: str, image_column: str, text_column: str, box_column: str, mask_column: str
+    spec: str,
+    split: str,
+    image_column: str,
+    text_column: str,
+    box_column: str,
+    mask_column: str,
+    skipped: Counter[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """``{"image", "phrase", "boxes"}`` (xyxy pixels) per pointing-game query (see the module docstring)."""
+    """``{"image", "phrase", "boxes"}`` (xyxy pixels) per pointing-game query (see the module docstring). Boxes
+    with a NaN or infinite coordinate are left out, and counted in ``skipped``."""
+    skipped = Counter() if skipped is None else skipped
     if is_syngen(spec):
         rows = load_split(spec, "grounding", split).select_columns(["image", "regions"])
         for row in rows:
             boxes: dict[str, list[list[float]]] = {}
             for region in row["regions"] or []:
                 if region.get("phrase") and region.get("box"):
+                    if not all(map(math.isfinite, region["box"])):
+                        skipped[NAN_BOXES] += 1
+                        continue
                     boxes.setdefault(region["phrase"], []).append(list(region["box"]))
             image = row["image"].convert("RGB")
             for phrase, found in boxes.items():
@@ -244,15 +264,21 @@ def pointing_examples(
     missing = [c for c in (image_column, text_column, box_source) if c not in table.column_names]
     if missing:
         raise DatasetError(f"{spec}: no column {', '.join(missing)}; columns: {', '.join(table.column_names)}")
-    for row in table.select_columns([image_column, text_column, box_source]):
+    for i, row in enumerate(table.select_columns([image_column, text_column, box_source])):
         image = row[image_column]
         image = (image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB")
         box: list[float] | None
         if box_source == box_column:
             x, y, w, h = map(float, row[box_column])
             box = [x, y, x + w, y + h]
+            if not all(map(math.isfinite, box)):
+                skipped[NAN_BOXES] += 1
+                continue
         else:
-            ys, xs = np.nonzero(to_mask(row[mask_column], image.height, image.width))
+            try:
+                ys, xs = np.nonzero(to_mask(row[mask_column], image.height, image.width))
+            except ValueError as err:
+                raise DatasetError(f"{spec}: row {i}, column {mask_column!r}: {err}") from None
             box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)] if len(xs) else None
         for text in sentences(row[text_column]) if box else []:
             yield {"image": image, "phrase": text, "boxes": [box]}
@@ -293,7 +319,8 @@ def evaluate_pointing(
     for role, name in runs.items():
         itm = load_itm(name, device)
         check_layer(itm.model, layer)
-        queries = pointing_examples(data, split, image_column, text_column, box_column, mask_column)
+        skipped: Counter[str] = Counter()
+        queries = pointing_examples(data, split, image_column, text_column, box_column, mask_column, skipped)
         examples = itertools.islice(queries, limit)
         hits: list[bool] = []
         drawn[role] = []
@@ -307,6 +334,7 @@ def evaluate_pointing(
         scores[role] = {"n": len(hits), "hits": sum(hits), "accuracy": pointing_accuracy(hits)}
         itm.close()
     report: dict[str, Any] = {"model": model, "data": data, "split": split, "gradcam_layer": layer}
+    report["skipped"] = dict(skipped)  # the same for every run
     report["metrics"] = scores["model"]
     if baseline:
         report["baseline"] = {"model": baseline, "metrics": scores["baseline"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -9,6 +10,13 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from syngen.settings import STRICT
 
 TINY_PREFIX = "tiny:"
+
+
+def looks_local(spec: str) -> bool:
+    """True when ``spec`` (a dataset or model) can only be a local path: not a Hub repo id (:func:`is_hub_id`),
+    or ``./``, ``../`` or ``~`` first, or a data or weights file's suffix. ``org/name`` reads both ways."""
+    suffixes = (".parquet", ".arrow", ".json", ".jsonl", ".csv", ".pt", ".pth", ".safetensors", ".ckpt")
+    return not is_hub_id(spec) or spec.startswith((".", "~")) or Path(spec).suffix in suffixes
 
 
 class ModelRef(BaseModel):

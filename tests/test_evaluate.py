@@ -4,6 +4,7 @@ syngen datasets score alike; a killed `eval ris` resumes and scores only the res
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -14,9 +15,10 @@ from typer.testing import CliRunner
 
 from syngen.cli import app
 from syngen.evaluate import PredictionLog, evaluate_pointing, evaluate_ris, pointing_examples, trained_layer
-from syngen.masks import decode_rle
+from syngen.masks import decode_rle, encode_rle
 from syngen.train.policy import TextPromptableSam
 from syngen.viz import COLOUR_BAR, TILE
+from tests.evalsets.test_tables import SQUARE
 from tests.train.shapes import make_shapes_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -265,3 +267,80 @@ def test_a_process_killed_with_sigkill_resumes(policy: Path, tmp_path: Path) -> 
     report = json.loads((out / "report.json").read_text())
     assert (report["resumed"], report["scored"]) == (stored, 80 - stored)
     assert report["metrics"]["train"]["n"] == 80
+
+
+def refcoco_with_nan_box(shapes: Path, path: Path) -> Path:
+    """The shapes picture's two regions as a RefCOCO-style table whose first box (COCO xywh) has a NaN."""
+    grounding = datasets.load_dataset(str(shapes / "dataset"), "grounding", split="train")
+    regions = grounding[0]["regions"]
+    boxes = [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in (r["box"] for r in regions)]
+    boxes[0][2] = float("nan")
+    rows = {"image": [grounding[0]["image"]] * 2, "sentences": [[r["phrase"]] for r in regions], "bbox": boxes}
+    datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image()).to_parquet(str(path))
+    return path
+
+
+def syngen_with_nan_box(shapes: Path, path: Path) -> Path:
+    """The shapes dataset with its first region's box made NaN in the parquet (a hand-edited dataset)."""
+    from tests.train.test_data import edit_rows
+
+    def spoil(rows: list[dict]) -> None:
+        rows[0]["regions"][0]["box"] = [float("nan"), 1.0, 5.0, 5.0]
+
+    edit_rows(shapes, "grounding", spoil)
+    return shapes
+
+
+@pytest.mark.parametrize(
+    "make", [pytest.param(refcoco_with_nan_box, id="refcoco-style"), pytest.param(syngen_with_nan_box, id="syngen")]
+)
+def test_pointing_skips_nan_boxes_and_reports_them(make, tmp_path: Path) -> None:  # noqa: ANN001
+    shapes = make_shapes_dataset(tmp_path / "shapes", images=1, kinds=())
+    data = str(make(shapes, tmp_path / "nan.parquet" if make is refcoco_with_nan_box else tmp_path / "nan"))
+    skipped: Counter[str] = Counter()
+    found = list(pointing_examples(data, "train", "image", "sentences", "bbox", "segmentation", skipped))
+    assert [e["phrase"] for e in found] == ["blue circle"]
+    assert skipped == {"boxes with a NaN or infinite coordinate": 1}
+    result = CliRunner().invoke(app, ["eval", "pointing", "--model", "tiny:itm-blip", "--data", data,
+                                      "--out", str(tmp_path / "report.json")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 boxes with a NaN or infinite coordinate" in " ".join(result.output.split())
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["skipped"] == {"boxes with a NaN or infinite coordinate": 1} and report["metrics"]["n"] == 1
+
+
+@pytest.mark.parametrize(
+    "mask, words",
+    [
+        pytest.param({"size": [64, 64], "counts": "0"}, "garbage RLE", id="garbage-rle"),
+        pytest.param(encode_rle(SQUARE), "mask size [8, 10]", id="another-size"),
+    ],
+)
+def test_a_bad_refcoco_mask_names_its_row(mask: dict, words: str, policy: Path, tmp_path: Path) -> None:
+    shapes = make_shapes_dataset(tmp_path / "shapes", images=1, kinds=())
+    table = refcoco_style(shapes, tmp_path / "refs.parquet")
+    rows = datasets.load_dataset("parquet", data_files=str(table), split="train").to_dict()
+    rows["rle"][1] = mask
+    bad = tmp_path / "bad.parquet"
+    datasets.Dataset.from_dict(rows).cast_column("picture", datasets.Image()).to_parquet(str(bad))
+    result = CliRunner().invoke(app, ["eval", "ris", "--model", str(policy), "--data", str(bad), "--image-column",
+                                      "picture", "--text-column", "refs", "--mask-column", "rle"])  # fmt: skip
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{bad}: row 1, column 'rle'" in flat and words in flat
+
+
+def test_a_bad_syngen_mask_names_its_row_and_region(policy: Path, tmp_path: Path) -> None:
+    from tests.train.test_data import edit_rows
+
+    shapes = make_shapes_dataset(tmp_path / "shapes", images=1, kinds=())
+
+    def spoil(rows: list[dict]) -> None:
+        rows[0]["regions"][1]["mask"] = encode_rle(SQUARE)  # 8 x 10 on a 64 x 64 image
+
+    edit_rows(shapes, "grounding", spoil)
+    result = CliRunner().invoke(app, ["eval", "ris", "--model", str(policy), "--data", str(shapes),
+                                      "--output-dir", str(tmp_path / "eval")])  # fmt: skip
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{shapes}: row 0, column 'regions[1].mask'" in flat and "mask size [8, 10]" in flat

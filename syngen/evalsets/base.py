@@ -63,7 +63,12 @@ class EvalSet(ABC):
 
     @abstractmethod
     def target(self, record: Any, expression: Expression, height: int, width: int) -> np.ndarray:
-        """The (height, width) bool target mask of ``expression`` (all False for a no-target expression)."""
+        """The (height, width) bool target mask of ``expression`` (all False for a no-target expression); raises
+        ValueError for a mask that is not one of that size (:func:`~syngen.evalsets.tables.to_mask`)."""
+
+    def mask_column(self, expression: Expression) -> str:
+        """Where ``expression``'s target mask is in its record, for the error on a bad mask."""
+        return "segmentation"
 
     def metrics(
         self, intersections: Sequence[int], unions: Sequence[int], predicted: Sequence[int], targets: Sequence[int]

@@ -57,3 +57,6 @@ class ColumnsSet(EvalSet):
 
     def target(self, record: dict[str, Any], expression: Expression, height: int, width: int) -> np.ndarray:
         return to_mask(record[self.columns.mask], height, width)
+
+    def mask_column(self, expression: Expression) -> str:
+        return self.columns.mask

@@ -106,6 +106,9 @@ class GrefcocoSet(EvalSet):
                 mask |= to_mask(ann["segmentation"], record["height"], record["width"])
         return mask
 
+    def mask_column(self, expression: Expression) -> str:
+        return f"segmentation of instances.json annotations {', '.join(map(str, expression.target))}"
+
     def metrics(
         self, intersections: Sequence[int], unions: Sequence[int], predicted: Sequence[int], targets: Sequence[int]
     ) -> dict[str, float]:

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from syngen.evalsets.base import EvalSet, Expression
-from syngen.masks import decode_rle
+from syngen.evalsets.tables import to_mask
 from syngen.train.data import dataset_path, load_split
 
 
@@ -55,4 +55,7 @@ class SyngenSet(EvalSet):
         return record["image"].convert("RGB")
 
     def target(self, record: dict[str, Any], expression: Expression, height: int, width: int) -> np.ndarray:
-        return decode_rle(record["regions"][expression.target]["mask"])
+        return to_mask(record["regions"][expression.target]["mask"], height, width)
+
+    def mask_column(self, expression: Expression) -> str:
+        return f"regions[{expression.target}].mask"

@@ -60,3 +60,6 @@ class RefcocoMSet(EvalSet):
 
     def target(self, record: dict[str, Any], expression: Expression, height: int, width: int) -> np.ndarray:
         return to_mask(record["samples"][expression.target]["mask"], height, width)
+
+    def mask_column(self, expression: Expression) -> str:
+        return f"samples[{expression.target}].mask"

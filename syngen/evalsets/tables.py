@@ -16,8 +16,9 @@ from huggingface_hub import snapshot_download
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from syngen.data import folder_files, fresh_cache_dir, read_splits
 from syngen.errors import DatasetError
-from syngen.masks import decode_rle
+from syngen.masks import decode_rle, rle_problem
 
 # The Hub's parquet naming (``data/<split>-00000-of-00004.parquet``): lmms-lab/RefCOCO*, moondream/refcoco-m
 SHARD = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}$")
@@ -40,30 +41,36 @@ def hub_snapshot(repo_id: str) -> Path | None:
 
 def load_tables(spec: str) -> dict[str, datasets.Dataset]:
     """The splits of a table dataset: a parquet file or glob, a folder of parquet files (searched recursively,
-    split from each file's name), a ``save_to_disk`` folder, or a Hub id: its files in the local Hub cache, else
-    what ``datasets`` has cached of it (nothing is downloaded when offline). Raises
+    hidden folders left out, split from each file's name), a ``save_to_disk`` folder, or a Hub id: its files in
+    the local Hub cache, else what ``datasets`` has cached of it (nothing is downloaded when offline). Local files
+    are read as they are on disk now (:func:`~syngen.data.fresh_cache_dir`). Raises
     :class:`~syngen.errors.DatasetError` naming ``spec`` when none can be read."""
-    path = Path(spec)
+    path = Path(spec).expanduser()
+    snapshot: Path | None = None
     if "*" in spec or path.suffix == ".parquet":
-        files = sorted(map(Path, glob.glob(spec)))
+        files = sorted(map(Path, glob.glob(str(path))))
     elif (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-        loaded = datasets.load_from_disk(str(path))
+        loaded = datasets.load_from_disk(str(path))  # arrow files read in place: no cache to go stale
         return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {path.name: loaded}
     elif path.is_dir():
-        files = sorted(path.rglob("*.parquet"))
+        files = sorted(p for p in folder_files(path) if p.suffix == ".parquet")
     elif (snapshot := hub_snapshot(spec)) is not None:
         files = sorted(snapshot.rglob("*.parquet"))
     else:
         try:
-            return dict(datasets.load_dataset(spec))
-        except (FileNotFoundError, ValueError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as err:
+            return read_splits(spec)
+        except DatasetError:  # read_dataset's own: the path was not there, or why the Hub had nothing
+            raise
+        except (FileNotFoundError, ValueError) as err:
             raise DatasetError(f"{spec}: not a dataset folder, parquet file or cached Hub dataset: {err}") from None
     if not files:
         raise DatasetError(f"{spec}: no parquet file found")
     by_split: dict[str, list[str]] = {}
     for file in files:
         by_split.setdefault(split_of(file), []).append(str(file))
-    return dict(datasets.load_dataset("parquet", data_files=by_split))
+    # a Hub snapshot's files are named by their content and never change: datasets' own cache of them stays fresh
+    cache_dir = None if snapshot else fresh_cache_dir(files)
+    return dict(datasets.load_dataset("parquet", data_files=by_split, cache_dir=cache_dir))
 
 
 def sentences(value: Any) -> list[str]:
@@ -80,8 +87,12 @@ def sentences(value: Any) -> list[str]:
 
 def to_mask(value: Any, height: int, width: int) -> np.ndarray:
     """A (H, W) bool mask from COCO RLE (compressed or not) or polygons (a list of [x, y, ...] lists, or one
-    flat list: one polygon), rasterised with pycocotools at (height, width)."""
+    flat list: one polygon), rasterised with pycocotools at (height, width); raises ValueError for RLE of
+    another size than (height, width), or garbage (:func:`~syngen.masks.rle_problem`)."""
     if isinstance(value, dict):
+        problem = rle_problem(value, height, width)
+        if problem:
+            raise ValueError(problem)
         if isinstance(value.get("counts"), list):  # uncompressed RLE
             value = mask_utils.frPyObjects(value, *value["size"])
             return mask_utils.decode(value).astype(bool)

@@ -22,7 +22,7 @@ from syngen.errors import PreflightError
 from syngen.models import BACKENDS, backend_class
 from syngen.models.roles import PROTOCOLS, Model
 from syngen.models.twins import TINY, TINY_VERSION, builder
-from syngen.refs import ModelRef
+from syngen.refs import ModelRef, looks_local
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ def resolve(ref: ModelRef) -> Path:
     local = Path(ref.id).expanduser()
     if local.exists():
         return local
+    if looks_local(ref.id):
+        raise PreflightError(f"model {ref.id!r}: no such file or folder (a path, so the Hub was not asked)")
     from huggingface_hub import snapshot_download
 
     try:
@@ -81,11 +83,17 @@ def resolve(ref: ModelRef) -> Path:
     except Exception:
         pass
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        raise PreflightError(_fetch_hint(ref, "it is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"))
+        raise PreflightError(
+            _fetch_hint(
+                ref, "no such local folder, it is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"
+            )
+        )
     try:
         return Path(snapshot_download(ref.id, revision=ref.revision))
     except Exception as err:  # no network, gated repo, typo
-        raise PreflightError(_fetch_hint(ref, f"it could not be downloaded ({type(err).__name__}: {err})")) from None
+        raise PreflightError(
+            _fetch_hint(ref, f"no such local folder, and it could not be downloaded ({type(err).__name__}: {err})")
+        ) from None
 
 
 def _fetch_hint(ref: ModelRef, why: str) -> str:

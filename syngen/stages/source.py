@@ -255,8 +255,9 @@ def _open_dataset(path: Path, split: str) -> Any:
     if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
         ds = datasets.load_from_disk(str(path))
         return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-    files = [str(path)] if path.is_file() else sorted(str(p) for p in path.rglob("*.parquet"))
-    return datasets.load_dataset("parquet", data_files=files, split="train")
+    from syngen.data import read_parquet  # what is on disk now, never a cached copy of earlier bytes
+
+    return read_parquet([str(path)] if path.is_file() else sorted(str(p) for p in path.rglob("*.parquet")))
 
 
 def _checked_image(data: bytes | None) -> Result:

@@ -269,6 +269,7 @@ class AmcObjective(Objective):
     config_class = AmcConfig
     config: AmcConfig
     progress_metrics = ("loss", "loss/amc", "loss/itm", "in_box_ratio")
+    unit = "regions"
 
     def build(self, device: torch.device) -> torch.nn.Module:
         c = self.config
@@ -280,8 +281,9 @@ class AmcObjective(Objective):
             raise TrainError(str(err)) from None
 
     def dataset(self, split: str | None = None) -> RegionDataset:
-        rows = load_split(self.config.dataset_name, "grounding", split or self.config.dataset_train_split)
-        return RegionDataset(rows, require=("phrase", "box"))
+        c = self.config
+        rows = load_split(c.dataset_name, "grounding", split or c.dataset_train_split)
+        return RegionDataset(rows, require=("phrase", "box"), source=c.dataset_name)
 
     def evaluate(self, model: torch.nn.Module, items: Dataset) -> dict[str, float]:
         """``eval/pointing``: the pointing game of each region's Grad-CAM map against its box."""

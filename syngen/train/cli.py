@@ -258,4 +258,5 @@ def eval_pointing(
     for name in ("n", "hits", "accuracy"):
         table.add_row(name, *(f"{run[name]:.4f}" if name == "accuracy" else str(run[name]) for run in runs))
     Console().print(table)
+    console.print("".join(f"skipped {n} {why}\n" for why, n in report["skipped"].items()), end="")
     console.print(f"report: {write_report(report, path)}" + (f"   heat maps: {report['heatmaps']}" if heatmaps else ""))

@@ -70,6 +70,7 @@ class DpoObjective(SamObjective):
     config: DpoConfig
     mask_keys = ("chosen", "rejected")
     eval_mask_key = "chosen"
+    unit = "pairs"
     progress_metrics = ("loss", "rewards/margins", "rewards/accuracies")
 
     def __init__(self, config: DpoConfig):
@@ -90,7 +91,10 @@ class DpoObjective(SamObjective):
         return policy
 
     def dataset(self, split: str | None = None) -> PairDataset:
-        return PairDataset(load_split(self.config.dataset_name, "preference", split or self.config.dataset_train_split))
+        c = self.config
+        return PairDataset(
+            load_split(c.dataset_name, "preference", split or c.dataset_train_split), source=c.dataset_name
+        )
 
     def prepare(self, model: torch.nn.Module, loader: Any, accelerator: Accelerator) -> None:
         """With ``precompute_ref_log_probs``: the initial policy's log-probabilities of every pair, computed once (on

@@ -64,8 +64,10 @@ def train(objective: Objective) -> Path:
     for split, found_set in ((config.dataset_train_split, dataset), (config.dataset_test_split, eval_set)):
         if found_set is not None and len(found_set) == 0:  # type: ignore[arg-type]
             raise TrainError(f"{config.dataset_name}: no examples for `{objective.name}` in split {split!r}")
+    skipped = "".join(f"; skipped {n} {why}" for why, n in sorted(getattr(dataset, "skipped", {}).items()))
     if eval_set is None and config.eval_fraction:
         dataset, eval_set = holdout(dataset, config.eval_fraction, config.seed)
+    accelerator.print(f"{objective.name}: training on {len(dataset)} {objective.unit}{skipped}")  # type: ignore[arg-type]
     eval_steps = config.eval_steps or config.logging_steps
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:

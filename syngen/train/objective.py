@@ -40,6 +40,7 @@ class Objective:
     name: str = ""
     config_class: type[TrainConfig] = TrainConfig
     progress_metrics: tuple[str, ...] = ("loss",)  # shown on the progress bar
+    unit: str = "examples"  # what one item of ``dataset()`` is, for the log line saying how many there are
 
     def __init__(self, config: TrainConfig):
         self.config = config

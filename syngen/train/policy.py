@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin, snapshot_download
+from huggingface_hub import PyTorchModelHubMixin
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, SamConfig, SamModel, SamProcessor
 
+from syngen.errors import PreflightError, UsageError
 from syngen.models.loading import resolve
 from syngen.refs import ModelRef
 
@@ -108,10 +109,21 @@ class TextPromptableSam(nn.Module, PyTorchModelHubMixin, library_name="syngen", 
         if self.processor is not None:
             self.processor.save_pretrained(save_directory)
 
+    @staticmethod
+    def locate(path: str) -> Path:
+        """The folder of a saved policy (a local folder, or a Hub id fetched into the Hub cache).
+
+        Raises :class:`~syngen.errors.UsageError` naming ``path`` when it is neither a folder nor a model on the
+        Hub (a path that looks local is not looked up there)."""
+        try:
+            return resolve(ModelRef(id=path))
+        except PreflightError as err:
+            raise UsageError(str(err)) from None
+
     @classmethod
     def load(cls, path: str, device: str | torch.device = "cpu") -> TextPromptableSam:
-        """A saved policy (local folder or Hub id) with its tokenizer and processor, on ``device``."""
-        folder = Path(path) if Path(path).is_dir() else Path(snapshot_download(path))
+        """A saved policy (see :meth:`locate`) with its tokenizer and processor, on ``device``."""
+        folder = cls.locate(path)
         policy = cls.from_pretrained(folder, strict=True, map_location=str(device))
         policy.tokenizer = CLIPTokenizer.from_pretrained(folder)
         policy.processor = SamProcessor.from_pretrained(folder)

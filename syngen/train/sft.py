@@ -118,6 +118,7 @@ class SftObjective(SamObjective):
     config_class = SftConfig
     config: SftConfig
     mask_keys = ("mask",)
+    unit = "regions"
     progress_metrics = ("loss", "loss/bce", "loss/dice")
 
     def make_policy(self) -> TextPromptableSam:
@@ -134,8 +135,9 @@ class SftObjective(SamObjective):
         )
 
     def dataset(self, split: str | None = None) -> RegionDataset:
+        c = self.config
         return RegionDataset(
-            load_split(self.config.dataset_name, "grounding", split or self.config.dataset_train_split)
+            load_split(c.dataset_name, "grounding", split or c.dataset_train_split), source=c.dataset_name
         )
 
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

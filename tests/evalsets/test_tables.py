@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,20 @@ def test_masks_from_rle_or_polygons(value) -> None:
     mask = to_mask(value, 8, 10)
     assert mask.shape == (8, 10)
     np.testing.assert_array_equal(mask, SQUARE)
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        pytest.param(encode_rle(np.ones((10, 8), bool)), "mask size [10, 8]", id="rle-of-another-size"),
+        pytest.param({"size": [8, 10], "counts": "0"}, "garbage RLE", id="garbage-compressed-rle"),
+        pytest.param({"size": [8, 10], "counts": [26, 4]}, "garbage RLE", id="uncompressed-rle-too-short"),
+    ],
+)
+def test_a_bad_rle_is_refused(value: dict, words: str) -> None:
+    """pycocotools would decode these into a mask of the wrong size, or garbage, without an error."""
+    with pytest.raises(ValueError, match=re.escape(words)):
+        to_mask(value, 8, 10)
 
 
 @pytest.mark.parametrize(
@@ -72,13 +87,32 @@ def test_image_cells_decoded_or_not(form: str, tmp_path: Path) -> None:
     assert out.mode == "RGB" and out.size == (3, 2) and out.getpixel((0, 0)) == (9, 9, 9)
 
 
-def test_a_hub_id_not_in_the_cache_is_named() -> None:
-    """Offline (tests/conftest.py) with the session's empty HF cache: one message naming the id, no traceback."""
+@pytest.mark.parametrize(
+    "spec, words, asked",
+    [
+        pytest.param("lmms-lab/RefCOCO", "no such local folder, and the Hub is offline", True, id="hub-id-offline"),
+        pytest.param("./refcoco", "no such folder (a path, so the Hub was not asked)", False, id="relative-path"),
+        pytest.param(
+            "/no/such/refcoco", "no such folder (a path, so the Hub was not asked)", False, id="absolute-path"
+        ),
+    ],
+)
+def test_a_dataset_neither_here_nor_in_the_cache_is_named(
+    spec: str, words: str, asked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline (tests/conftest.py) with the session's empty HF cache: one message naming the spec, no traceback;
+    datasets is asked only about what may be a Hub id."""
+    import datasets
+
     from syngen.errors import DatasetError
     from syngen.evalsets.tables import load_tables
 
-    with pytest.raises(DatasetError, match="lmms-lab/RefCOCO: not a dataset folder, parquet file or cached Hub"):
-        load_tables("lmms-lab/RefCOCO")
+    looked: list[str] = []
+    load = datasets.load_dataset
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, *a, **kw: looked.append(path) or load(path, *a, **kw))
+    with pytest.raises(DatasetError, match=re.escape(f"{spec}: {words}")):
+        load_tables(spec)
+    assert looked == ([spec] if asked else [])
 
 
 def test_a_hub_id_in_the_local_hub_cache_is_read_from_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

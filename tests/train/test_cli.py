@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from syngen.cli import app
+from syngen.data import load_preference
+from syngen.train.policy import TextPromptableSam
 from tests.train.shapes import make_shapes_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +62,22 @@ def test_sft_then_dpo_from_a_config_file_then_eval(tmp_path: Path) -> None:
     output = invoke("eval", "ris", "--model", str(tmp_path / "dpo"), "--data", str(data))
     report = json.loads((tmp_path / "dpo" / "eval-ris-shapes" / "report.json").read_text())
     assert report["metrics"]["train"]["n"] == 4 and "mIoU" in output
+
+
+def test_dpo_trains_on_the_pairs_left_after_filtering_in_place(tmp_path: Path) -> None:
+    """Issue 25's workflow: read a dataset, drop pairs from its parquet in place (the card kept), retrain."""
+    data = make_shapes_dataset(tmp_path / "shapes", images=2, kinds=("dilated", "eroded", "shifted"))
+    assert len(load_preference(data / "dataset")) == 12  # read once: datasets has cached it
+    shard = next((data / "dataset/data/preference").glob("*.parquet"))
+    pq.write_table(pq.read_table(shard).slice(0, 5), shard)
+    TextPromptableSam.from_parts("tiny:segmenter", "tiny:text-encoder", prompter_heads=2).save_pretrained(
+        tmp_path / "init"
+    )
+    output = invoke(
+        "train", "dpo", "--dataset-name", str(data), "--model-name-or-path", str(tmp_path / "init"),
+        "--output-dir", str(tmp_path / "dpo"), "--max-steps", "1",
+    )  # fmt: skip
+    assert "dpo: training on 5 pairs" in output
 
 
 def test_a_missing_dataset_fails_with_its_name(tmp_path: Path) -> None:
