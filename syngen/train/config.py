@@ -191,7 +191,7 @@ class SamTrainConfig(TrainConfig):
 
 @dataclass
 class SftConfig(SamTrainConfig):
-    """``syngen train sft``: BCE + Dice on the ``grounding`` masks, from SAM and CLIP checkpoints."""
+    """``syngen train sft``: SAM's focal + Dice on the ``grounding`` masks, from SAM and CLIP checkpoints."""
 
     sam: str = field(
         default="facebook/sam-vit-base", metadata={"help": "SAM checkpoint (Hub id, local folder, or tiny:segmenter)."}
@@ -205,7 +205,7 @@ class SftConfig(SamTrainConfig):
     sparse_queries: int = field(default=4, metadata={"help": "Learnable sparse prompt queries."})
     train_text_encoder: bool = field(default=False, metadata={"help": "Fine-tune the text encoder too."})
     coarse_weight: float = field(
-        default=1.0, metadata={"help": "Weight of BCE + Dice on the prompter's coarse mask (as in ReferSAM)."}
+        default=1.0, metadata={"help": "Weight of focal + Dice on the prompter's coarse mask (as in ReferSAM)."}
     )
 
     def __post_init__(self) -> None:
@@ -223,7 +223,11 @@ class DpoConfig(SamTrainConfig):
     beta: float = field(default=0.1, metadata={"help": "DPO temperature β."})
     loss_type: str = field(default="sigmoid", metadata={"help": f"DPO loss: {', '.join(LOSS_TYPES)}."})
     sft_weight: float = field(
-        default=0.0, metadata={"help": "Weight of a supervised BCE + Dice term on the chosen mask; 0 = none."}
+        default=1.0,
+        metadata={
+            "help": "Weight of the supervised term (SAM's focal + Dice, as sft) on the chosen mask, as RPO adds; 0 = "
+            "pure DPO, which pushes whole masks down (held-out mIoU 0 in benchmarks/learn.py)."
+        },
     )
     precompute_ref_logps: bool = field(
         default=False,
