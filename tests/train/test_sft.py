@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from syngen.evaluate import evaluate_ris
 from syngen.metrics import intersection_union, ris_metrics
@@ -16,6 +17,7 @@ from syngen.train.config import SftConfig
 from syngen.train.data import RegionDataset, load_split
 from syngen.train.loop import train
 from syngen.train.sft import SftObjective, mask_loss, masked_dice, masked_focal
+from tests.train.logged import first_step
 from tests.train.shapes import SIZE, make_world
 
 TINY = {"sam": "tiny:segmenter", "text_encoder": "tiny:text-encoder", "prompter_heads": 2}
@@ -122,3 +124,60 @@ def test_sft_lowers_the_dice_term(trained: Path) -> None:
     logged = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     first, last = logged[0]["loss/dice"], logged[-1]["loss/dice"]
     assert last < 0.6 * first, (first, last)
+
+
+def test_every_logged_term_is_its_formula_on_the_step(tmp_path: Path) -> None:
+    """Step 1 (one batch of every region, before the update): loss/focal, loss/dice and loss/coarse as the formulas
+    give them on the policy's outputs, and the logged loss their weighted sum (coarse_weight 0.5)."""
+    data = make_world(tmp_path / "data", range(3))
+    config = SftConfig(
+        data=str(data), out=str(tmp_path / "out"), max_steps=1, batch_size=6, log_steps=1, save_steps=0,
+        coarse_weight=0.5, **TINY,
+    )  # fmt: skip
+    logged, objective, model, batch = first_step(SftObjective, config)
+    with torch.no_grad():
+        masks, coarse = objective.forward(model, batch)  # type: ignore[attr-defined]
+    valid = batch["valid"].numpy()
+
+    def mean_of(formula, logits: torch.Tensor) -> float:  # noqa: ANN001
+        z, t = logits.double().numpy(), batch["mask"].numpy().astype(bool)
+        return float(np.mean([formula(z[b][valid[b]], t[b][valid[b]]) for b in range(len(z))]))
+
+    focal, dice = mean_of(focal_formula, masks), mean_of(dice_formula, masks)
+    coarse_term = 20 * mean_of(focal_formula, coarse) + mean_of(dice_formula, coarse)
+    assert logged["loss/focal"] == pytest.approx(focal, rel=1e-4)
+    assert logged["loss/dice"] == pytest.approx(dice, rel=1e-4)
+    assert logged["loss/coarse"] == pytest.approx(coarse_term, rel=1e-4)
+    assert logged["loss"] == pytest.approx(20 * focal + dice + 0.5 * coarse_term, rel=1e-4)
+
+
+def module_of(parameter: str) -> str:
+    """``sam.mask_decoder`` for SAM's parts, else the policy's own top-level module (``layers``, ``word_proj``...)."""
+    parts = parameter.split(".")
+    return ".".join(parts[:2]) if parts[0] == "sam" else parts[0]
+
+
+@pytest.mark.parametrize("freeze", [pytest.param(True, id="frozen-encoder"), pytest.param(False, id="trained-encoder")])
+def test_freeze_image_encoder_decides_whether_sams_image_encoder_trains(tmp_path: Path, freeze: bool) -> None:
+    data = make_world(tmp_path / "data", range(2))
+    config = SftConfig(
+        data=str(data), out=str(tmp_path / "out"), max_steps=2, batch_size=4, lr=1e-2, save_steps=0,
+        freeze_image_encoder=freeze, **TINY,
+    )  # fmt: skip
+    objective = SftObjective(config)
+    policy = objective.build(torch.device("cpu"))
+    trains = {module_of(name) for name, p in policy.named_parameters() if p.requires_grad}
+    expected = {"sam.mask_decoder", "sam.prompt_encoder", "word_proj", "sentence_proj", "sparse", "layers"}
+    assert trains == expected | {"mask_features"} | (set() if freeze else {"sam.vision_encoder"})
+    prompt = {n for n, p in policy.sam.prompt_encoder.named_parameters() if p.requires_grad}
+    assert prompt and all(n.startswith("mask_embed.") for n in prompt)  # points and boxes are never given
+
+    after = load_file(train(objective) / "model.safetensors")
+    initial = policy.state_dict()  # SAM and CLIP as the twins hold them (train builds its own policy)
+
+    def changed(prefix: str) -> list[str]:
+        return [n for n, t in initial.items() if n.startswith(prefix) and not torch.equal(t, after[n])]
+
+    assert bool(changed("sam.vision_encoder.")) is not freeze
+    assert not changed("text_encoder.")
+    assert changed("sam.mask_decoder.")
