@@ -15,6 +15,7 @@ from syngen.train.data import PairDataset, load_split
 from syngen.train.dpo import DpoObjective, dpo_loss, mask_logps
 from syngen.train.loop import train
 from syngen.train.sft import SftObjective
+from tests.train.logged import first_step
 from tests.train.shapes import make_world
 
 TINY = {"sam": "tiny:segmenter", "text_encoder": "tiny:text-encoder", "prompter_heads": 2}
@@ -116,3 +117,38 @@ def test_dpo_raises_rewards_accuracy_and_margin(sft_policy: tuple[Path, Path], t
     print(f"\nreward accuracy {first['rewards/accuracies']:.2f} -> {accuracy:.2f}, margin -> {margin:.4f}")
     assert margin > first["rewards/margins"] + 1e-3
     assert accuracy >= 0.8
+
+
+def test_every_logged_term_is_its_formula_on_the_step(sft_policy: tuple[Path, Path], tmp_path: Path) -> None:
+    """Step 1 (one batch of every pair, before the update; the reference is the policy): loss/dpo is −log σ(0) = ln 2,
+    loss/sft is SAM's focal + Dice on the chosen masks, the loss their sum with sft_weight 0.7, logps as §3."""
+    data, init = sft_policy
+    config = DpoConfig(
+        data=str(data), out=str(tmp_path / "dpo"), init=str(init), max_steps=1, batch_size=96, log_steps=1,
+        save_steps=0, sft_weight=0.7,
+    )  # fmt: skip
+    logged, objective, model, batch = first_step(DpoObjective, config)
+    with torch.no_grad():
+        masks, _ = objective.forward(model, batch)  # type: ignore[attr-defined]
+    z, valid = masks.double().numpy(), batch["valid"].numpy()
+    p = 1 / (1 + np.exp(-z))
+
+    def per_pair(name: str, formula) -> float:  # noqa: ANN001
+        t = batch[name].numpy().astype(bool)
+        return float(np.mean([formula(p[b][valid[b]], t[b][valid[b]]) for b in range(len(z))]))
+
+    def focal(q: np.ndarray, t: np.ndarray) -> float:
+        return float(np.where(t, -0.25 * (1 - q) ** 2 * np.log(q), -0.75 * q**2 * np.log(1 - q)).mean())
+
+    def dice(q: np.ndarray, t: np.ndarray) -> float:
+        return float(1 - (2 * (q * t).sum() + 1) / (q.sum() + t.sum() + 1))
+
+    def logp(q: np.ndarray, t: np.ndarray) -> float:
+        return float(np.where(t, np.log(q), np.log(1 - q)).mean())
+
+    supervised = 20 * per_pair("chosen", focal) + per_pair("chosen", dice)
+    assert logged["loss/dpo"] == pytest.approx(math.log(2), rel=1e-5)
+    assert logged["loss/sft"] == pytest.approx(supervised, rel=1e-4)
+    assert logged["loss"] == pytest.approx(math.log(2) + 0.7 * supervised, rel=1e-4)
+    assert logged["logps/chosen"] == pytest.approx(per_pair("chosen", logp), rel=1e-4)
+    assert logged["logps/rejected"] == pytest.approx(per_pair("rejected", logp), rel=1e-4)
