@@ -372,7 +372,7 @@ class SamTrainConfig(TrainConfig):
 
 @dataclass
 class SftConfig(SamTrainConfig):
-    """``syngen train sft``: BCE + Dice on the ``grounding`` masks, from SAM and CLIP checkpoints."""
+    """``syngen train sft``: SAM's focal + Dice on the ``grounding`` masks, from SAM and CLIP checkpoints."""
 
     renamed: ClassVar[dict[str, str]] = {
         **RENAMED,
@@ -399,7 +399,7 @@ class SftConfig(SamTrainConfig):
     sparse_queries: int = field(default=4, metadata={"help": "Learnable sparse prompt queries."})
     train_text_encoder: bool = field(default=False, metadata={"help": "Fine-tune the text encoder too."})
     coarse_weight: float = field(
-        default=1.0, metadata={"help": "Weight of BCE + Dice on the prompter's coarse mask (as in ReferSAM)."}
+        default=1.0, metadata={"help": "Weight of focal + Dice on the prompter's coarse mask (as in ReferSAM)."}
     )
 
     def __post_init__(self) -> None:
@@ -431,7 +431,11 @@ class DpoConfig(SamTrainConfig):
         },
     )
     sft_weight: float = field(
-        default=0.0, metadata={"help": "Weight of a supervised BCE + Dice term on the chosen mask; 0 = none."}
+        default=1.0,
+        metadata={
+            "help": "Weight of the supervised term (SAM's focal + Dice, as sft) on the chosen mask, as RPO adds; 0 = "
+            "pure DPO, which pushes whole masks down (held-out mIoU 0 in benchmarks/learn.py)."
+        },
     )
     precompute_ref_log_probs: bool = field(
         default=False,

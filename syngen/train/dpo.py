@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from syngen.train.config import DpoConfig
 from syngen.train.data import PairDataset, load_split
 from syngen.train.policy import TextPromptableSam
-from syngen.train.sft import SamObjective, masked_bce, masked_dice
+from syngen.train.sft import SamObjective, mask_loss
 
 
 def mask_logps(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -127,11 +127,13 @@ class DpoObjective(SamObjective):
             self.config.label_smoothing,
         )
         loss = losses.mean()
+        terms = {"loss/dpo": loss.detach()}
         if self.config.sft_weight:
-            valid = batch["valid"]
-            supervised = masked_bce(masks, batch["chosen"], valid) + masked_dice(masks, batch["chosen"], valid)
-            loss = loss + self.config.sft_weight * supervised.mean()
+            supervised = mask_loss(masks, batch["chosen"], batch["valid"])[0].mean()
+            loss = loss + self.config.sft_weight * supervised
+            terms["loss/sft"] = supervised.detach()
         return loss, {
+            **terms,
             "rewards/chosen": chosen_rewards.mean(),
             "rewards/rejected": rejected_rewards.mean(),
             "rewards/margins": (chosen_rewards - rejected_rewards).mean(),

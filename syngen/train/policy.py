@@ -30,6 +30,7 @@ from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, SamConfig, SamModel, SamProcessor
 
 from syngen.models.loading import resolve
+from syngen.models.sam_hf import seeing
 from syngen.refs import ModelRef
 
 
@@ -68,7 +69,7 @@ class TextPromptableSam(nn.Module, PyTorchModelHubMixin, library_name="syngen", 
         base_models: list[str] | None = None,
     ):
         super().__init__()
-        self.sam = SamModel(SamConfig.from_dict(sam_config))
+        self.sam = SamModel(seeing(SamConfig.from_dict(sam_config)))  # random init only until weights load
         self.text_encoder = CLIPTextModel(CLIPTextConfig.from_dict(text_config))
         dim = self.sam.config.prompt_encoder_config.hidden_size
         text_dim = self.text_encoder.config.hidden_size

@@ -1,8 +1,13 @@
-"""``syngen train sft``: the text-promptable SAM policy trained with BCE + Dice on the ``grounding`` masks.
+"""``syngen train sft``: the text-promptable SAM policy trained with SAM's focal + Dice loss on the ``grounding`` masks.
 
 Expected dataset: the ``grounding`` config (one row per image: ``id``, ``image``, ``regions`` = [{``phrase``,
-``mask`` (COCO RLE)}, ...]). Each region's phrase is a prompt and its mask the target. Logged: ``loss``,
-``loss/bce``, ``loss/dice`` (on the final mask; ``loss`` also holds the coarse mask's term).
+``mask`` (COCO RLE)}, ...]). Each region's phrase is a prompt and its mask the target.
+
+The loss is SAM's (Kirillov et al. 2023, METHODS.md §9): ``20 · focal + 1 · Dice`` on the final mask, plus
+``coarse_weight`` × the same on the prompter's coarse mask. Plain per-pixel BCE on small objects is lowest when
+the policy predicts nothing; Dice is 1 for an empty prediction whatever the object's size, and focal down-weights
+the many easy background pixels. Logged: ``loss`` (the sum), ``loss/focal`` and ``loss/dice`` (final mask,
+unweighted), ``loss/coarse`` (the coarse mask's weighted focal + Dice, before ``coarse_weight``).
 """
 
 from __future__ import annotations
@@ -20,10 +25,20 @@ from syngen.train.evaluation import ris_scores
 from syngen.train.objective import Objective
 from syngen.train.policy import EmbeddingCache, TextPromptableSam, image_key, mask_target
 
+FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0  # RetinaNet's focal loss settings, as SAM and SAM 2 train with
+FOCAL_WEIGHT, DICE_WEIGHT = 20.0, 1.0  # SAM's 20:1
 
-def masked_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean binary cross-entropy over the valid pixels: (B, S, S) -> (B,)."""
-    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+
+def masked_focal(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean sigmoid focal loss ``−α_t (1 − p_t)^γ log p_t`` over the valid pixels: (B, S, S) -> (B,).
+
+    p_t = σ(z) on target pixels, 1 − σ(z) elsewhere; α_t = α on target pixels, 1 − α elsewhere (α 0.25, γ 2).
+    """
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    prob = torch.sigmoid(logits)
+    p_t = prob * target + (1 - prob) * (1 - target)
+    alpha_t = FOCAL_ALPHA * target + (1 - FOCAL_ALPHA) * (1 - target)
+    loss = alpha_t * (1 - p_t) ** FOCAL_GAMMA * ce
     return (loss * valid).sum((1, 2)) / valid.sum((1, 2)).clamp(min=1)
 
 
@@ -32,6 +47,12 @@ def masked_dice(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
     prob = torch.sigmoid(logits) * valid
     target = target * valid
     return 1 - (2 * (prob * target).sum((1, 2)) + eps) / (prob.sum((1, 2)) + target.sum((1, 2)) + eps)
+
+
+def mask_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """SAM's supervised loss per sample: (``20 · focal + Dice``, focal, Dice), each (B,)."""
+    focal, dice = masked_focal(logits, target, valid), masked_dice(logits, target, valid)
+    return FOCAL_WEIGHT * focal + DICE_WEIGHT * dice, focal, dice
 
 
 class SamObjective(Objective):
@@ -112,13 +133,13 @@ class SamObjective(Objective):
 
 
 class SftObjective(SamObjective):
-    """BCE + Dice on each region's mask, plus ``coarse_weight`` × the same on the coarse mask."""
+    """SAM's focal + Dice on each region's mask, plus ``coarse_weight`` × the same on the coarse mask."""
 
     name = "sft"
     config_class = SftConfig
     config: SftConfig
     mask_keys = ("mask",)
-    progress_metrics = ("loss", "loss/bce", "loss/dice")
+    progress_metrics = ("loss", "loss/focal", "loss/dice")
 
     def make_policy(self) -> TextPromptableSam:
         c = self.config
@@ -141,7 +162,7 @@ class SftObjective(SamObjective):
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         masks, coarse = self.forward(model, batch)
         target, valid = batch["mask"], batch["valid"]
-        bce, dice = masked_bce(masks, target, valid).mean(), masked_dice(masks, target, valid).mean()
-        coarse_loss = masked_bce(coarse, target, valid).mean() + masked_dice(coarse, target, valid).mean()
-        loss = bce + dice + self.config.coarse_weight * coarse_loss
-        return loss, {"loss/bce": bce.detach(), "loss/dice": dice.detach()}
+        final, focal, dice = (term.mean() for term in mask_loss(masks, target, valid))
+        coarse_loss = mask_loss(coarse, target, valid)[0].mean()
+        loss = final + self.config.coarse_weight * coarse_loss
+        return loss, {"loss/focal": focal.detach(), "loss/dice": dice.detach(), "loss/coarse": coarse_loss.detach()}

@@ -45,7 +45,7 @@ def test_sft_lowers_its_loss_and_writes_a_loadable_model(shapes: Path, tmp_path:
     out = train(SftObjective(sft(shapes, tmp_path / "sft", max_steps=16, save_steps=0)))
     logged = metrics(out)
     assert [m["step"] for m in logged] == list(range(1, 17))
-    assert {"loss", "loss/bce", "loss/dice", "learning_rate", "samples_per_second"} <= set(logged[0])
+    assert {"loss", "loss/focal", "loss/dice", "loss/coarse", "learning_rate", "samples_per_second"} <= set(logged[0])
     first, last = logged[0]["loss"], sum(m["loss"] for m in logged[-3:]) / 3
     assert last < 0.85 * first, (first, last)
     state = read_state(out)
