@@ -7,17 +7,21 @@
 - ``trainer_state.json``: ``{"step", "epoch", "objective", ...}`` with ``log_history`` (every logged record);
 - ``README.md``: a model card naming the base checkpoints, the dataset and the final eval metrics.
 
-Intermediate checkpoints also hold ``state/`` (accelerate's ``save_state``: optimizer, scheduler, RNG and
-sampler states) for ``--resume``. Folders are written under a temporary name and renamed when complete, so a
-kill while saving never leaves a half checkpoint that ``--resume`` would pick.
+Intermediate checkpoints also hold ``state/`` (:mod:`syngen.train.state`: optimizer, scheduler and RNG states as
+safetensors and JSON, never a pickle) for ``--resume``. Every folder is written in a staging folder, each file
+fsync'ed, ``trainer_state.json`` last (its presence marks a folder complete), then swapped in, so a kill while
+saving never leaves a half checkpoint that ``--resume`` would pick.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,48 +29,103 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from syngen.push import PushError, _explain
 
+log = logging.getLogger(__name__)
+
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+TRAINER_STATE = "trainer_state.json"
 
 
 def checkpoints(out: Path) -> list[Path]:
-    """The complete intermediate checkpoints in ``out``, oldest first."""
+    """The complete intermediate checkpoints in ``out`` (those with ``trainer_state.json``), oldest step first."""
+    return [p for p in _by_step(out) if (p / TRAINER_STATE).is_file()]
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The complete checkpoint in ``out`` with the highest step, or None; newer ones without
+    ``trainer_state.json`` (a save that never finished) are skipped with a warning naming them."""
+    for folder in reversed(_by_step(out)):
+        if (folder / TRAINER_STATE).is_file():
+            return folder
+        log.warning("%s: no %s (its save did not finish); skipped", folder, TRAINER_STATE)
+    return None
+
+
+def _by_step(out: Path) -> list[Path]:
+    """The ``checkpoint-<step>`` folders in ``out``, by step number (checkpoint-9 before checkpoint-10)."""
     if not Path(out).is_dir():
         return []
-    found = [p for p in Path(out).iterdir() if _CHECKPOINT.match(p.name) and (p / "trainer_state.json").exists()]
-    return sorted(found, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)))  # type: ignore[union-attr]
+    steps = {p: _CHECKPOINT.match(p.name) for p in Path(out).iterdir() if p.is_dir()}
+    return sorted((p for p, m in steps.items() if m), key=lambda p: int(steps[p].group(1)))  # type: ignore[union-attr]
 
 
 def read_state(folder: Path) -> dict[str, Any]:
     """A checkpoint's ``trainer_state.json``."""
-    return json.loads((Path(folder) / "trainer_state.json").read_text(encoding="utf-8"))
+    return json.loads((Path(folder) / TRAINER_STATE).read_text(encoding="utf-8"))
 
 
 def write_model_folder(
     folder: Path,
-    save_model: Any,
+    save_model: Callable[[Path], None],
     config: Any,
     state: dict[str, Any],
     card: dict[str, Any],
-    staging: Path | None = None,
+    staging: Path,
 ) -> Path:
-    """Writes a model folder: ``save_model(path)``, ``training_config.json``, the card, ``trainer_state.json``.
+    """Writes a model folder through ``staging`` (which may already hold ``state/``): ``save_model(staging)``,
+    ``training_config.json`` and the card, then, once every file is fsync'ed, ``trainer_state.json``.
 
-    With ``staging`` (a folder that may already hold ``state/``), everything is written there and the folder is
-    then swapped in for ``folder`` (an existing one is replaced); without it, files are written in place (the
-    final model, beside the output folder's checkpoints and metrics).
+    Then ``staging`` takes ``folder``'s place. A checkpoint's staging folder (beside it) is renamed to ``folder``
+    (an existing one is replaced). A staging folder inside ``folder`` (the final model, which shares the output
+    folder with checkpoints and metrics) has its files moved in, ``folder``'s old ``trainer_state.json`` removed
+    first and the new one moved last, so ``folder`` never shows a ``trainer_state.json`` beside other weights.
     """
-    folder = Path(folder)
-    path = Path(staging) if staging is not None else folder
-    path.mkdir(parents=True, exist_ok=True)
-    save_model(path)
-    (path / "training_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2), encoding="utf-8")
-    (path / "README.md").write_text(model_card(config, state, card), encoding="utf-8")
-    # trainer_state.json last: its presence marks the folder complete
-    (path / "trainer_state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
-    if path != folder:
+    folder, staging = Path(folder), Path(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    save_model(staging)
+    (staging / "training_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2), encoding="utf-8")
+    (staging / "README.md").write_text(model_card(config, state, card), encoding="utf-8")
+    for path in sorted(staging.rglob("*")):
+        fsync(path)
+    write_trainer_state(staging, state)
+    if staging.parent == folder:
+        _move_into(staging, folder)
+    else:
         shutil.rmtree(folder, ignore_errors=True)
-        path.rename(folder)
+        staging.rename(folder)
+        fsync(folder.parent)
     return folder
+
+
+def write_trainer_state(folder: Path, state: dict[str, Any]) -> None:
+    """Writes and fsyncs ``folder/trainer_state.json``: the last file of a save, marking the folder complete."""
+    path = Path(folder) / TRAINER_STATE
+    path.write_text(json.dumps(state, indent=2), encoding="utf-8")
+    fsync(path)
+    fsync(folder)
+
+
+def _move_into(staging: Path, folder: Path) -> None:
+    """Moves ``staging``'s entries into ``folder``: the old ``trainer_state.json`` out first, the new one last."""
+    (folder / TRAINER_STATE).unlink(missing_ok=True)
+    fsync(folder)
+    for entry in sorted(staging.iterdir(), key=lambda p: p.name == TRAINER_STATE):
+        if entry.name == TRAINER_STATE:
+            fsync(folder)  # every other entry is in place before the folder is marked complete
+        target = folder / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    fsync(folder)
+    staging.rmdir()
+
+
+def fsync(path: Path) -> None:
+    """Flushes a file, or a folder's entries (so that a rename in it survives a power loss), to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def prune(out: Path, keep: int) -> None:

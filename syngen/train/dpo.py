@@ -93,7 +93,8 @@ class DpoObjective(SamObjective):
         return PairDataset(load_split(self.config.dataset_name, "preference", split or self.config.dataset_train_split))
 
     def prepare(self, model: torch.nn.Module, loader: Any, accelerator: Accelerator) -> None:
-        """With ``precompute_ref_log_probs``: the initial policy's log-probabilities of every pair, computed once."""
+        """With ``precompute_ref_log_probs``: the initial policy's log-probabilities of every pair, computed once
+        (on resuming too: the loop calls this before it restores the checkpoint's weights)."""
         if not self.config.precompute_ref_log_probs or self.ref_logps is not None:
             return
         policy = accelerator.unwrap_model(model)

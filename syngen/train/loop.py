@@ -25,11 +25,12 @@ from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
 from syngen.errors import ConfigError, TrainError
-from syngen.train.checkpoint import checkpoints, prune, push_model, read_state, write_model_folder
+from syngen.train.checkpoint import latest_checkpoint, prune, push_model, read_state, write_model_folder
 from syngen.train.curves import plot_curves
 from syngen.train.evaluation import holdout
 from syngen.train.logger import MetricsLogger
 from syngen.train.objective import Objective
+from syngen.train.state import restore_state, save_state
 
 
 def make_accelerator(cpu: bool, mixed_precision: str = "no", grad_accum: int = 1) -> Accelerator:
@@ -81,18 +82,18 @@ def train(objective: Objective) -> Path:
     steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     total = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * steps_per_epoch)
     scheduler = get_scheduler(config.lr_scheduler_type, optimizer, config.warmup_steps, total)
-    accelerator.register_for_checkpointing(scheduler)
+    # before the state is restored: what prepare computes (e.g. reference log-probs) is of the initial model
+    objective.prepare(model, loader, accelerator)
 
     step, history = 0, None
     found = resume_point(config.resume_from_checkpoint, out)
     if config.resume_from_checkpoint and found is None:
         accelerator.print(f"resume_from_checkpoint: no checkpoint in {out}; starting from step 0")
     if found is not None:
-        accelerator.load_state(str(found / "state"))
+        restore_state(found, accelerator, model, optimizer, scheduler)
         resumed = read_state(found)
         step, history = resumed["step"], resumed.get("log_history")
         accelerator.print(f"resuming from {found} (step {step})")
-    objective.prepare(model, loader, accelerator)
 
     report_to = config.report_to or "none"
     logger = MetricsLogger(out, total, step, objective.progress_metrics, report_to, history, enabled=main)
@@ -145,14 +146,14 @@ def train(objective: Objective) -> Path:
             if eval_set is not None and (step % eval_steps == 0 or step == total):
                 _evaluate(objective, accelerator, model, eval_set, logger, step, step / steps_per_epoch)
             if config.save_steps and step % config.save_steps == 0 and step < total:
-                save(objective, accelerator, model, out / f"checkpoint-{step}", state(step))
+                save(objective, accelerator, model, out / f"checkpoint-{step}", state(step), (optimizer, scheduler))
                 if main:
                     prune(out, config.save_total_limit)
             if step >= total:
                 break
         epoch += 1
     logger.close()
-    save(objective, accelerator, model, out, state(step), final=True)
+    save(objective, accelerator, model, out, state(step))
     if main:
         plot_curves(logger.history, out / "curves.png", f"syngen train {objective.name}: {out.name}")
     if main and config.push_to_hub:
@@ -169,8 +170,7 @@ def resume_point(spec: str | None, out: Path) -> Path | None:
     if spec is None:
         return None
     if spec.lower() == "true":
-        found = checkpoints(out)
-        return found[-1] if found else None
+        return latest_checkpoint(out)
     folder = Path(spec)
     if not (folder / "trainer_state.json").is_file():
         raise ConfigError(
@@ -224,23 +224,24 @@ def save(
     model: torch.nn.Module,
     folder: Path,
     state: dict[str, Any],
-    final: bool = False,
+    resumable: tuple[Any, Any] | None = None,
 ) -> None:
-    """Saves a checkpoint (with accelerate's resumable state) or, with ``final``, the final model into ``folder``;
+    """Saves a checkpoint into ``folder`` with the state to resume from (``resumable``: optimizer and scheduler),
+    or without ``resumable`` the final model into the output folder ``folder``; both through a staging folder.
     ``state`` is its trainer_state.json.
 
-    Every process must call it (saving the state is collective); the main process writes the folder.
+    Every process must call it (each saves its own random states); the main process writes the folder.
     """
-    unwrapped = accelerator.unwrap_model(model)
-    staging = None
-    if not final:
-        staging = folder.with_name(f".{folder.name}.tmp")
-        if accelerator.is_main_process:
-            shutil.rmtree(staging, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(staging / "state"))
-    accelerator.wait_for_everyone()
+    staging = folder.with_name(f".{folder.name}.tmp") if resumable else folder / ".final.tmp"
     if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "state" if resumable else staging).mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    if resumable:
+        save_state(staging / "state", accelerator, model, *resumable)
+        accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
         write_model_folder(
             folder, lambda path: objective.save(unwrapped, path), objective.config, state, objective.card(), staging
         )

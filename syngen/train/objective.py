@@ -9,8 +9,9 @@ logging, checkpoints, ``--resume`` and ``--push-to-hub``. The loop calls, in thi
 2. ``dataset(split=None)`` -> a map-style dataset of items of ``split`` (default: the training split; the loop
    also asks for ``dataset_test_split``); ``collate(items)`` -> one batch (any structure);
    ``batch_size(batch)`` -> its number of samples.
-3. ``prepare(model, loader, accelerator)`` once, after ``accelerator.prepare`` and before the first step
-   (e.g. precompute reference log-probabilities over this rank's batches). Optional.
+3. ``prepare(model, loader, accelerator)`` once, after ``accelerator.prepare`` and, on ``--resume``, before the
+   checkpoint's state is restored, so it sees the initial model (e.g. precompute reference log-probabilities).
+   Optional.
 4. ``loss(model, batch)`` each micro-batch -> ``(loss, metrics)``: a scalar tensor to back-propagate and a
    dict of scalar tensors to log (averaged over micro-batches, logging steps and processes).
 5. ``save(model, folder)`` -> writes the model so that its class's ``from_pretrained(folder)`` reads it

@@ -1,7 +1,7 @@
 """Run by tests/train/test_ddp.py under `accelerate launch` (two CPU processes): sft on a dataset, recording
-which examples each rank trained on and the weights each rank ends with.
+which examples each rank trained on and the weights each rank ends with; a checkpoint at step 2.
 
-Usage: ddp_worker.py DATA OUT
+Usage: ddp_worker.py DATA OUT [resume]   (resume: continue from OUT's newest checkpoint)
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ class Recording(SftObjective):
         return super().loss(model, batch)
 
 
-def main(data: str, out: str) -> None:
+def main(data: str, out: str, resume: str = "") -> None:
     torch.set_num_threads(1)
     state = PartialState(cpu=True)  # the first state: with cpu=True the two processes form one gloo group
     config = SftConfig(
         dataset_name=data, output_dir=out, sam_model_name_or_path="tiny:segmenter",
         text_encoder_name_or_path="tiny:text-encoder", prompter_heads=2, per_device_train_batch_size=2, max_steps=4,
-        learning_rate=1e-2, save_steps=0, use_cpu=True,
+        learning_rate=1e-2, save_steps=2, use_cpu=True, resume_from_checkpoint="true" if resume == "resume" else None,
     )  # fmt: skip
     objective = Recording(config)
     train(objective)
@@ -59,4 +59,4 @@ def main(data: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

@@ -1,4 +1,5 @@
-"""Data parallel on CPU: two processes under `accelerate launch` see disjoint batches and end with one model."""
+"""Data parallel on CPU: two processes under `accelerate launch` see disjoint batches and end with one model,
+and resume from a checkpoint to the same weights."""
 
 from __future__ import annotations
 
@@ -23,15 +24,20 @@ LAUNCH = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed
 
 @pytest.mark.skipif(shutil.which("accelerate") is None and not Path(sys.executable).with_name("accelerate").exists(),
                     reason="no accelerate command")  # fmt: skip
-def test_two_cpu_processes_train_data_parallel(tmp_path: Path) -> None:
-    data = make_shapes_dataset(tmp_path / "shapes", images=4, kinds=())  # 8 regions: 2 steps of 2 × 2 per epoch
-    out = tmp_path / "run"
+def launch(data: Path, out: Path, *args: str) -> None:
+    """Runs ddp_worker.py on two CPU processes."""
     accelerate = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
     cmd = [accelerate, "launch", *LAUNCH, "--dynamo_backend", "no", "--main_process_port", "0",
-           str(REPO / "tests/train/ddp_worker.py"), str(data), str(out)]  # fmt: skip
+           str(REPO / "tests/train/ddp_worker.py"), str(data), str(out), *args]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_two_cpu_processes_train_data_parallel_and_resume(tmp_path: Path) -> None:
+    data = make_shapes_dataset(tmp_path / "shapes", images=4, kinds=())  # 8 regions: 2 steps of 2 × 2 per epoch
+    out = tmp_path / "run"
+    launch(data, out)
 
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["world"] for r in ranks] == [2, 2]
@@ -51,3 +57,16 @@ def test_two_cpu_processes_train_data_parallel(tmp_path: Path) -> None:
     torch.manual_seed(0)  # the loop's seed: the same initial prompter
     initial = TextPromptableSam.from_parts("tiny:segmenter", "tiny:text-encoder", prompter_heads=2).state_dict()
     assert not torch.equal(initial["sparse"], weights[0]["sparse"])  # it trained
+
+    # each process saved its own random states into checkpoint-2; resumed there, both end as the whole run did
+    assert sorted(p.name for p in (out / "checkpoint-2" / "state").glob("rng-*")) == [
+        f"rng-{r}.safetensors" for r in range(2)
+    ]
+    resumed = Path(shutil.copytree(out, tmp_path / "resumed", ignore=shutil.ignore_patterns("rank*")))
+    launch(data, resumed, "resume")
+    for r in range(2):
+        record = json.loads((resumed / f"rank{r}.json").read_text())
+        assert record["seen"] == steps[r][2:]  # steps 3 and 4 only, on the same examples
+        again = load_file(resumed / f"rank{r}.safetensors")
+        for key in weights[0]:
+            assert torch.equal(again[key], weights[0][key]), key
