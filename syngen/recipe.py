@@ -19,6 +19,7 @@ from syngen.assets import assets_dir
 from syngen.errors import PreflightError, RecipeError, excerpt
 from syngen.stages import STAGES, stage_class
 from syngen.stages.base import Context, ModelStageConfig, StageConfig
+from syngen.stages.ground import GroundConfig, makes_masks
 
 __all__ = ["Recipe", "RecipeError", "RecipeLoader", "RecipeModel", "load_recipe", "read_yaml", "reference_markdown"]
 
@@ -203,6 +204,7 @@ def load_recipe(path: str | Path) -> Recipe:
     recipe = Recipe(path=path, text=text, top=top, stages=configs)
     _fill_shared_models(recipe)
     _check_models(recipe)
+    _check_masks_made_once(recipe)
     _check_files(recipe)
     _check_columns(recipe)
     _check_stages_build(recipe)
@@ -249,6 +251,9 @@ def _fill_shared_models(recipe: Recipe) -> None:
     negatives = recipe.stages.get("negatives")
     if isinstance(negatives, ModelStageConfig) and negatives.model is None:
         segment = recipe.stages.get("segment")
+        ground = recipe.stages.get("ground")
+        if segment is None and isinstance(ground, GroundConfig) and makes_masks(ground):
+            segment = ground  # SAM 3: its interactive head segments the prompts, on the ground stage's embeddings
         if not isinstance(segment, ModelStageConfig):
             raise RecipeError(
                 f"{recipe.path}: stages.negatives.model: expected a segmenter model (or a segment stage to share)"
@@ -278,7 +283,7 @@ def _check_models(recipe: Recipe) -> None:
                 except PreflightError as err:
                     raise RecipeError(f"{where}: {err}") from None
                 role = BACKENDS[backend].role
-                if role != cls.role:
+                if not BACKENDS[backend].serves(cls.role):
                     fitting = [b for b, spec in BACKENDS.items() if spec.role == cls.role]
                     raise RecipeError(
                         f"{where}: {ref.id!r} runs on backend {backend!r}, a {role}; the {name} stage needs a "
@@ -292,6 +297,16 @@ def _check_models(recipe: Recipe) -> None:
                 raise RecipeError(
                     f"{where}: {excerpt(ref.id)} is neither a Hub id (org/name) nor an existing path"
                 ) from None
+
+
+def _check_masks_made_once(recipe: Recipe) -> None:
+    """A ground stage whose model makes masks (SAM 3) leaves no work to a segment stage, which would replace them."""
+    ground = recipe.stages.get("ground")
+    if "segment" in recipe.stages and isinstance(ground, GroundConfig) and makes_masks(ground):
+        raise RecipeError(
+            f"{recipe.path}: stages.segment: the ground stage's model ({ground.model.id}) already gives each region "
+            "its mask; remove the segment stage (the negatives stage then uses that model's interactive head)"
+        )
 
 
 def _check_files(recipe: Recipe) -> None:

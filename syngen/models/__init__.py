@@ -13,10 +13,15 @@ from syngen.models.roles import Role
 
 
 class Backend(NamedTuple):
-    """A backend's role and its adapter class as ``"module:Class"`` (imported only when loaded)."""
+    """A backend's role and its adapter class as ``"module:Class"`` (imported only when loaded); ``also``: other
+    roles the same loaded adapter serves (SAM 3 grounds phrases and, with its interactive head, segments prompts)."""
 
     role: Role
     target: str
+    also: tuple[Role, ...] = ()
+
+    def serves(self, role: Role | None) -> bool:
+        return role == self.role or role in self.also
 
 
 BACKENDS: dict[str, Backend] = {
@@ -27,6 +32,7 @@ BACKENDS: dict[str, Backend] = {
     "grounding-dino": Backend("grounder", "syngen.models.grounding_dino:GroundingDino"),
     "sam": Backend("segmenter", "syngen.models.sam_hf:HFSam"),
     "segment-anything": Backend("segmenter", "syngen.models.sam_original:OriginalSam"),
+    "sam3": Backend("grounder", "syngen.models.sam3:Sam3", also=("segmenter",)),
 }
 
 

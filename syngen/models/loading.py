@@ -99,8 +99,9 @@ def load(ref: ModelRef, default_backend: str | None, device: str, dtype: str, **
     start = time.perf_counter()
     backend = backend_for(ref, default_backend)
     cls = backend_class(backend)
-    role = BACKENDS[backend].role
+    spec = BACKENDS[backend]
     adapter: Model = cls(resolve(ref), device=device, dtype=dtype, trust_remote_code=ref.trust_remote_code, **options)
-    if not isinstance(adapter, PROTOCOLS[role]):
-        raise TypeError(f"backend {backend!r} ({cls.__name__}) does not implement the {role} role's calls")
+    for role in (spec.role, *spec.also):
+        if not isinstance(adapter, PROTOCOLS[role]):
+            raise TypeError(f"backend {backend!r} ({cls.__name__}) does not implement the {role} role's calls")
     return adapter, time.perf_counter() - start

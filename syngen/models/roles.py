@@ -79,6 +79,36 @@ class Grounder(Model, Protocol):
         ...
 
 
+class Instance(TypedDict):
+    """One instance a phrase matched (SAM 3): its box (xyxy pixels), mask (H, W) bool at the image's size, and
+    score (the query's probability times the phrase's presence probability)."""
+
+    box: list[float]
+    mask: np.ndarray
+    score: float
+
+
+@runtime_checkable
+class InstanceGrounder(Model, Protocol):
+    """A grounder that also segments (SAM 3): every instance of each phrase, with its mask, from one image
+    embedding per image."""
+
+    max_text_tokens: int  # tokens a phrase may have (special tokens included)
+
+    def embed(self, images: list[Image.Image], keys: list[str]) -> None:
+        """Cache the embeddings of the images whose keys are not cached (one encoder call)."""
+        ...
+
+    def ground(self, keys: list[str], phrases: list[list[str]], threshold: float) -> list[list[list[Instance]]]:
+        """Per cached image ``keys[i]``, per phrase of ``phrases[i]``: its instances scoring above ``threshold``,
+        best first (every phrase of every image in one model call)."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Text tokens the model's tokenizer makes of ``text`` (special tokens included)."""
+        ...
+
+
 @runtime_checkable
 class Segmenter(Model, Protocol):
     encoder_calls: int  # images through the image encoder so far
@@ -117,10 +147,11 @@ class Segmenter(Model, Protocol):
         ...
 
 
-PROTOCOLS: dict[Role, type] = {
+# a backend of a role implements one of its Protocols
+PROTOCOLS: dict[Role, type | tuple[type, ...]] = {
     "captioner": Captioner,
     "text-to-image": TextToImage,
     "llm": ChatLLM,
-    "grounder": Grounder,
+    "grounder": (Grounder, InstanceGrounder),
     "segmenter": Segmenter,
 }

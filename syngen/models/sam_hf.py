@@ -192,6 +192,20 @@ def best_mask(low_res: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor
     return low_res[rows, best][:, None], scores[rows, best]
 
 
+def one_per_row(
+    prompts: list[Prompts],
+) -> tuple[list[int], torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Several images' prompts as one decoder batch with one prompt per row: each image's prompt count, then
+    boxes (sum N, 1, 4), points (sum N, 1, K, 2) and labels (sum N, 1, K), each None where no image has them.
+    Every prompt gets its image's embedding and goes through the decoder as an image of its own: what SAM does
+    inside for (1, N), without padding images to the same N."""
+    counts = [len(next(part for part in prompt if part is not None)) for prompt in prompts]
+    boxes, points, labels = (
+        None if parts[0] is None else torch.cat(parts)[:, None] for parts in zip(*prompts, strict=True)
+    )
+    return counts, boxes, points, labels
+
+
 class HFSam(CachedSegmenter):
     """SAM through transformers' ``SamModel`` and ``SamProcessor``."""
 
@@ -214,12 +228,7 @@ class HFSam(CachedSegmenter):
     def _decode(
         self, embeddings: list[Embedding], prompts: list[Prompts], multimask: bool
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        # Every prompt gets its image's embedding and goes through the decoder as an image of its own (batch
-        # sum(N), one prompt each): what SamModel does inside for (1, N), without padding images to the same N.
-        counts = [len(next(part for part in prompt if part is not None)) for prompt in prompts]
-        boxes, points, labels = (
-            None if parts[0] is None else torch.cat(parts)[:, None] for parts in zip(*prompts, strict=True)
-        )
+        counts, boxes, points, labels = one_per_row(prompts)
         features = torch.cat([e.features.expand(n, -1, -1, -1) for e, n in zip(embeddings, counts, strict=True)])
         outputs = self.model(
             image_embeddings=features,

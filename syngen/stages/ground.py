@@ -1,25 +1,42 @@
-"""ground: box each phrase in its image with GroundingDINO (METHODS.md §1)."""
+"""ground: box each phrase in its image with GroundingDINO (METHODS.md §1), or box and mask every instance of it
+with SAM 3 (docs/sam3.md)."""
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal, cast
 
 from datasets import List, Value
 from pydantic import Field, model_validator
 
-from syngen.export.schema import BOX, Column
-from syngen.masks import box_area, box_iou, clip_box, is_valid_box
-from syngen.models.roles import Grounder
+from syngen.export.schema import BOX, RLE, Column
+from syngen.masks import box_area, box_iou, clip_box, encode_rle, is_valid_box
+from syngen.models.roles import Grounder, InstanceGrounder
 from syngen.refs import ModelRef
 from syngen.sample import Region, Sample, load_image
-from syngen.stages.base import ADDED_LATER, ModelStageConfig, Result, Stage, model_field
+from syngen.stages.base import ADDED_LATER, ModelStageConfig, Result, Stage, StageConfig, Update, model_field
+from syngen.threads import beside_model
+
+_REGION = {"phrase": Value("string"), "box": BOX, "box_score": Value("float32"), "label": Value("string")}
+
+
+def makes_masks(config: GroundConfig) -> bool:
+    """Whether the ground stage's model also segments (SAM 3): its regions then carry their masks."""
+    from syngen.models import BACKENDS
+    from syngen.models.loading import backend_for
+
+    backend = BACKENDS.get(backend_for(config.model, Ground.default_backend))
+    return backend is not None and backend.serves("segmenter")
 
 
 class GroundConfig(ModelStageConfig):
     """Settings of the ground stage."""
 
-    model: ModelRef = model_field("tiny:grounder", "GroundingDINO checkpoint, e.g. IDEA-Research/grounding-dino-tiny.")
+    model: ModelRef = model_field(
+        "tiny:grounder",
+        "GroundingDINO checkpoint, e.g. IDEA-Research/grounding-dino-tiny (or facebook/sam3 with backend sam3: "
+        "regions then carry their masks).",
+    )
     box_threshold: float = Field(0.35, ge=0, le=1, description="Keep a detection whose box score is above this.")
     text_threshold: float = Field(
         0.25, ge=0, le=1, description="A prompt token belongs to a detection's label when its score is above this."
@@ -57,7 +74,7 @@ class GroundConfig(ModelStageConfig):
         return self
 
 
-class Ground(Stage[GroundConfig, Grounder]):
+class Ground(Stage[GroundConfig, Grounder | InstanceGrounder]):
     """Boxes for a sample's phrases.
 
     Needs ``image``, ``phrases``. Replaces ``regions`` with ``[{"phrase", "box" (xyxy pixels, clipped to the
@@ -71,6 +88,14 @@ class Ground(Stage[GroundConfig, Grounder]):
     A detection belongs to the phrase whose prompt tokens hold most of its token scores above ``text_threshold``
     (the grounder tells which); its ``label`` (the text of those tokens: often only the head noun, sometimes words
     of two phrases, or ``[UNK]``) is kept for information and never compared with the phrases.
+
+    With a grounder that also segments (SAM 3, backend ``sam3``), each image is embedded once (under the sample's
+    id, so the negatives stage reuses it) and every phrase runs against that embedding in one call; each instance
+    scoring above ``box_threshold`` (SAM 3's score: query probability times presence probability) is a detection
+    of its phrase, and the regions also carry ``mask`` (RLE) and ``mask_score`` (that score); ``label`` is the
+    phrase, ``text_threshold`` is unused, phrases over SAM 3's 32 text tokens count as ``dropped_long_phrases``,
+    and ``dropped_empty_mask`` counts instances whose mask is empty. ``keep``, the area filters and NMS apply as
+    for boxes. A recipe with such a grounder has no ``segment`` stage (docs/sam3.md).
 
     The prompt is the lower-cased phrases joined as ``"a. b. c."``; all images of a batch go through the model
     together, one pass per prompt when a phrase list needs several.
@@ -87,7 +112,7 @@ class Ground(Stage[GroundConfig, Grounder]):
     adds = ("regions", "ground_stats")
     publishes = {
         "regions": Column(
-            List({"phrase": Value("string"), "box": BOX, "box_score": Value("float32"), "label": Value("string")}),
+            List(_REGION),
             "one per grounded phrase: `phrase`, `box` [x1, y1, x2, y2] in pixels, `box_score` (GroundingDINO), "
             "`label` (the prompt tokens GroundingDINO read, for information)",
         )
@@ -96,7 +121,22 @@ class Ground(Stage[GroundConfig, Grounder]):
     role = "grounder"
     default_backend = "grounding-dino"
 
-    def process(self, samples: list[Sample], model: Grounder) -> list[Result]:
+    @classmethod
+    def published(cls, config: StageConfig) -> dict[str, Column]:
+        """The regions column, with each region's mask when the grounder makes them (SAM 3)."""
+        if not isinstance(config, GroundConfig) or not makes_masks(config):
+            return super().published(config)
+        return {
+            "regions": Column(
+                List({**_REGION, "mask": RLE, "mask_score": Value("float32")}),
+                "one per grounded instance: `phrase`, `box` [x1, y1, x2, y2] in pixels, `box_score` (SAM 3: query "
+                "times presence probability), `label` (the phrase), `mask` (COCO RLE) and `mask_score` (= box_score)",
+            )
+        }
+
+    def process(self, samples: list[Sample], model: Grounder | InstanceGrounder) -> list[Result]:
+        if isinstance(model, InstanceGrounder):
+            return self._instances(samples, model)
         images = [load_image(sample) for sample in samples]
         stats = [dict.fromkeys(_STATS, 0) for _ in samples]
         plans = [
@@ -125,6 +165,47 @@ class Ground(Stage[GroundConfig, Grounder]):
             {"regions": self._regions(dets, image.width, image.height, stat, sample["phrases"]), "ground_stats": stat}
             for dets, image, stat, sample in zip(found, images, stats, samples, strict=True)
         ]
+
+    def _instances(self, samples: list[Sample], model: InstanceGrounder) -> list[Result]:
+        """The SAM 3 path (see the class docstring): one embedding per image, every phrase in one call."""
+        stats = [dict.fromkeys((*_STATS, "dropped_empty_mask"), 0) for _ in samples]
+        limit = min(self.config.max_text_tokens, model.max_text_tokens)
+        phrases: list[list[str]] = []
+        for sample, stat in zip(samples, stats, strict=True):
+            fitting = [p for p in _unique(sample["phrases"]) if model.count_tokens(p) <= limit]
+            stat["dropped_long_phrases"] = len(_unique(sample["phrases"])) - len(fitting)
+            stat["prompts"] = int(bool(fitting))
+            phrases.append(fitting)
+        todo = [i for i, fitting in enumerate(phrases) if fitting]
+        images = {i: load_image(samples[i]) for i in todo}
+        model.embed(list(images.values()), [samples[i]["id"] for i in todo])
+        found = model.ground([samples[i]["id"] for i in todo], [phrases[i] for i in todo], self.config.box_threshold)
+        # filtering, and encoding the kept masks: beside a GPU in the pool, while the runner calls the next batch
+        executor = beside_model(getattr(model, "device", "cpu"))
+        results: list[Result] = [{"regions": [], "ground_stats": stat} for stat in stats]
+        for i, per_phrase in zip(todo, found, strict=True):
+            dets = [
+                {"phrase": phrase, "box": instance["box"], "box_score": instance["score"], "mask": instance["mask"]}
+                for phrase, instances in zip(phrases[i], per_phrase, strict=True)
+                for instance in instances
+            ]
+            results[i] = executor.submit(self._masked, dets, images[i].width, images[i].height, stats[i], samples[i])
+        return results
+
+    def _masked(
+        self, dets: list[dict[str, Any]], width: int, height: int, stats: dict[str, int], sample: Sample
+    ) -> Update:
+        """A sample's instances as regions with RLE masks (empty masks dropped), filtered as boxes are."""
+        kept = [det for det in dets if det["mask"].any()]
+        stats["dropped_empty_mask"] = len(dets) - len(kept)
+        regions = self._regions(
+            [cast(Region, {**det, "label": det["phrase"]}) for det in kept], width, height, stats, sample["phrases"]
+        )
+        masked = [
+            {**region, "mask": encode_rle(cast(Any, region["mask"])), "mask_score": region["box_score"]}
+            for region in regions
+        ]
+        return {"regions": masked, "ground_stats": stats}
 
     def _passes(self, model: Grounder, phrases: list[str], stats: dict[str, int]) -> list[list[str]]:
         """The phrases split greedily into prompts of at most ``max_text_tokens`` tokens."""

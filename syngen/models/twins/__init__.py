@@ -30,6 +30,7 @@ TINY: dict[str, Twin] = {
     "llm": Twin("causal-lm", "syngen.models.twins.causal_lm:build_qwen2"),
     "grounder": Twin("grounding-dino", "syngen.models.twins.grounding_dino:build_grounding_dino"),
     "segmenter": Twin("sam", "syngen.models.twins.sam:build_sam"),
+    "sam3": Twin("sam3", "syngen.models.twins.sam3:build_sam3"),
     "text-encoder": Twin(None, "syngen.models.twins.clip:build_clip_text"),
     "itm-blip": Twin(None, "syngen.models.twins.blip:build_blip_itm"),
 }

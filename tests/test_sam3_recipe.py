@@ -1,0 +1,116 @@
+"""recipes/sam3.yaml: it validates, and its offline twin variant (the same stages on tiny twins) runs end to end
+and exports both configs; SAM 3's regions carry their masks and the negatives stage works on them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from syngen.cli import app
+from syngen.data import load_preference
+from syngen.errors import RecipeError
+from syngen.masks import decode_rle
+from syngen.models import BACKENDS
+from syngen.models.twins import TINY
+from syngen.recipe import load_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+SAM3 = REPO / "recipes" / "sam3.yaml"
+SEEDS = str(REPO / "recipes" / "seeds" / "quickstart")
+STAGES = ["source", "caption", "synthesize", "phrases", "ground", "negatives", "views"]
+
+
+def sam3_recipe() -> dict[str, Any]:
+    data = yaml.safe_load(SAM3.read_text())
+    data["source"]["path"] = SEEDS  # the recipe's is the user's folder
+    return data
+
+
+def twin_variant() -> dict[str, Any]:
+    """recipes/sam3.yaml with every model a tiny twin, small sizes, on the CPU (the Qwen2.5-VL captioner's twin
+    where that backend is installed, else BLIP's)."""
+    data = sam3_recipe()
+    stages = data["stages"]
+    qwen = next((f"tiny:{name}" for name, twin in TINY.items() if twin.backend == "qwen2.5-vl"), None)
+    stages["caption"].update(model=qwen or "tiny:captioner-blip", max_new_tokens=12, batch_size=4)
+    if qwen is None:
+        stages["caption"]["prompt"] = "prompts/caption_blip.txt"
+    stages["synthesize"].update(model="tiny:sdxl", steps=2, height=128, width=128, batch_size=4)
+    stages["phrases"].update(model="tiny:llm", max_new_tokens=24, batch_size=4)
+    stages["ground"].update(model="tiny:sam3", box_threshold=0.2)  # the random twin scores about 0.25
+    data["runtime"] = {"device": "cpu", "dtype": "float32", "wave_size": 4}
+    return data
+
+
+def write(tmp_path: Path, data: dict[str, Any], name: str = "recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.skipif("qwen2.5-vl" not in BACKENDS, reason="the qwen2.5-vl captioner backend is another branch's")
+def test_sam3_recipe_validates_without_a_segment_stage(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, sam3_recipe()))
+    assert list(recipe.stages) == STAGES
+    assert recipe.stages["negatives"].model == recipe.stages["ground"].model  # SAM 3's interactive head
+
+
+def test_twin_variant_shares_sam3_with_negatives(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, twin_variant()))
+    assert list(recipe.stages) == STAGES
+    negatives, ground = recipe.stages["negatives"], recipe.stages["ground"]
+    assert negatives.model == ground.model and (negatives.dtype, negatives.compile) == (ground.dtype, ground.compile)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda s: s.update(segment={"model": "tiny:segmenter"}), "stages.segment: the ground stage's model"),
+        (
+            lambda s: s.update(ground={"model": "tiny:grounder"}),
+            "stages.negatives.model: expected a segmenter model",
+        ),
+    ],
+    ids=["segment-after-sam3", "negatives-without-any-segmenter"],
+)
+def test_validation_agrees_with_the_stage_behaviour(tmp_path: Path, change: Any, expected: str) -> None:
+    data = twin_variant()
+    change(data["stages"])
+    with pytest.raises(RecipeError, match=expected):
+        load_recipe(write(tmp_path, data))
+
+
+def rows(out: Path, config: str) -> list[dict]:
+    return [
+        row
+        for f in sorted((out / "dataset" / "data" / config).glob("*.parquet"))
+        for row in pq.read_table(f).to_pylist()
+    ]
+
+
+def test_twin_variant_runs_end_to_end_and_exports_both_configs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["run", str(write(tmp_path, twin_variant())), "--out", str(out), "--limit", "3", "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "run.json").read_text())
+    assert "segment" not in report["stages"]
+    grounding = rows(out, "grounding")
+    regions = [region for row in grounding for region in row["regions"]]
+    assert regions, "the twin should ground some phrases"
+    for row in grounding:
+        for region in row["regions"]:  # masks from the ground stage, at the image's size
+            assert decode_rle(region["mask"]).shape == (row["height"], row["width"])
+            assert region["mask_score"] == pytest.approx(region["box_score"])
+    stats = report["stages"]["negatives"]["stats"]
+    pairs = load_preference(out / "dataset")
+    assert len(pairs) == stats["boundary_accepted"] + stats["semantic_accepted"] > 0
+    # one image embedding per image: SAM 3 was loaded once, for the ground and the negatives stage together
+    assert report["stages"]["negatives"]["loads"] == 0
