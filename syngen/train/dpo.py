@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from syngen.train.config import DpoConfig
 from syngen.train.data import PairDataset, load_split
-from syngen.train.policy import TextPromptableSam
+from syngen.train.policies import Policy, start_policy
 from syngen.train.sft import SamObjective, mask_loss
 
 
@@ -74,15 +74,15 @@ class DpoObjective(SamObjective):
 
     def __init__(self, config: DpoConfig):
         super().__init__(config)
-        self.reference: TextPromptableSam | None = None
+        self.reference: Policy | None = None
         self.ref_logps: torch.Tensor | None = None  # (N, 2): chosen, rejected per pair index, when precomputed
 
-    def make_policy(self) -> TextPromptableSam:
-        policy = TextPromptableSam.load(self.config.model_name_or_path)
+    def make_policy(self) -> Policy:
+        policy = start_policy(self.config.policy, self.config.model_name_or_path)
         policy.base_models = [self.config.model_name_or_path, *policy.base_models]
         return policy
 
-    def build(self, device: torch.device) -> TextPromptableSam:
+    def build(self, device: torch.device) -> Policy:
         policy = super().build(device)
         if not self.config.precompute_ref_log_probs:
             self.reference = copy.deepcopy(policy).eval().requires_grad_(False)

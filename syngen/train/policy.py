@@ -18,7 +18,7 @@ import hashlib
 import math
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,9 +29,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, SamConfig, SamModel, SamProcessor
 
+from syngen.errors import ConfigError
 from syngen.models.loading import resolve
 from syngen.models.sam_hf import seeing
 from syngen.refs import ModelRef
+
+if TYPE_CHECKING:
+    from syngen.train.policies import Policy
 
 
 class PrompterLayer(nn.Module):
@@ -57,6 +61,13 @@ class PrompterLayer(nn.Module):
 
 class TextPromptableSam(nn.Module, PyTorchModelHubMixin, library_name="syngen", tags=["referring-segmentation"]):
     """(image embedding, phrase) -> mask logits. See the module docstring."""
+
+    name = "text-promptable-sam"
+    config_key = "sam_config"  # the init argument that marks a saved TextPromptableSam's config.json
+    description = (
+        "A text-promptable SAM (ReferSAM-style prompter on SAM's mask decoder), loaded with "
+        "`load_policy(folder)` from `syngen.train.policies`."
+    )
 
     def __init__(
         self,
@@ -101,6 +112,15 @@ class TextPromptableSam(nn.Module, PyTorchModelHubMixin, library_name="syngen", 
         policy.tokenizer = CLIPTokenizer.from_pretrained(text_path)
         policy.processor = SamProcessor.from_pretrained(sam_path)
         return policy
+
+    @classmethod
+    def from_base(cls, path: str, **options: Any) -> TextPromptableSam:
+        """Not a way to start this policy: it starts :meth:`from_parts` (raises :class:`ConfigError`)."""
+        raise ConfigError(
+            f"model_name_or_path: {path} is not a syngen policy checkpoint; a new text-promptable-sam policy starts "
+            "from sam_model_name_or_path and text_encoder_name_or_path (leave model_name_or_path empty), and "
+            "`--policy sam3` starts from a SAM 3 checkpoint"
+        )
 
     def _save_pretrained(self, save_directory: Path) -> None:
         super()._save_pretrained(save_directory)
@@ -167,6 +187,14 @@ class TextPromptableSam(nn.Module, PyTorchModelHubMixin, library_name="syngen", 
         )
         return masks[:, 0, 0], coarse[:, 0]
 
+    def mask_target(self, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """A (H, W) bool mask as a target on the decoder's grid: see :func:`mask_target`."""
+        return mask_target(mask, self.image_size, self.mask_size)
+
+    def image_masks(self, logits: torch.Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Decoder logits (B, S, S) -> bool masks at each image's (H, W): see :func:`image_masks`."""
+        return image_masks(logits, sizes, self.image_size)
+
 
 class EmbeddingCache:
     """SAM image embeddings by image key: the ``limit`` most recently used in memory, optionally all on disk.
@@ -180,7 +208,7 @@ class EmbeddingCache:
         self.encoded = 0
         self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
 
-    def embeddings(self, policy: TextPromptableSam, images: list[Image.Image], keys: list[str]) -> torch.Tensor:
+    def embeddings(self, policy: Policy, images: list[Image.Image], keys: list[str]) -> torch.Tensor:
         """(B, C, h, w) embeddings of ``images``, encoding (in one call, without gradients) only the missing ones."""
         device = next(policy.sam.vision_encoder.parameters()).device
         found: dict[str, torch.Tensor] = {}

@@ -23,7 +23,8 @@ from syngen.train.config import SamTrainConfig, SftConfig
 from syngen.train.data import RegionDataset, load_split
 from syngen.train.evaluation import ris_scores
 from syngen.train.objective import Objective
-from syngen.train.policy import EmbeddingCache, TextPromptableSam, image_key, mask_target
+from syngen.train.policies import Policy, start_policy
+from syngen.train.policy import EmbeddingCache, TextPromptableSam, image_key
 
 FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0  # RetinaNet's focal loss settings, as SAM and SAM 2 train with
 FOCAL_WEIGHT, DICE_WEIGHT = 20.0, 1.0  # SAM's 20:1
@@ -64,14 +65,14 @@ class SamObjective(Objective):
 
     def __init__(self, config: SamTrainConfig):
         super().__init__(config)
-        self.policy: TextPromptableSam | None = None
+        self.policy: Policy | None = None
         disk = Path(config.output_dir) / "embeddings" if config.disk_cache else None
         self.cache = EmbeddingCache(config.embedding_cache if config.freeze_image_encoder else 0, disk)
 
-    def make_policy(self) -> TextPromptableSam:
+    def make_policy(self) -> Policy:
         raise NotImplementedError
 
-    def build(self, device: torch.device) -> TextPromptableSam:
+    def build(self, device: torch.device) -> Policy:
         self.policy = self.make_policy().to(device)
         self.policy.sam.vision_encoder.requires_grad_(not self.config.freeze_image_encoder)
         return self.policy
@@ -79,7 +80,6 @@ class SamObjective(Objective):
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Items -> ``{"keys", "images", "input_ids", "attention_mask", "valid", <mask key>: (B, S, S), ...}``."""
         assert self.policy is not None
-        size, mask_size = self.policy.image_size, self.policy.mask_size
         batch: dict[str, Any] = {
             "keys": [image_key(item["key"], item["image"]) for item in items],
             "images": [item["image"] for item in items],
@@ -88,7 +88,7 @@ class SamObjective(Objective):
         if "index" in items[0]:
             batch["index"] = torch.tensor([item["index"] for item in items])
         for name in self.mask_keys:
-            targets, valid = zip(*(mask_target(item[name], size, mask_size) for item in items), strict=True)
+            targets, valid = zip(*(self.policy.mask_target(item[name]) for item in items), strict=True)
             batch[name] = torch.stack(targets)
             batch["valid"] = torch.stack(valid)
         return batch
@@ -103,10 +103,10 @@ class SamObjective(Objective):
             return self.policy.encode_images(batch["images"])
         return self.cache.embeddings(self.policy, batch["images"], batch["keys"])
 
-    def forward(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mask logits, coarse logits), each (B, S, S) float32."""
+    def forward(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mask logits, coarse logits or None for a policy without a coarse mask), each (B, S, S) float32."""
         masks, coarse = model(self.embeddings(batch), batch["input_ids"], batch["attention_mask"])
-        return masks.float(), coarse.float()
+        return masks.float(), None if coarse is None else coarse.float()
 
     def evaluate(self, model: torch.nn.Module, items: Dataset) -> dict[str, float]:
         """``eval/mIoU`` and ``eval/oIoU`` against each item's ``eval_mask_key`` mask."""
@@ -115,7 +115,7 @@ class SamObjective(Objective):
             keys = [image_key(item["key"], item["image"]) for item in batch]
             return self.embeddings({"images": [item["image"] for item in batch], "keys": keys})
 
-        assert isinstance(model, TextPromptableSam)
+        assert isinstance(model, type(self.policy))
         return ris_scores(model, items, embed, self.eval_mask_key, self.config.per_device_eval_batch_size)
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
@@ -125,10 +125,9 @@ class SamObjective(Objective):
         assert self.policy is not None
         return {
             "base_models": self.policy.base_models,
-            "tags": ["referring-segmentation", "sam", self.name],
+            "tags": ["referring-segmentation", "sam", self.policy.name, self.name],
             "task": "image-segmentation",
-            "description": "A text-promptable SAM (ReferSAM-style prompter on SAM's mask decoder), "
-            "loaded with `TextPromptableSam.load(folder)` from `syngen.train.policy`.",
+            "description": self.policy.description,
         }
 
 
@@ -141,10 +140,10 @@ class SftObjective(SamObjective):
     mask_keys = ("mask",)
     progress_metrics = ("loss", "loss/focal", "loss/dice")
 
-    def make_policy(self) -> TextPromptableSam:
+    def make_policy(self) -> Policy:
         c = self.config
         if c.model_name_or_path:
-            return TextPromptableSam.load(c.model_name_or_path)
+            return start_policy(c.policy, c.model_name_or_path, train_text_encoder=c.train_text_encoder)
         return TextPromptableSam.from_parts(
             c.sam_model_name_or_path,
             c.text_encoder_name_or_path,
@@ -163,6 +162,8 @@ class SftObjective(SamObjective):
         masks, coarse = self.forward(model, batch)
         target, valid = batch["mask"], batch["valid"]
         final, focal, dice = (term.mean() for term in mask_loss(masks, target, valid))
+        logged = {"loss/focal": focal.detach(), "loss/dice": dice.detach()}
+        if coarse is None:  # SAM 3: no coarse mask
+            return final, logged
         coarse_loss = mask_loss(coarse, target, valid)[0].mean()
-        loss = final + self.config.coarse_weight * coarse_loss
-        return loss, {"loss/focal": focal.detach(), "loss/dice": dice.detach(), "loss/coarse": coarse_loss.detach()}
+        return final + self.config.coarse_weight * coarse_loss, {**logged, "loss/coarse": coarse_loss.detach()}

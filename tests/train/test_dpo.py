@@ -132,13 +132,20 @@ def test_dpo_raises_rewards_accuracy_and_margin(sft_policy: tuple[Path, Path], t
     assert accuracy >= 0.8
 
 
-def test_every_logged_term_is_its_formula_on_the_step(sft_policy: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "start", [pytest.param("sft", id="text-promptable-sam-from-sft"), pytest.param("tiny:sam3", id="sam3-from-sam3")]
+)
+def test_every_logged_term_is_its_formula_on_the_step(
+    sft_policy: tuple[Path, Path], tmp_path: Path, start: str
+) -> None:
     """Step 1 (one batch of every pair, before the update; the reference is the policy): loss/dpo is −log σ(0) = ln 2,
-    loss/sft is SAM's focal + Dice on the chosen masks, the loss their sum with sft_weight 0.7, logps as §3."""
+    loss/sft is SAM's focal + Dice on the chosen masks, the loss their sum with sft_weight 0.7, logps as §3 (for
+    SAM 3, on its semantic map: tests/train/test_sam3_policy.py checks that map against SAM 3's own forward)."""
     data, init = sft_policy
+    policy = {"model_name_or_path": str(init)} if start == "sft" else {"model_name_or_path": start, "policy": "sam3"}
     config = DpoConfig(
-        dataset_name=str(data), output_dir=str(tmp_path / "dpo"), model_name_or_path=str(init), max_steps=1,
-        per_device_train_batch_size=96, logging_steps=1, save_steps=0, sft_weight=0.7,
+        dataset_name=str(data), output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=96,
+        logging_steps=1, save_steps=0, sft_weight=0.7, **policy,
     )  # fmt: skip
     logged, objective, model, batch = first_step(DpoObjective, config)
     with torch.no_grad():

@@ -130,13 +130,21 @@ def test_sft_lowers_the_dice_term(trained: Path) -> None:
     assert last < 0.6 * first, (first, last)
 
 
-def test_every_logged_term_is_its_formula_on_the_step(tmp_path: Path) -> None:
+POLICIES = [
+    pytest.param(TINY, id="text-promptable-sam"),
+    pytest.param({"policy": "sam3", "model_name_or_path": "tiny:sam3"}, id="sam3"),
+]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_logged_term_is_its_formula_on_the_step(tmp_path: Path, policy: dict) -> None:
     """Step 1 (one batch of every region, before the update): loss/focal, loss/dice and loss/coarse as the formulas
-    give them on the policy's outputs, and the logged loss their weighted sum (coarse_weight 0.5)."""
+    give them on the policy's outputs, and the logged loss their weighted sum (coarse_weight 0.5; SAM 3 has no
+    coarse mask, so neither the term nor its log)."""
     data = make_world(tmp_path / "data", range(3))
     config = SftConfig(
         dataset_name=str(data), output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=6,
-        logging_steps=1, save_steps=0, coarse_weight=0.5, **TINY,
+        logging_steps=1, save_steps=0, coarse_weight=0.5, **policy,
     )  # fmt: skip
     logged, objective, model, batch = first_step(SftObjective, config)
     with torch.no_grad():
@@ -148,9 +156,13 @@ def test_every_logged_term_is_its_formula_on_the_step(tmp_path: Path) -> None:
         return float(np.mean([formula(z[b][valid[b]], t[b][valid[b]]) for b in range(len(z))]))
 
     focal, dice = mean_of(focal_formula, masks), mean_of(dice_formula, masks)
-    coarse_term = 20 * mean_of(focal_formula, coarse) + mean_of(dice_formula, coarse)
     assert logged["loss/focal"] == pytest.approx(focal, rel=1e-4)
     assert logged["loss/dice"] == pytest.approx(dice, rel=1e-4)
+    if coarse is None:
+        assert "loss/coarse" not in logged
+        assert logged["loss"] == pytest.approx(20 * focal + dice, rel=1e-4)
+        return
+    coarse_term = 20 * mean_of(focal_formula, coarse) + mean_of(dice_formula, coarse)
     assert logged["loss/coarse"] == pytest.approx(coarse_term, rel=1e-4)
     assert logged["loss"] == pytest.approx(20 * focal + dice + 0.5 * coarse_term, rel=1e-4)
 
