@@ -5,6 +5,7 @@ against formulas: tests/train/test_sft.py and test_dpo.py, each for both policie
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from syngen.train.policy import TextPromptableSam
 from syngen.train.sam3_policy import Sam3Policy
 from syngen.train.sft import SftObjective
 from tests.train.shapes import make_shapes_dataset, make_world
+from tests.train.test_cli import invoke
 from tests.train.test_loop import Interrupt, assert_same_weights, dies_at_call, metrics
 from tests.train.test_policy import picture
 
@@ -192,3 +194,16 @@ def test_eval_ris_scores_a_sam3_checkpoint_as_its_semantic_map_says(sft_sam3: Pa
     assert got["n"] == len(regions) == 6
     assert got["mIoU"] == pytest.approx(expected["mIoU"], abs=1e-9)
     assert got["oIoU"] == pytest.approx(expected["oIoU"], abs=1e-9)
+
+
+def test_sft_then_dpo_then_eval_ris_with_policy_sam3_from_the_command_line(pairs: Path, tmp_path: Path) -> None:
+    sft, dpo = str(tmp_path / "sft"), str(tmp_path / "dpo")
+    invoke("train", "sft", "--dataset-name", str(pairs), "--output-dir", sft, "--policy", "sam3",
+           "--model-name-or-path", "tiny:sam3", "--max-steps", "2")  # fmt: skip
+    invoke("train", "dpo", "--dataset-name", str(pairs), "--model-name-or-path", sft, "--output-dir", dpo,
+           "--max-steps", "2")  # fmt: skip
+    invoke("eval", "ris", "--model", dpo, "--data", str(pairs))
+    report = json.loads((tmp_path / "dpo" / f"eval-ris-{pairs.name}" / "report.json").read_text())
+    assert report["metrics"]["train"]["n"] == 6
+    assert saved_policy(dpo) is Sam3Policy
+    assert json.loads((tmp_path / "sft" / "training_config.json").read_text())["policy"] == "sam3"
