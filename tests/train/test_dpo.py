@@ -92,17 +92,6 @@ def sft_policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return data, train(SftObjective(config))
 
 
-@pytest.fixture(scope="module")
-def sft_sam3_policy(sft_policy: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The same pairs' data, and an sft checkpoint of the SAM 3 policy (tiny:sam3) trained on it as above."""
-    data = sft_policy[0]
-    config = SftConfig(
-        dataset_name=str(data), output_dir=str(tmp_path_factory.mktemp("sft-sam3")), max_steps=40,
-        per_device_train_batch_size=8, learning_rate=3e-3, save_steps=0, policy="sam3", model_name_or_path="tiny:sam3",
-    )  # fmt: skip
-    return data, train(SftObjective(config))
-
-
 def test_the_pairs_have_several_kinds_and_directions(sft_policy: tuple[Path, Path]) -> None:
     pairs = PairDataset(load_split(str(sft_policy[0]), "preference", "train"))
     moves = set()
@@ -116,22 +105,15 @@ def test_the_pairs_have_several_kinds_and_directions(sft_policy: tuple[Path, Pat
 
 
 @pytest.mark.parametrize(
-    "start, options",
+    "options",
     [
-        pytest.param("sft_policy", {"sft_weight": 0.0}, id="sigmoid-reference-model"),
-        pytest.param(
-            "sft_policy",
-            {"precompute_ref_log_probs": True, "loss_type": "ipo", "sft_weight": 0.0},
-            id="ipo-precomputed",
-        ),
-        pytest.param("sft_policy", {}, id="defaults-with-the-supervised-term"),
-        pytest.param("sft_sam3_policy", {}, id="sam3-defaults"),
+        pytest.param({"sft_weight": 0.0}, id="sigmoid-reference-model"),
+        pytest.param({"precompute_ref_log_probs": True, "loss_type": "ipo", "sft_weight": 0.0}, id="ipo-precomputed"),
+        pytest.param({}, id="defaults-with-the-supervised-term"),
     ],
 )
-def test_dpo_raises_rewards_accuracy_and_margin(
-    request: pytest.FixtureRequest, tmp_path: Path, start: str, options: dict
-) -> None:
-    data, init = request.getfixturevalue(start)
+def test_dpo_raises_rewards_accuracy_and_margin(sft_policy: tuple[Path, Path], tmp_path: Path, options: dict) -> None:
+    data, init = sft_policy
     config = DpoConfig(
         dataset_name=str(data), output_dir=str(tmp_path / "dpo"), model_name_or_path=str(init), max_steps=16,
         per_device_train_batch_size=16, learning_rate=3e-3, beta=0.5, logging_steps=1, save_steps=0, **options,
