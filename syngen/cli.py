@@ -363,7 +363,8 @@ def models(build: Annotated[bool, typer.Option("--build", help="Build (and cache
     for name, twin in TINY.items():
         table.add_row(f"tiny:{name}", twin.backend or "(trainer only)", *([str(build_tiny(name))] if build else []))
     Console().print(table)
-    Console().print("backends: " + ", ".join(f"{name} ({spec.role})" for name, spec in BACKENDS.items()))
+    roles = {name: ", ".join((spec.role, *spec.also)) for name, spec in BACKENDS.items()}
+    Console().print("backends: " + ", ".join(f"{name} ({role})" for name, role in roles.items()))
 
 
 def print_report(report: dict[str, Any]) -> None:

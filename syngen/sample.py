@@ -66,7 +66,7 @@ class View(TypedDict):
 
 
 class Region(TypedDict, total=False):
-    """A phrase grounded in the image: its box (ground), mask (segment), negatives and views."""
+    """A phrase grounded in the image: its box (ground), mask (segment, or ground with SAM 3), negatives and views."""
 
     phrase: Required[str]
     box: Required[Box]

@@ -103,6 +103,42 @@ class FakeSegmenter(FakeModel):
         return [self.predict(key, boxes=image_boxes) for key, image_boxes in zip(keys, boxes, strict=True)]
 
 
+class FakeInstanceGrounder(FakeModel):
+    """SAM 3 scripted: ``instances`` maps a phrase to its (box, score) pairs; each instance's mask is its box
+    filled (empty for a box whose x1 is negative), at the size of the image embedded under the key. Applies the
+    threshold and best-first order as the real one does; records the embedded keys and each ground call."""
+
+    max_text_tokens = 32
+
+    def __init__(self, instances: dict[str, list[tuple[list[float], float]]]):
+        super().__init__()
+        self.instances = instances
+        self.sizes: dict[str, tuple[int, int]] = {}  # key -> (height, width)
+        self.embedded: list[list[str]] = []
+        self.calls: list[tuple[list[str], list[list[str]], float]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 2
+
+    def embed(self, images: list, keys: list[str]) -> None:
+        self.embedded.append(keys)
+        self.sizes |= {key: (image.height, image.width) for image, key in zip(images, keys, strict=True)}
+
+    def ground(self, keys: list[str], phrases: list[list[str]], threshold: float) -> list:
+        self.calls.append((keys, phrases, threshold))
+        return [
+            [
+                [
+                    {"box": box, "mask": box_mask(box, *self.sizes[key]) & (box[0] >= 0), "score": score}
+                    for box, score in sorted(self.instances.get(phrase, []), key=lambda inst: -inst[1])
+                    if score > threshold
+                ]
+                for phrase in image_phrases
+            ]
+            for key, image_phrases in zip(keys, phrases, strict=True)
+        ]
+
+
 class FakeTextToImage(FakeModel):
     """Makes a flat image per prompt whose colour comes from its seed; records the prompts of each call."""
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from syngen.stages.base import finished
@@ -46,3 +48,15 @@ def assert_finishes_beside_a_gpu(
     gate.set()
     assert finished(results) == inline
     assert threads and all(name.startswith("syngen-cpu") for name in threads)
+
+
+class Calls:
+    """Counts forward calls of a module and the batch size each saw."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.batches: list[int] = []
+        module.register_forward_hook(self._record, with_kwargs=True)
+
+    def _record(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        inputs = [*args, *kwargs.values()]  # the first input (image embeddings or pixels) is the batch
+        self.batches.append(len(inputs[0]) if inputs else 0)

@@ -116,3 +116,10 @@ def test_a_damaged_fingerprint_redoes_only_that_stage_without_a_traceback(tmp_pa
     assert syngen("run", recipe, "--out", out, "--no-progress")[0] == 0
     stages = json.loads((out / "run.json").read_text())["stages"]
     assert [name for name, s in stages.items() if s["computed"]] == ["segment"]  # the later stages still match
+
+
+def test_models_lists_sam3_backend_with_both_roles_and_its_twin() -> None:
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "tiny:sam3" in result.output
+    assert "sam3 (grounder, segmenter)" in result.output

@@ -27,7 +27,7 @@ from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
 from syngen.models.base import timed
 from syngen.models.roles import Instance
-from syngen.models.sam_hf import CachedSegmenter, Embedding, Prompts, best_mask, one_per_row
+from syngen.models.sam_hf import CachedSegmenter, Embedding, Prompts, decode_rows, one_per_row
 
 
 @dataclass
@@ -90,24 +90,29 @@ class Sam3(CachedSegmenter):
             attention_mask=text["attention_mask"],
         )
         scores = outputs.pred_logits.sigmoid() * outputs.presence_logits.sigmoid()  # (phrases, queries)
-        kept = scores > threshold
-        # one copy to the host for the scores and boxes of the whole call; the masks of kept queries only
-        host_scores, host_boxes, host_kept = (t.float().cpu().numpy() for t in (scores, outputs.pred_boxes, kept))
+        # two copies to the host for the whole call: the scores and boxes, then the masks of the kept queries
+        host = torch.cat([scores[..., None], outputs.pred_boxes], -1).float().cpu().numpy()
+        kept = host[..., 0] > threshold
+        picked = outputs.pred_masks.flatten(0, 1)[torch.as_tensor(np.flatnonzero(kept), device=self.device)]
         starts = np.cumsum([0, *counts])
+        per_image = [int(kept[starts[i] : starts[i + 1]].sum()) for i in range(len(keys))]
+        resized = [
+            F.interpolate(masks[:, None].float(), size=e.original_size, mode="bilinear", align_corners=False)[:, 0] > 0
+            for masks, e in zip(picked.split(per_image), embeddings, strict=True)
+        ]
+        host_masks = torch.cat([masks.flatten() for masks in resized]).cpu().numpy()
         result: list[list[list[Instance]]] = []
+        offset = 0
         for i, embedding in enumerate(embeddings):
-            rows = slice(starts[i], starts[i + 1])
             height, width = embedding.original_size
-            masks = outputs.pred_masks[rows][kept[rows]]
-            masks = F.interpolate(masks[:, None].float(), size=(height, width), mode="bilinear", align_corners=False)
-            host_masks = iter((masks[:, 0] > 0).cpu().numpy())
             per_phrase = []
-            for p_scores, p_boxes, p_kept in zip(host_scores[rows], host_boxes[rows], host_kept[rows], strict=True):
-                found = [
-                    Instance(box=(box * [width, height, width, height]).tolist(), mask=next(host_masks), score=float(s))
-                    for s, box, keep in zip(p_scores, p_boxes, p_kept, strict=True)
-                    if keep
-                ]
+            for row, keep in zip(host[starts[i] : starts[i + 1]], kept[starts[i] : starts[i + 1]], strict=True):
+                found = []
+                for query in row[keep]:
+                    mask = host_masks[offset : offset + height * width].reshape(height, width)
+                    offset += height * width
+                    box = (query[1:] * [width, height, width, height]).tolist()
+                    found.append(Instance(box=box, mask=mask, score=float(query[0])))
                 per_phrase.append(sorted(found, key=lambda instance: -instance["score"]))
             result.append(per_phrase)
         return result
@@ -160,14 +165,7 @@ class Sam3(CachedSegmenter):
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         counts, boxes, points, labels = one_per_row(prompts)
         features = [_repeat([cast(Sam3Embedding, e).tracker[level] for e in embeddings], counts) for level in range(3)]
-        outputs = self.tracker(
-            image_embeddings=features,
-            input_boxes=None if boxes is None else boxes.to(self.dtype),
-            input_points=None if points is None else points.to(self.dtype),
-            input_labels=labels,
-            multimask_output=multimask,
-        )
-        low_res, scores = best_mask(outputs.pred_masks[:, 0], outputs.iou_scores[:, 0])
+        low_res, scores = decode_rows(self.tracker, features, boxes, points, labels, multimask, self.dtype)
         return [
             (F.interpolate(masks.float(), size=e.original_size, mode="bilinear", align_corners=False)[:, 0] > 0, s)
             for e, masks, s in zip(embeddings, low_res.split(counts), scores.split(counts), strict=True)

@@ -206,6 +206,28 @@ def one_per_row(
     return counts, boxes, points, labels
 
 
+def decode_rows(
+    model: Any,
+    image_embeddings: Any,
+    boxes: torch.Tensor | None,
+    points: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    multimask: bool,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One call of a transformers SAM-family model (SAM, SAM 3's interactive head) on image embeddings with one
+    prompt per row (as :func:`one_per_row` gives them): each row's low-resolution mask logits (N, 1, h, w) and
+    score (N,), the best of three with ``multimask``."""
+    outputs = model(
+        image_embeddings=image_embeddings,
+        input_boxes=None if boxes is None else boxes.to(dtype),
+        input_points=None if points is None else points.to(dtype),
+        input_labels=labels,
+        multimask_output=multimask,
+    )
+    return best_mask(outputs.pred_masks[:, 0], outputs.iou_scores[:, 0])
+
+
 class HFSam(CachedSegmenter):
     """SAM through transformers' ``SamModel`` and ``SamProcessor``."""
 
@@ -230,14 +252,7 @@ class HFSam(CachedSegmenter):
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         counts, boxes, points, labels = one_per_row(prompts)
         features = torch.cat([e.features.expand(n, -1, -1, -1) for e, n in zip(embeddings, counts, strict=True)])
-        outputs = self.model(
-            image_embeddings=features,
-            input_boxes=None if boxes is None else boxes.to(self.dtype),
-            input_points=None if points is None else points.to(self.dtype),
-            input_labels=labels,
-            multimask_output=multimask,
-        )
-        low_res, scores = best_mask(outputs.pred_masks[:, 0], outputs.iou_scores[:, 0])
+        low_res, scores = decode_rows(self.model, features, boxes, points, labels, multimask, self.dtype)
         masks = self.processor.post_process_masks(
             list(low_res.float().split(counts)),
             [e.original_size for e in embeddings],

@@ -178,8 +178,10 @@ class Ground(Stage[GroundConfig, Grounder | InstanceGrounder]):
             phrases.append(fitting)
         todo = [i for i, fitting in enumerate(phrases) if fitting]
         images = {i: load_image(samples[i]) for i in todo}
-        model.embed(list(images.values()), [samples[i]["id"] for i in todo])
-        found = model.ground([samples[i]["id"] for i in todo], [phrases[i] for i in todo], self.config.box_threshold)
+        keys = [samples[i]["id"] for i in todo]
+        if keys:
+            model.embed(list(images.values()), keys)
+        found = model.ground(keys, [phrases[i] for i in todo], self.config.box_threshold) if keys else []
         # filtering, and encoding the kept masks: beside a GPU in the pool, while the runner calls the next batch
         executor = beside_model(getattr(model, "device", "cpu"))
         results: list[Result] = [{"regions": [], "ground_stats": stat} for stat in stats]

@@ -70,7 +70,9 @@ class NegativesConfig(ModelStageConfig):
     """Settings of the negatives stage."""
 
     model: ModelRef | None = Field(
-        None, description="Segmenter; None reuses the segment stage's model and its cached image embeddings."
+        None,
+        description="Segmenter; None reuses the segment stage's model (without one, a SAM 3 ground stage's) and "
+        "its cached image embeddings.",
     )
     boundary_per_mask: int = Field(2, ge=0, description="Boundary negatives wanted per region.")
     semantic_per_mask: int = Field(1, ge=0, description="Semantic negatives wanted per region.")

@@ -12,7 +12,7 @@ import torch
 from syngen.models.loading import build_tiny
 from syngen.models.sam_hf import HFSam
 from syngen.models.twins.sam import build_sam
-from tests.helpers import draw_shapes
+from tests.helpers import Calls, draw_shapes
 
 BOXES = np.array([[10, 10, 60, 50], [70, 30, 120, 90], [0, 0, 128, 96]], dtype=np.float32)
 POINTS = np.array([[[30, 30], [50, 40]], [[90, 60], [75, 35]], [[5, 5], [64, 48]]], dtype=np.float32)
@@ -27,18 +27,6 @@ def twin() -> Path:
 @pytest.fixture
 def sam(twin: Path) -> HFSam:
     return HFSam(twin)
-
-
-class Calls:
-    """Counts forward calls of a module and the batch size each saw."""
-
-    def __init__(self, module: torch.nn.Module):
-        self.batches: list[int] = []
-        module.register_forward_hook(self._record, with_kwargs=True)
-
-    def _record(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        inputs = [*args, *kwargs.values()]  # the first input (image embeddings or pixels) is the batch
-        self.batches.append(len(inputs[0]) if inputs else 0)
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,14 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from syngen.masks import box_mask, decode_rle
 from syngen.models.grounding_dino import GroundingDino
 from syngen.models.loading import build_tiny
 from syngen.sample import Failure, image_bytes
-from syngen.stages.base import Context
+from syngen.stages.base import Context, finished
 from syngen.stages.ground import Ground, GroundConfig
 from syngen.store import to_json
-from tests.fakes import FakeGrounder
+from tests.fakes import FakeGrounder, FakeInstanceGrounder
 from tests.helpers import draw_shapes
 
 WIDTH, HEIGHT = 128, 96
@@ -332,3 +333,63 @@ def test_same_size_images_ground_alike_in_any_batch(twin: GroundingDino) -> None
         assert [r["phrase"] for r in alone["regions"]] == [r["phrase"] for r in batched["regions"]]
         for a, b in zip(alone["regions"], batched["regions"], strict=True):
             assert a["box"] == pytest.approx(b["box"], abs=1e-3) and a["box_score"] == pytest.approx(b["box_score"])
+
+
+# --- SAM 3 (a grounder that also segments): regions carry their masks -------------------------------------------
+
+CAT = [([10, 10, 50, 40], 0.9), ([60, 20, 100, 70], 0.6), ([0, 50, 30, 90], 0.3)]
+
+
+def masked(instances: dict, samples: list[dict], **config: Any) -> tuple[FakeInstanceGrounder, list]:
+    grounder = FakeInstanceGrounder(instances)
+    return grounder, finished(run(grounder, samples, model="tiny:sam3", **config))
+
+
+@pytest.mark.parametrize(
+    ("config", "boxes"),
+    [
+        ({"keep": "all"}, [[10, 10, 50, 40], [60, 20, 100, 70]]),
+        ({"keep": "best"}, [[10, 10, 50, 40]]),
+        ({"keep": "all", "box_threshold": 0.2}, [[10, 10, 50, 40], [60, 20, 100, 70], [0, 50, 30, 90]]),
+        ({"keep": "all", "box_threshold": 0.95}, []),
+    ],
+    ids=["all-above-threshold", "best-only", "lower-threshold", "none-above-threshold"],
+)
+def test_sam3_regions_carry_masks_keep_and_threshold(config: dict, boxes: list) -> None:
+    grounder, [update] = masked({"cat": CAT}, [sample(["cat", "dog"])], **config)
+    assert grounder.calls[0][2] == config.get("box_threshold", 0.35)
+    assert [r["box"] for r in update["regions"]] == boxes
+    for region in update["regions"]:
+        assert region["phrase"] == region["label"] == "cat"
+        assert (decode_rle(region["mask"]) == box_mask(region["box"], HEIGHT, WIDTH)).all()
+        assert region["mask_score"] == region["box_score"]
+    assert update["ground_stats"]["detections"] == len(boxes)
+
+
+def test_sam3_one_embedding_and_one_call_per_batch() -> None:
+    samples = [sample(["cat", "a cat", "A Cat"], 0), sample([], 1), sample(["dog", "cat"], 2)]
+    grounder, updates = masked({"cat": CAT[:1]}, samples)
+    assert grounder.embedded == [["s0", "s2"]]  # an image with no phrase is not embedded
+    assert grounder.calls == [(["s0", "s2"], [["cat", "a cat"], ["dog", "cat"]], 0.35)]
+    assert [len(u["regions"]) for u in updates] == [1, 0, 1]  # "a cat" matched nothing: no region
+    assert [u["ground_stats"]["prompts"] for u in updates] == [1, 0, 1]
+    grounder, [update] = masked({"cat": CAT}, [sample([], 3)])  # a batch with no phrase: no model call at all
+    assert (grounder.embedded, grounder.calls, update["regions"]) == ([], [], [])
+
+
+def test_sam3_long_phrases_and_empty_masks_are_counted() -> None:
+    long = " ".join(["red"] * 40)
+    grounder, [update] = masked({"cat": [([-1, 10, 40, 50], 0.9), ([60, 20, 100, 70], 0.8)]}, [sample([long, "cat"])])
+    assert grounder.calls[0][1] == [["cat"]]
+    stats = update["ground_stats"]
+    assert (stats["dropped_long_phrases"], stats["dropped_empty_mask"], stats["detections"]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("model", "mask_column"),
+    [("tiny:grounder", False), ("tiny:sam3", True), ({"id": "facebook/sam3", "backend": "sam3"}, True)],
+    ids=["grounding-dino", "sam3-twin", "sam3-checkpoint"],
+)
+def test_published_regions_have_masks_only_with_sam3(model: Any, mask_column: bool) -> None:
+    [column] = Ground.published(GroundConfig(model=model)).values()
+    assert ("mask" in column.feature.feature) is mask_column
