@@ -10,7 +10,7 @@ from PIL import Image
 from transformers import SamModel
 
 from syngen.models.loading import build_tiny
-from syngen.train.policy import TextPromptableSam
+from syngen.train.policy import EmbeddingCache, TextPromptableSam
 from tests.train.shapes import world_sample
 
 TOLERANCE = 0.05  # two outputs differ when some logit moves by more than 5% of the largest logit
@@ -63,3 +63,11 @@ def test_a_policy_built_from_a_sam_config_has_image_embeddings_of_normal_size(in
         pixels = torch.rand(1, 3, fresh.image_size, fresh.image_size)
         embedding = fresh.sam.vision_encoder(pixels)[0]
     assert embedding.abs().mean() > 1e-2
+
+
+def test_a_cached_embedding_does_not_depend_on_its_batch_mates(policy: TextPromptableSam) -> None:
+    """A resumed run fills the cache in other batches than the uninterrupted one: embeddings must be bit-equal."""
+    images = [picture(i) for i in range(3)]
+    together = EmbeddingCache(limit=8).embeddings(policy, images, ["a", "b", "c"])
+    alone = EmbeddingCache(limit=8).embeddings(policy, images[:1], ["a"])
+    assert torch.equal(together[0], alone[0])
