@@ -153,16 +153,15 @@ def draw(curves: dict[str, list[tuple[int, float]]], baselines: dict[str, float]
     plt.close(fig)
 
 
-def arms_from(start: Path, data: Path, root: Path, steps: int, shared: dict[str, Any], save: int) -> dict[str, Path]:
+def arms_from(start: Path, data: Path, out: Path, shared: dict[str, Any]) -> dict[str, Path]:
     """Trains every arm from the ``start`` checkpoint on the pairs ``data``; returns each arm's output folder."""
     arms: dict[str, tuple[type[DpoObjective], dict[str, Any]]] = {"control": (Control, {}), "dpo": (DpoObjective, {})}
     arms.update({name: (DpoObjective, settings) for name, settings in VARIANTS.items()})
     runs = {}
     for name, (objective, settings) in arms.items():
         config = DpoConfig(
-            dataset_name=str(data), output_dir=str(root / name), model_name_or_path=str(start), max_steps=steps,
-            save_steps=save, **shared, **settings,
-        )  # fmt: skip
+            dataset_name=str(data), output_dir=str(out / name), model_name_or_path=str(start), **shared, **settings
+        )
         if objective is Control:
             config.precompute_ref_log_probs = True  # no reference model is built
         runs[name] = train(objective(config))
@@ -177,9 +176,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150, help="steps of every arm from the start")
     parser.add_argument("--lr", type=float, default=3e-3, help="learning rate of the start and of every arm")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seeds", type=int, default=1, help="run every arm with data-order seeds 0..N-1 (mean, range)")
     parser.add_argument("--eval-every", type=int, default=25, help="steps between held-out scores (the curves)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (more only contend on a busy CPU)")
-    parser.add_argument("--curves", type=Path, default=None, help="write the held-out mIoU curves here (PNG)")
+    parser.add_argument("--curves", type=Path, default=None, help="write seed 0's held-out mIoU curves here (PNG)")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temp folder)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -197,41 +197,47 @@ def main() -> None:
     print(f"all: batch {args.batch_size}, lr {args.lr}; dpo defaults: {defaults}; variants: {VARIANTS}")
     with contextlib.redirect_stdout(sys.stderr):  # the Hub mixin prints a line per model load
         data = world(root / "data", args.pictures, args.held_out)
+        held_out = str(data["held-out"])
         sft = {
             "dataset_name": str(data["noisy"]), "output_dir": str(root / "start"), "max_steps": args.start_steps,
             "save_steps": 0,
         }  # fmt: skip
         start = train(SftObjective(SftConfig(**sft, **shared, **TINY)))
-        runs = arms_from(start, data["pairs"], root, args.steps, shared, args.eval_every)
-        scores = {
-            name: evaluate_ris(str(run), str(data["held-out"]), device="cpu")["metrics"]["train"]
-            for name, run in runs.items()
-        }
-        first = evaluate_ris(str(start), str(data["held-out"]), device="cpu")["metrics"]["train"]
-        held_rewards = {name: rewards(run, start, data["held-out"], defaults["beta"]) for name, run in runs.items()}
-        curves = {
-            name: [(0, first["mIoU"]), *curve(run, data["held-out"])] for name, run in runs.items() if args.curves
-        }
+        first = evaluate_ris(str(start), held_out, device="cpu")["metrics"]["train"]
+        seeds = []
+        for seed in range(args.seeds):
+            arm = {**shared, "seed": seed, "max_steps": args.steps, "save_steps": args.eval_every}
+            seeds.append(arms_from(start, data["pairs"], root / f"seed{seed}", arm))
+        scores = [
+            {name: evaluate_ris(str(run), held_out, device="cpu")["metrics"]["train"] for name, run in runs.items()}
+            for runs in seeds
+        ]
+        held_rewards = [{name: rewards(run, start, data["held-out"], defaults["beta"]) for name, run in runs.items()}
+                        for runs in seeds]  # fmt: skip
+        curves = {name: [(0, first["mIoU"]), *curve(run, data["held-out"]), (args.steps, scores[0][name]["mIoU"])]
+                  for name, run in seeds[0].items() if args.curves}  # fmt: skip
     labels = label_miou(data["held-out"], NOISE)
     print(f"held-out mIoU of the noisy labels themselves: {labels:.3f}")
-    print(f"{'arm':<12} {'mIoU':>6} {'oIoU':>6} {'reward acc':>10} {'margin':>9}  (held out; rewards vs start)")
-    print(f"{'start':<12} {first['mIoU']:>6.3f} {first['oIoU']:>6.3f}")
-    for name, run in runs.items():
+    print(f"{'arm':<12} {'mIoU':>6} {'range':>13} {'oIoU':>6} {'reward acc':>10} {'margin':>9}"
+          f"  (held out, mean over {args.seeds} seed(s); rewards vs start)")  # fmt: skip
+    print(f"{'start':<12} {first['mIoU']:>6.3f} {'':>13} {first['oIoU']:>6.3f}")
+    mean: dict[str, float] = {}
+    for name, run in seeds[0].items():
+        miou = [s[name]["mIoU"] for s in scores]
+        mean[name] = sum(miou) / len(miou)
+        oiou = sum(s[name]["oIoU"] for s in scores) / len(scores)
+        accuracy = sum(r[name]["reward_accuracy"] for r in held_rewards) / len(held_rewards)
+        margin = sum(r[name]["margin"] for r in held_rewards) / len(held_rewards)
         logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         train_acc = logged[-1].get("rewards/accuracies")
-        extra = f"  (training pairs: reward acc {train_acc:.2f})" if train_acc is not None else ""
-        reward = held_rewards[name]
-        print(
-            f"{name:<12} {scores[name]['mIoU']:>6.3f} {scores[name]['oIoU']:>6.3f}"
-            f" {reward['reward_accuracy']:>10.2f} {reward['margin']:>9.4f}{extra}"
-        )
+        extra = f"  (training pairs, seed 0: reward acc {train_acc:.2f})" if train_acc is not None else ""
+        spread = f"{min(miou):.3f}-{max(miou):.3f}"
+        print(f"{name:<12} {mean[name]:>6.3f} {spread:>13} {oiou:>6.3f} {accuracy:>10.2f} {margin:>9.4f}{extra}")
     if args.curves:
-        curves = {name: [*points, (args.steps, scores[name]["mIoU"])] for name, points in curves.items()}
         draw(curves, {"start (SFT on noisy labels)": first["mIoU"], "noisy labels": labels}, args.curves)
         print(f"curves: {args.curves}")
     print(f"wall time: {time.perf_counter() - started:.0f} s on {args.threads} torch thread(s)")
-    c, d = scores["control"]["mIoU"], scores["dpo"]["mIoU"]
-    print(f"learn: sft mIoU={first['mIoU']:.3f} control mIoU={c:.3f} dpo mIoU={d:.3f}")
+    print(f"learn: sft mIoU={first['mIoU']:.3f} control mIoU={mean['control']:.3f} dpo mIoU={mean['dpo']:.3f}")
 
 
 if __name__ == "__main__":

@@ -200,6 +200,9 @@ class EmbeddingCache:
     """SAM image embeddings by image key: the ``limit`` most recently used in memory, optionally all on disk.
 
     ``limit`` = 0 keeps nothing (the encoder runs every step). ``encoded`` counts images through the encoder.
+    Images are encoded one per call: CPU kernels round differently for other batch sizes, so a batch-encoded
+    embedding would depend on which images shared its batch, and a resumed run (which fills the cache in other
+    batches) would not reproduce the uninterrupted one. SAM's 64×64-token images already fill a GPU's matmuls.
     """
 
     def __init__(self, limit: int, disk: Path | None = None):
@@ -222,8 +225,8 @@ class EmbeddingCache:
                 found[key] = load_file(self.disk / f"{key}.safetensors")["embedding"].to(device)
         todo = {key: image for key, image in zip(keys, images, strict=True) if key not in found}
         if todo:
-            with torch.no_grad():
-                encoded = policy.encode_images(list(todo.values()))
+            with torch.no_grad():  # one image per call: an embedding must not depend on its batch-mates (resume)
+                encoded = torch.cat([policy.encode_images([image]) for image in todo.values()])
             self.encoded += len(todo)
             for key, embedding in zip(todo, encoded, strict=True):
                 found[key] = embedding

@@ -126,12 +126,8 @@ class Sam3Policy(nn.Module, PyTorchModelHubMixin, library_name="syngen", tags=["
         pixels = torch.cat([F.interpolate(a[None].float(), size=size, mode="bilinear", antialias=True) for a in arrays])
         mean, std = (torch.tensor(self.preprocessor[k]).view(1, 3, 1, 1) for k in ("image_mean", "image_std"))
         pixels = (pixels * float(self.preprocessor.get("rescale_factor", 1 / 255)) - mean) / std
-        pixels = pixels.to(param.device, param.dtype)
-        # one image per call: a batched call's rounding depends on the other images of the batch (1e-7 on CPU),
-        # so cached features would differ between a resumed run and an uninterrupted one; SAM 3's 1008-pixel
-        # input (5184 tokens) fills a GPU on its own
-        levels = [self.sam.get_vision_features(pixel_values=one[None]).fpn_hidden_states for one in pixels]
-        return torch.cat([torch.cat([level.flatten(2) for level in image[:LEVELS]], dim=2) for image in levels])
+        levels = self.sam.get_vision_features(pixel_values=pixels.to(param.device, param.dtype)).fpn_hidden_states
+        return torch.cat([level.flatten(2) for level in levels[:LEVELS]], dim=2)
 
     def levels(self, image_embeddings: torch.Tensor) -> list[torch.Tensor]:
         """(B, C, N) from :meth:`encode_images` -> the FPN levels (B, C, h, w), finest first."""

@@ -12,7 +12,7 @@ from transformers import SamModel
 
 from syngen.models.loading import build_tiny
 from syngen.train.policies import Policy
-from syngen.train.policy import TextPromptableSam
+from syngen.train.policy import EmbeddingCache, TextPromptableSam
 from syngen.train.sam3_policy import Sam3Policy
 from tests.train.shapes import world_sample
 
@@ -71,3 +71,11 @@ def test_a_policy_built_from_a_sam_config_has_image_embeddings_of_normal_size(in
         pixels = torch.rand(1, 3, fresh.image_size, fresh.image_size)
         embedding = fresh.sam.vision_encoder(pixels)[0]
     assert embedding.abs().mean() > 1e-2
+
+
+def test_a_cached_embedding_does_not_depend_on_its_batch_mates(policy: Policy) -> None:
+    """A resumed run fills the cache in other batches than the uninterrupted one: embeddings must be bit-equal."""
+    images = [picture(i) for i in range(3)]
+    together = EmbeddingCache(limit=8).embeddings(policy, images, ["a", "b", "c"])
+    alone = EmbeddingCache(limit=8).embeddings(policy, images[:1], ["a"])
+    assert torch.equal(together[0], alone[0])
