@@ -207,3 +207,19 @@ def test_sft_then_dpo_then_eval_ris_with_policy_sam3_from_the_command_line(pairs
     assert report["metrics"]["train"]["n"] == 6
     assert saved_policy(dpo) is Sam3Policy
     assert json.loads((tmp_path / "sft" / "training_config.json").read_text())["policy"] == "sam3"
+
+
+@pytest.mark.parametrize("freeze", [pytest.param(True, id="frozen-encoder"), pytest.param(False, id="trained-encoder")])
+def test_freeze_image_encoder_decides_whether_sam3s_image_encoder_gets_gradients(
+    pairs: Path, tmp_path: Path, freeze: bool
+) -> None:
+    config = SftConfig(dataset_name=str(pairs), output_dir=str(tmp_path), freeze_image_encoder=freeze, **SAM3)
+    objective = SftObjective(config)
+    policy = objective.build(torch.device("cpu"))
+    dataset = objective.dataset()
+    loss, _ = objective.loss(policy, objective.collate([dataset[i] for i in range(2)]))
+    loss.backward()
+    encoder = list(policy.sam.vision_encoder.parameters())
+    assert all(p.requires_grad != freeze for p in encoder)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder) != freeze
+    assert objective.cache.encoded == (1 if freeze else 0)  # regions 0 and 1 share a picture; cached when frozen
