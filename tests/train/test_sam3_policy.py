@@ -223,3 +223,21 @@ def test_freeze_image_encoder_decides_whether_sam3s_image_encoder_gets_gradients
     assert all(p.requires_grad != freeze for p in encoder)
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder) != freeze
     assert objective.cache.encoded == (1 if freeze else 0)  # regions 0 and 1 share a picture; cached when frozen
+
+
+@pytest.mark.parametrize("size", [pytest.param((60, 80), id="wide"), pytest.param((90, 40), id="tall")])
+def test_a_mask_goes_onto_the_whole_map_and_back_to_the_image(policy: Sam3Policy, size: tuple[int, int]) -> None:
+    """SAM 3 stretches the whole image onto its square input: a target covers the whole map (no padding), and
+    the map read back at the image's size gives the mask again."""
+    height, width = size
+    mask = np.zeros(size, bool)
+    mask[height // 4 : height // 2, width // 2 : width - 4] = True
+    target, valid = policy.mask_target(mask)
+    assert valid.all() and target.shape == (64, 64)
+    rows, cols = np.nonzero(target.numpy())
+    scale_y, scale_x = 64 / height, 64 / width  # each axis stretched on its own
+    expected = (height // 4 * scale_y, height // 2 * scale_y, width // 2 * scale_x, (width - 4) * scale_x)
+    assert (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) == pytest.approx(expected, abs=1)
+    (back,) = policy.image_masks(10 * (2 * target - 1)[None], [size])
+    i, u = intersection_union(back, mask)
+    assert i / u > 0.9
