@@ -15,7 +15,7 @@ Scored on held-out pictures against the exact masks: mIoU and oIoU (``syngen.met
 β(log π(m) − log π_start(m)) of each held-out pair (β = the default): reward accuracy (share of pairs whose exact
 mask gains more than its noisy one) and mean margin. A curves image shows held-out mIoU against steps.
 
-    python benchmarks/learn.py [--steps 150] [--lr 3e-3] [--threads 1] [--curves docs/img/learn-curves.png]
+    python benchmarks/learn.py [--steps 150] [--lr 3e-3] [--seeds 1] [--threads 1] [--curves docs/img/learn-curves.png]
 
 Last line: ``learn: sft mIoU=<start> control mIoU=<c> dpo mIoU=<d>``.
 """

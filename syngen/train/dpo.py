@@ -3,10 +3,13 @@
 Expected dataset: the ``preference`` config (one row per pair: ``prompt`` (the phrase), ``chosen`` and
 ``rejected`` masks as COCO RLE, and ``image_id`` naming the ``grounding`` row with the image, or an ``image``).
 A pair's two masks are scored under one forward pass (same image, same phrase). Log-likelihoods are taken at the
-mask decoder's resolution, targets resized to it, SAM's padding excluded. The reference policy is the initial
-policy, frozen; with ``precompute_ref_log_probs`` its log-probabilities are computed once before training and no
-second model is kept. Logged (TRL's names): ``loss``, ``rewards/chosen``, ``rewards/rejected``,
-``rewards/margins``, ``rewards/accuracies``, ``logps/chosen``, ``logps/rejected``.
+mask decoder's resolution, targets resized to it, SAM's padding excluded (the SAM 3 policy: on its whole semantic
+map, docs/sam3-policy.md). The reference policy is the initial policy, frozen; with ``precompute_ref_log_probs``
+its log-probabilities are computed once before training and no second model is kept. The supervised term
+(``sft_weight``, 1 by default as in RPO) is the ``sft`` loss on the chosen mask: without it DPO pushes whole masks
+down (docs/learning.md). Logged (TRL's names): ``loss``, ``loss/dpo``, ``loss/sft`` (before ``sft_weight``),
+``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``rewards/accuracies``, ``logps/chosen``,
+``logps/rejected``.
 """
 
 from __future__ import annotations

@@ -36,6 +36,34 @@ def perturb(mask: np.ndarray, kind: str) -> np.ndarray:
     return windows.any(axis=(2, 3)) if kind == "dilated" else windows.all(axis=(2, 3))
 
 
+def region(phrase: str, mask: np.ndarray, negatives: list[tuple[str, np.ndarray]], exact: np.ndarray) -> dict:
+    """A ``grounding`` region: phrase, mask and its box, and negatives (kind, mask) with their IoU against ``exact``."""
+    ys, xs = np.nonzero(mask)
+    return {
+        "phrase": phrase,
+        "box": [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)],
+        "box_score": 1.0,
+        "mask": encode_rle(mask),
+        "mask_score": 1.0,
+        "negatives": [{"kind": k, "mask": encode_rle(neg), "iou": mask_iou(exact, neg)} for k, neg in negatives],
+        "views": [],
+    }
+
+
+def picture(sample_id: str, index: int, pixels: np.ndarray, regions: list[dict], caption: str) -> dict:
+    """A sample of one SIZE² picture and its regions."""
+    return {
+        "id": sample_id,
+        "source": {"kind": "test", "item": str(index)},
+        "image": image_bytes(Image.fromarray(pixels)),
+        "width": SIZE,
+        "height": SIZE,
+        "caption": caption,
+        "phrases": [r["phrase"] for r in regions],
+        "regions": regions,
+    }
+
+
 def make_sample(index: int, kinds: tuple[str, ...]) -> dict:
     rng = np.random.default_rng(index)
     pixels = np.full((SIZE, SIZE, 3), 200, np.uint8)
@@ -46,32 +74,8 @@ def make_sample(index: int, kinds: tuple[str, ...]) -> dict:
         cy = int(rng.integers(r + 1, SIZE - r - 1))
         mask = shape_mask(name, cx, cy, r)
         pixels[mask] = colour
-        ys, xs = np.nonzero(mask)
-        negatives = [
-            {"kind": kind, "mask": encode_rle(perturb(mask, kind)), "iou": mask_iou(mask, perturb(mask, kind))}
-            for kind in kinds
-        ]
-        regions.append(
-            {
-                "phrase": name,
-                "box": [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)],
-                "box_score": 1.0,
-                "mask": encode_rle(mask),
-                "mask_score": 1.0,
-                "negatives": negatives,
-                "views": [],
-            }
-        )
-    return {
-        "id": f"shapes{index:03d}",
-        "source": {"kind": "test", "item": str(index)},
-        "image": image_bytes(Image.fromarray(pixels)),
-        "width": SIZE,
-        "height": SIZE,
-        "caption": "a red square and a blue circle",
-        "phrases": list(SHAPES),
-        "regions": regions,
-    }
+        regions.append(region(name, mask, [(kind, perturb(mask, kind)) for kind in kinds], mask))
+    return picture(f"shapes{index:03d}", index, pixels, regions, "a red square and a blue circle")
 
 
 def make_shapes_dataset(
@@ -149,33 +153,12 @@ def world_sample(index: int, label_noise: int = 0, kinds: tuple[str, ...] = (), 
         exact = form_mask(form, cx, cy, r)
         pixels[exact] = COLOURS[colour]
         mask = grow(exact, label_noise) if label_noise else exact
-        rejected = [grow(exact, fixed_grow)] if fixed_grow else [world_negative(exact, kind, rng) for kind in kinds]
-        kinds_made = ("dilated",) if fixed_grow else kinds
-        ys, xs = np.nonzero(mask)
-        regions.append(
-            {
-                "phrase": f"{colour} {form}",
-                "box": [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)],
-                "box_score": 1.0,
-                "mask": encode_rle(mask),
-                "mask_score": 1.0,
-                "negatives": [
-                    {"kind": kind, "mask": encode_rle(neg), "iou": mask_iou(exact, neg)}
-                    for kind, neg in zip(kinds_made, rejected, strict=True)
-                ],
-                "views": [],
-            }
-        )
-    return {
-        "id": f"world{index:04d}",
-        "source": {"kind": "test", "item": str(index)},
-        "image": image_bytes(Image.fromarray(pixels)),
-        "width": SIZE,
-        "height": SIZE,
-        "caption": " and ".join(region["phrase"] for region in regions),
-        "phrases": [region["phrase"] for region in regions],
-        "regions": regions,
-    }
+        if fixed_grow:
+            negatives = [("dilated", grow(exact, fixed_grow))]
+        else:
+            negatives = [(kind, world_negative(exact, kind, rng)) for kind in kinds]
+        regions.append(region(f"{colour} {form}", mask, negatives, exact))
+    return picture(f"world{index:04d}", index, pixels, regions, " and ".join(r["phrase"] for r in regions))
 
 
 def make_world(out: Path, indices: range, **options: object) -> Path:
