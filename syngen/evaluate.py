@@ -38,7 +38,8 @@ from syngen.evalsets.tables import load_tables, sentences, to_mask
 from syngen.metrics import intersection_union, pointing_accuracy, pointing_hit, upsample
 from syngen.store import atomic_write_text
 from syngen.train.data import NAN_BOXES, load_split
-from syngen.train.policy import EmbeddingCache, TextPromptableSam, image_key, image_masks
+from syngen.train.policies import Policy, load_policy
+from syngen.train.policy import EmbeddingCache, TextPromptableSam, image_key
 
 
 def load_table(spec: str, split: str) -> datasets.Dataset:
@@ -127,7 +128,7 @@ def choose_splits(evalset: EvalSet, split: str | None) -> list[str]:
 
 
 def score_batch(
-    policy: TextPromptableSam, cache: EmbeddingCache, evalset: EvalSet, batch: Sequence[Expression], device: str
+    policy: Policy, cache: EmbeddingCache, evalset: EvalSet, batch: Sequence[Expression], device: str
 ) -> list[dict[str, Any]]:
     """Predicts a mask for each expression of ``batch`` (each record read and each image encoded once) and
     returns its prediction record."""
@@ -138,7 +139,7 @@ def score_batch(
     embeddings = cache.embeddings(policy, pictures, keys)
     tokens = {k: v.to(device) for k, v in policy.tokenize([e.phrase for e in batch]).items()}
     logits, _ = policy(embeddings, tokens["input_ids"], tokens["attention_mask"])
-    predictions = image_masks(logits, [(image.height, image.width) for image in pictures], policy.image_size)
+    predictions = policy.image_masks(logits, [(image.height, image.width) for image in pictures])
     out = []
     for e, image, pred in zip(batch, pictures, predictions, strict=True):
         try:
@@ -188,7 +189,7 @@ def evaluate_ris(
     cache = EmbeddingCache(limit=max(2 * batch_size, 16))
     if pending:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        policy = TextPromptableSam.load(model, device).eval()
+        policy = load_policy(model, device).eval()
         progress = tqdm(total=len(chosen), initial=len(chosen) - len(pending), unit="expr", desc=evalset.name)
         with progress:
             for start in range(0, len(pending), batch_size):

@@ -79,7 +79,7 @@ def test_perfect_predictions_score_one(policy: Path, tmp_path: Path, monkeypatch
     shapes = make_shapes_dataset(tmp_path / "shapes", images=2, kinds=())
     grounding = datasets.load_dataset(str(shapes / "dataset"), "grounding", split="train")
     truth = iter(decode_rle(r["mask"]) for row in grounding for r in row["regions"])
-    monkeypatch.setattr("syngen.evaluate.image_masks", lambda logits, sizes, size: [next(truth) for _ in sizes])
+    monkeypatch.setattr(TextPromptableSam, "image_masks", lambda self, logits, sizes: [next(truth) for _ in sizes])
     scores = evaluate_ris(str(policy), str(shapes), batch_size=3, output_dir=tmp_path / "eval")["metrics"]["train"]
     assert scores["n"] == 4
     assert all(scores[k] == 1.0 for k in ("oIoU", "mIoU", "gIoU", "Prec@0.9"))

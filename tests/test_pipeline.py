@@ -99,12 +99,14 @@ def test_the_cards_reproduce_command_rebuilds_the_dataset_verbatim(reference: Pa
     assert comparable(downloaded / "outputs" / "quickstart") == comparable(reference)
 
 
-def test_quickstart_dataset_is_at_most_one_and_a_half_times_its_images(reference: Path) -> None:
+def test_quickstart_dataset_is_at_most_two_and_a_half_times_its_images(reference: Path) -> None:
+    """Images are stored once. The rest is masks: the SAM twin (random weights, seeing the image since TINY_VERSION
+    3) draws speckled masks whose RLEs and PNGs weigh about as much as the images (1.97× in all when measured)."""
     dataset = reference / "dataset"
     published = sum(f.stat().st_size for f in dataset.rglob("*") if f.is_file())
     images = sum(len(r["image"]["bytes"]) for r in rows(reference, "grounding"))
     assert rows(reference, "preference") and "image" not in rows(reference, "preference")[0]
-    assert published <= 1.5 * images
+    assert published <= 2.5 * images
 
 
 def test_rerun_does_no_model_work(reference: Path) -> None:

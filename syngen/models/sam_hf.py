@@ -12,11 +12,26 @@ import numpy as np
 import torch
 from PIL import Image
 from transformers import (
+    SamConfig,
     SamModel,
     SamProcessor,
 )
 
 from syngen.models.base import Adapter, timed
+
+VISION_INIT_STD = 0.02  # the vision tower's initializer_range for a SAM built from a config
+
+
+def seeing(config: SamConfig) -> SamConfig:
+    """``config`` (changed in place and returned) with the vision tower's ``initializer_range`` at 0.02.
+
+    transformers' ``SamVisionConfig`` defaults to 1e-10: a SAM built from a config then has image embeddings of
+    about 1e-20 and its masks do not depend on the image. Use it for every SAM built from a config (twins, random
+    models that learn); pretrained weights overwrite the initialisation, so loading a checkpoint is unaffected.
+    """
+    config.vision_config.initializer_range = VISION_INIT_STD
+    return config
+
 
 Prompts = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]  # one image's boxes, points, labels
 

@@ -353,6 +353,14 @@ class SamTrainConfig(TrainConfig):
         default="",
         metadata={"help": "Policy checkpoint to start from (a `syngen train` output folder or Hub id)."},
     )
+    policy: str = field(
+        default="text-promptable-sam",
+        metadata={
+            "help": "Policy to train when model_name_or_path is not a saved policy: text-promptable-sam (a prompter "
+            "on SAM's mask decoder), sam3 (SAM 3 itself, from the SAM 3 checkpoint model_name_or_path). A saved "
+            "policy is loaded as what it is."
+        },
+    )
     freeze_image_encoder: bool = field(
         default=True,
         metadata={"help": "Keep SAM's image encoder frozen (its embeddings are then computed once and cached)."},
@@ -366,13 +374,16 @@ class SamTrainConfig(TrainConfig):
     )
 
     def __post_init__(self) -> None:
+        from syngen.train.policies import POLICIES  # the models' modules, only when a config is made
+
         super().__post_init__()
         check_positive(self, "embedding_cache", allow_zero=True)
+        check_choice("policy", self.policy, tuple(POLICIES))
 
 
 @dataclass
 class SftConfig(SamTrainConfig):
-    """``syngen train sft``: BCE + Dice on the ``grounding`` masks, from SAM and CLIP checkpoints."""
+    """``syngen train sft``: SAM's focal + Dice on the ``grounding`` masks, from SAM and CLIP checkpoints."""
 
     renamed: ClassVar[dict[str, str]] = {
         **RENAMED,
@@ -383,8 +394,9 @@ class SftConfig(SamTrainConfig):
     model_name_or_path: str = field(
         default="",
         metadata={
-            "help": "Policy checkpoint to continue from (a `syngen train` output folder or Hub id); default: a new "
-            "policy from sam_model_name_or_path and text_encoder_name_or_path."
+            "help": "Policy checkpoint to continue from (a `syngen train` output folder or Hub id), or with policy "
+            "sam3 the SAM 3 checkpoint to start from (facebook/sam3, a local folder, tiny:sam3); default: a new "
+            "text-promptable-sam policy from sam_model_name_or_path and text_encoder_name_or_path."
         },
     )
     sam_model_name_or_path: str = field(
@@ -399,11 +411,16 @@ class SftConfig(SamTrainConfig):
     sparse_queries: int = field(default=4, metadata={"help": "Learnable sparse prompt queries."})
     train_text_encoder: bool = field(default=False, metadata={"help": "Fine-tune the text encoder too."})
     coarse_weight: float = field(
-        default=1.0, metadata={"help": "Weight of BCE + Dice on the prompter's coarse mask (as in ReferSAM)."}
+        default=1.0,
+        metadata={
+            "help": "Weight of focal + Dice on the prompter's coarse mask (as in ReferSAM; text-promptable-sam only)."
+        },
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.policy == "sam3" and not self.model_name_or_path:
+            raise ConfigError("model_name_or_path: policy sam3 starts from a SAM 3 checkpoint (e.g. facebook/sam3)")
         check_positive(self, "prompter_layers", "prompter_heads", "sparse_queries")
         check_positive(self, "coarse_weight", allow_zero=True)
 
@@ -419,7 +436,11 @@ class DpoConfig(SamTrainConfig):
     }
 
     model_name_or_path: str = field(
-        default="", metadata={"help": "Policy checkpoint to start from (an sft output folder or Hub id)."}
+        default="",
+        metadata={
+            "help": "Policy checkpoint to start from (an sft output folder or Hub id), or with policy sam3 a SAM 3 "
+            "checkpoint."
+        },
     )
     learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate (AdamW)."})
     beta: float = field(default=0.1, metadata={"help": "DPO temperature β."})
@@ -431,7 +452,11 @@ class DpoConfig(SamTrainConfig):
         },
     )
     sft_weight: float = field(
-        default=0.0, metadata={"help": "Weight of a supervised BCE + Dice term on the chosen mask; 0 = none."}
+        default=1.0,
+        metadata={
+            "help": "Weight of the supervised term (SAM's focal + Dice, as sft) on the chosen mask, as RPO adds; 0 = "
+            "pure DPO, which pushes whole masks down (held-out mIoU 0 in benchmarks/learn.py)."
+        },
     )
     precompute_ref_log_probs: bool = field(
         default=False,

@@ -3,10 +3,13 @@
 Expected dataset: the ``preference`` config (one row per pair: ``prompt`` (the phrase), ``chosen`` and
 ``rejected`` masks as COCO RLE, and ``image_id`` naming the ``grounding`` row with the image, or an ``image``).
 A pair's two masks are scored under one forward pass (same image, same phrase). Log-likelihoods are taken at the
-mask decoder's resolution, targets resized to it, SAM's padding excluded. The reference policy is the initial
-policy, frozen; with ``precompute_ref_log_probs`` its log-probabilities are computed once before training and no
-second model is kept. Logged (TRL's names): ``loss``, ``rewards/chosen``, ``rewards/rejected``,
-``rewards/margins``, ``rewards/accuracies``, ``logps/chosen``, ``logps/rejected``.
+mask decoder's resolution, targets resized to it, SAM's padding excluded (the SAM 3 policy: on its whole semantic
+map, docs/sam3-policy.md). The reference policy is the initial policy, frozen; with ``precompute_ref_log_probs``
+its log-probabilities are computed once before training and no second model is kept. The supervised term
+(``sft_weight``, 1 by default as in RPO) is the ``sft`` loss on the chosen mask: without it DPO pushes whole masks
+down (docs/learning.md). Logged (TRL's names): ``loss``, ``loss/dpo``, ``loss/sft`` (before ``sft_weight``),
+``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``rewards/accuracies``, ``logps/chosen``,
+``logps/rejected``.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from torch.utils.data import DataLoader
 
 from syngen.train.config import DpoConfig
 from syngen.train.data import PairDataset, load_split
-from syngen.train.policy import TextPromptableSam
-from syngen.train.sft import SamObjective, masked_bce, masked_dice
+from syngen.train.policies import Policy, start_policy
+from syngen.train.sft import SamObjective, mask_loss
 
 
 def mask_logps(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -75,15 +78,15 @@ class DpoObjective(SamObjective):
 
     def __init__(self, config: DpoConfig):
         super().__init__(config)
-        self.reference: TextPromptableSam | None = None
+        self.reference: Policy | None = None
         self.ref_logps: torch.Tensor | None = None  # (N, 2): chosen, rejected per pair index, when precomputed
 
-    def make_policy(self) -> TextPromptableSam:
-        policy = TextPromptableSam.load(self.config.model_name_or_path)
+    def make_policy(self) -> Policy:
+        policy = start_policy(self.config.policy, self.config.model_name_or_path)
         policy.base_models = [self.config.model_name_or_path, *policy.base_models]
         return policy
 
-    def build(self, device: torch.device) -> TextPromptableSam:
+    def build(self, device: torch.device) -> Policy:
         policy = super().build(device)
         if not self.config.precompute_ref_log_probs:
             self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
@@ -97,8 +100,8 @@ class DpoObjective(SamObjective):
         )
 
     def prepare(self, model: torch.nn.Module, loader: Any, accelerator: Accelerator) -> None:
-        """With ``precompute_ref_log_probs``: the initial policy's log-probabilities of every pair, computed once (on
-        a resume too: the loop calls this before it restores the checkpoint's weights)."""
+        """With ``precompute_ref_log_probs``: the initial policy's log-probabilities of every pair, computed once
+        (on resuming too: the loop calls this before it restores the checkpoint's weights)."""
         if not self.config.precompute_ref_log_probs or self.ref_logps is not None:
             return
         policy = accelerator.unwrap_model(model)
@@ -132,11 +135,13 @@ class DpoObjective(SamObjective):
             self.config.label_smoothing,
         )
         loss = losses.mean()
+        terms = {"loss/dpo": loss.detach()}
         if self.config.sft_weight:
-            valid = batch["valid"]
-            supervised = masked_bce(masks, batch["chosen"], valid) + masked_dice(masks, batch["chosen"], valid)
-            loss = loss + self.config.sft_weight * supervised.mean()
+            supervised = mask_loss(masks, batch["chosen"], batch["valid"])[0].mean()
+            loss = loss + self.config.sft_weight * supervised
+            terms["loss/sft"] = supervised.detach()
         return loss, {
+            **terms,
             "rewards/chosen": chosen_rewards.mean(),
             "rewards/rejected": rejected_rewards.mean(),
             "rewards/margins": (chosen_rewards - rejected_rewards).mean(),

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, Subset
 from syngen.errors import ConfigError
 from syngen.metrics import intersection_union, pointing_accuracy, pointing_hit, ris_metrics
 from syngen.train.data import PairDataset, RegionDataset
-from syngen.train.policy import TextPromptableSam, image_masks
+from syngen.train.policies import Policy
 
 
 def image_groups(dataset: Dataset) -> list[Hashable]:
@@ -60,7 +60,7 @@ def batches(dataset: Dataset, size: int) -> Iterator[list[Any]]:
 
 @torch.no_grad()
 def ris_scores(
-    policy: TextPromptableSam,
+    policy: Policy,
     dataset: Dataset,
     embed: Callable[[list[dict[str, Any]]], torch.Tensor],
     mask_key: str = "mask",
@@ -75,7 +75,7 @@ def ris_scores(
         tokens = {k: v.to(device) for k, v in policy.tokenize([item["phrase"] for item in items]).items()}
         logits, _ = policy(embed(items), tokens["input_ids"], tokens["attention_mask"])
         sizes = [(item["image"].height, item["image"].width) for item in items]
-        for item, pred in zip(items, image_masks(logits, sizes, policy.image_size), strict=True):
+        for item, pred in zip(items, policy.image_masks(logits, sizes), strict=True):
             i, u = intersection_union(pred, item[mask_key])
             intersections.append(i)
             unions.append(u)

@@ -18,7 +18,7 @@ import hashlib
 import math
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,9 +29,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, SamConfig, SamModel, SamProcessor
 
-from syngen.errors import PreflightError, UsageError
+from syngen.errors import ConfigError, PreflightError, UsageError
 from syngen.models.loading import resolve
+from syngen.models.sam_hf import seeing
 from syngen.refs import ModelRef
+
+if TYPE_CHECKING:
+    from syngen.train.policies import Policy
 
 
 class PrompterLayer(nn.Module):
@@ -58,6 +62,13 @@ class PrompterLayer(nn.Module):
 class TextPromptableSam(nn.Module, PyTorchModelHubMixin, library_name="syngen", tags=["referring-segmentation"]):
     """(image embedding, phrase) -> mask logits. See the module docstring."""
 
+    name = "text-promptable-sam"
+    config_key = "sam_config"  # the init argument that marks a saved TextPromptableSam's config.json
+    description = (
+        "A text-promptable SAM (ReferSAM-style prompter on SAM's mask decoder), loaded with "
+        "`load_policy(folder)` from `syngen.train.policies`."
+    )
+
     def __init__(
         self,
         sam_config: dict[str, Any],
@@ -69,7 +80,7 @@ class TextPromptableSam(nn.Module, PyTorchModelHubMixin, library_name="syngen", 
         base_models: list[str] | None = None,
     ):
         super().__init__()
-        self.sam = SamModel(SamConfig.from_dict(sam_config))
+        self.sam = SamModel(seeing(SamConfig.from_dict(sam_config)))  # random init only until weights load
         self.text_encoder = CLIPTextModel(CLIPTextConfig.from_dict(text_config))
         dim = self.sam.config.prompt_encoder_config.hidden_size
         text_dim = self.text_encoder.config.hidden_size
@@ -101,6 +112,15 @@ class TextPromptableSam(nn.Module, PyTorchModelHubMixin, library_name="syngen", 
         policy.tokenizer = CLIPTokenizer.from_pretrained(text_path)
         policy.processor = SamProcessor.from_pretrained(sam_path)
         return policy
+
+    @classmethod
+    def from_base(cls, path: str, **options: Any) -> TextPromptableSam:
+        """Not a way to start this policy: it starts :meth:`from_parts` (raises :class:`ConfigError`)."""
+        raise ConfigError(
+            f"model_name_or_path: {path} is not a syngen policy checkpoint; a new text-promptable-sam policy starts "
+            "from sam_model_name_or_path and text_encoder_name_or_path (leave model_name_or_path empty), and "
+            "`--policy sam3` starts from a SAM 3 checkpoint"
+        )
 
     def _save_pretrained(self, save_directory: Path) -> None:
         super()._save_pretrained(save_directory)
@@ -178,11 +198,22 @@ class TextPromptableSam(nn.Module, PyTorchModelHubMixin, library_name="syngen", 
         )
         return masks[:, 0, 0], coarse[:, 0]
 
+    def mask_target(self, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """A (H, W) bool mask as a target on the decoder's grid: see :func:`mask_target`."""
+        return mask_target(mask, self.image_size, self.mask_size)
+
+    def image_masks(self, logits: torch.Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Decoder logits (B, S, S) -> bool masks at each image's (H, W): see :func:`image_masks`."""
+        return image_masks(logits, sizes, self.image_size)
+
 
 class EmbeddingCache:
     """SAM image embeddings by image key: the ``limit`` most recently used in memory, optionally all on disk.
 
     ``limit`` = 0 keeps nothing (the encoder runs every step). ``encoded`` counts images through the encoder.
+    Images are encoded one per call: CPU kernels round differently for other batch sizes, so a batch-encoded
+    embedding would depend on which images shared its batch, and a resumed run (which fills the cache in other
+    batches) would not reproduce the uninterrupted one. SAM's 64×64-token images already fill a GPU's matmuls.
     """
 
     def __init__(self, limit: int, disk: Path | None = None):
@@ -191,7 +222,7 @@ class EmbeddingCache:
         self.encoded = 0
         self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
 
-    def embeddings(self, policy: TextPromptableSam, images: list[Image.Image], keys: list[str]) -> torch.Tensor:
+    def embeddings(self, policy: Policy, images: list[Image.Image], keys: list[str]) -> torch.Tensor:
         """(B, C, h, w) embeddings of ``images``, encoding (in one call, without gradients) only the missing ones."""
         device = next(policy.sam.vision_encoder.parameters()).device
         found: dict[str, torch.Tensor] = {}
@@ -205,8 +236,8 @@ class EmbeddingCache:
                 found[key] = load_file(self.disk / f"{key}.safetensors")["embedding"].to(device)
         todo = {key: image for key, image in zip(keys, images, strict=True) if key not in found}
         if todo:
-            with torch.no_grad():
-                encoded = policy.encode_images(list(todo.values()))
+            with torch.no_grad():  # one image per call: an embedding must not depend on its batch-mates (resume)
+                encoded = torch.cat([policy.encode_images([image]) for image in todo.values()])
             self.encoded += len(todo)
             for key, embedding in zip(todo, encoded, strict=True):
                 found[key] = embedding

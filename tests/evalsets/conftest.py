@@ -37,11 +37,11 @@ def predict(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, np.ndarray]]
             spy.last = phrases  # type: ignore[attr-defined]
             return tokenize(self, phrases)
 
-        def answer(logits, sizes, image_size):  # noqa: ANN001, ANN202
+        def answer(self, logits, sizes):  # noqa: ANN001, ANN202
             return [masks[phrase] for phrase in spy.last]  # type: ignore[attr-defined]
 
         monkeypatch.setattr(TextPromptableSam, "tokenize", spy)
-        monkeypatch.setattr("syngen.evaluate.image_masks", answer)
+        monkeypatch.setattr(TextPromptableSam, "image_masks", answer)
         return seen
 
     return install

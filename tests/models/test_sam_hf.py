@@ -66,8 +66,12 @@ def test_predict_matches_the_transformers_reference_path(sam: HFSam) -> None:
     with torch.no_grad():
         out = sam.model(**inputs, multimask_output=False)
     sizes = inputs["original_sizes"], inputs["reshaped_input_sizes"]
-    reference = sam.processor.post_process_masks(out.pred_masks, *sizes)
-    np.testing.assert_array_equal(masks, reference[0][:, 0].numpy())
+    logits = sam.processor.post_process_masks(out.pred_masks, *sizes, binarize=False)[0][:, 0].numpy()
+    # the two paths round differently: equal wherever the reference logit is not within float noise of 0 (the
+    # twin's logits are ~1e-5, so the noise band is relative to their scale)
+    clear = np.abs(logits) > 1e-3 * np.abs(logits).max()
+    np.testing.assert_array_equal(masks[clear], (logits > 0)[clear])
+    assert clear.mean() > 0.99
     np.testing.assert_allclose(scores, out.iou_scores[0, :, 0].numpy(), rtol=1e-5, atol=1e-6)
 
 

@@ -15,21 +15,26 @@ from transformers import BlipForImageTextRetrieval
 from syngen.models.blip_itm import BlipItm
 from syngen.models.loading import build_tiny
 from syngen.train.amc import (
+    AmcModel,
     AmcObjective,
     amc_loss,
     box_masks,
     check_layer,
+    collate,
     gradcam,
     hard_negatives,
     in_box_ratio,
+    itm_loss,
     match,
     normalise,
+    patch_grid,
 )
 from syngen.train.checkpoint import checkpoints, read_state
 from syngen.train.config import AmcConfig
+from syngen.train.data import RegionDataset, load_split
 from syngen.train.loop import TrainError, train
 from tests.helpers import draw_shapes
-from tests.train.shapes import make_shapes_dataset
+from tests.train.shapes import make_shapes_dataset, make_world
 
 T = torch.tensor
 
@@ -254,3 +259,94 @@ def test_pointing_is_evaluated_during_training(shapes: Path, tmp_path: Path, mon
     assert modes == [True, True]  # evaluation (in eval mode) hands the model back in training mode
     card = (out / "README.md").read_text()
     assert "type: zero-shot-object-detection" in card and f"value: {evals[-1]['eval/pointing']}" in card
+
+
+@pytest.fixture(scope="module")
+def world_batch(itm: BlipItm, tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    """Three pictures of the shapes world, two phrases each: every region has two or more allowed negatives."""
+    data = make_world(tmp_path_factory.mktemp("world"), range(3))
+    regions = RegionDataset(load_split(str(data), "grounding", "train"), require=("phrase", "box"))
+    return collate(itm.processor, [regions[i] for i in range(len(regions))], 35)
+
+
+def test_itm_loss_is_cross_entropy_on_positives_and_the_hardest_allowed_negatives(
+    itm: BlipItm, world_batch: dict[str, torch.Tensor]
+) -> None:
+    """Recomputed through BLIP's own forward: similarity from ``use_itm_head=False`` (rows images, columns texts),
+    ITM logits from ``use_itm_head=True``; label 1 for each region's own (image, phrase), 0 for each image's most
+    similar allowed phrase and each phrase's most similar allowed image."""
+    model, b = itm.model.eval(), world_batch
+    ids, att, pixels, allowed = b["input_ids"], b["attention_mask"], b["pixel_values"], b["allowed"].numpy()
+    embeds = model.vision_model(pixel_values=pixels).last_hidden_state
+    got = itm_loss(model, embeds, ids, att, b["allowed"], match(model, embeds, ids, att, 0).logits).item()
+
+    with torch.no_grad():
+        sim = model(input_ids=ids, pixel_values=pixels, attention_mask=att, use_itm_head=False).itm_score.numpy()
+        n = len(ids)
+        pairs = [(i, i, 1) for i in range(n)]
+        for i in range(n):
+            texts = [j for j in range(n) if allowed[i, j]]
+            pairs.append((i, max(texts, key=lambda j: sim[i, j]), 0))
+        for j in range(n):
+            images = [i for i in range(n) if allowed[i, j]]
+            pairs.append((max(images, key=lambda i: sim[i, j]), j, 0))
+        image, text, label = (list(column) for column in zip(*pairs, strict=True))
+        logits = (
+            model(input_ids=ids[text], pixel_values=pixels[image], attention_mask=att[text], use_itm_head=True)
+            .itm_score.double()
+            .numpy()
+        )
+    log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    expected = -np.mean(log_softmax[np.arange(len(label)), label])
+    assert all(allowed.sum(1) >= 2)
+    assert got == pytest.approx(expected, rel=1e-4)
+
+
+def _amc(itm: BlipItm, min_heat: float, **weights: float) -> AmcModel:
+    defaults = {"itm_weight": 1.0, "amc_weight": 1.0, "mean_margin": 0.1, "max_margin": 0.5}
+    return AmcModel(itm.model.eval(), -4, {**defaults, "mean_weight": 0.2, "max_weight": 0.8, **weights}, min_heat)
+
+
+def raw_peaks(itm: BlipItm, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each sample's raw Grad-CAM peak at the default layer (what min_heat is compared with)."""
+    model = itm.model.eval()
+    embeds = model.vision_model(pixel_values=batch["pixel_values"]).last_hidden_state
+    m = match(model, embeds, batch["input_ids"], batch["attention_mask"], check_layer(model, -4))
+    return gradcam(m, batch["attention_mask"], patch_grid(embeds), create_graph=False).detach().flatten(1).max(1).values
+
+
+@pytest.mark.parametrize(
+    "threshold", [pytest.param("zero", id="none-left-out"), pytest.param("median", id="some-left-out"),
+                  pytest.param("above-all", id="all-left-out")]
+)  # fmt: skip
+def test_min_heat_leaves_faint_maps_out_of_the_amc_loss(
+    itm: BlipItm, world_batch: dict[str, torch.Tensor], threshold: str
+) -> None:
+    peaks = raw_peaks(itm, world_batch)
+    assert len(set(peaks.tolist())) == len(peaks)  # distinct peaks: a threshold between them splits the batch
+    value = {"zero": 0.0, "median": float(peaks.median()) * (1 + 1e-6), "above-all": float(peaks.max()) * 2}[threshold]
+    loss, logs = _amc(itm, value)(**world_batch)
+    kept = int((peaks >= value).sum())
+    assert logs["amc_samples"].item() == kept
+    assert kept == {"zero": len(peaks), "median": len(peaks) // 2, "above-all": 0}[threshold]
+    if kept == 0:
+        assert logs["loss/amc"].item() == 0.0
+
+
+def test_every_logged_amc_term_adds_up_to_the_loss(itm: BlipItm, world_batch: dict[str, torch.Tensor]) -> None:
+    """With unequal weights, so that swapped or missing weights show: loss = 0.3 ITM + 2 AMC, AMC = 0.4 mean + 0.6 max,
+    and each term as its own function gives it on the same heat maps."""
+    model = _amc(itm, 0.0, itm_weight=0.3, amc_weight=2.0, mean_weight=0.4, max_weight=0.6)
+    loss, logs = model(**world_batch)
+    b = world_batch
+    embeds = itm.model.vision_model(pixel_values=b["pixel_values"]).last_hidden_state
+    m = match(itm.model, embeds, b["input_ids"], b["attention_mask"], model.layer)
+    heat = normalise(gradcam(m, b["attention_mask"], patch_grid(embeds)), tuple(b["pixel_values"].shape[-2:]))
+    amc = amc_loss(heat, b["masks"], mean_weight=0.4, max_weight=0.6)
+    itm_value = itm_loss(itm.model, embeds, b["input_ids"], b["attention_mask"], b["allowed"], m.logits)
+    assert logs["loss/amc_mean"].item() == pytest.approx(amc.mean.item(), rel=1e-5)
+    assert logs["loss/amc_max"].item() == pytest.approx(amc.max.item(), rel=1e-5)
+    assert logs["loss/amc"].item() == pytest.approx(0.4 * amc.mean.item() + 0.6 * amc.max.item(), rel=1e-5)
+    assert logs["loss/itm"].item() == pytest.approx(itm_value.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(0.3 * logs["loss/itm"].item() + 2 * logs["loss/amc"].item(), rel=1e-5)
+    assert logs["in_box_ratio"].item() == pytest.approx(in_box_ratio(heat.detach(), b["masks"]).mean().item(), rel=1e-5)

@@ -11,6 +11,7 @@ import torch
 from syngen.errors import ConfigError
 from syngen.train.data import PairDataset, RegionDataset, load_split
 from syngen.train.evaluation import holdout, image_groups, pointing_scores, ris_scores
+from syngen.train.policy import image_masks
 from tests.train.shapes import make_shapes_dataset
 
 
@@ -77,6 +78,9 @@ class HalfPolicy(torch.nn.Module):
         for i, token in enumerate(input_ids[:, 0].tolist()):
             (logits[i, :, :8] if token == 0 else logits[i, :, 8:]).fill_(5.0)
         return logits, logits
+
+    def image_masks(self, logits: torch.Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        return image_masks(logits, sizes, self.image_size)
 
 
 @pytest.mark.parametrize("batch_size", [pytest.param(3, id="batches-of-3"), pytest.param(16, id="one-batch")])

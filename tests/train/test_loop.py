@@ -47,7 +47,7 @@ def test_sft_lowers_its_loss_and_writes_a_loadable_model(shapes: Path, tmp_path:
     out = train(SftObjective(sft(shapes, tmp_path / "sft", max_steps=16, save_steps=0)))
     logged = metrics(out)
     assert [m["step"] for m in logged] == list(range(1, 17))
-    assert {"loss", "loss/bce", "loss/dice", "learning_rate", "samples_per_second"} <= set(logged[0])
+    assert {"loss", "loss/focal", "loss/dice", "loss/coarse", "learning_rate", "samples_per_second"} <= set(logged[0])
     first, last = logged[0]["loss"], sum(m["loss"] for m in logged[-3:]) / 3
     assert last < 0.85 * first, (first, last)
     state = read_state(out)
@@ -109,13 +109,9 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights(
     kept: int,
 ) -> None:
     options = {
-        "max_steps": 5,
-        "save_steps": save_steps,
-        "per_device_train_batch_size": 3,
-        "lr_scheduler_type": "linear",
-        "save_total_limit": 1,
-    }
-    options["gradient_accumulation_steps"] = grad_accum
+        "max_steps": 5, "save_steps": save_steps, "per_device_train_batch_size": 3, "lr_scheduler_type": "linear",
+        "save_total_limit": 1, "gradient_accumulation_steps": grad_accum,
+    }  # fmt: skip
     whole = train(SftObjective(sft(shapes, tmp_path / "whole", **options)))
 
     with monkeypatch.context() as patch:
@@ -127,8 +123,8 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights(
 
     assert_same_weights(whole, resumed)
     assert [m["step"] for m in metrics(resumed)] == [1, 2, 3, 4, 5]
-    assert read_state(resumed)["log_history"] == metrics(resumed)  # the checkpoint's history, then the rest
     assert [m["loss"] for m in metrics(resumed)] == pytest.approx([m["loss"] for m in metrics(whole)], rel=1e-6)
+    assert read_state(resumed)["log_history"] == metrics(resumed)  # the checkpoint's history, then the rest
     assert [p.name for p in checkpoints(whole)] == [f"checkpoint-{kept}"]  # save_total_limit=1 pruned the others
 
 
@@ -139,21 +135,14 @@ def test_grad_accum_counts_optimizer_steps_per_epoch_and_steps_the_schedule_once
     loss = SftObjective.loss
     monkeypatch.setattr(SftObjective, "loss", lambda *a: (calls.__setitem__("n", calls["n"] + 1), loss(*a))[1])
     options = {
-        "num_train_epochs": 2,
-        "per_device_train_batch_size": 3,
-        "gradient_accumulation_steps": 2,
-        "lr_scheduler_type": "linear",
-        "save_steps": 3,
-        "learning_rate": 1e-3,
-    }
+        "num_train_epochs": 2, "per_device_train_batch_size": 3, "gradient_accumulation_steps": 2,
+        "lr_scheduler_type": "linear", "save_steps": 3, "learning_rate": 1e-3,
+    }  # fmt: skip
     out = train(SftObjective(sft(shapes, tmp_path / "run", **options)))
     # 8 regions in batches of 3 = 3 micro-batches per epoch = ceil(3 / 2) = 2 optimizer steps per epoch
     assert calls["n"] == 6
-    assert {k: read_state(out)[k] for k in ("step", "epoch", "objective")} == {
-        "step": 4,
-        "epoch": 2.0,
-        "objective": "sft",
-    }
+    state = read_state(out)
+    assert (state["step"], state["epoch"], state["objective"]) == (4, 2.0, "sft")
     logged = metrics(out)
     assert [(m["step"], m["epoch"]) for m in logged] == [(1, 0.5), (2, 1.0), (3, 1.5), (4, 2.0)]
     # linear decay over 4 steps: after k scheduler steps the rate is lr (1 - k / 4)
@@ -188,12 +177,9 @@ def test_a_kill_between_the_weights_and_trainer_state_resumes_from_the_last_comp
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, killed_at_step: int, complete: list[str]
 ) -> None:
     options = {
-        "max_steps": 5,
-        "save_steps": 2,
-        "save_total_limit": 0,
-        "per_device_train_batch_size": 3,
+        "max_steps": 5, "save_steps": 2, "save_total_limit": 0, "per_device_train_batch_size": 3,
         "lr_scheduler_type": "linear",
-    }
+    }  # fmt: skip
     whole = train(SftObjective(sft(shapes, tmp_path / "whole", **options)))
     write = checkpoint.write_trainer_state
 

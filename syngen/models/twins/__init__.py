@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-TINY_VERSION = "2"  # bump when a twin's architecture or tokenizer changes, so caches rebuild
+TINY_VERSION = "3"  # bump when a twin's architecture, initialisation or tokenizer changes, so caches rebuild
 
 
 class Twin(NamedTuple):
