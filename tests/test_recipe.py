@@ -320,6 +320,8 @@ def test_schema_changes_leave_the_stored_fingerprints_alone(tmp_path: Path, name
     fingerprints[0]["config"]["path"] = "seeds/quickstart"  # as recorded, wherever the checkout is
     digest = ""
     for fingerprint in fingerprints:
+        if "tiny_version" in fingerprint:  # twins' runs recompute when the twins change (TINY_VERSION 2 then)
+            fingerprint["tiny_version"] = "2"
         digest = hashlib.sha1((digest + to_json(fingerprint)).encode()).hexdigest()
     assert digest == chain, fingerprints
 
