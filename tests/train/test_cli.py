@@ -85,3 +85,34 @@ def test_quickstart_output_through_sft_dpo_and_eval(tmp_path: Path) -> None:
     syngen("eval", "ris", "--model", str(tmp_path / "dpo"), "--data", str(out))
     report = json.loads((tmp_path / "dpo" / "eval-ris-quickstart" / "report.json").read_text())
     assert report["metrics"]["train"]["n"] > 0
+
+
+@pytest.mark.parametrize(
+    ("task", "given", "expected"),
+    [
+        pytest.param("ris", [], None, id="ris-auto"),
+        pytest.param("ris", ["--cpu-threads", "2"], 2, id="ris-fixed"),
+        pytest.param("pointing", [], None, id="pointing-auto"),
+        pytest.param("pointing", ["--cpu-threads", "3"], 3, id="pointing-fixed"),
+    ],
+)
+def test_eval_sizes_torch_threads(
+    monkeypatch: pytest.MonkeyPatch, task: str, given: list[str], expected: int | None
+) -> None:
+    from syngen.errors import UsageError
+    from syngen.train import cli
+
+    seen: list[int | None] = []
+
+    def record(setting: int | None) -> int:
+        seen.append(setting)
+        raise UsageError("stopped here")
+
+    monkeypatch.setattr(cli, "set_torch_threads", record)
+    result = CliRunner().invoke(app, ["eval", task, "--model", "m", "--data", "d", *given])
+    assert "stopped here" in result.output and seen == [expected]
+
+
+def test_eval_refuses_zero_cpu_threads() -> None:
+    result = CliRunner().invoke(app, ["eval", "ris", "--model", "m", "--data", "d", "--cpu-threads", "0"])
+    assert result.exit_code == 2 and "--cpu-threads" in result.output
