@@ -19,7 +19,7 @@ from __future__ import annotations
 import resource
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -43,7 +43,7 @@ class Ledger:
     """CPU seconds by part (see the module's docstring), filled while :meth:`watch` is open."""
 
     def __init__(self) -> None:
-        self.parts: Counter[str] = Counter()
+        self.parts: defaultdict[str, float] = defaultdict(float)
         self.total = 0.0
         self._local = threading.local()  # per thread: module call depth, model seconds so far
         self._lock = threading.Lock()

@@ -10,7 +10,7 @@ passes for reference. Then a profile of the top remaining costs from a second, p
 ``--profile-samples`` images (cProfile slows the code, so its times are only for ranking).
 
     python benchmarks/overhead.py [--samples 200] [--profile-samples 50] [--top 20] [--overlap auto|on|off]
-        [--device cpu|cuda]
+        [--device cpu|cuda] [--png-compress-level 0-9]
 
 Torch runs one intra-op thread (``runtime.cpu_threads: 2`` on the CPU: torch 1 and the pool 1; beside a GPU torch
 gets 1 anyway), which the forward-pass count needs. ``taskset -c 0,1`` limits the run to two cores.
@@ -42,13 +42,19 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20, help="functions in the profile")
     parser.add_argument("--overlap", choices=["auto", "on", "off"], default="auto", help="runtime.overlap")
     parser.add_argument("--device", default="cpu", help="runtime.device")
+    parser.add_argument("--png-compress-level", type=int, help="synthesize's png_compress_level; default: PIL's")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     threads = 2 if args.device == "cpu" else "auto"
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        options = {"overlap": args.overlap, "device": args.device, "cpu_threads": threads}
+        options = {
+            "overlap": args.overlap,
+            "device": args.device,
+            "cpu_threads": threads,
+            "png_compress_level": args.png_compress_level,
+        }
         recipe = write_recipe(folder / "main", args.samples, (320, 240), **options)
         with Ledger().watch() as ledger:
             report = run_recipe(recipe, folder / "main" / "out")

@@ -41,9 +41,11 @@ def write_recipe(
     overlap: str = "auto",
     device: str = "cpu",
     cpu_threads: int | str = "auto",
+    png_compress_level: int | None = None,
 ) -> Path:
     """Seeds and a recipe in ``folder``: every stage on tiny twins, images kept at ``size`` (width, height),
-    ``runtime.overlap``, ``runtime.device`` and ``runtime.cpu_threads`` as given."""
+    ``runtime.overlap``, ``runtime.device``, ``runtime.cpu_threads`` and synthesize's ``png_compress_level`` as
+    given."""
     seeds = folder / "seeds"
     seeds.mkdir(parents=True, exist_ok=True)
     for i in range(samples):
@@ -54,7 +56,13 @@ def write_recipe(
         "runtime": {"device": device, "wave_size": wave_size, "overlap": overlap, "cpu_threads": cpu_threads},
         "stages": {
             "caption": {"model": "tiny:captioner-blip", "prompt": str(REPO / "prompts/caption_blip.txt")},
-            "synthesize": {"model": "tiny:sd", "steps": 2, "width": size[0], "height": size[1]},
+            "synthesize": {
+                "model": "tiny:sd",
+                "steps": 2,
+                "width": size[0],
+                "height": size[1],
+                "png_compress_level": png_compress_level,
+            },
             "phrases": {"model": "tiny:llm", "prompt": str(REPO / "prompts/phrases.txt"), "max_new_tokens": 24},
             "ground": {"model": "tiny:grounder"},
             "segment": {"model": "tiny:segmenter"},

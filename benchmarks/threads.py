@@ -26,9 +26,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 MODES = ("auto", "torch default")
-TINY_SFT = {
+TINY_SFT: dict[str, Any] = {
     "sam_model_name_or_path": "tiny:segmenter",
     "text_encoder_name_or_path": "tiny:text-encoder",
     "prompter_heads": 2,
@@ -51,8 +52,8 @@ def child(work: str, mode: str, folder: Path, steps: int) -> float:
     from syngen.train.config import SftConfig
 
     if mode == "torch default":  # syngen's sizing left out: torch and the pool as they start
-        cpus.apply = lambda threads: None  # type: ignore[assignment]
-        syngen.train.loop.set_torch_threads = lambda setting, processes=1: 0  # type: ignore[assignment]
+        setattr(cpus, "apply", _leave_alone)  # noqa: B010 (a stand-in of another signature)
+        setattr(syngen.train.loop, "set_torch_threads", _leave_alone)  # noqa: B010
     start = time.perf_counter()
     if work == "quickstart":
         run(load_recipe(quickstart_recipe()), folder / "quickstart", fresh=True, progress=False)
@@ -61,6 +62,11 @@ def child(work: str, mode: str, folder: Path, steps: int) -> float:
         config = SftConfig(dataset_name=str(folder / "data"), output_dir=str(out), max_steps=steps, **TINY_SFT)
         run_objective("sft", config)
     return time.perf_counter() - start
+
+
+def _leave_alone(*_: Any) -> int:
+    """Stands in for syngen's thread sizing (torch default): sets nothing."""
+    return 0
 
 
 def measure(work: str, mode: str, folder: Path, steps: int, cap: float) -> float | None:
@@ -123,7 +129,8 @@ def main() -> None:
                             busy.kill()
                             busy.wait()
                     shown = [f"{w:.1f}" if w is not None else f">{args.cap:.0f}" for w in walls]
-                    ratio = f"{walls[1] / walls[0]:.1f}" if None not in walls else "-"
+                    auto, default = walls
+                    ratio = f"{default / auto:.1f}" if auto is not None and default is not None else "-"
                     print(f"{work:>10} {machine:>8} {shown[0]:>8} {shown[1]:>16} {ratio:>6}", flush=True)
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
