@@ -153,6 +153,7 @@ def test_results_finishing_beside_a_gpu_give_the_same_dataset(tmp_path: Path, mo
     recipe = yaml.safe_load(QUICKSTART.read_text())
     recipe["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
     recipe["stages"]["segment"]["batch_size"] = recipe["stages"]["negatives"]["batch_size"] = 1
+    recipe["runtime"]["cpu_threads"] = 2  # torch 1 thread, the pool 1: the pool's own thread, whatever the machine
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     made = {}
