@@ -144,6 +144,16 @@ def reference_markdown() -> str:
     )
 
 
+CpuThreads = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="CPU threads torch keeps busy; default: the process's CPU share (its affinity, capped by a cgroup CPU "
+        "quota as in containers and Slurm jobs).",
+    ),
+]  # both eval commands' --cpu-threads
+
+
 @eval_app.command("ris")
 def eval_ris(
     model: Annotated[str, typer.Option("--model", help="Policy checkpoint folder (or Hub id) from `syngen train`.")],
@@ -176,14 +186,7 @@ def eval_ris(
     resume: Annotated[
         bool, typer.Option(help="Keep the predictions already in the eval folder and score only the rest.")
     ] = True,
-    cpu_threads: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="CPU threads torch keeps busy; default: the process's CPU share (its affinity, capped by a cgroup "
-            "CPU quota as in containers and Slurm jobs).",
-        ),
-    ] = None,
+    cpu_threads: CpuThreads = None,
 ) -> None:
     """Referring segmentation: each layout's metrics (oIoU/cIoU, mIoU, gIoU, N-acc, T-acc, Prec@X) per split."""
     from rich.table import Table
@@ -237,14 +240,7 @@ def eval_pointing(
     limit: Annotated[int | None, typer.Option(min=1, help="Score at most N phrases.")] = None,
     heatmaps: Annotated[int, typer.Option(min=0, help="Draw the first N phrases' heat maps into a PNG sheet.")] = 0,
     out: Annotated[Path | None, typer.Option(help="JSON report path; default: beside the checkpoint.")] = None,
-    cpu_threads: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="CPU threads torch keeps busy; default: the process's CPU share (its affinity, capped by a cgroup "
-            "CPU quota as in containers and Slurm jobs).",
-        ),
-    ] = None,
+    cpu_threads: CpuThreads = None,
 ) -> None:
     """Pointing game: the share of phrases whose Grad-CAM heat map peaks strictly inside one of their boxes."""
     from rich.table import Table
