@@ -121,6 +121,13 @@ def cpu_share(affinity: int | None = None, quota: float | None = None, omp: int 
     return max(1, math.floor(min(c for c in caps if c is not None)))
 
 
+def local_processes(default: int = 1) -> int:
+    """The processes of this job on this machine: ``LOCAL_WORLD_SIZE`` (set by torchrun and ``accelerate launch``)
+    when it is a whole number >= 1, else ``default``."""
+    value = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else default
+
+
 @dataclass(frozen=True)
 class Threads:
     """How a share of CPUs is used: ``torch`` intra-op threads (the calling thread is one of them) and ``pool``

@@ -169,3 +169,22 @@ def test_usable_cpus_is_the_share_the_process_may_run_on(
     else:
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: affinity)
     assert usable_cpus() == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(None, 5, id="unset-default"),
+        pytest.param("2", 2, id="two"),
+        pytest.param("0", 5, id="zero-ignored"),
+        pytest.param("x", 5, id="text-ignored"),
+    ],
+)
+def test_local_processes_reads_the_launchers_count(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, expected: int
+) -> None:
+    if value is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", value)
+    assert cpus.local_processes(5) == expected

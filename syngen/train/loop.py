@@ -12,7 +12,6 @@ reproducing the uninterrupted run.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from collections import defaultdict
@@ -25,7 +24,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
-from syngen.cpus import set_torch_threads
+from syngen.cpus import local_processes, set_torch_threads
 from syngen.errors import ConfigError, TrainError
 from syngen.train.checkpoint import latest_checkpoint, prune, push_model, read_state, write_model_folder
 from syngen.train.curves import plot_curves
@@ -54,9 +53,7 @@ def train(objective: Objective) -> Path:
     out = Path(config.output_dir)
     accelerator = make_accelerator(config.use_cpu, config.mixed_precision, config.gradient_accumulation_steps)
     main = accelerator.is_main_process
-    # LOCAL_WORLD_SIZE: the processes on this machine (accelerate launch sets it); num_processes counts all machines'
-    processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
-    set_torch_threads(config.cpu_threads, processes)
+    set_torch_threads(config.cpu_threads, local_processes(accelerator.num_processes))
     if main:
         out.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
