@@ -13,7 +13,7 @@ it after. The SFT run trains ``--steps`` steps on tiny twins over the quickstart
 untimed run, which also builds the tiny twins). A measurement that runs past ``--cap`` seconds is stopped and shown
 as ``>cap``.
 
-    python benchmarks/threads.py [--steps 30] [--cap 300] [--repeats 1]
+    python benchmarks/threads.py [--steps 30] [--cap 300] [--repeats 1] [--work quickstart,sft]
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="SFT optimizer steps")
     parser.add_argument("--cap", type=float, default=300, help="seconds a measurement may take")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--work", default="quickstart,sft", help="what to measure, comma-separated")
     parser.add_argument("--child", choices=["quickstart", "sft"], help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -118,7 +119,7 @@ def main() -> None:
             f"{args.steps} steps; load average {os.getloadavg()[0]:.1f} at start"
         )
         print(f"{'work':>10} {'machine':>8} {'auto s':>8} {'torch default s':>16} {'ratio':>6}")
-        for work in ("quickstart", "sft"):
+        for work in args.work.split(","):
             for machine in ("quiet", "busy"):
                 for _ in range(args.repeats):
                     busy = busy_loop() if machine == "busy" else None

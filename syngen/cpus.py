@@ -167,10 +167,12 @@ def apply(threads: Threads) -> None:
 
 
 def set_torch_threads(setting: CpuThreads | None = "auto", processes: int = 1) -> int:
-    """Sets torch's intra-op threads to :func:`share_of` ``(setting, processes)`` (None: auto), for work without
-    syngen's pool (training, evaluation); returns the count."""
+    """Sets torch's intra-op threads for work without syngen's pool (training, evaluation), one of ``processes``
+    on this machine, and returns the count: ``setting`` when it is a number, else (None or ``auto``) the torch
+    threads of :func:`plan` on the CPU: the share less one, which stays free for the process's other threads
+    (data loading, logging, checkpoint writes) and whatever else runs on the machine."""
     import torch
 
-    threads = share_of(setting or "auto", processes)
+    threads = setting if isinstance(setting, int) else plan("auto", processes=processes).torch
     torch.set_num_threads(threads)
     return threads

@@ -188,3 +188,22 @@ def test_local_processes_reads_the_launchers_count(
     else:
         monkeypatch.setenv("LOCAL_WORLD_SIZE", value)
     assert cpus.local_processes(5) == expected
+
+
+@pytest.mark.parametrize(
+    ("setting", "processes", "expected"),
+    [
+        pytest.param(None, 1, 3, id="auto-leaves-one-free"),
+        pytest.param("auto", 2, 1, id="auto-two-processes"),
+        pytest.param(6, 1, 6, id="fixed-is-torchs"),
+        pytest.param(6, 4, 6, id="fixed-is-per-process"),
+    ],
+)
+def test_torch_threads_for_training_and_eval(
+    monkeypatch: pytest.MonkeyPatch, setting: int | str | None, processes: int, expected: int
+) -> None:
+    import torch
+
+    monkeypatch.setattr(cpus, "cpu_share", lambda: 4)
+    assert cpus.set_torch_threads(setting, processes) == expected  # type: ignore[arg-type]
+    assert torch.get_num_threads() == expected

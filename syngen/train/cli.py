@@ -149,7 +149,7 @@ CpuThreads = Annotated[
     typer.Option(
         min=1,
         help="CPU threads torch keeps busy; default: the process's CPU share (its affinity, capped by a cgroup CPU "
-        "quota as in containers and Slurm jobs).",
+        "quota as in containers and Slurm jobs), less one for its other threads.",
     ),
 ]  # both eval commands' --cpu-threads
 

@@ -117,8 +117,8 @@ class TrainConfig:
         default=None,
         metadata={
             "help": "CPU threads torch keeps busy in each process; default: the process's CPU share (its affinity, "
-            "capped by a cgroup CPU quota as in containers and Slurm jobs), divided among the processes "
-            "`accelerate launch` starts on this machine."
+            "capped by a cgroup CPU quota as in containers and Slurm jobs) divided among the processes "
+            "`accelerate launch` starts on this machine, less one for the process's other threads."
         },
     )
     save_steps: int = field(
