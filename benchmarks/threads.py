@@ -10,8 +10,9 @@ Each measurement runs in a fresh process (torch's thread count is set once per p
 
 "Busy" starts one niced busy loop (``nice -n 10 python -c 'while True: pass'``) before the measurement and stops
 it after. The SFT run trains ``--steps`` steps on tiny twins over the quickstart's dataset (made by a first,
-untimed run, which also builds the tiny twins). A measurement that runs past ``--cap`` seconds is stopped and shown
-as ``>cap``.
+untimed run, followed by an untimed one-step SFT run: the tiny twins and caches are built before any measured
+run). With ``--repeats``, the order of the two settings alternates. A measurement that runs past ``--cap``
+seconds is stopped and shown as ``>cap``.
 
     python benchmarks/threads.py [--steps 30] [--cap 300] [--repeats 1] [--work quickstart,sft]
 """
@@ -121,10 +122,12 @@ def main() -> None:
         print(f"{'work':>10} {'machine':>8} {'auto s':>8} {'torch default s':>16} {'ratio':>6}")
         for work in args.work.split(","):
             for machine in ("quiet", "busy"):
-                for _ in range(args.repeats):
+                for repeat in range(args.repeats):
                     busy = busy_loop() if machine == "busy" else None
+                    order = MODES if repeat % 2 == 0 else MODES[::-1]  # alternated: a drift in load cancels out
                     try:
-                        walls = [measure(work, mode, folder, args.steps, args.cap) for mode in MODES]
+                        measured = {mode: measure(work, mode, folder, args.steps, args.cap) for mode in order}
+                        walls = [measured[mode] for mode in MODES]
                     finally:
                         if busy is not None:
                             busy.kill()
@@ -137,12 +140,17 @@ def main() -> None:
 
 
 def prepare(folder: Path) -> None:
-    """The quickstart's dataset in ``folder / "data"`` (the SFT runs' data), which builds the tiny twins too."""
+    """The quickstart's dataset in ``folder / "data"`` (the SFT runs' data) and a one-step SFT run on it: builds
+    the tiny twins and the dataset's caches, so that no measured run pays for them."""
     from syngen.assets import quickstart_recipe
     from syngen.executors.local import run
     from syngen.recipe import load_recipe
+    from syngen.train.cli import run_objective
+    from syngen.train.config import SftConfig
 
     run(load_recipe(quickstart_recipe()), folder / "data", fresh=True, progress=False)
+    config = SftConfig(dataset_name=str(folder / "data"), output_dir=str(folder / "warm"), max_steps=1, **TINY_SFT)
+    run_objective("sft", config)
 
 
 if __name__ == "__main__":
