@@ -176,8 +176,8 @@ class RuntimeConfig(BaseModel):
     cpu_threads: CpuThreads = Field(
         "auto",
         description="CPU threads the run keeps busy, torch's and syngen's own together. auto: the process's CPU "
-        "share (its affinity, capped by a cgroup CPU quota as in containers and Slurm jobs). Results are the same "
-        "either way.",
+        "share (its affinity, capped by a cgroup CPU quota as in containers and Slurm jobs). Results differ only "
+        "in the last digits of floats, which depend on torch's thread count (as on another machine).",
     )
 
 

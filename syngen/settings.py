@@ -32,4 +32,6 @@ def _cpu_threads(value: object) -> int | str:
     raise ValueError("expected auto or a whole number of threads >= 1")
 
 
-CpuThreads = Annotated[Literal["auto"] | int, PlainValidator(_cpu_threads)]  # syngen.cpus.plan's setting
+CpuThreads = Annotated[
+    Literal["auto"] | int, PlainValidator(_cpu_threads, json_schema_input_type=Literal["auto"] | int)
+]  # syngen.cpus.plan's setting
