@@ -102,11 +102,16 @@ def quota_cpus(root: Path = CGROUP, proc_cgroup: Path = PROC_CGROUP) -> float | 
     return min(found) if found else None
 
 
+def _env_count(name: str) -> int | None:
+    """The environment variable ``name`` when it is a whole number >= 1, else None."""
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else None
+
+
 def omp_threads() -> int | None:
     """``OMP_NUM_THREADS`` when it is a whole number >= 1 (the usual cap a user, a job script or Ray sets), else
     None."""
-    value = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return int(value) if value.isdigit() and int(value) >= 1 else None
+    return _env_count("OMP_NUM_THREADS")
 
 
 def cpu_share(affinity: int | None = None, quota: float | None = None, omp: int | None = None) -> int:
@@ -124,8 +129,7 @@ def cpu_share(affinity: int | None = None, quota: float | None = None, omp: int 
 def local_processes(default: int = 1) -> int:
     """The processes of this job on this machine: ``LOCAL_WORLD_SIZE`` (set by torchrun and ``accelerate launch``)
     when it is a whole number >= 1, else ``default``."""
-    value = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
-    return int(value) if value.isdigit() and int(value) >= 1 else default
+    return _env_count("LOCAL_WORLD_SIZE") or default
 
 
 @dataclass(frozen=True)

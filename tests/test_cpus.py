@@ -15,6 +15,14 @@ V2 = "0::/user.slice/job\n"
 V1 = "12:cpu,cpuacct:/docker/abc\n3:memory:/docker/abc\n"
 
 
+def _set_env(monkeypatch: pytest.MonkeyPatch, name: str, value: str | None) -> None:
+    """Sets the environment variable ``name`` to ``value``; None removes it."""
+    if value is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, value)
+
+
 def _tree(root: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         path = root / name
@@ -106,10 +114,7 @@ def test_the_share_reads_the_machine_by_default(
 ) -> None:
     monkeypatch.setattr(cpus, "usable_cpus", lambda: 6)
     monkeypatch.setattr(cpus, "quota_cpus", lambda: None)
-    if omp is None:
-        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    else:
-        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    _set_env(monkeypatch, "OMP_NUM_THREADS", omp)
     assert cpu_share() == expected
     monkeypatch.setattr(cpus, "quota_cpus", lambda: 2.5)
     assert cpu_share() == min(2, expected)
@@ -183,10 +188,7 @@ def test_usable_cpus_is_the_share_the_process_may_run_on(
 def test_local_processes_reads_the_launchers_count(
     monkeypatch: pytest.MonkeyPatch, value: str | None, expected: int
 ) -> None:
-    if value is None:
-        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    else:
-        monkeypatch.setenv("LOCAL_WORLD_SIZE", value)
+    _set_env(monkeypatch, "LOCAL_WORLD_SIZE", value)
     assert cpus.local_processes(5) == expected
 
 
