@@ -27,6 +27,7 @@ __all__ = [
     "Threads",
     "apply",
     "cpu_share",
+    "local_processes",
     "omp_threads",
     "plan",
     "quota_cpus",
