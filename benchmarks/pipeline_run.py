@@ -40,9 +40,12 @@ def write_recipe(
     wave_size: int = 64,
     overlap: str = "auto",
     device: str = "cpu",
+    cpu_threads: int | str = "auto",
+    png_compress_level: int | None = None,
 ) -> Path:
     """Seeds and a recipe in ``folder``: every stage on tiny twins, images kept at ``size`` (width, height),
-    ``runtime.overlap`` and ``runtime.device`` as given."""
+    ``runtime.overlap``, ``runtime.device``, ``runtime.cpu_threads`` and synthesize's ``png_compress_level`` as
+    given."""
     seeds = folder / "seeds"
     seeds.mkdir(parents=True, exist_ok=True)
     for i in range(samples):
@@ -50,10 +53,16 @@ def write_recipe(
     recipe = {
         "name": "bench",
         "source": {"kind": "images", "path": str(seeds)},
-        "runtime": {"device": device, "wave_size": wave_size, "overlap": overlap},
+        "runtime": {"device": device, "wave_size": wave_size, "overlap": overlap, "cpu_threads": cpu_threads},
         "stages": {
             "caption": {"model": "tiny:captioner-blip", "prompt": str(REPO / "prompts/caption_blip.txt")},
-            "synthesize": {"model": "tiny:sd", "steps": 2, "width": size[0], "height": size[1]},
+            "synthesize": {
+                "model": "tiny:sd",
+                "steps": 2,
+                "width": size[0],
+                "height": size[1],
+                "png_compress_level": png_compress_level,
+            },
             "phrases": {"model": "tiny:llm", "prompt": str(REPO / "prompts/phrases.txt"), "max_new_tokens": 24},
             "ground": {"model": "tiny:grounder"},
             "segment": {"model": "tiny:segmenter"},
@@ -69,16 +78,6 @@ def write_recipe(
 def run_recipe(path: Path, out: Path) -> dict[str, Any]:
     """Runs the recipe (fresh) and returns its run report."""
     return run(load_recipe(path), out, fresh=True, progress=False)
-
-
-def overhead(report: dict[str, Any]) -> dict[str, float]:
-    """Seconds outside model calls and model loading, per stage and ``"overall"`` (the whole run: preflight,
-    stages, export), from a run report."""
-    stages = report["stages"]
-    figures = {name: s["wall_s"] - s["model_s"] - s["load_s"] for name, s in stages.items()}
-    model = sum(s["model_s"] + s["load_s"] for s in stages.values())
-    figures["overall"] = report["total_s"] - report["preflight_s"] - model
-    return figures
 
 
 def peak_rss_mb() -> float:

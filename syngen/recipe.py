@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 
 from syngen.assets import bundled_dirs
 from syngen.errors import PreflightError, RecipeError, excerpt
-from syngen.settings import STRICT, SomePath
+from syngen.settings import STRICT, CpuThreads, SomePath
 from syngen.stages import STAGES, stage_class
 from syngen.stages.base import Context, ModelStageConfig, StageConfig
 from syngen.stages.ground import GroundConfig, makes_masks
@@ -173,6 +173,12 @@ class RuntimeConfig(BaseModel):
         "images) one wave ahead, and those after the last (views) one wave behind, in worker threads beside the "
         "model stages. auto: on with a GPU (its CPU cores are otherwise idle), off on cpu (the models use every "
         "core there). Results are the same either way.",
+    )
+    cpu_threads: CpuThreads = Field(
+        "auto",
+        description="CPU threads the run keeps busy, torch's and syngen's own together. auto: the process's CPU "
+        "share (its affinity, capped by a cgroup CPU quota as in containers and Slurm jobs). Results differ only "
+        "in the last digits of floats, which depend on torch's thread count (as on another machine).",
     )
 
 

@@ -31,6 +31,7 @@ from typing import Any, TextIO, cast
 
 from tqdm import tqdm
 
+from syngen import cpus
 from syngen.executors.shard import WHOLE, Shard
 from syngen.models.loading import backend_for
 from syngen.models.pool import ModelPool, device_memory_bytes
@@ -91,6 +92,7 @@ class Runner:
         self.shard = shard
         self.failures_file = FAILURES if shard.whole else f"failures-shard-{shard.rank}.jsonl"
         self.ctx = recipe.context()
+        cpus.apply(cpus.plan(recipe.top.runtime.cpu_threads, on_gpu(self.ctx.device), cpus.local_processes()))
         self.stages: list[Stage[Any, Any]] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
         if not isinstance(self.stages[0], SourceStage):
             raise TypeError(f"the first stage must be a source stage, not {self.stages[0].name}")

@@ -205,8 +205,9 @@ def load_image(sample: Sample) -> Image.Image:
     return DECODED.get(sample["image"])
 
 
-def image_bytes(image: Image.Image, format: str = "PNG") -> bytes:
-    """A PIL image encoded to bytes (PNG by default: lossless)."""
+def image_bytes(image: Image.Image, format: str = "PNG", **options: Any) -> bytes:
+    """A PIL image encoded to bytes (PNG by default: lossless); ``options`` go to PIL's encoder (e.g.
+    ``compress_level``)."""
     buf = io.BytesIO()
-    image.save(buf, format=format)
+    image.save(buf, format=format, **options)
     return buf.getvalue()

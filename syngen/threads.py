@@ -9,25 +9,16 @@ PIL, numpy, pyarrow and torch release the GIL in their heavy loops, so these thr
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from syngen.cpus import usable_cpus
+
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def usable_cpus() -> int:
-    """CPU cores this process may run on: its affinity where the system has one (a Slurm job's or taskset's
-    share, not the whole machine), else every core."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-# encoding of images and masks off the main thread (map results come back in order)
-POOL = ThreadPoolExecutor(max_workers=max(2, usable_cpus()), thread_name_prefix="syngen-cpu")
 
 
 def _fulfil(future: Future[R], fn: Callable[..., R], *args: Any, **kwargs: Any) -> None:
@@ -49,6 +40,32 @@ class InlineExecutor(Executor):
 
 
 INLINE = InlineExecutor()
+
+
+class Pool(Executor):
+    """A thread pool whose size can be set after it is made (:func:`syngen.cpus.apply` sizes it to the process's
+    CPU share); size 0 runs each task on the submitting thread."""
+
+    def __init__(self, workers: int):
+        self._executor: Executor = INLINE
+        self.workers = 0
+        self.resize(workers)
+
+    def resize(self, workers: int) -> None:
+        """From now on, ``workers`` threads (0: none); tasks already submitted finish where they are."""
+        if workers == self.workers:
+            return
+        old, self.workers = self._executor, workers
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="syngen-cpu") if workers else INLINE
+        old.shutdown(wait=False)
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        return self._executor.submit(fn, *args, **kwargs)
+
+
+# encoding of images and masks off the main thread (map results come back in order); sized again at each run's
+# start to the CPU share
+POOL = Pool(max(2, usable_cpus()))
 
 
 def on_gpu(device: Any) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from syngen.threads import POOL
 from tests.helpers import draw_shapes
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -21,6 +22,16 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tiny twins cached for the whole session (or in $SYNGEN_CACHE when set); HF caches in a temp folder."""
     os.environ.setdefault("SYNGEN_CACHE", str(tmp_path_factory.mktemp("syngen-cache")))
     os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf-home"))
+
+
+@pytest.fixture(autouse=True)
+def _threads_as_they_were() -> Iterator[None]:
+    """A run sizes torch's threads and syngen's pool to its CPU share (syngen.cpus): each test starts from the sizes
+    the session started with (a pool sized 0 under OMP_NUM_THREADS=1 would run the pool's tests inline)."""
+    torch_threads, workers = torch.get_num_threads(), POOL.workers
+    yield
+    torch.set_num_threads(torch_threads)
+    POOL.resize(workers)
 
 
 @pytest.fixture

@@ -155,6 +155,7 @@ def test_results_finishing_beside_a_gpu_give_the_same_dataset(tmp_path: Path, mo
     recipe = yaml.safe_load(QUICKSTART.read_text())
     recipe["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
     recipe["stages"]["segment"]["batch_size"] = recipe["stages"]["negatives"]["batch_size"] = 1
+    recipe["runtime"]["cpu_threads"] = 2  # torch 1 thread, the pool 1: the pool's own thread, whatever the machine
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     made = {}
@@ -273,3 +274,20 @@ def test_train_amc_then_eval_pointing_on_the_quickstart(reference: Path, tmp_pat
     phrases = len({(row["id"], r["phrase"]) for row in rows(reference, "grounding") for r in row["regions"]})
     assert report["metrics"]["n"] == report["baseline"]["metrics"]["n"] == phrases
     assert (amc / "eval-pointing-quickstart-train-heatmaps.png").exists()
+
+
+def test_the_pool_size_leaves_the_dataset_unchanged(tmp_path: Path) -> None:
+    """runtime.cpu_threads 1 (torch 1 thread, the pool's work inline) and 2 (torch 1, the pool 1 thread) make the
+    same rows, every column (torch's own thread count is held at 1: it changes floats' last digits)."""
+    recipe = yaml.safe_load(QUICKSTART.read_text())
+    recipe["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
+    made = {}
+    for threads in (1, 2):
+        recipe["runtime"]["cpu_threads"] = threads
+        path = tmp_path / f"r{threads}.yaml"
+        path.write_text(yaml.safe_dump(recipe))
+        out = tmp_path / f"out{threads}"
+        result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--no-progress"])
+        assert result.exit_code == 0, result.output
+        made[threads] = {config: rows(out, config) for config in ("grounding", "preference")}
+    assert made[1] == made[2] and made[1]["grounding"] and made[1]["preference"]

@@ -495,3 +495,40 @@ def test_the_expanded_value_limit_holds_without_aliases(tmp_path: Path) -> None:
     path.write_text("a: [" + ", ".join(["1"] * 20_000) + "]\n")
     with pytest.raises(RecipeError, match="uses 0 aliases and expands to 20003 values"):
         read_yaml(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        pytest.param("auto", None, id="auto"),
+        pytest.param(1, None, id="one"),
+        pytest.param(64, None, id="many"),
+        pytest.param(0, "cpu_threads: expected auto or a whole number of threads >= 1 \\(got 0\\)", id="zero"),
+        pytest.param(-2, "cpu_threads: expected auto or a whole number of threads >= 1", id="negative"),
+        pytest.param("2", "cpu_threads: expected auto or a whole number of threads >= 1", id="number-as-text"),
+        pytest.param(True, "cpu_threads: expected a number, got the boolean true", id="boolean"),
+        pytest.param(1.5, "cpu_threads: expected auto or a whole number of threads >= 1", id="fraction"),
+        pytest.param("all", "cpu_threads: expected auto or a whole number of threads >= 1", id="unknown-word"),
+    ],
+)
+def test_cpu_threads_is_auto_or_a_count(tmp_path: Path, value: Any, error: str | None) -> None:
+    recipe = base()
+    recipe.setdefault("runtime", {})["cpu_threads"] = value
+    if error is None:
+        assert load_recipe(write(tmp_path, recipe)).top.runtime.cpu_threads == value
+    else:
+        with pytest.raises(RecipeError, match=error):
+            load_recipe(write(tmp_path, recipe))
+
+
+def test_cpu_threads_leaves_the_fingerprints_alone(tmp_path: Path) -> None:
+    """A runtime setting: the stages' fingerprints, hence their stored results, do not depend on it."""
+    from syngen.stages import stage_class
+
+    def fingerprints(threads: Any) -> list[dict]:
+        recipe = base()
+        recipe.setdefault("runtime", {})["cpu_threads"] = threads
+        loaded = load_recipe(write(tmp_path, recipe))
+        return [stage_class(n)(c, loaded.context()).fingerprint() for n, c in loaded.stages.items()]
+
+    assert fingerprints("auto") == fingerprints(1) == fingerprints(7)

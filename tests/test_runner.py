@@ -718,3 +718,25 @@ def test_work_that_raised_after_the_call_fails_its_sample_alone(
     CALLS.clear()
     again, _ = run_all(recipe, tmp_path / "out")  # stored: nothing is computed again
     assert sorted(s["image"] for s in again) == [b"a.png", b"c.png"] and not CALLS["caption"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "torch_threads", "pool"),
+    [pytest.param(1, 1, 0, id="one-all-inline"), pytest.param(3, 2, 1, id="three-on-cpu")],
+)
+def test_a_run_sizes_torch_and_the_pool_to_runtime_cpu_threads(
+    tmp_path: Path, setting: int, torch_threads: int, pool: int
+) -> None:
+    import torch
+
+    from syngen.threads import POOL
+
+    recipe = make_recipe(tmp_path, ["a.png"], {})
+    recipe.top.runtime.cpu_threads = setting
+    before = (torch.get_num_threads(), POOL.workers)
+    try:
+        Runner(recipe, tmp_path / "out", progress=False)
+        assert (torch.get_num_threads(), POOL.workers) == (torch_threads, pool)
+    finally:
+        torch.set_num_threads(before[0])
+        POOL.resize(before[1])

@@ -1,10 +1,9 @@
 """consume_in_thread: the consumer gets the stream in order; errors on either side stop both and are raised.
-usable_cpus: the cores the process may run on. beside_model: where a model stage's CPU work runs; on_gpu:
+beside_model: where a model stage's CPU work runs; on_gpu:
 whether a device is a GPU. after: work chained to futures."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import weakref
@@ -18,12 +17,12 @@ import torch
 from syngen.threads import (
     INLINE,
     POOL,
+    Pool,
     ProducerFailed,
     after,
     beside_model,
     consume_in_thread,
     on_gpu,
-    usable_cpus,
 )
 
 
@@ -89,25 +88,6 @@ def test_a_consumer_error_stops_the_producer_and_is_raised() -> None:
     with pytest.raises(OSError, match="disk full"):
         consume_in_thread(consume, produce(), maxsize=2)
     assert len(produced) < 100
-
-
-@pytest.mark.parametrize(
-    ("affinity", "cpu_count", "expected"),
-    [
-        pytest.param({0}, 64, 1, id="affinity-one-core-of-many"),
-        pytest.param(None, 5, 5, id="no-affinity-api"),
-        pytest.param(None, None, 1, id="no-affinity-api-unknown-count"),
-    ],
-)
-def test_usable_cpus_is_the_share_the_process_may_run_on(
-    monkeypatch: pytest.MonkeyPatch, affinity: set[int] | None, cpu_count: int | None, expected: int
-) -> None:
-    monkeypatch.setattr(os, "cpu_count", lambda: cpu_count)
-    if affinity is None:
-        monkeypatch.delattr(os, "sched_getaffinity", raising=False)
-    else:
-        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: affinity)
-    assert usable_cpus() == expected
 
 
 @pytest.mark.parametrize(
@@ -177,3 +157,16 @@ def test_after_keeps_no_reference_to_then_once_called() -> None:
     assert ref() is not None  # still waiting: `then` is kept
     future.set_result(1)
     assert result.result() == "made" and ref() is None
+
+
+@pytest.mark.parametrize(
+    ("workers", "in_worker"),
+    [pytest.param(0, False, id="none-runs-inline"), pytest.param(2, True, id="two-threads")],
+)
+def test_the_pool_runs_its_tasks_where_its_size_says(workers: int, in_worker: bool) -> None:
+    pool = Pool(3)
+    pool.resize(workers)
+    names = list(pool.map(lambda _: threading.current_thread().name, range(6)))
+    assert all(name.startswith("syngen-cpu") == in_worker for name in names), names
+    assert pool.workers == workers
+    assert list(pool.map(lambda i: i * i, range(50))) == [i * i for i in range(50)]  # in order

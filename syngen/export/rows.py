@@ -64,8 +64,8 @@ def preference_rows(sample: Sample, embed_images: bool = False) -> list[dict[str
     image is in the row only with ``embed_images`` (else ``image_id`` finds it in ``grounding``)."""
     rows = []
     for r, region in enumerate(sample.get("regions") or []):
-        if region.get("mask") is None:
-            continue
+        if region.get("mask") is None or not region.get("negatives"):
+            continue  # no pair: its mask's PNG is not needed
         chosen_png = mask_png(region["mask"])
         for n, negative in enumerate(region.get("negatives") or []):
             rows.append(

@@ -34,16 +34,19 @@ def resolve_dtype(name: str, device: str) -> str:
 
 
 def timed(method: Callable[Concatenate[A, P], R]) -> Callable[Concatenate[A, P], R]:
-    """Adds the wall time of a model call to ``self.model_seconds`` (reported as time inside model calls)."""
+    """Adds the wall time of a model call to ``self.model_seconds`` (reported as time inside model calls) and this
+    thread's CPU time in it to ``self.model_cpu_seconds`` (benchmarks/overhead.py parts the wrapper's pre- and
+    post-processing from the forward pass with it)."""
 
     @functools.wraps(method)
     def wrapper(self: A, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
             with torch.inference_mode():
                 return method(self, *args, **kwargs)
         finally:
             self.model_seconds += time.perf_counter() - start
+            self.model_cpu_seconds += time.thread_time() - cpu
 
     return wrapper
 
@@ -57,6 +60,7 @@ class Adapter:
         self.dtype = DTYPES[dtype]
         self.trust_remote_code = trust_remote_code
         self.model_seconds = 0.0
+        self.model_cpu_seconds = 0.0
 
     def image_kwargs(self, processor: Any) -> dict[str, Any]:
         """Extra arguments for a call of ``processor`` on images: ``device`` where the model is on a GPU and the

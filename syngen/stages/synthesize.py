@@ -85,6 +85,14 @@ class SynthesizeConfig(ModelStageConfig):
         "GPU; slower). Ignored on CPU.",
         json_schema_extra=RUNTIME_ONLY,
     )
+    png_compress_level: int | None = Field(
+        None,
+        ge=0,
+        le=9,
+        description="zlib level of the made images' PNGs: 1 is the fastest to encode, 9 the smallest; none: PIL's "
+        "default (6). The pixels are the same at every level (PNG is lossless), so stored results stay valid.",
+        json_schema_extra=RUNTIME_ONLY,
+    )
     vae_slicing: bool = Field(
         False,
         description="Decode a batch's latents one image at a time (less GPU memory, same images).",
@@ -178,7 +186,7 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
                 width=cfg.width,
             )
             images += made
-            pngs += [POOL.submit(_encoded, image) for image in made]
+            pngs += [POOL.submit(_encoded, image, cfg.png_compress_level) for image in made]
         updates: list[list[Update]] = [[] for _ in samples]
         for (n, index, seed), image, png in zip(jobs, images, pngs, strict=True):
             parent = samples[n]["id"]
@@ -194,8 +202,9 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
         return [made or Failure(kind="empty_caption", message="the caption is empty") for made in updates]
 
 
-def _encoded(image: Image.Image) -> bytes:
-    """The image's PNG bytes; the image is kept decoded under them, so the next stages need not decode it."""
-    data = image_bytes(image)
+def _encoded(image: Image.Image, level: int | None = None) -> bytes:
+    """The image's PNG bytes at zlib ``level`` (None: PIL's default); the image is kept decoded under them, so the
+    next stages need not decode it."""
+    data = image_bytes(image, "PNG", **({} if level is None else {"compress_level": level}))
     DECODED.put(data, image)
     return data

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
+from syngen.cpus import set_torch_threads
 from syngen.errors import UsageError
 from syngen.train.config import (
     AmcConfig,
@@ -143,6 +144,16 @@ def reference_markdown() -> str:
     )
 
 
+CpuThreads = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="CPU threads torch keeps busy; default: the process's CPU share (its affinity, capped by a cgroup CPU "
+        "quota as in containers and Slurm jobs), less one for its other threads.",
+    ),
+]  # both eval commands' --cpu-threads
+
+
 @eval_app.command("ris")
 def eval_ris(
     model: Annotated[str, typer.Option("--model", help="Policy checkpoint folder (or Hub id) from `syngen train`.")],
@@ -175,6 +186,7 @@ def eval_ris(
     resume: Annotated[
         bool, typer.Option(help="Keep the predictions already in the eval folder and score only the rest.")
     ] = True,
+    cpu_threads: CpuThreads = None,
 ) -> None:
     """Referring segmentation: each layout's metrics (oIoU/cIoU, mIoU, gIoU, N-acc, T-acc, Prec@X) per split."""
     from rich.table import Table
@@ -182,6 +194,7 @@ def eval_ris(
     from syngen.evalsets import Columns
     from syngen.evaluate import evaluate_ris
 
+    set_torch_threads(cpu_threads)
     try:
         report = evaluate_ris(
             model,
@@ -227,12 +240,14 @@ def eval_pointing(
     limit: Annotated[int | None, typer.Option(min=1, help="Score at most N phrases.")] = None,
     heatmaps: Annotated[int, typer.Option(min=0, help="Draw the first N phrases' heat maps into a PNG sheet.")] = 0,
     out: Annotated[Path | None, typer.Option(help="JSON report path; default: beside the checkpoint.")] = None,
+    cpu_threads: CpuThreads = None,
 ) -> None:
     """Pointing game: the share of phrases whose Grad-CAM heat map peaks strictly inside one of their boxes."""
     from rich.table import Table
 
     from syngen.evaluate import evaluate_pointing, report_path, write_report
 
+    set_torch_threads(cpu_threads)
     path = out or report_path(model, data, split, "pointing")
     try:
         report = evaluate_pointing(

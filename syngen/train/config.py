@@ -113,6 +113,14 @@ class TrainConfig:
     fp16: bool = field(default=False, metadata={"help": "float16 mixed precision (needs a GPU)."})
     seed: int = field(default=0, metadata={"help": "Random seed (data order, initialisation, eval_fraction split)."})
     use_cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is there."})
+    cpu_threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "CPU threads torch keeps busy in each process; default: the process's CPU share (its affinity, "
+            "capped by a cgroup CPU quota as in containers and Slurm jobs) divided among the processes "
+            "`accelerate launch` starts on this machine, less one for the process's other threads."
+        },
+    )
     save_steps: int = field(
         default=500, metadata={"help": "Save a checkpoint every N optimizer steps; 0 = only at the end."}
     )
@@ -146,7 +154,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_finite(self)
         check_positive(self, "per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs")
-        check_positive(self, "gradient_accumulation_steps", "eval_steps")
+        check_positive(self, "gradient_accumulation_steps", "eval_steps", "cpu_threads")
         check_positive(self, "learning_rate", "weight_decay", "warmup_steps", "max_grad_norm", allow_zero=True)
         check_positive(self, "save_steps", "save_total_limit", "logging_steps", allow_zero=True)
         check_choice("lr_scheduler_type", self.lr_scheduler_type, SCHEDULERS)

@@ -24,6 +24,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
+from syngen.cpus import local_processes, set_torch_threads
 from syngen.errors import ConfigError, TrainError
 from syngen.train.checkpoint import latest_checkpoint, prune, push_model, read_state, write_model_folder
 from syngen.train.curves import plot_curves
@@ -52,6 +53,7 @@ def train(objective: Objective) -> Path:
     out = Path(config.output_dir)
     accelerator = make_accelerator(config.use_cpu, config.mixed_precision, config.gradient_accumulation_steps)
     main = accelerator.is_main_process
+    set_torch_threads(config.cpu_threads, local_processes(accelerator.num_processes))
     if main:
         out.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)

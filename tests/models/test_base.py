@@ -82,3 +82,27 @@ def test_every_image_call_takes_the_image_kwargs(cls: type, twin: str, call: Any
     model.image_kwargs = lambda processor: {"device": torch.device("cpu")}
     call(model)
     assert [kwargs.get("device") for kwargs in model.processor.calls] == [torch.device("cpu")]
+
+
+def test_timed_counts_the_calls_wall_and_this_threads_cpu_time() -> None:
+    import time
+
+    from syngen.models.base import timed
+
+    class Busy(Adapter):
+        @timed
+        def spin(self, seconds: float) -> None:
+            end = time.thread_time() + seconds
+            while time.thread_time() < end:
+                pass
+
+        @timed
+        def sleep(self, seconds: float) -> None:
+            time.sleep(seconds)
+
+    model = Busy("unused")
+    model.spin(0.05)
+    assert model.model_cpu_seconds >= 0.05 and model.model_seconds >= model.model_cpu_seconds - 0.01
+    cpu = model.model_cpu_seconds
+    model.sleep(0.1)  # wall time, hardly any CPU
+    assert model.model_seconds >= 0.15 and model.model_cpu_seconds - cpu < 0.05

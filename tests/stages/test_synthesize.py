@@ -146,6 +146,7 @@ PRE_SETTINGS = {"model", "steps", "guidance_scale", "height", "width", "images_p
     [
         pytest.param({}, True, id="defaults"),
         pytest.param({"cpu_offload": True, "vae_slicing": True}, True, id="memory-savers-change-nothing-made"),
+        pytest.param({"png_compress_level": 1}, True, id="png-level-same-pixels"),
         pytest.param({"scheduler": "EulerDiscreteScheduler"}, False, id="scheduler"),
         pytest.param({"variant": "fp16"}, False, id="variant"),
         pytest.param({"vae_tiling": True}, False, id="vae-tiling"),
@@ -279,3 +280,16 @@ def test_vae_reference_is_loaded_like_a_model(tmp_path: Path, tiny_vaes: dict[st
     assert (pinned.vae.id, pinned.vae.revision) == ("org/vae", "v1")  # type: ignore[union-attr]
     assert Synthesize(SynthesizeConfig(), ctx).model_options()["vae"] is None
     assert Synthesize(SynthesizeConfig(vae=str(tiny_vaes["own"])), ctx).model_options()["vae"] == tiny_vaes["own"]
+
+
+@pytest.mark.parametrize("level", [pytest.param(1, id="fastest"), pytest.param(9, id="smallest")])
+def test_png_compress_level_keeps_the_pixels_and_the_default_bytes(sd: DiffusersTextToImage, level: int) -> None:
+    default, _ = run(sd, SAMPLES)
+    chosen, _ = run(sd, SAMPLES, png_compress_level=level)
+    for made, other in zip(default, chosen, strict=True):
+        image = Image.open(io.BytesIO(made[0]["image"]))
+        plain = io.BytesIO()
+        image.save(plain, format="PNG")  # PIL's default level: the bytes syngen always wrote
+        assert made[0]["image"] == plain.getvalue()
+        assert other[0]["image"] != made[0]["image"]
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(other[0]["image"]))), np.asarray(image))

@@ -129,3 +129,34 @@ def test_eval_pointing_uses_the_gradcam_layer_the_checkpoint_was_trained_with(
         report = json.loads(report_path.read_text())
         assert report["gradcam_layer"] == expected and report["metrics"]["n"] == 4
         assert layers and set(layers) == {expected}
+
+
+@pytest.mark.parametrize(
+    ("task", "given", "expected"),
+    [
+        pytest.param("ris", [], None, id="ris-auto"),
+        pytest.param("ris", ["--cpu-threads", "2"], 2, id="ris-fixed"),
+        pytest.param("pointing", [], None, id="pointing-auto"),
+        pytest.param("pointing", ["--cpu-threads", "3"], 3, id="pointing-fixed"),
+    ],
+)
+def test_eval_sizes_torch_threads(
+    monkeypatch: pytest.MonkeyPatch, task: str, given: list[str], expected: int | None
+) -> None:
+    from syngen.errors import UsageError
+    from syngen.train import cli
+
+    seen: list[int | None] = []
+
+    def record(setting: int | None) -> int:
+        seen.append(setting)
+        raise UsageError("stopped here")
+
+    monkeypatch.setattr(cli, "set_torch_threads", record)
+    result = CliRunner().invoke(app, ["eval", task, "--model", "m", "--data", "d", *given])
+    assert "stopped here" in result.output and seen == [expected]
+
+
+def test_eval_refuses_zero_cpu_threads() -> None:
+    result = CliRunner().invoke(app, ["eval", "ris", "--model", "m", "--data", "d", "--cpu-threads", "0"])
+    assert result.exit_code == 2 and "--cpu-threads" in result.output

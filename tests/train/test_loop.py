@@ -289,3 +289,42 @@ def test_resume_from_checkpoint_names_the_latest_or_a_folder(tmp_path: Path) -> 
     assert resume_point(str(tmp_path / "checkpoint-2"), tmp_path) == tmp_path / "checkpoint-2"
     with pytest.raises(ConfigError, match=r"resume_from_checkpoint: .*/nowhere is not a checkpoint"):
         resume_point(str(tmp_path / "nowhere"), tmp_path)
+
+
+class _Stop(Exception):
+    """Ends a training run at the point a test looks at."""
+
+
+@pytest.mark.parametrize(
+    ("cpu_threads", "local", "expected"),
+    [
+        pytest.param(None, None, (None, 1), id="auto-one-process"),
+        pytest.param(3, None, (3, 1), id="fixed"),
+        pytest.param(None, "2", (None, 2), id="auto-two-local-processes"),
+    ],
+)
+def test_training_sizes_torch_threads_to_its_share(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cpu_threads: int | None, local: str | None, expected: tuple
+) -> None:
+    from syngen.train import loop
+
+    seen: list[tuple] = []
+
+    def record(setting: int | None, processes: int) -> int:
+        seen.append((setting, processes))
+        raise _Stop
+
+    monkeypatch.setattr(loop, "set_torch_threads", record)
+    if local is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+    config = SftConfig(dataset_name="unused", output_dir=str(tmp_path / "out"), cpu_threads=cpu_threads)
+    with pytest.raises(_Stop):
+        train(SftObjective(config))
+    assert seen == [expected]
+
+
+def test_cpu_threads_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="cpu_threads: expected a number > 0; got 0"):
+        SftConfig(dataset_name="d", output_dir="o", cpu_threads=0)

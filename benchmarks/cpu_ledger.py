@@ -1,0 +1,162 @@
+"""CPU time of a run in all of syngen's threads, parted into model forward passes, the model wrappers' pre- and
+post-processing, each stage's own work, the pool's tasks, the store writer, the export and the rest.
+
+Not a benchmark itself; ``python benchmarks/overhead.py`` uses it. CPU time, not wall time, so the figures hold
+on a loaded machine. How each part is counted:
+
+- forward passes: torch's global module hooks read :func:`time.thread_time` at the outermost module call of each
+  thread and after it (a ``generate`` loop counts its forwards; its token handling in between counts as the
+  wrapper's). Torch must run one intra-op thread: CPU time of its other threads would be missed;
+- a model wrapper's call: ``model_cpu_seconds`` (:func:`syngen.models.base.timed`), less its forward passes;
+- a stage: the main thread's CPU time in the runner's ``_run_stage``, less its model calls and model loads;
+- the pool's, the store writer's and the export's work: the CPU time of each task in the thread that runs it;
+- the whole process: ``getrusage`` (every thread, those already ended too); what no part above holds is "rest"
+  (the main thread between stages, other threads).
+"""
+
+from __future__ import annotations
+
+import resource
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from syngen import store
+from syngen.executors import local
+from syngen.models.pool import ModelPool
+from syngen.runner import Runner
+from syngen.threads import POOL
+
+
+def process_cpu() -> float:
+    """CPU seconds of this process so far, in all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Ledger:
+    """CPU seconds by part (see the module's docstring), filled while :meth:`watch` is open."""
+
+    def __init__(self) -> None:
+        self.parts: defaultdict[str, float] = defaultdict(float)
+        self.total = 0.0
+        self._local = threading.local()  # per thread: module call depth, model seconds so far
+        self._lock = threading.Lock()
+
+    def _model_s(self) -> float:
+        """This thread's CPU seconds so far in forward passes and model loads (counted apart from the rest)."""
+        return getattr(self._local, "model", 0.0)
+
+    def _add(self, part: str, seconds: float, model: bool = False) -> None:
+        """Adds ``seconds`` to ``part``; ``model``: to this thread's model seconds too."""
+        with self._lock:
+            self.parts[part] += seconds
+        if model:
+            self._local.model = self._model_s() + seconds
+
+    def _enter(self, *_: Any) -> None:
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            self._local.start = time.thread_time()
+        self._local.depth = depth + 1
+
+    def _leave(self, *_: Any) -> None:
+        self._local.depth -= 1
+        if self._local.depth == 0:
+            self._add("model forward passes", time.thread_time() - self._local.start, model=True)
+
+    @contextmanager
+    def _counting(self, part: str, main_too: bool = True) -> Iterator[None]:
+        """Adds this thread's CPU seconds in the block, less its model seconds, to ``part``; with ``main_too``
+        False, only outside the main thread (inline on it, the work is part of the stage that called it)."""
+        if not main_too and threading.current_thread() is threading.main_thread():
+            yield
+            return
+        cpu, model = time.thread_time(), self._model_s()
+        try:
+            yield
+        finally:
+            self._add(part, time.thread_time() - cpu - (self._model_s() - model))
+
+    def _task(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` counted under ``part`` where it runs outside the main thread."""
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            with self._counting(part, main_too=False):
+                return fn(*args, **kwargs)
+
+        return counted
+
+    @contextmanager
+    def watch(self) -> Iterator[Ledger]:
+        """Counts while open: patches the runner, the model pool, the pool, the store writer and the export."""
+        saved: list[tuple[Any, str, Any]] = []
+
+        def patch(owner: Any, name: str, value: Any) -> None:
+            saved.append((owner, name, owner.__dict__.get(name)))
+            setattr(owner, name, value)
+
+        run_stage, process, preflight = Runner._run_stage, Runner._process, Runner.preflight
+        get, consume = ModelPool.get, local.consume_in_thread
+        pool_submit, writer_submit = POOL.submit, store._WRITER.submit
+
+        def counted_stage(runner: Runner, stage: Any, wave: list, compute: bool) -> list:
+            with self._counting(f"stage {stage.name}"):
+                return run_stage(runner, stage, wave, compute)
+
+        def counted_process(runner: Runner, stage: Any, batch: list, model: Any) -> list:
+            calls, model_s = getattr(model, "model_cpu_seconds", 0.0), self._model_s()
+            try:
+                return process(runner, stage, batch, model)
+            finally:
+                calls = getattr(model, "model_cpu_seconds", 0.0) - calls
+                wrapper = calls - (self._model_s() - model_s)
+                self._add(f"stage {stage.name}", -wrapper)  # the stage's own work: what its model calls leave
+                self._add(f"wrapper {stage.name}", wrapper)
+
+        def counted_get(pool: ModelPool, *args: Any, **kwargs: Any) -> Any:
+            cpu, model_s = time.thread_time(), self._model_s()
+            try:
+                return get(pool, *args, **kwargs)
+            finally:
+                self._add("model loading", time.thread_time() - cpu - (self._model_s() - model_s), model=True)
+
+        def counted_preflight(runner: Runner) -> None:
+            with self._counting("preflight"):  # building tiny twins: left out of syngen's figure, as loads are
+                preflight(runner)
+
+        def counted_consume(consumer: Callable[..., Any], items: Any, *args: Any, **kwargs: Any) -> Any:
+            return consume(self._task("export (its thread)", consumer), items, *args, **kwargs)
+
+        patch(Runner, "_run_stage", counted_stage)
+        patch(Runner, "_process", counted_process)
+        patch(Runner, "preflight", counted_preflight)
+        patch(ModelPool, "get", counted_get)
+        patch(local, "consume_in_thread", counted_consume)
+        patch(POOL, "submit", lambda fn, *a, **k: pool_submit(self._task(f"pool {fn.__qualname__}", fn), *a, **k))
+        patch(store._WRITER, "submit", lambda fn, *a, **k: writer_submit(self._task("store writer", fn), *a, **k))
+        hooks = [
+            torch.nn.modules.module.register_module_forward_pre_hook(self._enter),
+            torch.nn.modules.module.register_module_forward_hook(self._leave, always_call=True),
+        ]
+        start = process_cpu()
+        try:
+            yield self
+        finally:
+            self.total = process_cpu() - start
+            for hook in hooks:
+                hook.remove()
+            for owner, name, value in reversed(saved):
+                if value is None:
+                    delattr(owner, name)  # an instance attribute that hid the class's method
+                else:
+                    setattr(owner, name, value)
+
+    def rest(self) -> float:
+        """CPU seconds of the process that no part holds (the main thread between stages, other threads)."""
+        return self.total - sum(self.parts.values())
