@@ -1,4 +1,4 @@
-"""views: DynRefer multi-resolution views of every region (METHODS.md §6).
+"""views: DynRefer multi-resolution views of every region (docs/methods.md#dynrefer-views).
 
 Needs ``image`` and ``regions``; replaces ``regions``, adding to each region ``views``: a list of
 ``{"t": float, "box": [x1, y1, x2, y2], "region_box": [x1, y1, x2, y2], "size": int, "score": float | None}``,
