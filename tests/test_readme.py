@@ -41,6 +41,10 @@ def test_trainer_options_tables_match_the_configs() -> None:
     )
 
 
+def test_readme_is_a_front_door() -> None:
+    assert len(README.splitlines()) <= 300, "the README is the front door: reference material goes in docs/"
+
+
 def anchors(page: Path) -> set[str]:
     """GitHub's anchors of a markdown page's headings: lower case, punctuation dropped, spaces to hyphens."""
     headings = re.findall(r"(?m)^#+ (.+)$", page.read_text())
