@@ -95,3 +95,35 @@ def test_relative_links_are_found(tmp_path: Path, page: str, expected: list[str]
 def test_anchors_follow_githubs_rule(tmp_path: Path) -> None:
     (tmp_path / "page.md").write_text("# Looking at a run, and publishing it\n## `syngen train sft`\n")
     assert anchors(tmp_path / "page.md") == {"looking-at-a-run-and-publishing-it", "syngen-train-sft"}
+
+
+def command_rows() -> list[tuple[list[str], list[str]]]:
+    """The README's commands table: each row's command path (``["train", "sft"]``) and the options it names."""
+    rows = re.findall(r"(?m)^\| `syngen ([^`]+)`", README.split("## Commands", 1)[1])
+    parsed = []
+    for row in rows:
+        for usage in re.split(r"` / `", row):
+            words = usage.split()
+            path = [w for w in words[:2] if re.fullmatch(r"[a-z]+", w)]
+            parsed.append((path, re.findall(r"--[a-z][a-z-]*", usage)))
+    return parsed
+
+
+def test_readme_commands_table_names_real_commands_and_options() -> None:
+    import typer
+
+    from syngen.cli import app
+
+    rows = command_rows()
+    assert len(rows) >= 12, "the README lists every command"
+    root = typer.main.get_command(app)
+    for path, options in rows:
+        command = root
+        ctx = typer.Context(root)
+        for name in path:
+            assert hasattr(command, "get_command"), f"`syngen {' '.join(path)}`: {name} is not a group"
+            found = command.get_command(ctx, name)
+            assert found is not None, f"the README names `syngen {' '.join(path)}`, which does not exist"
+            command = found
+        known = {opt for param in command.params for opt in [*param.opts, *getattr(param, "secondary_opts", [])]}
+        assert set(options) <= known, f"`syngen {' '.join(path)}` has no {sorted(set(options) - known)}"
