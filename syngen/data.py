@@ -39,7 +39,7 @@ def fresh_cache_dir(files: Iterable[Path], cache_dir: str | Path | None = None) 
     import xxhash  # a dependency of datasets
 
     digest = xxhash.xxh3_128()
-    buffer = bytearray(1 << 20)  # reused: a new 8 MB bytes object per read is 5x slower (page faults)
+    buffer = bytearray(1 << 20)  # reused: a new bytes object per read is slower (page faults; docs/benchmarks.md)
     view = memoryview(buffer)
     for path in sorted(Path(f) for f in files):
         digest.update(f"{path.resolve()}\0{path.stat().st_size}\0".encode())
@@ -139,7 +139,7 @@ def load_preference(path: str | Path, split: str = "train", **load_kwargs: Any) 
         return pairs
     grounding = _load(str(path), "grounding", split, options)
     images = grounding.select_columns(["image"])
-    # through arrow: iterating datasets' Column reads row by row (0.8 s for 25,000 rows, against 0.02 s)
+    # through arrow: iterating datasets' Column reads row by row (docs/benchmarks.md#figures-behind-the-code)
     row_of = {image_id: i for i, image_id in enumerate(grounding.with_format("arrow")["id"].to_pylist())}
 
     def join(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:

@@ -1,4 +1,4 @@
-"""Evaluation metrics (METHODS.md §7).
+"""Evaluation metrics (docs/methods.md#metrics).
 
 Referring segmentation: per expression i, I_i and U_i are the pixel intersection and union of the predicted
 and ground-truth masks.

@@ -434,7 +434,7 @@ def _check_columns(recipe: Recipe) -> None:
 
 def reference_markdown() -> str:
     """Markdown tables of the runtime, output, source and every stage's settings (field, default, help), as in
-    the README."""
+    docs/recipes.md."""
     sections: list[tuple[str, type[BaseModel]]] = [("`runtime`", RuntimeConfig), ("`output`", OutputConfig)]
     sections += [("`source`" if n == "source" else f"`stages.{n}`", stage_class(n).Config) for n in STAGES]
     parts = []

@@ -251,7 +251,7 @@ def test_push_offline_fails_cleanly_and_leaves_the_dataset(reference: Path) -> N
 
 
 def test_train_amc_then_eval_pointing_on_the_quickstart(reference: Path, tmp_path: Path) -> None:
-    """The README's AMC example on the quickstart's output, through the CLI."""
+    """docs/training.md's AMC example on the quickstart's output, through the CLI."""
     from typer.testing import CliRunner
 
     from syngen.cli import app

@@ -1,5 +1,5 @@
-"""ground: box each phrase in its image with GroundingDINO (METHODS.md §1), or box and mask every instance of it
-with SAM 3 (docs/sam3.md)."""
+"""ground: box each phrase in its image with GroundingDINO (docs/methods.md#phrases-and-grounding), or box
+and mask every instance of it with SAM 3 (docs/sam3.md)."""
 
 from __future__ import annotations
 

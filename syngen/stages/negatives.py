@@ -1,5 +1,6 @@
-"""negatives: SAM-perturbed hard negative masks for every region (FG-DPA; METHODS.md §2), and sibling-instance
-negatives (docs/methods.md).
+"""negatives: SAM-perturbed hard negative masks for every region (FG-DPA;
+docs/methods.md#positive-masks-and-sam-perturbed-negatives), and sibling-instance negatives
+(docs/methods.md#sibling-instance-negatives).
 
 Needs ``image`` and ``regions`` (with ``mask`` from the segment stage); replaces ``regions``, adding to each
 region ``negatives``: a list of ``{"kind": "boundary"|"semantic"|"instance", "points": [[x, y], ...], "labels":

@@ -1,4 +1,4 @@
-"""phrases: short noun phrases of each caption, extracted by an LLM (METHODS.md §1).
+"""phrases: short noun phrases of each caption, extracted by an LLM (docs/methods.md#phrases-and-grounding).
 
 Needs ``caption``; adds ``phrases`` (list of lower-case strings, each found in the caption). The prompt file's
 ``{caption}`` placeholder is replaced by the caption (cut to what fits the LLM's context with the answer, counted

@@ -1,4 +1,4 @@
-"""segment: a SAM mask for each region's box (METHODS.md §2, positive masks)."""
+"""segment: a SAM mask for each region's box (docs/methods.md#positive-masks-and-sam-perturbed-negatives)."""
 
 from __future__ import annotations
 

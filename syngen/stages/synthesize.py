@@ -5,8 +5,8 @@ Needs ``caption``; replaces ``image`` (PNG bytes) and adds ``width``, ``height``
 i-th with id ``make_id(parent_id, "synthesize", i, seed)`` and an image seed derived from (seed, parent id, i),
 so a rerun on the same device makes the same images. All prompts of a batch (× images_per_caption) are generated
 in as few calls of at most ``batch_size`` images as possible, of near-equal sizes (7 images, batch_size 3: calls of
-2, 2 and 3). An image's pixels depend on the number of images in its call, not on which prompts share it: see the
-README's Limits. After a CUDA out-of-memory error the runner halves that call size (:meth:`Synthesize.shrink`), down
+2, 2 and 3). An image's pixels depend on the number of images in its call, not on which prompts share it: see
+docs/limits.md. After a CUDA out-of-memory error the runner halves that call size (:meth:`Synthesize.shrink`), down
 to one image per call. Images are PNG-encoded in the shared thread pool while the next call runs: ``image`` is
 handed over as a ``Future`` of the bytes, which the runner waits for after calling the stage's next batch. A
 sample with an empty caption is a failure of kind ``empty_caption``.
@@ -171,7 +171,7 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
         ]
         images: list[Image.Image] = []
         pngs: list[Future[bytes]] = []  # encoded in the shared pool while the next chunk (or batch) is generated
-        # as few calls as call_size allows, of near-equal sizes: no lone last image (see README, Limits)
+        # as few calls as call_size allows, of near-equal sizes: no lone last image (see docs/limits.md)
         calls = -(-len(jobs) // self.call_size)
         bounds = [len(jobs) * i // calls for i in range(calls + 1)]
         for start, stop in pairwise(bounds):

@@ -1,4 +1,4 @@
-"""views: DynRefer multi-resolution views of every region (METHODS.md §6).
+"""views: DynRefer multi-resolution views of every region (docs/methods.md#dynrefer-views).
 
 Needs ``image`` and ``regions``; replaces ``regions``, adding to each region ``views``: a list of
 ``{"t": float, "box": [x1, y1, x2, y2], "region_box": [x1, y1, x2, y2], "size": int, "score": float | None}``,
@@ -119,8 +119,7 @@ def phash_bits(thumbnails: Sequence[Image.Image]) -> np.ndarray:
 def phash_scores(gray: Image.Image, box: Sequence[float], candidates: Sequence[float]) -> dict[float, float]:
     """``Hamming(pHash(v_0), pHash(v_t)) / t`` for each candidate ``t`` of the region ``box``; ``gray``: the image
     in mode L. Each view is hashed from its :func:`hash_thumbnail`, cut from the image in one resampling (not
-    from its ``size`` x ``size`` crop, which costs a second: 1.4 instead of 8.2 ms per region, measured on drawn
-    320 x 240 images and 720 x 477 photos, where the views chosen agreed in 97-99% of regions)."""
+    from its ``size`` x ``size`` crop, which costs a second; figures: docs/benchmarks.md#figures-behind-the-code)."""
     width, height = gray.size
     views = [0.0, *candidates]
     bits = phash_bits([hash_thumbnail(gray, view_box(box, width, height, t)) for t in views])
@@ -162,7 +161,7 @@ class Views(Stage[ViewsConfig, None]):
 
     def process(self, samples: list[Sample], model: None = None) -> list[Result]:
         """One update per sample: ``regions`` with ``views``. Computed on this thread: the pHashes are many small
-        steps that hold the GIL, so threads would queue for it (measured: twice as slow in a pool of two)."""
+        steps that hold the GIL, so threads would queue for it (docs/benchmarks.md#figures-behind-the-code)."""
         return [self._views(s) for s in samples]
 
     def _views(self, sample: Sample) -> dict[str, Any]:

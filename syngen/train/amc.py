@@ -1,5 +1,5 @@
-"""AMC (attention mask consistency, METHODS.md §5) on BLIP image-text matching: Grad-CAM, the AMC loss, the ITM
-loss with in-batch hard negatives, and the box masks they compare against.
+"""AMC (attention mask consistency, docs/methods.md#amc-attention-mask-consistency) on BLIP image-text
+matching: Grad-CAM, the AMC loss, the ITM loss with in-batch hard negatives, and the box masks they compare against.
 
 Tensors: ``pixel_values`` (B, 3, H, W) as the BLIP processor makes them, ``input_ids``/``attention_mask`` (B, T),
 heat maps (B, H, W) in [0, 1] at the model's input size, box masks (B, H, W) in {0, 1}.
@@ -119,8 +119,9 @@ def amc_loss(
     mean_weight: float = 0.2,
     max_weight: float = 0.8,
 ) -> AmcLoss:
-    """METHODS.md §5 over a batch of heat maps and box masks (B, H, W). Samples with an empty mask carry no box
-    and are left out (the loss is 0 when none is left); a mask covering the image has ``mean_out = 0``."""
+    """The AMC loss (docs/methods.md#amc-attention-mask-consistency) over a batch of heat maps and box masks
+    (B, H, W). Samples with an empty mask carry no box and are left out (the loss is 0 when none is left); a mask
+    covering the image has ``mean_out = 0``."""
     keep = mask.flatten(1).sum(1) > 0
     g, m = heat[keep], mask[keep].to(heat.dtype)
     if g.shape[0] == 0:

@@ -138,7 +138,7 @@ for _name, (_config_class, _) in OBJECTIVES.items():
 
 
 def reference_markdown() -> str:
-    """Each training command's options as a Markdown table (the README's trainer reference)."""
+    """Each training command's options as a Markdown table (docs/training.md's trainer reference)."""
     return "\n\n".join(
         f"#### `syngen train {name}`\n\n{options_table(config_class)}" for name, (config_class, _) in OBJECTIVES.items()
     )

@@ -6,8 +6,8 @@ the field). Field names are TRL's / transformers' ``TrainingArguments`` names wh
 :func:`load_config` merges, in order: the dataclass defaults, ``--config train.yaml`` (or an earlier run's
 ``training_config.json``), then the options given on the command line. syngen's earlier names (``lr``, ``out``,
 ``--resume``...) still load from each of them, with a one-line deprecation warning naming the new one
-(:func:`translate`); an unknown name gets a "did you mean". :func:`options_table` renders the fields as the
-README's tables.
+(:func:`translate`); an unknown name gets a "did you mean". :func:`options_table` renders the fields as
+docs/training.md's tables.
 """
 
 from __future__ import annotations
@@ -338,7 +338,7 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
 
 
 def options_table(cls: type) -> str:
-    """The fields of ``cls`` as a Markdown table (option, type, default, help), as the README shows them."""
+    """The fields of ``cls`` as a Markdown table (option, type, default, help), as docs/training.md shows them."""
     lines = ["| option | type | default | help |", "|---|---|---|---|"]
     for f, annotation in fields_of(cls):
         kind = base_type(annotation).__name__

@@ -1,4 +1,4 @@
-"""``syngen train dpo``: mask DPO (METHODS.md §3) on the ``preference`` pairs, starting from an ``sft`` policy.
+"""``syngen train dpo``: mask DPO (docs/methods.md#mask-dpo) on the ``preference`` pairs, from an ``sft`` policy.
 
 Expected dataset: the ``preference`` config (one row per pair: ``prompt`` (the phrase), ``chosen`` and
 ``rejected`` masks as COCO RLE, and ``image_id`` naming the ``grounding`` row with the image, or an ``image``).

@@ -1,4 +1,5 @@
-"""The text-promptable SAM policy (after ReferSAM, METHODS.md §4), its image-embedding cache, and its batches.
+"""The text-promptable SAM policy (after ReferSAM, docs/methods.md#the-text-promptable-sam-policy), its
+image-embedding cache, and its batches.
 
 ``TextPromptableSam`` = a CLIP text encoder (frozen by default) + a prompter (one dense query initialised from
 the sentence embedding and ``sparse_queries`` learnable queries, refined by attention layers: self-attention,

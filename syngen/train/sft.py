@@ -3,11 +3,12 @@
 Expected dataset: the ``grounding`` config (one row per image: ``id``, ``image``, ``regions`` = [{``phrase``,
 ``mask`` (COCO RLE)}, ...]). Each region's phrase is a prompt and its mask the target.
 
-The loss is SAM's (Kirillov et al. 2023, METHODS.md §9): ``20 · focal + 1 · Dice`` on the final mask, plus
-``coarse_weight`` × the same on the prompter's coarse mask. Plain per-pixel BCE on small objects is lowest when
-the policy predicts nothing; Dice is 1 for an empty prediction whatever the object's size, and focal down-weights
-the many easy background pixels. Logged: ``loss`` (the sum), ``loss/focal`` and ``loss/dice`` (final mask,
-unweighted), ``loss/coarse`` (the coarse mask's weighted focal + Dice, before ``coarse_weight``).
+The loss is SAM's (Kirillov et al. 2023, docs/methods.md#the-supervised-loss): ``20 · focal + 1 · Dice`` on
+the final mask, plus ``coarse_weight`` × the same on the prompter's coarse mask. Plain per-pixel BCE on small
+objects is lowest when the policy predicts nothing; Dice is 1 for an empty prediction whatever the object's size,
+and focal down-weights the many easy background pixels. Logged: ``loss`` (the sum), ``loss/focal`` and
+``loss/dice`` (final mask, unweighted), ``loss/coarse`` (the coarse mask's weighted focal + Dice, before
+``coarse_weight``).
 """
 
 from __future__ import annotations

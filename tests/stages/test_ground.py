@@ -324,7 +324,7 @@ def test_fingerprint_at_defaults_is_the_one_stored_before_the_filters_existed() 
 
 
 def test_same_size_images_ground_alike_in_any_batch(twin: GroundingDino) -> None:
-    # synthesized images share one size: batching changes only float rounding (README, Limits)
+    # synthesized images share one size: batching changes only float rounding (docs/limits.md)
     samples = [sample(["red circle", "blue box"], 0), sample(["cat"], 1), sample(["a big dog", "ball", "cup"], 2)]
     together = run(twin, samples, box_threshold=0.3, keep="all")
     for one, batched in zip(samples, together, strict=True):

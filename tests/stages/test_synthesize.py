@@ -200,7 +200,7 @@ def test_calls_are_as_few_as_batch_size_allows_and_near_equal(captions: int, bat
 
 
 def test_batch_grouping_changes_pixels_by_at_most_one_level(sd: DiffusersTextToImage) -> None:
-    """The documented behaviour (README, Limits): ids, seeds and metadata never depend on the grouping; pixels
+    """The documented behaviour (docs/limits.md): ids, seeds and metadata never depend on the grouping; pixels
     may differ by one level in a few values between calls of different sizes; the same grouping is bit-identical."""
     samples = SAMPLES + [{"id": "p2", "caption": "two cats under a tree"}]
 

@@ -43,7 +43,8 @@ def _case(heats: list, masks: list) -> tuple[torch.Tensor, torch.Tensor]:
     return T(heats, dtype=torch.float32), T(masks, dtype=torch.float32)
 
 
-# (heat maps, masks, L_mean, L_max, samples used), worked by hand from METHODS.md §5 with the default margins.
+# (heat maps, masks, L_mean, L_max, samples used), worked by hand from
+# docs/methods.md#amc-attention-mask-consistency with the default margins.
 LOSS_CASES = [
     pytest.param([[[1, 0], [0, 0]]], [[[1, 0], [0, 0]]], 0.0, 0.0, 1, id="heat-in-box"),
     # mean_in 0, mean_out 1/3: 1/3 - 0 + 0.1; max_out 1, max_in 0: 1 - 0 + 0.5

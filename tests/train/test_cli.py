@@ -1,4 +1,4 @@
-"""`syngen train sft`, `syngen train dpo` and `syngen eval ris` from the command line, as the README shows them."""
+"""`syngen train sft`, `syngen train dpo` and `syngen eval ris` from the command line, as docs/training.md shows."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def test_a_missing_dataset_fails_with_its_name(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_quickstart_output_through_sft_dpo_and_eval(tmp_path: Path) -> None:
-    """The README's trainer example, as subprocesses, on `syngen run recipes/quickstart.yaml`'s output."""
+    """The README's trainer example (docs/training.md's too), as subprocesses, on the quickstart's output."""
 
     def syngen(*args: str) -> None:
         done = subprocess.run([sys.executable, "-m", "syngen.cli", *args], cwd=REPO, capture_output=True, text=True)

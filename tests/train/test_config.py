@@ -1,5 +1,5 @@
 """Training options: TRL's names, defaults, YAML files, command-line overrides, earlier names with a deprecation
-warning, "did you mean", validation, --help, README tables."""
+warning, "did you mean", validation, --help, docs/training.md's tables."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Mask DPO: the loss equals METHODS.md §3 for each variant, log-likelihoods, and a CPU run that learns the pairs."""
+"""Mask DPO: the loss equals docs/methods.md#mask-dpo for each variant, log-likelihoods, and a CPU run that learns
+the pairs."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ LOGPS = [(-0.20, -0.90, -0.50, -0.60), (-0.70, -0.30, -0.40, -0.50), (-0.35, -0.
 
 
 def formula(loss_type: str, beta: float, pc: float, pr: float, rc: float, rr: float, smoothing: float = 0.0) -> float:
-    """METHODS.md §3, written out per pair with math (independent of torch); ``smoothing`` is cDPO's ε:
+    """docs/methods.md#mask-dpo, written out per pair with math (independent of torch); ``smoothing`` is cDPO's ε:
     −(1 − ε) log σ(βh) − ε log σ(−βh)."""
     h = (pc - rc) - (pr - rr)
     if loss_type == "sigmoid":
