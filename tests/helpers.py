@@ -35,6 +35,7 @@ def assert_finishes_beside_a_gpu(
     results equal ``inline`` (the work done on the calling thread, as beside a CPU model)."""
     threads: set[str] = set()
     encode, gate = module.encode_rle, threading.Event()
+    POOL.resize(2)  # a pool with threads whatever the session's CPU share (conftest restores its size)
     monkeypatch.setattr(module, "beside_model", lambda device: POOL)
 
     def gated(mask: np.ndarray) -> dict:
