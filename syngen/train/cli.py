@@ -10,7 +10,6 @@ exits with the error's code.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from rich.console import Console
 from typer.core import TyperCommand
 
 from syngen.errors import UsageError
+from syngen.registry import load_target
 from syngen.train.config import (
     AmcConfig,
     DpoConfig,
@@ -49,8 +49,7 @@ log = logging.getLogger(__name__)
 
 
 def objective_class(name: str) -> Any:
-    module, _, cls = OBJECTIVES[name][1].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return load_target(OBJECTIVES[name][1])
 
 
 def run_objective(name: str, config: TrainConfig) -> Path:
