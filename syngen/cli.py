@@ -192,7 +192,7 @@ def run(
     """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
     from syngen.assets import quickstart_recipe
     from syngen.executors.lock import folder_lock
-    from syngen.executors.shard import WHOLE, Shard, shard_from_env
+    from syngen.shard import WHOLE, Shard, shard_from_env
 
     recipe = recipe or quickstart_recipe()
     loaded = _load(recipe)

@@ -31,12 +31,12 @@ from typing import Any, TextIO, cast
 
 from tqdm import tqdm
 
-from syngen.executors.shard import WHOLE, Shard
 from syngen.models.loading import backend_for
 from syngen.models.pool import ModelPool, device_memory_bytes
 from syngen.models.roles import Model
 from syngen.recipe import Recipe
 from syngen.sample import DECODED, Failure, Sample
+from syngen.shard import WHOLE, Shard
 from syngen.stages import stage_class
 from syngen.stages.base import ModelStageConfig, Outcome, Result, SourceStage, Stage, Update
 from syngen.store import Row, StageStore, to_json
