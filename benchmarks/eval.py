@@ -22,9 +22,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's syngen, and the tests' layout writer
 
-from syngen.evaluate import evaluate_ris  # noqa: E402
+from syngen.eval.evaluate import evaluate_ris  # noqa: E402
 from syngen.train.policy import TextPromptableSam  # noqa: E402
-from tests.evalsets.layouts import lmms_refcoco  # noqa: E402
+from tests.eval.sets.layouts import lmms_refcoco  # noqa: E402
 
 
 def objects(images: int, per_image: int, sentences: int, height: int, width: int) -> list:

@@ -37,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from syngen.evaluate import evaluate_ris  # noqa: E402
+from syngen.eval.evaluate import evaluate_ris  # noqa: E402
 from syngen.metrics import intersection_union, ris_metrics  # noqa: E402
 from syngen.train.checkpoint import checkpoints  # noqa: E402
 from syngen.train.config import DpoConfig, SftConfig  # noqa: E402

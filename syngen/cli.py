@@ -28,7 +28,8 @@ from typer.core import TyperGroup
 
 from syngen import log
 from syngen.errors import OutputError, RunFailed, StaleStore, SyngenError, UsageError, printable
-from syngen.train.cli import eval_app, train_app
+from syngen.eval.cli import eval_app
+from syngen.train.cli import train_app
 
 # syngen shows one progress bar per stage; the libraries' own bars (weights, parquet shards) are noise here.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

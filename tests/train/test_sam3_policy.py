@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from syngen.errors import ConfigError
-from syngen.evaluate import evaluate_ris
+from syngen.eval.evaluate import evaluate_ris
 from syngen.metrics import intersection_union, ris_metrics
 from syngen.models.loading import build_tiny
 from syngen.models.sam3 import Sam3

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from syngen.evaluate import evaluate_ris
+from syngen.eval.evaluate import evaluate_ris
 from syngen.metrics import intersection_union, ris_metrics
 from syngen.train.config import SftConfig
 from syngen.train.data import RegionDataset, load_split

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from syngen.cli import app
 from syngen.errors import DatasetError
-from syngen.evalsets import FORMATS, open_evalset
-from tests.evalsets.layouts import gref, grefcoco, lmms_refcoco, picture, polygon, refcoco_m
+from syngen.eval.sets import FORMATS, open_evalset
+from tests.eval.sets.layouts import gref, grefcoco, lmms_refcoco, picture, polygon, refcoco_m
 from tests.train.shapes import make_shapes_dataset
 
 BOX = (0, 0, 4, 4)
