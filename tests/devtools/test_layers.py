@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,13 @@ def test_depth_zero_keeps_modules_of_one_package_apart(tmp_path: Path) -> None:
     )
     assert circles(import_graph(folder)) == []  # one node at depth 1
     assert circles(import_graph(folder, depth=0)) == [["pkg.sub.x", "pkg.sub.y", "pkg.sub.x"]]
+
+
+def test_benchmarks_import_no_test_code() -> None:
+    imports = []
+    for path in sorted((SYNGEN.parent / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                imports += [f"{path.name}: {name}" for name in names if name.split(".")[0] == "tests"]
+    assert imports == []

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from syngen.cli import app
-from tests.train.shapes import make_shapes_dataset
+from syngen.devtools.shapes import make_shapes_dataset
 
 
 def invoke(*args: str) -> str:

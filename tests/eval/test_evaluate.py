@@ -14,12 +14,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from syngen.cli import app
+from syngen.devtools.shapes import make_shapes_dataset
 from syngen.eval.evaluate import PredictionLog, evaluate_pointing, evaluate_ris, pointing_examples, trained_layer
 from syngen.masks import decode_rle, encode_rle
 from syngen.train.policy import TextPromptableSam
 from syngen.viz import COLOUR_BAR, TILE
 from tests.eval.sets.test_tables import SQUARE
-from tests.train.shapes import make_shapes_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -142,8 +142,8 @@ def test_refcoco_style_boxes_as_coco_xywh_or_from_the_mask(tmp_path: Path, sourc
 
 
 def test_syngen_regions_with_one_phrase_are_one_query_with_every_box(tmp_path: Path) -> None:
+    from syngen.devtools.shapes import make_sample
     from syngen.export import CardInfo, export_dataset
-    from tests.train.shapes import make_sample
 
     sample = make_sample(0, ())
     sample["regions"] = sample["regions"] + [dict(sample["regions"][0], box=[0.0, 0.0, 4.0, 4.0])]

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from syngen.cli import app
 from syngen.data import load_preference
+from syngen.devtools.shapes import make_shapes_dataset
 from syngen.train.policy import TextPromptableSam
-from tests.train.shapes import make_shapes_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [

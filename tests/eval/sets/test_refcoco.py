@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from syngen.cli import app
+from syngen.devtools.layouts import lmms_refcoco, rect
 from syngen.eval.sets import open_evalset
-from tests.eval.sets.layouts import lmms_refcoco, rect
 
 LEFT, RIGHT, TOP = (2, 2, 12, 10), (16, 4, 26, 14), (0, 0, 10, 10)  # areas 80, 100, 100
 

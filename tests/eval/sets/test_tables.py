@@ -119,8 +119,8 @@ def test_a_hub_id_in_the_local_hub_cache_is_read_from_it(tmp_path: Path, monkeyp
     """The Hub cache's layout: datasets--<owner>--<name>/refs/main names the snapshot holding the repo's files."""
     import huggingface_hub
 
+    from syngen.devtools.layouts import lmms_refcoco
     from syngen.eval.sets import open_evalset
-    from tests.eval.sets.layouts import lmms_refcoco
 
     repo = tmp_path / "hub" / "datasets--lmms-lab--RefCOCOg"
     commit = "0" * 40
