@@ -20,15 +20,15 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # this checkout's syngen, and the tests' layout writer
+sys.path.insert(0, str(ROOT))  # this checkout's syngen
 
-from syngen.evaluate import evaluate_ris  # noqa: E402
+from syngen.devtools.layouts import lmms_refcoco  # noqa: E402
+from syngen.eval.evaluate import evaluate_ris  # noqa: E402
 from syngen.train.policy import TextPromptableSam  # noqa: E402
-from tests.evalsets.layouts import lmms_refcoco  # noqa: E402
 
 
 def objects(images: int, per_image: int, sentences: int, height: int, width: int) -> list:
-    """(image seed, rectangle, sentences) per object, as tests/evalsets/layouts.py's ``lmms_refcoco`` takes."""
+    """(image seed, rectangle, sentences) per object, as syngen/devtools/layouts.py's ``lmms_refcoco`` takes."""
     rng = np.random.default_rng(0)
     out = []
     for i in range(images):

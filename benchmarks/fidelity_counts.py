@@ -44,7 +44,7 @@ def run(recipe_path: Path, out: Path, floodfill: bool) -> dict[str, Any]:
 
     recipe = load_recipe(recipe_path)
     if floodfill:
-        from tests.fakes import FloodFillSegmenter
+        from syngen.devtools.fakes import FloodFillSegmenter
 
         segmenter = FloodFillSegmenter()
         sam = {recipe.stages[name].model.id for name in ("segment", "negatives") if name in recipe.stages}

@@ -1,6 +1,6 @@
 """Does the trainer learn, and does DPO add to SFT where the answer is known? On CPU, in minutes, on tiny twins.
 
-A world of shapes (tests/train/shapes.py: two objects per 64-px picture, three colours × three forms, phrases such
+A world of shapes (syngen/devtools/shapes.py: two objects per 64-px picture, three colours × three forms, phrases such
 as "green triangle") has exact masks. A weak labeller's masks are the exact ones dilated by 4 px.
 
 1. ``start``: SFT on the noisy (dilated) masks.
@@ -37,7 +37,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from syngen.evaluate import evaluate_ris  # noqa: E402
+from syngen.devtools.shapes import make_world  # noqa: E402
+from syngen.eval.evaluate import evaluate_ris  # noqa: E402
 from syngen.metrics import intersection_union, ris_metrics  # noqa: E402
 from syngen.train.checkpoint import checkpoints  # noqa: E402
 from syngen.train.config import DpoConfig, SftConfig  # noqa: E402
@@ -46,7 +47,6 @@ from syngen.train.dpo import DpoObjective, pair_logps  # noqa: E402
 from syngen.train.loop import train  # noqa: E402
 from syngen.train.policy import TextPromptableSam  # noqa: E402
 from syngen.train.sft import SftObjective, mask_loss  # noqa: E402
-from tests.train.shapes import make_world  # noqa: E402
 
 TINY = {
     "sam_model_name_or_path": "tiny:segmenter",
@@ -83,7 +83,7 @@ def world(root: Path, train_pictures: int, held_out: int) -> dict[str, Path]:
 
 def label_miou(data: Path, noise: int) -> float:
     """mIoU of the noisy labels themselves against the exact masks (what copying the labeller would score)."""
-    from tests.train.shapes import grow
+    from syngen.devtools.shapes import grow
 
     inter, union = [], []
     for item in RegionDataset(load_split(str(data), "grounding", "train")):

@@ -28,7 +28,8 @@ from typer.core import TyperGroup
 
 from syngen import log
 from syngen.errors import OutputError, RunFailed, StaleStore, SyngenError, UsageError, printable
-from syngen.train.cli import eval_app, train_app
+from syngen.eval.cli import eval_app
+from syngen.train.cli import train_app
 
 # syngen shows one progress bar per stage; the libraries' own bars (weights, parquet shards) are noise here.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -192,7 +193,7 @@ def run(
     """Run a recipe (resuming earlier work in the output folder) and export the dataset."""
     from syngen.assets import quickstart_recipe
     from syngen.executors.lock import folder_lock
-    from syngen.executors.shard import WHOLE, Shard, shard_from_env
+    from syngen.shard import WHOLE, Shard, shard_from_env
 
     recipe = recipe or quickstart_recipe()
     loaded = _load(recipe)

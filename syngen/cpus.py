@@ -25,7 +25,6 @@ from syngen.settings import CpuThreads
 
 __all__ = [
     "Threads",
-    "apply",
     "cpu_share",
     "local_processes",
     "omp_threads",
@@ -158,17 +157,6 @@ def plan(setting: CpuThreads = "auto", gpu: bool = False, processes: int = 1) ->
     if share == 1:
         return Threads(torch=1, pool=0)
     return Threads(torch=1, pool=share - 1) if gpu else Threads(torch=share - 1, pool=1)
-
-
-def apply(threads: Threads) -> None:
-    """Sets torch's intra-op threads and syngen's pool to ``threads``."""
-    import torch
-
-    from syngen.threads import POOL
-
-    torch.set_num_threads(threads.torch)
-    POOL.resize(threads.pool)
-    log.debug("CPU threads: torch %d, pool %d", threads.torch, threads.pool)
 
 
 def set_torch_threads(setting: CpuThreads | None = "auto", processes: int = 1) -> int:

@@ -7,18 +7,17 @@ went wrong and what to do, without the token.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from urllib.parse import quote
 
 from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from syngen.errors import PushError
+from syngen.export.card import set_repo_id
+from syngen.hub import push_failure
 from syngen.owned import MARKER
 
-__all__ = ["PushError", "push_dataset", "redact"]
-_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+__all__ = ["PushError", "push_dataset"]
 
 
 def push_dataset(
@@ -31,8 +30,6 @@ def push_dataset(
     folders in several commits and resumes an interrupted upload when run again. The card's loading code is
     pointed at ``repo_id`` first; on failure the card is put back as it was, so the folder is unchanged.
     """
-    from syngen.export.card import set_repo_id
-
     dataset_dir = Path(dataset_dir)
     if not repo_id or not repo_id.strip():
         raise PushError("No repo id: pass one like `user/dataset-name` (--repo-id).")
@@ -61,27 +58,5 @@ def push_dataset(
     except Exception as error:
         if renamed:
             card.write_text(text, encoding="utf-8")
-        raise PushError(_explain(error, repo_id, token)) from None  # the cause may carry request headers
+        raise PushError(push_failure(error, repo_id, "dataset", token)) from None  # the cause may carry request headers
     return f"{url}/tree/{quote(revision, safe='')}" if revision else url
-
-
-def _explain(error: Exception, repo_id: str, token: str | None) -> str:
-    """One paragraph on why the push to ``repo_id`` failed, with any token removed."""
-    if isinstance(error, OfflineModeIsEnabled):
-        reason = "HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it to push."
-    else:
-        status = error.response.status_code if isinstance(error, HfHubHTTPError) else None
-        detail = f"{type(error).__name__}: {error}".strip()
-        if status in (401, 403):
-            reason = f"the Hub refused the credentials ({status}): check HF_TOKEN or run `hf auth login`. {detail}"
-        else:
-            reason = f"{detail}. Check the network, the repo id and that your token may write to it."
-    text = f"Could not push to the dataset repo {repo_id!r}: {reason} The local dataset was not changed."
-    if token:
-        text = text.replace(token, "***")
-    return " ".join(redact(text).split())
-
-
-def redact(text: str) -> str:
-    """``text`` with anything shaped like a Hugging Face token (``hf_`` and 20+ letters or digits) masked."""
-    return _TOKEN.sub("hf_***", text)

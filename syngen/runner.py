@@ -32,16 +32,16 @@ from typing import Any, TextIO, cast
 from tqdm import tqdm
 
 from syngen import cpus
-from syngen.executors.shard import WHOLE, Shard
 from syngen.models.loading import backend_for
 from syngen.models.pool import ModelPool, device_memory_bytes
 from syngen.models.roles import Model
 from syngen.recipe import Recipe
 from syngen.sample import DECODED, Failure, Sample
+from syngen.shard import WHOLE, Shard
 from syngen.stages import stage_class
 from syngen.stages.base import ModelStageConfig, Outcome, Result, SourceStage, Stage, Update
 from syngen.store import Row, StageStore, to_json
-from syngen.threads import POOL, on_gpu
+from syngen.threads import POOL, apply_threads, on_gpu
 
 FAILURES = "failures.jsonl"  # every recorded failure with its seed item, rewritten whenever the samples are read
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Runner:
         self.shard = shard
         self.failures_file = FAILURES if shard.whole else f"failures-shard-{shard.rank}.jsonl"
         self.ctx = recipe.context()
-        cpus.apply(cpus.plan(recipe.top.runtime.cpu_threads, on_gpu(self.ctx.device), cpus.local_processes()))
+        apply_threads(cpus.plan(recipe.top.runtime.cpu_threads, on_gpu(self.ctx.device), cpus.local_processes()))
         self.stages: list[Stage[Any, Any]] = [stage_class(name)(cfg, self.ctx) for name, cfg in recipe.stages.items()]
         if not isinstance(self.stages[0], SourceStage):
             raise TypeError(f"the first stage must be a source stage, not {self.stages[0].name}")

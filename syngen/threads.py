@@ -9,13 +9,16 @@ PIL, numpy, pyarrow and torch release the GIL in their heavy loops, so these thr
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from syngen.cpus import usable_cpus
+from syngen.cpus import Threads, usable_cpus
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,7 +46,7 @@ INLINE = InlineExecutor()
 
 
 class Pool(Executor):
-    """A thread pool whose size can be set after it is made (:func:`syngen.cpus.apply` sizes it to the process's
+    """A thread pool whose size can be set after it is made (:func:`apply_threads` sizes it to the process's
     CPU share); size 0 runs each task on the submitting thread."""
 
     def __init__(self, workers: int):
@@ -167,3 +170,12 @@ def _put(waiting: queue.Queue[Any], item: Any, worker: threading.Thread) -> bool
         except queue.Full:
             continue
     return False
+
+
+def apply_threads(threads: Threads) -> None:
+    """Sets torch's intra-op threads and syngen's pool to ``threads`` (a :func:`syngen.cpus.plan`)."""
+    import torch
+
+    torch.set_num_threads(threads.torch)
+    POOL.resize(threads.pool)
+    log.debug("CPU threads: torch %d, pool %d", threads.torch, threads.pool)

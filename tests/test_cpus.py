@@ -10,6 +10,7 @@ import pytest
 
 from syngen import cpus
 from syngen.cpus import Threads, cpu_share, plan, quota_cpus, usable_cpus
+from syngen.threads import apply_threads
 
 V2 = "0::/user.slice/job\n"
 V1 = "12:cpu,cpuacct:/docker/abc\n3:memory:/docker/abc\n"
@@ -150,7 +151,7 @@ def test_apply_sets_torch_and_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
 
     before = (torch.get_num_threads(), POOL.workers)
     try:
-        cpus.apply(Threads(torch=1, pool=3))
+        apply_threads(Threads(torch=1, pool=3))
         assert (torch.get_num_threads(), POOL.workers) == (1, 3)
     finally:
         torch.set_num_threads(before[0])

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from syngen.data import load_preference, read_dataset
-from syngen.evaluate import load_table
+from syngen.eval.evaluate import load_table
 from syngen.export import export_dataset
 from syngen.sample import image_bytes
 from syngen.stats import summarize

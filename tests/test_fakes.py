@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from syngen.devtools.fakes import (
+    FakeCaptioner,
+    FakeGrounder,
+    FakeLLM,
+    FakeSegmenter,
+    FakeTextToImage,
+    FloodFillSegmenter,
+)
 from syngen.models.roles import PROTOCOLS, Captioner, ChatLLM
-from tests.fakes import FakeCaptioner, FakeGrounder, FakeLLM, FakeSegmenter, FakeTextToImage, FloodFillSegmenter
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,12 @@ from typing import Any
 
 from syngen.errors import UnfinishedRun, UsageError
 from syngen.executors.lock import folder_lock
-from syngen.executors.shard import WHOLE, Shard
 from syngen.export import DATASET_FILES
 from syngen.owned import check_replaceable, is_owned
 from syngen.recipe import Recipe
 from syngen.runner import FAILURES, Runner, card_info
 from syngen.sample import Sample
+from syngen.shard import WHOLE, Shard
 from syngen.store import atomic_write_text, remove_stores
 from syngen.threads import consume_in_thread
 

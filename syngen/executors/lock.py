@@ -12,8 +12,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from syngen.errors import RunLocked
-from syngen.executors.shard import WHOLE, Shard
 from syngen.owned import claim
+from syngen.shard import WHOLE, Shard
 
 __all__ = ["RunLocked", "folder_lock"]
 

@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from syngen.executors.local import EXPORTED_STATE, clear
 from syngen.executors.lock import folder_lock
-from syngen.executors.shard import Shard
 from syngen.recipe import Recipe, load_recipe
 from syngen.runner import Runner, card_info
+from syngen.shard import Shard
 from syngen.store import atomic_write_text
 
 RETRIES = 3  # tries of a failed shard after the first

@@ -14,7 +14,7 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from syngen.export.schema import ConfigSchema
-from syngen.push import redact
+from syngen.hub import redact
 from syngen.stats import stage_counts
 
 _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]

@@ -1,9 +1,9 @@
 """The published schema: each config's ``datasets.Features`` and the card's lines about its columns.
 
 A stage declares the columns it publishes in the ``grounding`` config (``Stage.publishes``: name ->
-:class:`Column`); :func:`build` merges the declarations of the stages that ran, in pipeline order, and adds the
-columns the export makes itself (``id``, ``overlay``, ``provenance``). Two stages may declare the same column:
-equal types are one column, lists of structs merge their fields (ground, segment and views each add fields to
+:class:`~syngen.columns.Column`); :func:`build` merges the declarations of the stages that ran, in pipeline order,
+and adds the columns the export makes itself (``id``, ``overlay``, ``provenance``). Two stages may declare the same
+column: equal types are one column, lists of structs merge their fields (ground, segment and views each add fields to
 ``regions``). The ``preference`` config is derived from several stages, so the export declares it here; it holds
 each pair's image only with ``output.embed_images`` (:func:`preference_columns`).
 """
@@ -17,16 +17,7 @@ from typing import Any
 from datasets import Features, List, Value
 from datasets import Image as ImageFeature
 
-BOX = List(Value("float32"), length=4)  # [x1, y1, x2, y2] in pixels
-RLE = {"size": List(Value("int32"), length=2), "counts": Value("string")}  # COCO RLE, counts as text
-
-
-@dataclass(frozen=True)
-class Column:
-    """A published column: its ``datasets`` feature type and the dataset card's line about it."""
-
-    feature: Any
-    doc: str
+from syngen.columns import BOX, RLE, Column
 
 
 @dataclass

@@ -6,10 +6,10 @@ The roles and their batch calls are the Protocols of :mod:`syngen.models.roles`;
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, NamedTuple
 
 from syngen.models.roles import Role
+from syngen.registry import load_target
 
 
 class Backend(NamedTuple):
@@ -41,5 +41,4 @@ BACKENDS: dict[str, Backend] = {
 
 def backend_class(name: str) -> Any:
     """The adapter class registered under ``name`` (imported lazily: heavy libraries load only when used)."""
-    module, _, cls = BACKENDS[name].target.partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return load_target(BACKENDS[name].target)

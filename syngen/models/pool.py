@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from syngen.models.loading import backend_for, load, resolve
-from syngen.stages.base import ModelRef
+from syngen.refs import ModelRef
 from syngen.threads import on_gpu
 
 Key = tuple[str, str, str | None, str, str]  # backend, id, revision, dtype, load options and compile

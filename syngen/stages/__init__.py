@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from syngen.registry import load_target
 
 STAGES: dict[str, str] = {
     "source": "syngen.stages.source:Source",
@@ -19,5 +20,4 @@ STAGES: dict[str, str] = {
 
 def stage_class(name: str) -> Any:
     """The Stage subclass registered under ``name``."""
-    module, _, cls = STAGES[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return load_target(STAGES[name])

@@ -5,7 +5,7 @@ A stage subclass sets ``name``, ``needs`` (columns it reads), ``adds`` (columns 
 model) and ``role`` (the model role it runs, None for none), and implements :meth:`Stage.process`, which gets
 the loaded model from the runner. The first stage is a :class:`SourceStage`: it also enumerates the seed items.
 It declares what it publishes in the exported dataset in ``publishes`` (column -> datasets feature type and
-the card's line about it; see :mod:`syngen.export.schema`). A stage never decides where data is stored; the
+the card's line about it; see :mod:`syngen.columns`). A stage never decides where data is stored; the
 runner never knows what it computes.
 """
 
@@ -28,7 +28,7 @@ from syngen.sample import Failure, Sample
 from syngen.settings import STRICT
 
 if TYPE_CHECKING:
-    from syngen.export.schema import Column
+    from syngen.columns import Column
 
 __all__ = [
     "ADDED_LATER",

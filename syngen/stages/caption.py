@@ -16,7 +16,7 @@ from __future__ import annotations
 from datasets import Value
 from pydantic import Field
 
-from syngen.export.schema import Column
+from syngen.columns import Column
 from syngen.models.roles import Captioner
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample, load_image

@@ -9,7 +9,7 @@ from typing import Any, Literal, cast
 from datasets import List, Value
 from pydantic import Field, model_validator
 
-from syngen.export.schema import BOX, RLE, Column
+from syngen.columns import BOX, RLE, Column
 from syngen.masks import box_area, box_iou, clip_box, encode_rle, is_valid_box
 from syngen.models.roles import Grounder, InstanceGrounder
 from syngen.refs import ModelRef

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from datasets import List, Value
 from pydantic import Field
 
-from syngen.export.schema import Column
+from syngen.columns import Column
 from syngen.models.roles import ChatLLM
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample

@@ -6,7 +6,7 @@ import numpy as np
 from datasets import List, Value
 from pydantic import Field
 
-from syngen.export.schema import RLE, Column
+from syngen.columns import RLE, Column
 from syngen.masks import encode_rle, share_in_box
 from syngen.models.roles import Segmenter
 from syngen.refs import ModelRef

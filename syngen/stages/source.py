@@ -28,8 +28,8 @@ from datasets import Value
 from PIL import Image, ImageOps
 from pydantic import Field
 
+from syngen.columns import Column
 from syngen.errors import excerpt, printable
-from syngen.export.schema import Column
 from syngen.sample import DECODED, Failure, Sample, image_bytes, make_id
 from syngen.settings import SomePath
 from syngen.stages.base import Context, Result, SourceStage, StageConfig

@@ -29,7 +29,7 @@ from datasets import Value
 from PIL import Image
 from pydantic import Field, field_validator
 
-from syngen.export.schema import Column
+from syngen.columns import Column
 from syngen.models.loading import resolve
 from syngen.models.roles import TextToImage
 from syngen.refs import ModelRef

@@ -29,7 +29,7 @@ from datasets import List, Value
 from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
-from syngen.export.schema import BOX, Column
+from syngen.columns import BOX, Column
 from syngen.masks import clip_box
 from syngen.sample import Region, Sample, View, item_seed, load_image
 from syngen.settings import MAX_SIDE, Seed

@@ -27,7 +27,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from syngen.push import PushError, _explain
+from syngen.errors import PushError
+from syngen.hub import push_failure
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def push_model(folder: Path, repo_id: str, *, private: bool = False) -> str:
     """Uploads a model folder (without intermediate checkpoints and logs) to the Hub model repo ``repo_id``.
 
     The token comes from huggingface_hub's usual places (``HF_TOKEN``, `hf auth login`); a failure raises
-    :class:`~syngen.push.PushError` with a message that is safe to print.
+    :class:`~syngen.errors.PushError` with a message that is safe to print.
     """
     from huggingface_hub import HfApi
 
@@ -232,5 +233,5 @@ def push_model(folder: Path, repo_id: str, *, private: bool = False) -> str:
             commit_message="Upload model trained with syngen",
         )
     except Exception as error:
-        raise PushError(_explain(error, repo_id, None).replace("dataset", "model")) from None
+        raise PushError(push_failure(error, repo_id, "model")) from None
     return url

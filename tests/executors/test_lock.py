@@ -14,8 +14,8 @@ import pytest
 from filelock import FileLock
 
 from syngen.executors.lock import RunLocked, folder_lock
-from syngen.executors.shard import Shard
 from syngen.owned import ForeignFolder, claim
+from syngen.shard import Shard
 
 WHOLE, FIRST, SECOND = Shard(), Shard(0, 2), Shard(1, 2)
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from syngen.devtools.fakes import FakeCaptioner
 from syngen.models.loading import load
 from syngen.refs import ModelRef
 from syngen.sample import Failure, image_bytes
 from syngen.stages.base import Context
 from syngen.stages.caption import Caption, CaptionConfig
-from tests.fakes import FakeCaptioner
 from tests.helpers import draw_shapes
 
 SAMPLES = [{"id": f"s{i}", "image": image_bytes(draw_shapes(seed=i))} for i in range(3)]

@@ -11,6 +11,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from syngen.devtools.fakes import FakeGrounder, FakeInstanceGrounder
 from syngen.masks import box_mask, decode_rle
 from syngen.models.grounding_dino import GroundingDino
 from syngen.models.loading import build_tiny
@@ -18,7 +19,6 @@ from syngen.sample import Failure, image_bytes
 from syngen.stages.base import Context, finished
 from syngen.stages.ground import Ground, GroundConfig
 from syngen.store import to_json
-from tests.fakes import FakeGrounder, FakeInstanceGrounder
 from tests.helpers import draw_shapes
 
 WIDTH, HEIGHT = 128, 96

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
+from syngen.devtools.fakes import FakeGrounder, FloodFillSegmenter
 from syngen.export.rows import preference_rows
 from syngen.masks import box_mask, box_span, decode_rle, edge_band, encode_rle
 from syngen.refs import ModelRef
@@ -31,7 +32,6 @@ from syngen.stages.negatives import (
     semantic_prompt,
 )
 from syngen.stages.segment import Segment, SegmentConfig
-from tests.fakes import FakeGrounder, FloodFillSegmenter
 from tests.helpers import assert_finishes_beside_a_gpu
 
 W, H = 64, 48

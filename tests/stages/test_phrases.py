@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from syngen.devtools.fakes import FakeLLM
 from syngen.models.loading import load
 from syngen.refs import ModelRef
 from syngen.sample import Failure
 from syngen.stages.base import Context
 from syngen.stages.phrases import Phrases, PhrasesConfig, parse_phrases
-from tests.fakes import FakeLLM
 
 CAPTION = "A red ball on the wooden table, next to a small dog and a man's hat."
 

@@ -10,6 +10,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from pydantic import ValidationError
 
+from syngen.devtools.fakes import FakeSegmenter
 from syngen.models.loading import build_tiny
 from syngen.models.sam_hf import HFSam
 from syngen.sample import image_bytes
@@ -17,7 +18,6 @@ from syngen.stages import segment as segment_module
 from syngen.stages.base import Context, finished
 from syngen.stages.segment import Segment, SegmentConfig
 from syngen.store import to_json
-from tests.fakes import FakeSegmenter
 from tests.helpers import assert_finishes_beside_a_gpu, draw_shapes
 
 

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import BlipForImageTextRetrieval
 
+from syngen.devtools.shapes import make_shapes_dataset, make_world
 from syngen.models.blip_itm import BlipItm
 from syngen.models.loading import build_tiny
 from syngen.train.amc import (
@@ -34,7 +35,6 @@ from syngen.train.config import AmcConfig
 from syngen.train.data import RegionDataset, load_split
 from syngen.train.loop import TrainError, train
 from tests.helpers import draw_shapes
-from tests.train.shapes import make_shapes_dataset, make_world
 
 T = torch.tensor
 

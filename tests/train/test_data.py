@@ -17,10 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 from syngen.cli import app
+from syngen.devtools.shapes import make_shapes_dataset
 from syngen.masks import encode_rle, rle_problem
 from syngen.refs import looks_local
 from syngen.train.policy import TextPromptableSam
-from tests.train.shapes import make_shapes_dataset
 
 TINY = [
     "--sam-model-name-or-path", "tiny:segmenter", "--text-encoder-name-or-path", "tiny:text-encoder",

@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from syngen.devtools.shapes import make_shapes_dataset
 from syngen.train.policy import TextPromptableSam
-from tests.train.shapes import make_shapes_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 # PITFALLS.md: `--cpu --num_processes 2` starts one process; these flags start two

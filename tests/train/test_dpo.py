@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from syngen.devtools.shapes import make_world
 from syngen.train.config import DpoConfig, SftConfig
 from syngen.train.data import PairDataset, load_split
 from syngen.train.dpo import DpoObjective, dpo_loss, mask_logps
@@ -19,7 +20,6 @@ from syngen.train.loop import train
 from syngen.train.policy import TextPromptableSam
 from syngen.train.sft import SftObjective
 from tests.train.logged import first_step
-from tests.train.shapes import make_world
 
 TINY = {
     "sam_model_name_or_path": "tiny:segmenter",

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from syngen.devtools.shapes import make_shapes_dataset
 from syngen.errors import ConfigError
 from syngen.train.data import PairDataset, RegionDataset, load_split
 from syngen.train.evaluation import holdout, image_groups, pointing_scores, ris_scores
 from syngen.train.policy import image_masks
-from tests.train.shapes import make_shapes_dataset
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from syngen.devtools.shapes import make_shapes_dataset
 from syngen.train import checkpoint
 from syngen.train.checkpoint import checkpoints, read_state
 from syngen.train.config import DpoConfig, SftConfig
@@ -17,7 +18,6 @@ from syngen.train.dpo import DpoObjective
 from syngen.train.loop import ConfigError, TrainError, resume_point, train
 from syngen.train.policy import TextPromptableSam
 from syngen.train.sft import SftObjective
-from tests.train.shapes import make_shapes_dataset
 
 TINY = {
     "sam_model_name_or_path": "tiny:segmenter",
@@ -271,8 +271,8 @@ def test_an_empty_split_fails_clearly(tmp_path: Path) -> None:
 
 
 def make_empty(tmp_path: Path) -> Path:
+    from syngen.devtools.shapes import make_sample
     from syngen.export import CardInfo, export_dataset
-    from tests.train.shapes import make_sample
 
     sample = make_sample(0, ()) | {"regions": []}
     export_dataset(iter([sample]), tmp_path / "empty", CardInfo(name="empty"))

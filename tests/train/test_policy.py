@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 from transformers import SamModel
 
+from syngen.devtools.shapes import world_sample
 from syngen.models.loading import build_tiny
 from syngen.train.policies import Policy
 from syngen.train.policy import EmbeddingCache, TextPromptableSam
 from syngen.train.sam3_policy import Sam3Policy
-from tests.train.shapes import world_sample
 
 # two outputs differ when some logit moves by more than this share of the largest logit; a policy blind to the
 # image or the phrase gives 0 (up to float noise, below 1e-6). The SAM 3 twin at its random initialisation reads

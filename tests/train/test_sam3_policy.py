@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from syngen.devtools.shapes import make_shapes_dataset, make_world
 from syngen.errors import ConfigError
-from syngen.evaluate import evaluate_ris
+from syngen.eval.evaluate import evaluate_ris
 from syngen.metrics import intersection_union, ris_metrics
 from syngen.models.loading import build_tiny
 from syngen.models.sam3 import Sam3
@@ -25,7 +26,6 @@ from syngen.train.policies import load_policy, saved_policy, start_policy
 from syngen.train.policy import TextPromptableSam
 from syngen.train.sam3_policy import Sam3Policy
 from syngen.train.sft import SftObjective
-from tests.train.shapes import make_shapes_dataset, make_world
 from tests.train.test_cli import invoke
 from tests.train.test_loop import Interrupt, assert_same_weights, dies_at_call, metrics
 from tests.train.test_policy import picture

@@ -11,14 +11,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from syngen.evaluate import evaluate_ris
+from syngen.devtools.shapes import SIZE, make_world
+from syngen.eval.evaluate import evaluate_ris
 from syngen.metrics import intersection_union, ris_metrics
 from syngen.train.config import SftConfig
 from syngen.train.data import RegionDataset, load_split
 from syngen.train.loop import train
 from syngen.train.sft import SftObjective, mask_loss, masked_dice, masked_focal
 from tests.train.logged import first_step
-from tests.train.shapes import SIZE, make_world
 
 TINY = {
     "sam_model_name_or_path": "tiny:segmenter",

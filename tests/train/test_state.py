@@ -15,12 +15,12 @@ from transformers import get_scheduler
 from typer.testing import CliRunner
 
 from syngen.cli import app
+from syngen.devtools.shapes import make_shapes_dataset
 from syngen.errors import TrainError
 from syngen.train.config import SftConfig
 from syngen.train.loop import make_accelerator, train
 from syngen.train.sft import SftObjective
 from syngen.train.state import restore_state, save_state
-from tests.train.shapes import make_shapes_dataset
 
 TINY = {
     "sam_model_name_or_path": "tiny:segmenter",

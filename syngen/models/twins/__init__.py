@@ -7,10 +7,11 @@ folder. Twins are built once and cached under ``$SYNGEN_CACHE`` (see :func:`syng
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
+
+from syngen.registry import load_target
 
 TINY_VERSION = "3"  # bump when a twin's architecture, initialisation or tokenizer changes, so caches rebuild
 
@@ -43,6 +44,5 @@ TINY: dict[str, Twin] = {
 
 def builder(name: str) -> Callable[[Path], None]:
     """The function that saves twin ``name`` to a folder (imported lazily: heavy libraries load only when used)."""
-    module, _, function = TINY[name].builder.partition(":")
-    built: Callable[[Path], None] = getattr(importlib.import_module(module), function)
+    built: Callable[[Path], None] = load_target(TINY[name].builder)
     return built

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from syngen.cli import app
-from syngen.evalsets import open_evalset
-from tests.evalsets.layouts import lmms_refcoco, rect
+from syngen.devtools.layouts import lmms_refcoco, rect
+from syngen.eval.sets import open_evalset
 
 LEFT, RIGHT, TOP = (2, 2, 12, 10), (16, 4, 26, 14), (0, 0, 10, 10)  # areas 80, 100, 100
 
@@ -65,7 +65,7 @@ def test_metrics_per_split_by_hand(refcoco: Path, policy: Path, predict, tmp_pat
 
 
 def test_one_split_by_name(refcoco: Path, policy: Path, predict, tmp_path: Path) -> None:  # noqa: ANN001
-    from syngen.evaluate import evaluate_ris
+    from syngen.eval.evaluate import evaluate_ris
 
     predict({"top box": rect(*TOP)})
     report = evaluate_ris(str(policy), str(refcoco), "testA", output_dir=tmp_path / "eval")
@@ -74,7 +74,7 @@ def test_one_split_by_name(refcoco: Path, policy: Path, predict, tmp_path: Path)
 
 def test_expressions_are_scored_image_by_image(policy: Path, predict, tmp_path: Path) -> None:  # noqa: ANN001
     """Rows of one image scattered through the file are scored together (each image meets the cache once)."""
-    from syngen.evaluate import evaluate_ris
+    from syngen.eval.evaluate import evaluate_ris
 
     data = lmms_refcoco(
         tmp_path / "RefCOCO", {"val": [(1, LEFT, ["a1"]), (2, TOP, ["b1"]), (1, RIGHT, ["a2"]), (2, LEFT, ["b2"])]}

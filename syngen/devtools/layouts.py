@@ -1,5 +1,6 @@
 """Small local copies of the published benchmarks, each in its exact schema (columns, types, mask conventions,
-file names and splits), with masks that are rectangles so tests can compute every metric by hand.
+file names and splits), with masks that are rectangles so tests (and benchmarks/eval.py) can compute
+every metric by hand.
 
 A rectangle ``(x1, y1, x2, y2)`` covers pixels x1 <= x < x2, y1 <= y < y2; as a COCO polygon its corners are
 ``[x1, y1, x2, y1, x2, y2, x1, y2]`` (pycocotools fills exactly those pixels). Images are H=20 × W=30.

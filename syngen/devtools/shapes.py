@@ -1,4 +1,5 @@
-"""A syngen dataset built by the tests: pictures of objects of known shapes, exported with syngen's own export.
+"""A syngen dataset for tests and benchmarks (``benchmarks/learn.py``): pictures of objects of known shapes,
+exported with syngen's own export.
 
 Each picture (64×64) has a red square and a blue circle at seeded positions; the regions' phrases name them and
 their masks are exact. Each region has preference pairs whose rejected mask is the true mask dilated, eroded
@@ -8,13 +9,14 @@ or shifted (``kind`` says which), as SAM-perturbed negatives would be.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image
 
 from syngen.export import CardInfo, export_dataset
 from syngen.masks import encode_rle, mask_iou
-from syngen.sample import image_bytes
+from syngen.sample import Sample, image_bytes
 
 SIZE = 64
 SHAPES = {"red square": (220, 30, 30), "blue circle": (30, 60, 220)}
@@ -33,7 +35,7 @@ def perturb(mask: np.ndarray, kind: str) -> np.ndarray:
         return np.roll(mask, (6, 6), axis=(0, 1))
     padded = np.pad(mask, 3, constant_values=kind == "eroded")
     windows = np.lib.stride_tricks.sliding_window_view(padded, (7, 7))
-    return windows.any(axis=(2, 3)) if kind == "dilated" else windows.all(axis=(2, 3))
+    return np.asarray(windows.any(axis=(2, 3)) if kind == "dilated" else windows.all(axis=(2, 3)))
 
 
 def region(phrase: str, mask: np.ndarray, negatives: list[tuple[str, np.ndarray]], exact: np.ndarray) -> dict:
@@ -50,21 +52,24 @@ def region(phrase: str, mask: np.ndarray, negatives: list[tuple[str, np.ndarray]
     }
 
 
-def picture(sample_id: str, index: int, pixels: np.ndarray, regions: list[dict], caption: str) -> dict:
+def picture(sample_id: str, index: int, pixels: np.ndarray, regions: list[dict], caption: str) -> Sample:
     """A sample of one SIZE² picture and its regions."""
-    return {
-        "id": sample_id,
-        "source": {"kind": "test", "item": str(index)},
-        "image": image_bytes(Image.fromarray(pixels)),
-        "width": SIZE,
-        "height": SIZE,
-        "caption": caption,
-        "phrases": [r["phrase"] for r in regions],
-        "regions": regions,
-    }
+    return cast(
+        Sample,
+        {
+            "id": sample_id,
+            "source": {"kind": "test", "item": str(index)},
+            "image": image_bytes(Image.fromarray(pixels)),
+            "width": SIZE,
+            "height": SIZE,
+            "caption": caption,
+            "phrases": [r["phrase"] for r in regions],
+            "regions": regions,
+        },
+    )
 
 
-def make_sample(index: int, kinds: tuple[str, ...]) -> dict:
+def make_sample(index: int, kinds: tuple[str, ...]) -> Sample:
     rng = np.random.default_rng(index)
     pixels = np.full((SIZE, SIZE, 3), 200, np.uint8)
     regions = []
@@ -108,7 +113,7 @@ def grow(mask: np.ndarray, pixels: int) -> np.ndarray:
     k = abs(pixels)
     padded = np.pad(mask, k, constant_values=pixels < 0)
     windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * k + 1, 2 * k + 1))
-    return windows.any(axis=(2, 3)) if pixels > 0 else windows.all(axis=(2, 3))
+    return np.asarray(windows.any(axis=(2, 3)) if pixels > 0 else windows.all(axis=(2, 3)))
 
 
 def shift(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -131,7 +136,7 @@ def world_negative(mask: np.ndarray, kind: str, rng: np.random.Generator) -> np.
     return grow(mask, pixels if kind == "dilated" else -pixels)
 
 
-def world_sample(index: int, label_noise: int = 0, kinds: tuple[str, ...] = (), fixed_grow: int = 0) -> dict:
+def world_sample(index: int, label_noise: int = 0, kinds: tuple[str, ...] = (), fixed_grow: int = 0) -> Sample:
     """Picture ``index`` of the world (seeded by it): two objects of different colour-and-form pairs.
 
     Region masks are exact, or dilated by ``label_noise`` px (a weak labeller's masks). Each region gets one

@@ -24,8 +24,8 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from syngen.evalsets.base import EvalSet, Expression
-from syngen.evalsets.tables import to_image, to_mask
+from syngen.eval.sets.base import EvalSet, Expression
+from syngen.eval.sets.tables import to_image, to_mask
 
 COLUMNS = ("question_id", "image", "question", "answer", "segmentation", "bbox", "iscrowd", "file_name")
 

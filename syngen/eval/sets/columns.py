@@ -12,8 +12,8 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from syngen.evalsets.base import EvalSet, Expression
-from syngen.evalsets.tables import sentences, to_image, to_mask
+from syngen.eval.sets.base import EvalSet, Expression
+from syngen.eval.sets.tables import sentences, to_image, to_mask
 
 
 @dataclass(frozen=True)

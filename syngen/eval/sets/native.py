@@ -10,8 +10,8 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from syngen.evalsets.base import EvalSet, Expression
-from syngen.evalsets.tables import to_mask
+from syngen.eval.sets.base import EvalSet, Expression
+from syngen.eval.sets.tables import to_mask
 from syngen.train.data import dataset_path, load_split
 
 

@@ -1,4 +1,4 @@
-"""Fake models for stage tests: small, deterministic stand-ins for each model role.
+"""Fake models for stage tests and benchmarks: small, deterministic stand-ins for each model role.
 
 Each fake satisfies its role's Protocol in syngen.models.roles (tests/test_fakes.py checks it), so a stage test
 with a fake exercises the same calls the real backend gets.

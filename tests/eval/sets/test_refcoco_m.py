@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from syngen.evalsets import open_evalset
-from syngen.evaluate import evaluate_ris
-from tests.evalsets.layouts import rect, refcoco_m
+from syngen.devtools.layouts import rect, refcoco_m
+from syngen.eval.evaluate import evaluate_ris
+from syngen.eval.sets import open_evalset
 
 A, B, C = (0, 0, 10, 10), (10, 5, 20, 15), (5, 5, 25, 15)  # areas 100, 100, 200
 

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from syngen.cli import app
+from syngen.devtools.layouts import gref, grefcoco, lmms_refcoco, picture, polygon, refcoco_m
+from syngen.devtools.shapes import make_shapes_dataset
 from syngen.errors import DatasetError
-from syngen.evalsets import FORMATS, open_evalset
-from tests.evalsets.layouts import gref, grefcoco, lmms_refcoco, picture, polygon, refcoco_m
-from tests.train.shapes import make_shapes_dataset
+from syngen.eval.sets import FORMATS, open_evalset
 
 BOX = (0, 0, 4, 4)
 

@@ -29,8 +29,8 @@ import numpy as np
 from PIL import Image
 
 from syngen.errors import DatasetError
-from syngen.evalsets.base import EvalSet, Expression
-from syngen.evalsets.tables import to_mask
+from syngen.eval.sets.base import EvalSet, Expression
+from syngen.eval.sets.tables import to_mask
 from syngen.metrics import gres_metrics
 
 REFS = "grefs(unc).json"

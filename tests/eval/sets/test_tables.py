@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from syngen.evalsets.tables import sentences, split_of, to_mask
+from syngen.eval.sets.tables import sentences, split_of, to_mask
 from syngen.masks import encode_rle
 
 SQUARE = np.zeros((8, 10), bool)
@@ -77,7 +77,7 @@ def test_split_from_the_hub_file_name(name: str, split: str) -> None:
 def test_image_cells_decoded_or_not(form: str, tmp_path: Path) -> None:
     from PIL import Image
 
-    from syngen.evalsets.tables import to_image
+    from syngen.eval.sets.tables import to_image
 
     image = Image.new("L", (3, 2), 9)
     image.save(tmp_path / "a.png")
@@ -105,7 +105,7 @@ def test_a_dataset_neither_here_nor_in_the_cache_is_named(
     import datasets
 
     from syngen.errors import DatasetError
-    from syngen.evalsets.tables import load_tables
+    from syngen.eval.sets.tables import load_tables
 
     looked: list[str] = []
     load = datasets.load_dataset
@@ -119,8 +119,8 @@ def test_a_hub_id_in_the_local_hub_cache_is_read_from_it(tmp_path: Path, monkeyp
     """The Hub cache's layout: datasets--<owner>--<name>/refs/main names the snapshot holding the repo's files."""
     import huggingface_hub
 
-    from syngen.evalsets import open_evalset
-    from tests.evalsets.layouts import lmms_refcoco
+    from syngen.devtools.layouts import lmms_refcoco
+    from syngen.eval.sets import open_evalset
 
     repo = tmp_path / "hub" / "datasets--lmms-lab--RefCOCOg"
     commit = "0" * 40

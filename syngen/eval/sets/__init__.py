@@ -1,20 +1,20 @@
 """Referring-segmentation benchmarks as they are published, for ``syngen eval ris``: one reader per layout
 (one module each), found from the dataset's files or columns, or named with ``--format``.
 
-Adding a layout is one module with an :class:`~syngen.evalsets.base.EvalSet` subclass and one line in
+Adding a layout is one module with an :class:`~syngen.eval.sets.base.EvalSet` subclass and one line in
 :data:`FORMATS` (detection tries them in that order).
 """
 
 from __future__ import annotations
 
 from syngen.errors import DatasetError
-from syngen.evalsets.base import EvalSet, Expression
-from syngen.evalsets.columns import Columns, ColumnsSet
-from syngen.evalsets.grefcoco import GrefcocoSet, annotation_folder
-from syngen.evalsets.native import SyngenSet, is_syngen
-from syngen.evalsets.refcoco import RefcocoSet
-from syngen.evalsets.refcoco_m import RefcocoMSet
-from syngen.evalsets.tables import load_tables
+from syngen.eval.sets.base import EvalSet, Expression
+from syngen.eval.sets.columns import Columns, ColumnsSet
+from syngen.eval.sets.grefcoco import GrefcocoSet, annotation_folder
+from syngen.eval.sets.native import SyngenSet, is_syngen
+from syngen.eval.sets.refcoco import RefcocoSet
+from syngen.eval.sets.refcoco_m import RefcocoMSet
+from syngen.eval.sets.tables import load_tables
 
 __all__ = ["FORMATS", "Columns", "EvalSet", "Expression", "open_evalset"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from syngen.executors.shard import Shard, ShardError, shard_from_env
 from syngen.sample import make_id
+from syngen.shard import Shard, ShardError, shard_from_env
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from syngen.evalsets import open_evalset
-from syngen.evaluate import evaluate_ris
-from tests.evalsets.layouts import gref, grefcoco, polygon, rect
+from syngen.devtools.layouts import gref, grefcoco, polygon, rect
+from syngen.eval.evaluate import evaluate_ris
+from syngen.eval.sets import open_evalset
 
 LEFT, RIGHT, CROWD = (2, 2, 12, 10), (16, 4, 26, 14), (0, 12, 10, 20)  # areas 80, 100, 80
 

@@ -64,7 +64,7 @@ class EvalSet(ABC):
     @abstractmethod
     def target(self, record: Any, expression: Expression, height: int, width: int) -> np.ndarray:
         """The (height, width) bool target mask of ``expression`` (all False for a no-target expression); raises
-        ValueError for a mask that is not one of that size (:func:`~syngen.evalsets.tables.to_mask`)."""
+        ValueError for a mask that is not one of that size (:func:`~syngen.eval.sets.tables.to_mask`)."""
 
     def mask_column(self, expression: Expression) -> str:
         """Where ``expression``'s target mask is in its record, for the error on a bad mask."""

@@ -1,7 +1,7 @@
 """Scoring checkpoints: ``syngen eval ris`` (referring segmentation) and ``syngen eval pointing`` (the pointing
 game of an image-text matching model's Grad-CAM), with :mod:`syngen.metrics`.
 
-Data for ``ris``: a benchmark in one of the layouts :mod:`syngen.evalsets` reads (lmms-lab RefCOCO*,
+Data for ``ris``: a benchmark in one of the layouts :mod:`syngen.eval.sets` reads (lmms-lab RefCOCO*,
 moondream/refcoco-m, gRefCOCO's G_REFER files, a syngen dataset, or any table through column options).
 Predictions are appended to ``predictions.jsonl`` in the eval folder one batch at a time, so a killed run
 resumes: a rerun scores only the expressions not yet there. Expressions are scored in image order and each
@@ -32,9 +32,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from syngen.errors import DatasetError
-from syngen.evalsets import Columns, EvalSet, Expression, open_evalset
-from syngen.evalsets.native import is_syngen
-from syngen.evalsets.tables import load_tables, sentences, to_mask
+from syngen.eval.sets import Columns, EvalSet, Expression, open_evalset
+from syngen.eval.sets.native import is_syngen
+from syngen.eval.sets.tables import load_tables, sentences, to_mask
 from syngen.metrics import intersection_union, pointing_accuracy, pointing_hit, upsample
 from syngen.store import atomic_write_text
 from syngen.train.data import NAN_BOXES, load_split
@@ -43,7 +43,7 @@ from syngen.train.policy import EmbeddingCache, TextPromptableSam, image_key
 
 
 def load_table(spec: str, split: str) -> datasets.Dataset:
-    """Split ``split`` of a table dataset (:func:`~syngen.evalsets.tables.load_tables`); a dataset of one table
+    """Split ``split`` of a table dataset (:func:`~syngen.eval.sets.tables.load_tables`); a dataset of one table
     (e.g. one parquet file) is that table whatever ``split`` says."""
     tables = load_tables(spec)
     if split in tables:

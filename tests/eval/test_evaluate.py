@@ -14,12 +14,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from syngen.cli import app
-from syngen.evaluate import PredictionLog, evaluate_pointing, evaluate_ris, pointing_examples, trained_layer
+from syngen.devtools.shapes import make_shapes_dataset
+from syngen.eval.evaluate import PredictionLog, evaluate_pointing, evaluate_ris, pointing_examples, trained_layer
 from syngen.masks import decode_rle, encode_rle
 from syngen.train.policy import TextPromptableSam
 from syngen.viz import COLOUR_BAR, TILE
-from tests.evalsets.test_tables import SQUARE
-from tests.train.shapes import make_shapes_dataset
+from tests.eval.sets.test_tables import SQUARE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -142,8 +142,8 @@ def test_refcoco_style_boxes_as_coco_xywh_or_from_the_mask(tmp_path: Path, sourc
 
 
 def test_syngen_regions_with_one_phrase_are_one_query_with_every_box(tmp_path: Path) -> None:
+    from syngen.devtools.shapes import make_sample
     from syngen.export import CardInfo, export_dataset
-    from tests.train.shapes import make_sample
 
     sample = make_sample(0, ())
     sample["regions"] = sample["regions"] + [dict(sample["regions"][0], box=[0.0, 0.0, 4.0, 4.0])]
@@ -162,11 +162,11 @@ def test_pointing_uses_the_layer_the_checkpoint_was_trained_with(tmp_path: Path)
 def test_a_killed_eval_resumes_and_scores_only_the_rest(
     policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import syngen.evaluate
+    import syngen.eval.evaluate
 
     shapes = make_shapes_dataset(tmp_path / "shapes", images=3, kinds=())  # six expressions
     full = evaluate_ris(str(policy), str(shapes), batch_size=2, output_dir=tmp_path / "full")
-    real = syngen.evaluate.score_batch
+    real = syngen.eval.evaluate.score_batch
     scored: list[int] = []
 
     def killed_after(batches: int):  # noqa: ANN202
@@ -178,12 +178,12 @@ def test_a_killed_eval_resumes_and_scores_only_the_rest(
 
         return score
 
-    monkeypatch.setattr("syngen.evaluate.score_batch", killed_after(2))
+    monkeypatch.setattr("syngen.eval.evaluate.score_batch", killed_after(2))
     with pytest.raises(KeyboardInterrupt):
         evaluate_ris(str(policy), str(shapes), batch_size=2, output_dir=tmp_path / "run")
     assert len((tmp_path / "run" / "predictions.jsonl").read_text().splitlines()) == 2
     scored.clear()
-    monkeypatch.setattr("syngen.evaluate.score_batch", killed_after(99))
+    monkeypatch.setattr("syngen.eval.evaluate.score_batch", killed_after(99))
     again = evaluate_ris(str(policy), str(shapes), batch_size=2, output_dir=tmp_path / "run")
     assert scored == [2] and again["scored"] == 2 and again["resumed"] == 4
     assert again["metrics"] == full["metrics"]
@@ -251,7 +251,7 @@ def test_a_process_killed_with_sigkill_resumes(policy: Path, tmp_path: Path) -> 
     command = [sys.executable, "-m", "syngen.cli", "eval", "ris", "--model", str(policy), "--data", str(shapes),
                "--batch-size", "1", "--output-dir", str(out)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     predictions = out / "predictions.jsonl"
     deadline = time.monotonic() + 300
