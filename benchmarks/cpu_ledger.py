@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from syngen import store
-from syngen.executors import local
+from syngen.executors import base
 from syngen.models.pool import ModelPool
 from syngen.runner import Runner
 from syngen.threads import POOL
@@ -102,7 +102,7 @@ class Ledger:
             setattr(owner, name, value)
 
         run_stage, process, preflight = Runner._run_stage, Runner._process, Runner.preflight
-        get, consume = ModelPool.get, local.consume_in_thread
+        get, consume = ModelPool.get, base.consume_in_thread
         pool_submit, writer_submit = POOL.submit, store._WRITER.submit
 
         def counted_stage(runner: Runner, stage: Any, wave: list, compute: bool) -> list:
@@ -137,7 +137,7 @@ class Ledger:
         patch(Runner, "_process", counted_process)
         patch(Runner, "preflight", counted_preflight)
         patch(ModelPool, "get", counted_get)
-        patch(local, "consume_in_thread", counted_consume)
+        patch(base, "consume_in_thread", counted_consume)
         patch(POOL, "submit", lambda fn, *a, **k: pool_submit(self._task(f"pool {fn.__qualname__}", fn), *a, **k))
         patch(store._WRITER, "submit", lambda fn, *a, **k: writer_submit(self._task("store writer", fn), *a, **k))
         hooks = [

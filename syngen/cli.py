@@ -281,8 +281,8 @@ def export(
     if fmt is not ExportFormat.hf:
         _export_files(out, fmt)
         return
-    from syngen.executors.local import export as export_stores
-    from syngen.executors.local import recipe_path
+    from syngen.executors.base import export as export_stores
+    from syngen.executors.base import recipe_path
 
     recipe = recipe or recipe_path(out)
     if recipe is None:

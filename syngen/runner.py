@@ -257,7 +257,7 @@ class Runner:
         rows: dict[str, list[Row]] = {}
         if pending and compute:
             # the wave as it is now (after a fan-out), the others in flight, the one the export is drawing (it runs
-            # a wave behind, see executors/local.py) and the seed images a synthesis replaced
+            # a wave behind, see executors/base.py) and the seed images a synthesis replaced
             DECODED.fit(len(wave) * (self._in_flight + 2))
             if stage.role is not None:  # a model-free stage runs beside the model stages: it leaves their peak alone
                 _reset_peak_memory()

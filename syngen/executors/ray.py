@@ -3,25 +3,24 @@
 Each worker is an actor that keeps its models loaded and takes shards one after another; there are more shards
 than workers, so a straggler or a lost node costs little. A failed shard is retried (on a restarted actor when
 its process died) and resumes from the store. The driver holds the whole output folder's lock, shows one
-progress bar for the run, and exports the dataset at the end. Needs the ``ray`` extra.
+progress bar for the run, and exports the dataset at the end (the lifecycle is
+:class:`~syngen.executors.base.Executor`'s). Needs the ``ray`` extra.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from syngen.executors.local import EXPORTED_STATE, clear
-from syngen.executors.lock import folder_lock
+from syngen.executors.base import Executor
 from syngen.recipe import Recipe, load_recipe
-from syngen.runner import Runner, card_info
+from syngen.runner import Runner
+from syngen.sample import Sample
 from syngen.shard import Shard
-from syngen.store import atomic_write_text
 
 RETRIES = 3  # tries of a failed shard after the first
 _ENV_PREFIXES = ("HF_", "SYNGEN_", "TRANSFORMERS_", "TOKENIZERS_")  # what the workers must see as the driver does
@@ -48,6 +47,59 @@ class _Worker:
         return runner.report()
 
 
+class RayExecutor(Executor):
+    """The shards as tasks on ``workers`` Ray actors (``gpus_per_worker`` GPUs each) at ``address``: ``local``
+    (start a cluster here), ``auto`` (the one ``ray start`` started) or host:port; the driver merges and exports."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        out: Path,
+        *,
+        address: str,
+        workers: int,
+        gpus_per_worker: float,
+        shards: int,
+        **options: Any,
+    ):
+        super().__init__(recipe, out, **options)
+        self.address, self.workers, self.gpus_per_worker, self.shards = address, workers, gpus_per_worker, shards
+
+    def run_shards(self, driver: Runner) -> tuple[Iterator[Sample], list[dict[str, Any]]]:
+        """Runs the ``shards`` shards on the actors, one progress bar for them; returns the stored samples of
+        every shard and the shards' reports."""
+        import ray
+        from ray.util import ActorPool
+
+        env = {key: value for key, value in os.environ.items() if key.startswith(_ENV_PREFIXES)}
+        local = self.address == "local"
+        ray.init(
+            address=None if local else self.address,
+            num_cpus=self.workers if local else None,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": env},
+        )
+        try:
+            worker = ray.remote(_Worker).options(
+                num_cpus=1, num_gpus=self.gpus_per_worker, max_restarts=-1, max_task_retries=RETRIES
+            )
+            recipe = str(self.recipe.path.resolve())
+            pool = ActorPool([worker.remote(recipe, str(self.out), self.limit) for _ in range(self.workers)])
+            reports: list[dict[str, Any]] = []
+            with tqdm(total=self.shards, desc="shards", unit="shard", disable=not self.progress or None) as bar:
+                for report in pool.map_unordered(
+                    lambda actor, k: actor.run_shard.options(retry_exceptions=True).remote(k, self.shards),
+                    list(range(self.shards)),
+                ):
+                    reports.append(report)
+                    bar.update(1)
+                    bar.set_postfix(samples=sum(r["stages"][driver.stages[0].name]["items_in"] for r in reports))
+        finally:
+            ray.shutdown()
+        return driver.samples(compute=False), reports
+
+
 def run(
     recipe: Recipe,
     out: Path,
@@ -61,63 +113,20 @@ def run(
     progress: bool = True,
     retry_failed: bool = False,
 ) -> dict[str, Any]:
-    """Run ``recipe`` into ``out`` as ``shards`` shards on ``workers`` Ray actors, then export the dataset.
-    ``address``: ``local`` (start a cluster here), ``auto`` (the one ``ray start`` started) or host:port.
+    """Run ``recipe`` into ``out`` as ``shards`` shards on Ray (see :class:`RayExecutor`), then export the dataset.
     Returns the run report: the stores' counts over all shards, the shards' compute figures summed."""
-    import ray
-    from ray.util import ActorPool
+    import ray  # noqa: F401  (without the extra, fail before any work)
 
-    from syngen.export import export_dataset
-
-    started = time.perf_counter()
-    with folder_lock(out):
-        if fresh:
-            clear(out)
-        atomic_write_text(out / "recipe.yaml", recipe.text)
-        driver = Runner(recipe, out, limit=limit, progress=False)
-        driver.preflight()  # fail before starting anything; tiny twins are built once, here
-        driver.open_stores()  # a stale stage is dropped once, before the shards start
-        if retry_failed:
-            driver.retry_failed()
-        env = {key: value for key, value in os.environ.items() if key.startswith(_ENV_PREFIXES)}
-        local = address == "local"
-        ray.init(
-            address=None if local else address,
-            num_cpus=workers if local else None,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": env},
-        )
-        try:
-            worker = ray.remote(_Worker).options(
-                num_cpus=1, num_gpus=gpus_per_worker, max_restarts=-1, max_task_retries=RETRIES
-            )
-            actors = [worker.remote(str(recipe.path.resolve()), str(out), limit) for _ in range(workers)]
-            pool = ActorPool(actors)
-            reports = []
-            with tqdm(total=shards, desc="shards", unit="shard", disable=not progress or None) as bar:
-                for report in pool.map_unordered(
-                    lambda actor, k: actor.run_shard.options(retry_exceptions=True).remote(k, shards),
-                    list(range(shards)),
-                ):
-                    reports.append(report)
-                    bar.update(1)
-                    bar.set_postfix(samples=sum(r["stages"][driver.stages[0].name]["items_in"] for r in reports))
-        finally:
-            ray.shutdown()
-        export_dataset(
-            driver.samples(compute=False),
-            out,
-            card_info(recipe, driver.summary),
-            stages=recipe.stages,
-            embed_images=recipe.top.output.embed_images,
-        )
-        atomic_write_text(out / EXPORTED_STATE, driver.state())
-        report = driver.report() | {"total_s": round(time.perf_counter() - started, 3), "shards": shards}
-        for name, stage in report["stages"].items():
-            for key in ("computed", "wall_s", "load_s", "model_s"):
-                stage[key] = round(sum(r["stages"][name][key] for r in reports), 3)
-            stage["peak_mem_mb"] = max(r["stages"][name]["peak_mem_mb"] for r in reports)
-            stage["items_per_s"] = round(stage["computed"] / stage["wall_s"], 3) if stage["wall_s"] else 0.0
-        atomic_write_text(out / "run.json", json.dumps(report, indent=2))
-        return report
+    executor = RayExecutor(
+        recipe,
+        out,
+        address=address,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        shards=shards,
+        fresh=fresh,
+        limit=limit,
+        progress=progress,
+        retry_failed=retry_failed,
+    )
+    return executor.run()

@@ -4,89 +4,13 @@ the real thing where the ``ray`` extra is installed, as .ci/run does)."""
 
 from __future__ import annotations
 
-import itertools
-import sys
-import types
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from syngen import stages as registry
 from syngen.recipe import load_recipe
 from tests import fault_stages
-from tests.executors.conftest import ranks, stored_ids
-
-
-class _Call:
-    """``actor.method`` and ``actor.method.options(...)``: ``.remote(*args)`` calls it now, records the args."""
-
-    def __init__(self, method: Callable[..., Any], calls: list[tuple[str, tuple]]):
-        self.method, self.calls = method, calls
-
-    def options(self, **kwargs: Any) -> _Call:
-        return self
-
-    def remote(self, *args: Any) -> Any:
-        self.calls.append((self.method.__name__, args))
-        return self.method(*args)
-
-
-class _Actor:
-    def __init__(self, instance: Any, calls: list[tuple[str, tuple]]):
-        self.instance, self.calls = instance, calls
-
-    def __getattr__(self, name: str) -> _Call:
-        return _Call(getattr(self.instance, name), self.calls)
-
-
-class FakeRay(types.ModuleType):
-    """What ray.run uses of ray: init, shutdown, remote(cls).options(...).remote(...), util.ActorPool."""
-
-    def __init__(self) -> None:
-        super().__init__("ray")
-        self.inits: list[dict[str, Any]] = []
-        self.calls: list[tuple[str, tuple]] = []
-        self.util = types.ModuleType("ray.util")
-        self.util.ActorPool = self._pool  # type: ignore[attr-defined]
-
-    def init(self, **kwargs: Any) -> None:
-        self.inits.append(kwargs)
-
-    def shutdown(self) -> None:
-        pass
-
-    def remote(self, cls: type) -> Any:
-        fake = self
-
-        class Remote:
-            def options(self, **kwargs: Any) -> Remote:
-                return self
-
-            def remote(self, *args: Any) -> _Actor:
-                return _Actor(cls(*args), fake.calls)
-
-        return Remote()
-
-    @staticmethod
-    def _pool(actors: list[_Actor]) -> Any:
-        class Pool:
-            def map_unordered(self, fn: Callable[[Any, Any], Any], values: list[Any]) -> Iterator[Any]:
-                for actor, value in zip(itertools.cycle(actors), values):
-                    yield fn(actor, value)
-
-        return Pool()
-
-
-@pytest.fixture
-def fake_ray(monkeypatch: pytest.MonkeyPatch) -> FakeRay:
-    for name, cls in fault_stages.FAKES.items():
-        monkeypatch.setitem(registry.STAGES, name, f"tests.fault_stages:{cls.__name__}")
-    ray = FakeRay()
-    monkeypatch.setitem(sys.modules, "ray", ray)
-    monkeypatch.setitem(sys.modules, "ray.util", ray.util)
-    return ray
+from tests.executors.conftest import FakeRay, ranks, stored_ids
 
 
 @pytest.mark.parametrize("workers, shards", [(2, 3), (3, 2)], ids=["more-shards", "more-workers"])
