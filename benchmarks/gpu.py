@@ -62,7 +62,7 @@ from syngen.models.grounding_dino import GroundingDino
 from syngen.models.loading import build_tiny
 from syngen.models.sam3 import Sam3
 from syngen.models.sam_hf import CachedSegmenter, HFSam
-from syngen.sample import DECODED, image_bytes, load_image
+from syngen.sample import RUN_IMAGES, DecodedImages, image_bytes, load_image
 from syngen.stages.base import Context, Stage, finished
 from syngen.stages.ground import Ground, GroundConfig
 from syngen.stages.negatives import Negatives, NegativesConfig
@@ -278,8 +278,10 @@ def main() -> None:
     assert segmenter is not None
     segmenter.cache_limit = 4 * args.images
     samples = make_samples(args.images, args.phrases, size)
-    DECODED.fit(len(samples))  # decoded before the timing, for both paths: in a run the source (in its thread,
-    for sample in samples:  # ahead of the model stages) or synthesize hands the images on decoded
+    # decoded before the timing, for both paths: in a run the source (in its thread, ahead of the model stages) or
+    # synthesize hands the images on decoded
+    RUN_IMAGES.set(DecodedImages(len(samples)))
+    for sample in samples:
         load_image(sample)
     grounder = sam3 or dino
     assert grounder is not None

@@ -10,7 +10,7 @@ every op, so one throttled thread stalls the others (docs/benchmarks.md, "Thread
 the quota's fraction. A file that is missing or unreadable counts as no quota.
 
 :func:`plan` splits a share between torch's intra-op threads (the calling thread counts as one) and syngen's pool
-(encoding, compaction), so that together they do not exceed it; :func:`apply` sets both.
+(encoding, compaction), so that together they do not exceed it; :func:`apply` sets torch's.
 """
 
 from __future__ import annotations
@@ -161,13 +161,11 @@ def plan(setting: CpuThreads = "auto", gpu: bool = False, processes: int = 1) ->
 
 
 def apply(threads: Threads) -> None:
-    """Sets torch's intra-op threads and syngen's pool to ``threads``."""
+    """Sets torch's intra-op threads to ``threads.torch`` (a run's pool is made with ``threads.pool`` workers, see
+    :class:`syngen.engine.context.RunContext`)."""
     import torch
 
-    from syngen.threads import POOL
-
     torch.set_num_threads(threads.torch)
-    POOL.resize(threads.pool)
     log.debug("CPU threads: torch %d, pool %d", threads.torch, threads.pool)
 
 

@@ -1,4 +1,5 @@
-"""CPU work off the main thread, so the device is not kept waiting: a shared pool for encoding (PNG, RLE), the
+"""CPU work off the main thread, so the device is not kept waiting: the pool a run encodes in (PNG, RLE; each run
+makes its own, see :mod:`syngen.engine.context`), the
 executor for a model stage's own CPU work (the pool beside a GPU, this thread beside a CPU model), and a helper
 that hands a stream to a consumer running in a worker thread (the export, while the next wave runs). ``after``
 chains work to futures without a thread waiting for them; ``on_gpu`` is the one test of whether a device is a GPU.
@@ -9,13 +10,13 @@ PIL, numpy, pyarrow and torch release the GIL in their heavy loops, so these thr
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any, TypeVar
-
-from syngen.cpus import usable_cpus
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,29 +44,34 @@ INLINE = InlineExecutor()
 
 
 class Pool(Executor):
-    """A thread pool whose size can be set after it is made (:func:`syngen.cpus.apply` sizes it to the process's
-    CPU share); size 0 runs each task on the submitting thread."""
+    """``workers`` threads for CPU work, started at the first task and stopped by :meth:`shutdown` (a later task
+    starts them again); with 0 workers each task runs on the submitting thread. A task runs in the submitter's
+    context (:mod:`contextvars`: the run's image cache and pool, see :mod:`syngen.engine.context`)."""
 
-    def __init__(self, workers: int):
-        self._executor: Executor = INLINE
-        self.workers = 0
-        self.resize(workers)
-
-    def resize(self, workers: int) -> None:
-        """From now on, ``workers`` threads (0: none); tasks already submitted finish where they are."""
-        if workers == self.workers:
-            return
-        old, self.workers = self._executor, workers
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="syngen-cpu") if workers else INLINE
-        old.shutdown(wait=False)
+    def __init__(self, workers: int, name: str = "syngen-cpu"):
+        self.workers = workers
+        self.name = name
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
-        return self._executor.submit(fn, *args, **kwargs)
+        if not self.workers:
+            return INLINE.submit(fn, *args, **kwargs)
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix=self.name)
+            executor = self._executor
+        return executor.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait, cancel_futures=cancel_futures)
 
 
-# encoding of images and masks off the main thread (map results come back in order); sized again at each run's
-# start to the CPU share
-POOL = Pool(max(2, usable_cpus()))
+# the CPU pool of the run under way in this thread (bound by the engine's run context); outside a run, inline
+RUN_POOL: ContextVar[Executor] = ContextVar("syngen_run_pool", default=INLINE)
 
 
 def on_gpu(device: Any) -> bool:
@@ -77,7 +83,7 @@ def beside_model(device: Any) -> Executor:
     """Where a model stage runs its CPU work (mask checks, RLE encoding): the pool when the model is on a GPU, so
     the main thread goes on feeding it; this thread when the model is on the CPU, whose cores the pool's threads
     would take from the model calls (measured: slower in all)."""
-    return POOL if on_gpu(device) else INLINE
+    return RUN_POOL.get() if on_gpu(device) else INLINE
 
 
 def after(futures: list[Future[Any]], then: Callable[[], R]) -> Future[R]:
@@ -133,14 +139,25 @@ def consume_in_thread(consumer: Callable[[Iterator[T]], R], items: Iterable[T], 
         except BaseException as err:  # handed to the producing thread
             outcome["error"] = err
 
-    worker = threading.Thread(target=work, name="syngen-consumer", daemon=True)
-    worker.start()
+    worker: threading.Thread | None = None
+
+    def started() -> threading.Thread:
+        # started at the first item, in this thread's context as it is then (the run's bindings, made as the
+        # stream starts)
+        context = contextvars.copy_context()
+        thread = threading.Thread(target=context.run, args=(work,), name="syngen-consumer", daemon=True)
+        thread.start()
+        return thread
+
     try:
         for item in items:
+            worker = worker or started()
             if not _put(waiting, item, worker):
                 break  # the consumer failed: its error is raised below
+        worker = worker or started()
         _put(waiting, _END, worker)
     except BaseException:  # the items still queued are dropped: the consumer stops after the one in hand
+        worker = worker or started()
         _drain(waiting)
         _put(waiting, _ABORT, worker)
         worker.join()

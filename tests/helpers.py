@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from syngen.stages.base import finished
-from syngen.threads import POOL
+from syngen.threads import Pool
 
 
 def draw_shapes(size: tuple[int, int] = (128, 96), seed: int = 0) -> Image.Image:
@@ -35,7 +35,8 @@ def assert_finishes_beside_a_gpu(
     results equal ``inline`` (the work done on the calling thread, as beside a CPU model)."""
     threads: set[str] = set()
     encode, gate = module.encode_rle, threading.Event()
-    monkeypatch.setattr(module, "beside_model", lambda device: POOL)
+    pool = Pool(2)
+    monkeypatch.setattr(module, "beside_model", lambda device: pool)
 
     def gated(mask: np.ndarray) -> dict:
         threads.add(threading.current_thread().name)
@@ -48,6 +49,7 @@ def assert_finishes_beside_a_gpu(
     gate.set()
     assert finished(results) == inline
     assert threads and all(name.startswith("syngen-cpu") for name in threads)
+    pool.shutdown()
 
 
 class Calls:

@@ -24,7 +24,7 @@ from syngen.data import load_preference
 from syngen.masks import decode_rle
 from syngen.stages import negatives as negatives_module
 from syngen.stages import segment as segment_module
-from syngen.threads import POOL
+from syngen.threads import RUN_POOL
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "recipes" / "quickstart.yaml"
@@ -162,7 +162,7 @@ def test_results_finishing_beside_a_gpu_give_the_same_dataset(tmp_path: Path, mo
     for where in ("inline", "pool"):
         if where == "pool":
             for module in (segment_module, negatives_module):
-                monkeypatch.setattr(module, "beside_model", lambda device: POOL)
+                monkeypatch.setattr(module, "beside_model", lambda device: RUN_POOL.get())
         result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / where), "--no-progress"])
         assert result.exit_code == 0, result.output
         made[where] = comparable(tmp_path / where)

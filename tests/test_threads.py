@@ -9,6 +9,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future
+from contextvars import ContextVar
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ import torch
 
 from syngen.threads import (
     INLINE,
-    POOL,
+    RUN_POOL,
     Pool,
     ProducerFailed,
     after,
@@ -91,18 +92,24 @@ def test_a_consumer_error_stops_the_producer_and_is_raised() -> None:
 
 
 @pytest.mark.parametrize(
-    ("device", "expected"),
+    ("device", "gpu"),
     [
-        pytest.param("cuda", POOL, id="cuda"),
-        pytest.param("cuda:1", POOL, id="cuda-index"),
-        pytest.param(torch.device("cuda", 0), POOL, id="torch-cuda"),
-        pytest.param("cpu", INLINE, id="cpu"),
-        pytest.param(torch.device("cpu"), INLINE, id="torch-cpu"),
+        pytest.param("cuda", True, id="cuda"),
+        pytest.param("cuda:1", True, id="cuda-index"),
+        pytest.param(torch.device("cuda", 0), True, id="torch-cuda"),
+        pytest.param("cpu", False, id="cpu"),
+        pytest.param(torch.device("cpu"), False, id="torch-cpu"),
     ],
 )
-def test_model_stages_work_beside_a_gpu_in_the_pool_and_beside_a_cpu_inline(device: Any, expected: Any) -> None:
-    assert beside_model(device) is expected
-    assert on_gpu(device) == (expected is POOL)
+def test_model_stages_work_beside_a_gpu_in_the_run_s_pool_and_beside_a_cpu_inline(device: Any, gpu: bool) -> None:
+    pool = Pool(1)
+    token = RUN_POOL.set(pool)
+    try:
+        assert beside_model(device) is (pool if gpu else INLINE)
+        assert on_gpu(device) == gpu
+    finally:
+        RUN_POOL.reset(token)
+    assert beside_model(device) is INLINE  # outside a run: no pool
 
 
 def test_the_inline_executor_runs_on_the_calling_thread_and_keeps_errors_for_result() -> None:
@@ -164,9 +171,36 @@ def test_after_keeps_no_reference_to_then_once_called() -> None:
     [pytest.param(0, False, id="none-runs-inline"), pytest.param(2, True, id="two-threads")],
 )
 def test_the_pool_runs_its_tasks_where_its_size_says(workers: int, in_worker: bool) -> None:
-    pool = Pool(3)
-    pool.resize(workers)
+    pool = Pool(workers)
     names = list(pool.map(lambda _: threading.current_thread().name, range(6)))
     assert all(name.startswith("syngen-cpu") == in_worker for name in names), names
     assert pool.workers == workers
     assert list(pool.map(lambda i: i * i, range(50))) == [i * i for i in range(50)]  # in order
+
+
+SEEN: ContextVar[str] = ContextVar("seen", default="unset")
+
+
+def test_the_pool_runs_tasks_in_the_submitter_s_context_and_starts_again_after_shutdown() -> None:
+    pool = Pool(2)
+    token = SEEN.set("the run's")
+    try:
+        assert pool.submit(SEEN.get).result() == "the run's"
+    finally:
+        SEEN.reset(token)
+    pool.shutdown()
+    assert pool._executor is None  # its threads are gone ...
+    assert pool.submit(lambda: threading.current_thread().name).result().startswith("syngen-cpu")  # ... and back
+
+
+def test_the_consumer_runs_in_the_producer_s_context_as_of_the_first_item() -> None:
+    """A stream that binds a value as it starts (as a run binds its resources) hands it to the consumer."""
+
+    def produce() -> Iterator[int]:
+        token = SEEN.set("bound by the stream")
+        try:
+            yield from range(3)
+        finally:
+            SEEN.reset(token)
+
+    assert consume_in_thread(lambda items: (list(items), SEEN.get()), produce()) == ([0, 1, 2], "bound by the stream")

@@ -30,7 +30,7 @@ from pydantic import Field
 
 from syngen.errors import excerpt, printable
 from syngen.export.schema import Column
-from syngen.sample import DECODED, Failure, Sample, image_bytes, make_id
+from syngen.sample import Failure, Sample, image_bytes, keep_decoded, make_id
 from syngen.settings import SomePath
 from syngen.stages.base import Context, Result, SourceStage, StageConfig
 
@@ -273,7 +273,7 @@ def _checked_image(data: bytes | None) -> Result:
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 if img.mode in KEPT_AS_IS.get(img.format or "", ()) and img.getexif().get(ORIENTATION, 1) == 1:
-                    DECODED.put(data, img.convert("RGB"))  # decoded here: the next stage need not decode it again
+                    keep_decoded(data, img.convert("RGB"))  # decoded here: the next stage need not decode it again
                     return {"image": data, "width": img.width, "height": img.height}
                 rgb = _to_rgb(ImageOps.exif_transpose(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -281,7 +281,7 @@ def _checked_image(data: bytes | None) -> Result:
     except Exception as err:  # PIL raises many types for corrupt data
         return Failure("bad_image", f"cannot decode image: {type(err).__name__}: {err}")
     data = image_bytes(rgb)
-    DECODED.put(data, rgb)
+    keep_decoded(data, rgb)
     return {"image": data, "width": rgb.width, "height": rgb.height}
 
 

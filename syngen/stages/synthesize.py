@@ -33,10 +33,10 @@ from syngen.export.schema import Column
 from syngen.models.loading import resolve
 from syngen.models.roles import TextToImage
 from syngen.refs import ModelRef
-from syngen.sample import DECODED, Failure, Sample, image_bytes, item_seed, make_id
+from syngen.sample import Failure, Sample, image_bytes, item_seed, keep_decoded, make_id
 from syngen.settings import MAX_SIDE, Seed
 from syngen.stages.base import ADDED_LATER, RUNTIME_ONLY, Context, ModelStageConfig, Result, Stage, Update, model_field
-from syngen.threads import POOL
+from syngen.threads import RUN_POOL
 
 
 class SynthesizeConfig(ModelStageConfig):
@@ -170,7 +170,7 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
             for index in range(cfg.images_per_caption)
         ]
         images: list[Image.Image] = []
-        pngs: list[Future[bytes]] = []  # encoded in the shared pool while the next chunk (or batch) is generated
+        pngs: list[Future[bytes]] = []  # encoded in the run's pool while the next chunk (or batch) is generated
         # as few calls as call_size allows, of near-equal sizes: no lone last image (see docs/limits.md)
         calls = -(-len(jobs) // self.call_size)
         bounds = [len(jobs) * i // calls for i in range(calls + 1)]
@@ -186,7 +186,7 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
                 width=cfg.width,
             )
             images += made
-            pngs += [POOL.submit(_encoded, image, cfg.png_compress_level) for image in made]
+            pngs += [RUN_POOL.get().submit(_encoded, image, cfg.png_compress_level) for image in made]
         updates: list[list[Update]] = [[] for _ in samples]
         for (n, index, seed), image, png in zip(jobs, images, pngs, strict=True):
             parent = samples[n]["id"]
@@ -206,5 +206,5 @@ def _encoded(image: Image.Image, level: int | None = None) -> bytes:
     """The image's PNG bytes at zlib ``level`` (None: PIL's default); the image is kept decoded under them, so the
     next stages need not decode it."""
     data = image_bytes(image, "PNG", **({} if level is None else {"compress_level": level}))
-    DECODED.put(data, image)
+    keep_decoded(data, image)
     return data

@@ -16,13 +16,15 @@ import yaml
 from pydantic import Field
 from typer.testing import CliRunner
 
+from syngen import sample as sample_module
 from syngen import stages as stage_registry
 from syngen.cli import app
+from syngen.engine import context as context_module
 from syngen.executors.local import run
 from syngen.recipe import load_recipe
 from syngen.refs import ModelRef
 from syngen.runner import Runner, Stopped, split_model_free
-from syngen.sample import DECODED, Failure, image_bytes
+from syngen.sample import DecodedImages, Failure, image_bytes
 from syngen.stages.base import Context, ModelStageConfig, Stage, StageConfig
 from syngen.stages.source import Source
 from syngen.store import StageStore
@@ -140,7 +142,7 @@ def test_models_stay_resident_across_waves_while_they_fit(
     stages = {"caption": {}, "phrases": {"model": {"id": phrases_model, "backend": "blip"}}}
     recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=1)  # three waves
     recipe.top.runtime.memory_budget = budget_gib
-    with caplog.at_level(logging.INFO, logger="syngen.runner"):
+    with caplog.at_level(logging.INFO, logger="syngen.engine.stage"):
         samples, report = run_all(recipe, tmp_path / "out")
     assert [r.getMessage() for r in caplog.records if "loaded" in r.getMessage()] == [
         f"{'caption' if name == 'org/one' else 'phrases'}: loaded {name} (blip) in 0.0 s" for name in expected_loads
@@ -248,7 +250,7 @@ def test_out_of_memory_halves_the_batch(tmp_path: Path, fakes: None, caplog: pyt
     recipe = make_recipe(
         tmp_path, [f"{c}.png" for c in "abcdefgh"], {"caption": {"batch_size": 8, "oom_above": 2}}, wave_size=8
     )
-    with caplog.at_level(logging.WARNING, logger="syngen.runner"):
+    with caplog.at_level(logging.WARNING, logger="syngen.engine.stage"):
         samples, report = run_all(recipe, tmp_path / "out")
     assert len(samples) == 8 and report["stages"]["caption"]["failed"] == 0
     assert CALLS["caption"] == 8  # every sample captioned exactly once, in batches of at most 2
@@ -301,14 +303,28 @@ class BoxGround(Stage):
         return [{"regions": [{"phrase": p, "box": b, "box_score": 0.9} for p, b in boxes.items()]} for _ in samples]
 
 
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """Counts the images decoded (``decodes["images"]``); each run's decoded-image cache starts at one image, so
+    only the engine's sizing (the waves in flight) keeps them."""
+    count: Counter = Counter()
+    decode = sample_module.decode
+
+    def counted(data: bytes) -> Any:
+        count["images"] += 1
+        return decode(data)
+
+    monkeypatch.setattr(sample_module, "decode", counted)
+    monkeypatch.setattr(context_module, "DecodedImages", lambda: DecodedImages(limit=1))
+    return count
+
+
 @pytest.mark.parametrize("overlap", ["off", "on"])
 def test_after_fan_out_negatives_encodes_no_image_and_each_image_is_decoded_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overlap: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decodes: Counter, overlap: str
 ) -> None:
     """The SAM embedding cache holds the whole wave after synthesize's fan-out (4 images from a wave of 2), and
     the decoded-image cache every wave in flight (with overlap: the source's next wave and views' last too)."""
-    monkeypatch.setattr(DECODED, "limit", 1)
-    monkeypatch.setattr(DECODED, "_images", type(DECODED._images)())
     monkeypatch.setitem(stage_registry.STAGES, "synthesize", f"{__name__}:DrawnSynthesize")
     monkeypatch.setitem(stage_registry.STAGES, "ground", f"{__name__}:BoxGround")
     encoded: Counter = Counter()
@@ -326,12 +342,11 @@ def test_after_fan_out_negatives_encodes_no_image_and_each_image_is_decoded_once
     stages = {"synthesize": {}, "ground": {}, "segment": segment, "negatives": {"max_tries": 2}, "views": {}}
     recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2)
     recipe.top.runtime.overlap = overlap
-    decodes = DECODED.decodes
     samples, report = run_all(recipe, tmp_path / "out")
     assert len(samples) == 6
     assert report["stages"]["negatives"]["stats"]["tries"] > 0  # the negatives stage did use the embeddings
     assert encoded == {"segment": 6, "negatives": 0}
-    assert DECODED.decodes - decodes == 6  # segment and negatives (and views) decode each image once
+    assert decodes["images"] == 6  # segment and negatives (and views) decode each image once
 
 
 SYNTHESIZED = {"synthesize": {"steps": 1, "width": 128, "height": 96}}
@@ -347,18 +362,15 @@ SYNTHESIZED = {"synthesize": {"steps": 1, "width": 128, "height": 96}}
     ],
 )
 def test_a_stage_that_made_or_checked_an_image_hands_it_on_decoded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stages: dict, overlap: str, exported: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decodes: Counter, stages: dict, overlap: str, exported: bool
 ) -> None:
     """The source decodes each seed to check it and synthesize has its images at hand: the views stage, which
     crops every image, decodes none; nor does the export, which draws every image's overlay a wave behind."""
     monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeCaption")
     monkeypatch.setitem(stage_registry.STAGES, "ground", f"{__name__}:BoxGround")
-    monkeypatch.setattr(DECODED, "limit", 1)
-    monkeypatch.setattr(DECODED, "_images", type(DECODED._images)())
     names = ["a.png", "b.png", "c.png"]
     recipe = make_recipe(tmp_path, names, {"caption": {}, **stages, "ground": {}, "views": {}}, wave_size=1)
     recipe.top.runtime.overlap = overlap
-    decodes = DECODED.decodes
     if exported:
         report = run(recipe, tmp_path / "out", progress=False)
         assert report["stages"]["views"]["items_out"] == 3
@@ -366,7 +378,7 @@ def test_a_stage_that_made_or_checked_an_image_hands_it_on_decoded(
     else:
         samples, report = run_all(recipe, tmp_path / "out")
         assert len(samples) == 3 and all(len(s["regions"][0]["views"]) == 3 for s in samples)
-    assert DECODED.decodes - decodes == 0
+    assert decodes["images"] == 0
 
 
 MODEL_STAGES = ["caption", "synthesize", "phrases", "ground", "segment", "negatives"]
@@ -483,7 +495,7 @@ class TailViews(Stage):
         if wave == "a.png" and TAIL["overlap"] == "on":
             assert TAIL["phrases_started"]["c.png"].wait(10), "the next wave's model stages did not run beside"
             if TAIL.get("stop_on"):
-                assert TAIL["runner"]._stop.wait(10)
+                assert TAIL["runner"].executor.stop.wait(10)
         return [{"regions": []} for _ in samples]
 
 
@@ -630,7 +642,7 @@ class EncodingSynthesize(Stage):
                 made.result()
             results.append(made if HELD.get("whole") else [{"id": s["id"] + "-0", "image": made}])
         if HELD.get("stop"):
-            HELD["runner"]._stop.set()
+            HELD["runner"].executor.stop.set()
         return results
 
 
@@ -729,14 +741,7 @@ def test_a_run_sizes_torch_and_the_pool_to_runtime_cpu_threads(
 ) -> None:
     import torch
 
-    from syngen.threads import POOL
-
     recipe = make_recipe(tmp_path, ["a.png"], {})
     recipe.top.runtime.cpu_threads = setting
-    before = (torch.get_num_threads(), POOL.workers)
-    try:
-        Runner(recipe, tmp_path / "out", progress=False)
-        assert (torch.get_num_threads(), POOL.workers) == (torch_threads, pool)
-    finally:
-        torch.set_num_threads(before[0])
-        POOL.resize(before[1])
+    runner = Runner(recipe, tmp_path / "out", progress=False)  # the autouse fixture sets torch's threads back
+    assert (torch.get_num_threads(), runner.context.pool.workers) == (torch_threads, pool)
