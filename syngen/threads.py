@@ -1,8 +1,7 @@
-"""CPU work off the main thread, so the device is not kept waiting: the pool a run encodes in (PNG, RLE; each run
-makes its own, see :mod:`syngen.engine.context`), the
-executor for a model stage's own CPU work (the pool beside a GPU, this thread beside a CPU model), and a helper
-that hands a stream to a consumer running in a worker thread (the export, while the next wave runs). ``after``
-chains work to futures without a thread waiting for them; ``on_gpu`` is the one test of whether a device is a GPU.
+"""CPU work off the main thread, so the device is not kept waiting: the thread pool a run finishes its stages' work
+in (mask checks, RLEs, PNG encoding; each run makes its own, see :mod:`syngen.engine.context`), an inline executor
+(the work on this thread, as beside a CPU model), and a helper that hands a stream to a consumer running in a
+worker thread (the export, while the next wave runs). ``on_gpu`` is the one test of whether a device is a GPU.
 
 PIL, numpy, pyarrow and torch release the GIL in their heavy loops, so these threads overlap with model calls.
 """
@@ -15,7 +14,6 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextvars import ContextVar
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -70,46 +68,9 @@ class Pool(Executor):
             executor.shutdown(wait, cancel_futures=cancel_futures)
 
 
-# the CPU pool of the run under way in this thread (bound by the engine's run context); outside a run, inline
-RUN_POOL: ContextVar[Executor] = ContextVar("syngen_run_pool", default=INLINE)
-
-
 def on_gpu(device: Any) -> bool:
     """Whether ``device`` (a name such as ``"cuda:1"`` or a ``torch.device``) is a GPU."""
     return str(device).startswith("cuda")
-
-
-def beside_model(device: Any) -> Executor:
-    """Where a model stage runs its CPU work (mask checks, RLE encoding): the pool when the model is on a GPU, so
-    the main thread goes on feeding it; this thread when the model is on the CPU, whose cores the pool's threads
-    would take from the model calls (measured: slower in all)."""
-    return RUN_POOL.get() if on_gpu(device) else INLINE
-
-
-def after(futures: list[Future[Any]], then: Callable[[], R]) -> Future[R]:
-    """A future of ``then()``, called once every one of ``futures`` is done (by the thread that finishes the last,
-    or here when all are done already), without a thread waiting for them; an error of ``then`` goes to the
-    future."""
-    result: Future[R] = Future()
-    # `then` is dropped once called: the futures' callbacks keep no reference to what it holds (e.g. GPU tensors)
-    waiting: dict[str, Any] = {"left": len(futures), "then": then}
-    lock = threading.Lock()
-
-    def finish() -> None:
-        _fulfil(result, waiting.pop("then"))
-
-    def one_done(_: Future[Any]) -> None:
-        with lock:
-            waiting["left"] -= 1
-            last = waiting["left"] == 0
-        if last:
-            finish()
-
-    if not futures:
-        finish()
-    for future in futures:
-        future.add_done_callback(one_done)
-    return result
 
 
 _END, _ABORT = object(), object()

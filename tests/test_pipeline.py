@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -21,10 +22,8 @@ from typer.testing import CliRunner
 
 from syngen.cli import app
 from syngen.data import load_preference
+from syngen.engine import stage as engine_stage
 from syngen.masks import decode_rle
-from syngen.stages import negatives as negatives_module
-from syngen.stages import segment as segment_module
-from syngen.threads import RUN_POOL
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "recipes" / "quickstart.yaml"
@@ -59,6 +58,22 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ref") / "quickstart"
     finish(syngen("run", str(QUICKSTART), "--out", str(out), "--no-progress"))
     return out
+
+
+# sha256 of the quickstart's rows per config (every column but the overlay drawing and the provenance, as JSON with
+# bytes in hex, keys sorted), computed on the commit before the engine change of issue 23 (894da99), on CPU with
+# one torch thread: moving the scheduling must not change a row
+QUICKSTART_ROWS = {
+    "grounding": "b9b43735b154248e850c9cee62c0e20295d7210a0e50c9421248a2c4bf8538d6",
+    "preference": "6a5ea6786b0409acf0ddaf486b5e56cd82df4152d599af4ff192fe0790de8812",
+}
+
+
+@pytest.mark.parametrize("config", sorted(QUICKSTART_ROWS))
+def test_quickstart_rows_are_those_pinned(reference: Path, config: str) -> None:
+    table = [{k: v for k, v in row.items() if k not in ("overlay", "provenance")} for row in rows(reference, config)]
+    blob = json.dumps(table, sort_keys=True, default=lambda b: b.hex()).encode()
+    assert hashlib.sha256(blob).hexdigest() == QUICKSTART_ROWS[config]
 
 
 def test_quickstart_makes_both_configs(reference: Path) -> None:
@@ -149,9 +164,10 @@ def test_sigkill_at_any_moment_then_rerun_matches(reference: Path, tmp_path: Pat
 
 
 def test_results_finishing_beside_a_gpu_give_the_same_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Beside a GPU, segment and negatives hand their results over as futures that finish in the thread pool while
-    the runner calls the next batch: with that scheduling (batches of 1, so every batch but the last is held over
-    a call) the dataset is the one made inline with the same batches (other batch sizes round SAM differently)."""
+    """Beside a GPU, the engine runs the stages' finish (segment's and negatives' masks and RLEs, synthesize's PNGs)
+    in the run's thread pool while it calls the next batch: with that scheduling (batches of 1, so every batch but
+    the last is held over a call) the dataset is the one made inline with the same batches (other batch sizes
+    round SAM differently)."""
     recipe = yaml.safe_load(QUICKSTART.read_text())
     recipe["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
     recipe["stages"]["segment"]["batch_size"] = recipe["stages"]["negatives"]["batch_size"] = 1
@@ -161,8 +177,7 @@ def test_results_finishing_beside_a_gpu_give_the_same_dataset(tmp_path: Path, mo
     made = {}
     for where in ("inline", "pool"):
         if where == "pool":
-            for module in (segment_module, negatives_module):
-                monkeypatch.setattr(module, "beside_model", lambda device: RUN_POOL.get())
+            monkeypatch.setattr(engine_stage, "on_gpu", lambda device: True)
         result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / where), "--no-progress"])
         assert result.exit_code == 0, result.output
         made[where] = comparable(tmp_path / where)

@@ -1,14 +1,11 @@
 """consume_in_thread: the consumer gets the stream in order; errors on either side stop both and are raised.
-beside_model: where a model stage's CPU work runs; on_gpu:
-whether a device is a GPU. after: work chained to futures."""
+on_gpu: whether a device is a GPU. Pool: where its tasks run, in whose context."""
 
 from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Iterator
-from concurrent.futures import Future
 from contextvars import ContextVar
 from typing import Any
 
@@ -17,11 +14,8 @@ import torch
 
 from syngen.threads import (
     INLINE,
-    RUN_POOL,
     Pool,
     ProducerFailed,
-    after,
-    beside_model,
     consume_in_thread,
     on_gpu,
 )
@@ -101,15 +95,8 @@ def test_a_consumer_error_stops_the_producer_and_is_raised() -> None:
         pytest.param(torch.device("cpu"), False, id="torch-cpu"),
     ],
 )
-def test_model_stages_work_beside_a_gpu_in_the_run_s_pool_and_beside_a_cpu_inline(device: Any, gpu: bool) -> None:
-    pool = Pool(1)
-    token = RUN_POOL.set(pool)
-    try:
-        assert beside_model(device) is (pool if gpu else INLINE)
-        assert on_gpu(device) == gpu
-    finally:
-        RUN_POOL.reset(token)
-    assert beside_model(device) is INLINE  # outside a run: no pool
+def test_on_gpu(device: Any, gpu: bool) -> None:
+    assert on_gpu(device) == gpu
 
 
 def test_the_inline_executor_runs_on_the_calling_thread_and_keeps_errors_for_result() -> None:
@@ -119,51 +106,6 @@ def test_the_inline_executor_runs_on_the_calling_thread_and_keeps_errors_for_res
     assert failed.done()
     with pytest.raises(ZeroDivisionError):
         failed.result()
-
-
-@pytest.mark.parametrize("order", [[0, 1, 2], [2, 0, 1]], ids=["in-order", "out-of-order"])
-def test_after_calls_then_once_when_the_last_future_is_done(order: list[int]) -> None:
-    futures: list[Future[int]] = [Future() for _ in range(3)]
-    calls: list[list[int]] = []
-    result = after(futures, lambda: calls.append([f.result() for f in futures]) or "made")
-    for n, k in enumerate(order):
-        assert not result.done() and not calls
-        futures[k].set_result(k)
-        assert result.done() == (n == len(order) - 1)
-    assert result.result() == "made" and calls == [[0, 1, 2]]
-
-
-@pytest.mark.parametrize(
-    ("futures", "then", "expected"),
-    [
-        pytest.param([], lambda: "now", "now", id="no-futures"),
-        pytest.param([INLINE.submit(int)], lambda: "done", "done", id="already-done"),
-        pytest.param([INLINE.submit(lambda: 1 / 0)], lambda: "done", "done", id="a-failed-future-is-still-done"),
-        pytest.param([], lambda: 1 / 0, ZeroDivisionError, id="then-raises"),
-    ],
-)
-def test_after_gives_then_s_result_or_error(futures: list, then: Any, expected: Any) -> None:
-    result = after(futures, then)
-    assert result.done()
-    if isinstance(expected, type):
-        with pytest.raises(expected):
-            result.result()
-    else:
-        assert result.result() == expected
-
-
-def test_after_keeps_no_reference_to_then_once_called() -> None:
-    class Held:
-        def make(self) -> str:
-            return "made"
-
-    future: Future[int] = Future()
-    held = Held()
-    result, ref = after([future], held.make), weakref.ref(held)
-    del held
-    assert ref() is not None  # still waiting: `then` is kept
-    future.set_result(1)
-    assert result.result() == "made" and ref() is None
 
 
 @pytest.mark.parametrize(

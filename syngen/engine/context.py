@@ -3,7 +3,7 @@
 the store's writer thread (part files written while the next batch runs).
 
 While a run streams its samples the context is bound (:mod:`contextvars`) for the code below the engine:
-:func:`syngen.sample.load_image` reads the cache and :data:`syngen.threads.RUN_POOL` names the pool. Threads the
+:func:`syngen.sample.load_image` reads the cache (the engine hands the pool and the writer on itself). Threads the
 engine starts (the pool's, the waves' workers, the export's consumer) run in the binding thread's context.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from syngen import cpus
 from syngen.sample import RUN_IMAGES, DecodedImages
-from syngen.threads import INLINE, RUN_POOL, Pool
+from syngen.threads import Pool
 
 __all__ = ["RunContext", "flush_writes"]
 
@@ -49,12 +49,10 @@ class RunContext:
         block ends; then closed."""
         _OPEN.add(self)
         RUN_IMAGES.set(self.images)
-        RUN_POOL.set(self.pool)
         try:
             yield self
         finally:  # set back, not reset: a stream may be closed from another context than it started in
             RUN_IMAGES.set(None)
-            RUN_POOL.set(INLINE)
             self.close()
 
     def close(self) -> None:

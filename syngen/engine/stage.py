@@ -3,8 +3,10 @@ batch that raises is retried sample by sample so the bad sample alone is recorde
 the batch size is halved) and their results stored as they come, then every sample's rows are merged into the
 stage's output samples, failures counted and written to ``failures.jsonl``.
 
-A batch whose results are still finishing (handed over as futures) is stored once the stage's next batch has been
-called, so that work overlaps that call.
+Where a stage's :meth:`~syngen.stages.base.Stage.finish` (its CPU work on the model's output) runs is decided
+here alone: beside a GPU in the run's pool, while this thread goes on with the next batch's model calls (the
+batch is stored once that call is made); beside a CPU model on this thread, whose cores the pool's threads would
+take from the model calls.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from syngen.models.loading import backend_for
 from syngen.models.pool import ModelPool
 from syngen.models.roles import Model
 from syngen.sample import Failure, Sample
-from syngen.stages.base import Outcome, Result, Stage, Update
+from syngen.stages.base import Outcome, Stage
 from syngen.store import Row, StageStore, to_json
+from syngen.threads import INLINE, on_gpu
 
 log = logging.getLogger(__name__)
+Result = Outcome | Future[Outcome]  # a sample's outcome, or its stage's finish still running
 
 __all__ = ["StageExecutor", "Stopped"]
 
@@ -151,23 +155,42 @@ class StageExecutor:
         return rows
 
     def _process(self, stage: Stage[Any, Any], batch: list[Sample], model: Model | None) -> list[Result]:
-        """Results for a batch; a failing batch is split to isolate the failing samples."""
+        """Results for a batch, finishing where :meth:`_finish` says; a failing batch is split to isolate the
+        failing samples."""
         try:
-            results = stage.process(batch, model)
-            if len(results) != len(batch):
-                raise RuntimeError(f"{stage.name} returned {len(results)} results for {len(batch)} samples")
-            return results
+            raws = stage.process(batch, model)
+            if len(raws) != len(batch):
+                raise RuntimeError(f"{stage.name} returned {len(raws)} results for {len(batch)} samples")
         except Exception as err:
-            if _is_oom(err) and model is not None:  # a model-free stage may run in a thread beside the model stages
-                self.models.free_others(model)
-                _free_cuda()
-                if stage.shrink():  # the stage's model calls are larger than its batch: shrink those first
-                    return self._process(stage, batch, model)
-            if len(batch) == 1:
-                return [Failure.of(err)]
-            if _is_oom(err):
-                return self._halved(stage, batch, model)
-            return [r for sample in batch for r in self._process(stage, [sample], model)]
+            return self._failed(stage, batch, model, err)
+        return self._finish(stage, batch, raws, model)
+
+    def _finish(
+        self, stage: Stage[Any, Any], batch: list[Sample], raws: list[Any], model: Model | None
+    ) -> list[Result]:
+        """Each sample's :meth:`~syngen.stages.base.Stage.finish` of its raw result (a Failure is one already): in the
+        run's pool beside a GPU (futures), else here (done futures: an error fails that sample alone)."""
+        if type(stage).finish is Stage.finish:  # nothing to finish
+            return raws
+        where = self.context.pool if on_gpu(getattr(model, "device", "cpu")) else INLINE
+        return [
+            raw if isinstance(raw, Failure) else where.submit(stage.finish, sample, raw)
+            for sample, raw in zip(batch, raws, strict=True)
+        ]
+
+    def _failed(self, stage: Stage[Any, Any], batch: list[Sample], model: Model | None, err: Exception) -> list[Result]:
+        """Results for a batch whose model calls raised ``err``: after out-of-memory at half the size, else sample
+        by sample (a sample that raised alone is a Failure)."""
+        if _is_oom(err) and model is not None:  # a model-free stage may run in a thread beside the model stages
+            self.models.free_others(model)
+            _free_cuda()
+            if stage.shrink():  # the stage's model calls are larger than its batch: shrink those first
+                return self._process(stage, batch, model)
+        if len(batch) == 1:
+            return [Failure.of(err)]
+        if _is_oom(err):
+            return self._halved(stage, batch, model)
+        return [r for sample in batch for r in self._process(stage, [sample], model)]
 
     def _halved(self, stage: Stage[Any, Any], batch: list[Sample], model: Model | None) -> list[Result]:
         """Results for a batch that ran out of memory, at half its size from now on."""
@@ -200,38 +223,18 @@ class StageExecutor:
         return merged
 
 
-def _updates(result: Outcome) -> list[Update]:
-    return [] if isinstance(result, Failure) else result if isinstance(result, list) else [result]
-
-
-def _encoding(result: Outcome) -> bool:
-    """Whether an update of ``result`` has its image still encoding (a Future)."""
-    return any(isinstance(update.get("image"), Future) for update in _updates(result))
-
-
 def _unfinished(result: Result) -> bool:
-    """Whether ``result`` is still running beside the model or has an image still encoding (a Future not done: a
-    done one, such as beside a CPU model, needs no wait)."""
-    if isinstance(result, Future):
-        return not result.done()
-    return any(isinstance(u.get("image"), Future) and not u["image"].done() for u in _updates(result))
+    """Whether ``result``'s finish is still running (a done one, such as beside a CPU model, needs no wait)."""
+    return isinstance(result, Future) and not result.done()
 
 
 def _rows(sample: Sample, result: Result) -> list[Row]:
-    """Store rows for one input sample's result, once it is finished and its images are encoded (work that raised
-    beside the model, or an encoding that raised, makes the sample a failure)."""
+    """Store rows for one input sample's result, once it is finished (a finish that raised makes the sample a
+    failure)."""
     try:
         outcome = result.result() if isinstance(result, Future) else result
     except Exception as err:
         outcome = Failure.of(err)
-    if _encoding(outcome):
-        try:
-            outcome = [
-                {**u, "image": u["image"].result() if isinstance(u.get("image"), Future) else u.get("image")}
-                for u in _updates(outcome)
-            ]
-        except Exception as err:
-            outcome = Failure.of(err, f"encoding the image failed: {err}")
     if isinstance(outcome, Failure):
         data = to_json(outcome.to_dict())
         return [{"input_id": sample["id"], "id": None, "status": "failed", "image": None, "data": data}]
