@@ -114,7 +114,7 @@ class Ground(Stage[GroundConfig, Grounder | InstanceGrounder]):
     Example::
 
         stage = Ground(GroundConfig(), ctx)
-        stage.process([{"id": "x", "image": png, "phrases": ["red circle", "blue box"]}], grounder)
+        stage.outcomes([{"id": "x", "image": png, "phrases": ["red circle", "blue box"]}], grounder)
         # -> [{"regions": [{"phrase": "red circle", "box": [...], "box_score": 0.8}], "ground_stats": {...}}]
     """
 
