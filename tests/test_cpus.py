@@ -143,13 +143,6 @@ def test_torch_and_the_pool_together_stay_within_the_share(
     assert threads.torch + threads.pool <= max(1, share // processes)  # type: ignore[operator]
 
 
-def test_apply_sets_torch_threads() -> None:
-    import torch
-
-    cpus.apply(Threads(torch=1, pool=3))  # the autouse fixture sets torch's threads back
-    assert torch.get_num_threads() == 1
-
-
 @pytest.mark.parametrize(
     ("affinity", "cpu_count", "expected"),
     [

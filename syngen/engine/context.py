@@ -9,6 +9,7 @@ engine starts (the pool's, the waves' workers, the export's consumer) run in the
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from syngen.threads import Pool
 
 __all__ = ["RunContext", "flush_writes"]
 
+log = logging.getLogger(__name__)
 _OPEN: weakref.WeakSet[RunContext] = weakref.WeakSet()  # the contexts not closed yet, for flush_writes
 
 
@@ -39,8 +41,12 @@ class RunContext:
 
     @classmethod
     def open(cls, threads: cpus.Threads) -> RunContext:
-        """A context for a run with ``threads`` (:func:`syngen.cpus.plan`): torch's threads are set here too."""
-        cpus.apply(threads)
+        """A context for a run with ``threads`` (:func:`syngen.cpus.plan`): torch's intra-op threads are set here,
+        the pool gets ``threads.pool`` workers."""
+        import torch
+
+        torch.set_num_threads(threads.torch)
+        log.debug("CPU threads: torch %d, pool %d", threads.torch, threads.pool)
         return cls(threads)
 
     @contextmanager
