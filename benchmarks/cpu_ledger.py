@@ -26,11 +26,11 @@ from typing import Any
 
 import torch
 
-from syngen import store
+from syngen.engine.stage import StageExecutor
 from syngen.executors import base
 from syngen.models.pool import ModelPool
 from syngen.runner import Runner
-from syngen.threads import POOL
+from syngen.threads import Pool
 
 
 def process_cpu() -> float:
@@ -101,18 +101,18 @@ class Ledger:
             saved.append((owner, name, owner.__dict__.get(name)))
             setattr(owner, name, value)
 
-        run_stage, process, preflight = Runner._run_stage, Runner._process, Runner.preflight
+        run_stage, process, preflight = StageExecutor.run, StageExecutor._process, Runner.preflight
         get, consume = ModelPool.get, base.consume_in_thread
-        pool_submit, writer_submit = POOL.submit, store._WRITER.submit
+        pool_submit = Pool.submit
 
-        def counted_stage(runner: Runner, stage: Any, wave: list, compute: bool) -> list:
+        def counted_stage(executor: StageExecutor, stage: Any, wave: list, compute: bool) -> list:
             with self._counting(f"stage {stage.name}"):
-                return run_stage(runner, stage, wave, compute)
+                return run_stage(executor, stage, wave, compute)
 
-        def counted_process(runner: Runner, stage: Any, batch: list, model: Any) -> list:
+        def counted_process(executor: StageExecutor, stage: Any, batch: list, model: Any) -> list:
             calls, model_s = getattr(model, "model_cpu_seconds", 0.0), self._model_s()
             try:
-                return process(runner, stage, batch, model)
+                return process(executor, stage, batch, model)
             finally:
                 calls = getattr(model, "model_cpu_seconds", 0.0) - calls
                 wrapper = calls - (self._model_s() - model_s)
@@ -133,13 +133,16 @@ class Ledger:
         def counted_consume(consumer: Callable[..., Any], items: Any, *args: Any, **kwargs: Any) -> Any:
             return consume(self._task("export (its thread)", consumer), items, *args, **kwargs)
 
-        patch(Runner, "_run_stage", counted_stage)
-        patch(Runner, "_process", counted_process)
+        def counted_submit(pool: Pool, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            part = "store writer" if pool.name == "syngen-store" else f"pool {fn.__qualname__}"
+            return pool_submit(pool, self._task(part, fn), *args, **kwargs)
+
+        patch(StageExecutor, "run", counted_stage)
+        patch(StageExecutor, "_process", counted_process)
         patch(Runner, "preflight", counted_preflight)
         patch(ModelPool, "get", counted_get)
         patch(base, "consume_in_thread", counted_consume)
-        patch(POOL, "submit", lambda fn, *a, **k: pool_submit(self._task(f"pool {fn.__qualname__}", fn), *a, **k))
-        patch(store._WRITER, "submit", lambda fn, *a, **k: writer_submit(self._task("store writer", fn), *a, **k))
+        patch(Pool, "submit", counted_submit)
         hooks = [
             torch.nn.modules.module.register_module_forward_pre_hook(self._enter),
             torch.nn.modules.module.register_module_forward_hook(self._leave, always_call=True),

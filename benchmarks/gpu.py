@@ -36,6 +36,7 @@ import cProfile
 import pstats
 import tempfile
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +59,17 @@ from transformers import (
 from transformers.models.grounding_dino import GroundingDinoImageProcessorPil
 from transformers.models.sam import SamImageProcessorPil
 
+from syngen.cpus import plan
 from syngen.models.grounding_dino import GroundingDino
 from syngen.models.loading import build_tiny
 from syngen.models.sam3 import Sam3
 from syngen.models.sam_hf import CachedSegmenter, HFSam
-from syngen.sample import DECODED, image_bytes, load_image
-from syngen.stages.base import Context, Stage, finished
+from syngen.sample import RUN_IMAGES, DecodedImages, image_bytes, load_image
+from syngen.stages.base import Context, Stage
 from syngen.stages.ground import Ground, GroundConfig
 from syngen.stages.negatives import Negatives, NegativesConfig
 from syngen.stages.segment import Segment, SegmentConfig
+from syngen.threads import Pool, on_gpu
 
 WORDS = ["red ball", "dog", "blue car", "tree", "person", "table", "cat", "house", "bird", "window"]
 
@@ -136,9 +139,15 @@ def box_threshold(model: GroundingDino | Sam3, sample: dict[str, Any], detection
     return scores[min(detections, len(scores) - 1)]
 
 
-def merged(results: list[tuple[dict, Any]]) -> list[dict]:
+def finishing(stage: Stage, chunk: list[dict], model: Any, pool: Pool) -> list[tuple[dict, Future]]:
+    """As the engine does beside a GPU: the batch's model calls here, each sample's finish in ``pool``."""
+    raws = stage.process(chunk, model)
+    return [(sample, pool.submit(stage.finish, sample, raw)) for sample, raw in zip(chunk, raws, strict=True)]
+
+
+def merged(results: list[tuple[dict, Future]]) -> list[dict]:
     """Each sample updated with its result (waited for when it is still finishing beside the model)."""
-    return [sample | result for (sample, _), result in zip(results, finished([r for _, r in results]), strict=True)]
+    return [sample | future.result() for sample, future in results]
 
 
 def pipeline(
@@ -167,14 +176,15 @@ def syngen_path(
     (CUDA), each stage runs under torch.profiler and ``busy`` gets its seconds of GPU kernel time; ``inside`` gets
     the seconds each stage spent inside its adapter's model calls."""
     seconds: dict[str, float] = {}
+    pool = Pool(max(1, plan(gpu=on_gpu(device)).pool))
     for stage, model in stages:
         cuda_only = [torch.profiler.ProfilerActivity.CUDA]
         with torch.profiler.profile(activities=cuda_only) if busy is not None else contextlib.nullcontext() as prof:
             start, model_s = time.perf_counter(), model.model_seconds
-            out, held = [], []  # as the runner does: a batch's results are waited for after the next batch's call
+            out, held = [], []  # as the engine does: a batch's results are waited for after the next batch's call
             for i in range(0, len(samples), batch):
                 chunk = samples[i : i + batch]
-                results = list(zip(chunk, stage.process(chunk, model), strict=True))
+                results = finishing(stage, chunk, model, pool)
                 out, held = out + merged(held), results
             out += merged(held)
             sync(device)
@@ -278,8 +288,10 @@ def main() -> None:
     assert segmenter is not None
     segmenter.cache_limit = 4 * args.images
     samples = make_samples(args.images, args.phrases, size)
-    DECODED.fit(len(samples))  # decoded before the timing, for both paths: in a run the source (in its thread,
-    for sample in samples:  # ahead of the model stages) or synthesize hands the images on decoded
+    # decoded before the timing, for both paths: in a run the source (in its thread, ahead of the model stages) or
+    # synthesize hands the images on decoded
+    RUN_IMAGES.set(DecodedImages(len(samples)))
+    for sample in samples:
         load_image(sample)
     grounder = sam3 or dino
     assert grounder is not None

@@ -22,7 +22,7 @@ from transformers.models.sam import SamImageProcessorPil
 
 from syngen.models.sam_hf import HFSam
 from syngen.sample import image_bytes
-from syngen.stages.base import Context, finished
+from syngen.stages.base import Context
 from syngen.stages.segment import Segment, SegmentConfig
 
 MAX_RATIO = 1.5
@@ -52,7 +52,7 @@ def samples(tag: str, count: int, boxes: int, rng: np.random.Generator) -> list[
 
 def seconds_per_image(stage: Segment, model: HFSam, batch: list[dict]) -> float:
     start = time.perf_counter()
-    finished(stage.process(batch, model))
+    stage.outcomes(batch, model)
     return (time.perf_counter() - start) / len(batch)
 
 

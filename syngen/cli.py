@@ -425,7 +425,7 @@ def main() -> None:
         app()
     except SystemExit as done:
         if done.code in STOPPED:
-            from syngen.store import flush_writes
+            from syngen.engine.context import flush_writes
 
             flush_writes()
             sys.stdout.flush()

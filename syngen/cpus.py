@@ -10,7 +10,8 @@ every op, so one throttled thread stalls the others (docs/benchmarks.md, "Thread
 the quota's fraction. A file that is missing or unreadable counts as no quota.
 
 :func:`plan` splits a share between torch's intra-op threads (the calling thread counts as one) and syngen's pool
-(encoding, compaction), so that together they do not exceed it; :func:`apply` sets both.
+(encoding, compaction), so that together they do not exceed it (a run's context sets both:
+:class:`syngen.engine.context.RunContext`).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def plan(setting: CpuThreads = "auto", gpu: bool = False, processes: int = 1) ->
     """The threads of :func:`share_of` ``(setting, processes)``. With one CPU, everything runs on the calling
     thread. Beside a GPU, torch's CPU threads only feed it and the pool does the CPU work (masks, encodings): torch
     gets 1, the pool the rest. On the CPU, the model gets the rest and the pool 1 (beside a CPU model the stages'
-    CPU work runs inline; the pool only encodes images and compacts the stores)."""
+    CPU work runs inline; the pool compacts the stores)."""
     share = share_of(setting, processes)
     if share == 1:
         return Threads(torch=1, pool=0)

@@ -13,6 +13,7 @@ import json
 import threading
 import traceback
 from collections import OrderedDict
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any, TypedDict
 
@@ -146,6 +147,11 @@ def make_id(*parts: Any) -> str:
     return hashlib.sha1(blob).hexdigest()[:16]
 
 
+def decode(data: bytes) -> Image.Image:
+    """The RGB image encoded ``data`` holds."""
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
 class DecodedImages:
     """The most recently decoded images, keyed by their encoded bytes, so that the stages of a wave decode each
     image once (the runner sizes it to the wave with :meth:`fit`). Thread-safe."""
@@ -167,11 +173,16 @@ class DecodedImages:
             if image is not None:
                 self._images.move_to_end(data)
                 return image
-        image = Image.open(io.BytesIO(data)).convert("RGB")
+        image = decode(data)
         with self._lock:
             self.decodes += 1
         self.put(data, image)
         return image
+
+    def clear(self) -> None:
+        """Drop every image kept."""
+        with self._lock:
+            self._images.clear()
 
     def put(self, data: bytes, image: Image.Image) -> None:
         """Keep ``image``, the RGB image ``data`` decodes to, for the stages that need it (a stage that made or
@@ -183,7 +194,16 @@ class DecodedImages:
                 self._images.popitem(last=False)
 
 
-DECODED = DecodedImages()
+# the decoded images of the run under way in this thread (bound by the engine's run context, syngen.engine.context);
+# None outside a run: each image is decoded when asked for
+RUN_IMAGES: ContextVar[DecodedImages | None] = ContextVar("syngen_run_images", default=None)
+
+
+def keep_decoded(data: bytes, image: Image.Image) -> None:
+    """Keep ``image``, the RGB image ``data`` decodes to, for the run's next stages (a stage that made or checked
+    the image has it at hand); nothing outside a run."""
+    if (images := RUN_IMAGES.get()) is not None:
+        images.put(data, image)
 
 
 def item_seed(*parts: Any, bits: int = 64) -> int:
@@ -202,7 +222,8 @@ def item_seed(*parts: Any, bits: int = 64) -> int:
 def load_image(sample: Sample) -> Image.Image:
     """The sample's ``image`` bytes decoded to an RGB PIL image, decoded once per wave (the image is shared
     between stages: copy it before drawing on it)."""
-    return DECODED.get(sample["image"])
+    images = RUN_IMAGES.get()
+    return decode(sample["image"]) if images is None else images.get(sample["image"])
 
 
 def image_bytes(image: Image.Image, format: str = "PNG", **options: Any) -> bytes:

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock
 
 from syngen.errors import StaleStore
+from syngen.threads import INLINE
 
 SCHEMA = pa.schema(
     [
@@ -62,7 +63,6 @@ Row = dict[str, Any]
 Location = tuple[Path, int]  # a data file and the row group holding an input id's rows
 _META = b"syngen"
 _RANK = re.compile(r"-r(\d+)[-.]")
-_WRITER = ThreadPoolExecutor(1, thread_name_prefix="syngen-store")  # part files written in order, off the caller
 log = logging.getLogger(__name__)
 
 # the files a stage folder holds (the store's own), and what a stages/ folder holds beside the stage folders
@@ -76,7 +76,7 @@ STORE_FILES = (
     ".tmp-*",
 )
 
-__all__ = ["SCHEMA", "Row", "StageStore", "StaleStore", "atomic_write_text", "flush_writes", "remove_stores", "to_json"]
+__all__ = ["SCHEMA", "Row", "StageStore", "StaleStore", "atomic_write_text", "remove_stores", "to_json"]
 
 
 def to_json(value: Any) -> str:
@@ -96,9 +96,11 @@ class StageStore:
     """The files of one stage in one output folder, as seen by shard ``rank``.
 
     ``exclusive`` says the caller holds the whole output folder (a one-process run or an export): it may then
-    clean up and compact after every rank, not only its own."""
+    clean up and compact after every rank, not only its own. ``writer`` writes the part files of
+    ``write(wait=False)`` (a run's writer thread; by default they are written at once)."""
 
-    def __init__(self, out: Path, stage: str, rank: int = 0, *, exclusive: bool = True):
+    def __init__(self, out: Path, stage: str, rank: int = 0, *, exclusive: bool = True, writer: Executor = INLINE):
+        self.writer = writer  # where ``write(wait=False)`` writes part files (one thread: in order, off the caller)
         self.dir = out / "stages" / stage
         self.rank = rank
         self.exclusive = exclusive
@@ -290,7 +292,7 @@ class StageStore:
         index = self.index()
         table = pa.Table.from_pylist(rows, schema=self._schema())
         part = self.dir / f"part-r{self.rank}-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet"
-        self._writing[part] = _WRITER.submit(_atomic, part, lambda tmp: pq.write_table(table, tmp))
+        self._writing[part] = self.writer.submit(_atomic, part, lambda tmp: pq.write_table(table, tmp))
         if wait:
             self._settle()
         ids = {row["input_id"] for row in rows}
@@ -413,11 +415,6 @@ class StageStore:
         """The parts and chunks that hold this stage's results."""
         self._settle()
         return _data_files(self.dir)
-
-
-def flush_writes() -> None:
-    """Wait until every part file handed to the writer thread (``write(wait=False)``) is on disk or failed."""
-    _WRITER.submit(lambda: None).result()
 
 
 def remove_stores(out: Path) -> None:

@@ -1,7 +1,7 @@
-"""CPU work off the main thread, so the device is not kept waiting: a shared pool for encoding (PNG, RLE), the
-executor for a model stage's own CPU work (the pool beside a GPU, this thread beside a CPU model), and a helper
-that hands a stream to a consumer running in a worker thread (the export, while the next wave runs). ``after``
-chains work to futures without a thread waiting for them; ``on_gpu`` is the one test of whether a device is a GPU.
+"""CPU work off the main thread, so the device is not kept waiting: the thread pool a run finishes its stages' work
+in (mask checks, RLEs, PNG encoding; each run makes its own, see :mod:`syngen.engine.context`), an inline executor
+(the work on this thread, as beside a CPU model), and a helper that hands a stream to a consumer running in a
+worker thread (the export, while the next wave runs). ``on_gpu`` is the one test of whether a device is a GPU.
 
 PIL, numpy, pyarrow and torch release the GIL in their heavy loops, so these threads overlap with model calls.
 """
@@ -9,16 +9,12 @@ PIL, numpy, pyarrow and torch release the GIL in their heavy loops, so these thr
 from __future__ import annotations
 
 import contextlib
-import logging
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
-
-from syngen.cpus import Threads, usable_cpus
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,67 +42,35 @@ INLINE = InlineExecutor()
 
 
 class Pool(Executor):
-    """A thread pool whose size can be set after it is made (:func:`apply_threads` sizes it to the process's
-    CPU share); size 0 runs each task on the submitting thread."""
+    """``workers`` threads for CPU work, started at the first task and stopped by :meth:`shutdown` (a later task
+    starts them again); with 0 workers each task runs on the submitting thread. A task runs in the submitter's
+    context (:mod:`contextvars`: the run's image cache and pool, see :mod:`syngen.engine.context`)."""
 
-    def __init__(self, workers: int):
-        self._executor: Executor = INLINE
-        self.workers = 0
-        self.resize(workers)
-
-    def resize(self, workers: int) -> None:
-        """From now on, ``workers`` threads (0: none); tasks already submitted finish where they are."""
-        if workers == self.workers:
-            return
-        old, self.workers = self._executor, workers
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="syngen-cpu") if workers else INLINE
-        old.shutdown(wait=False)
+    def __init__(self, workers: int, name: str = "syngen-cpu"):
+        self.workers = workers
+        self.name = name
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
-        return self._executor.submit(fn, *args, **kwargs)
+        if not self.workers:
+            return INLINE.submit(fn, *args, **kwargs)
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix=self.name)
+            executor = self._executor
+        return executor.submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
-
-# encoding of images and masks off the main thread (map results come back in order); sized again at each run's
-# start to the CPU share
-POOL = Pool(max(2, usable_cpus()))
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait, cancel_futures=cancel_futures)
 
 
 def on_gpu(device: Any) -> bool:
     """Whether ``device`` (a name such as ``"cuda:1"`` or a ``torch.device``) is a GPU."""
     return str(device).startswith("cuda")
-
-
-def beside_model(device: Any) -> Executor:
-    """Where a model stage runs its CPU work (mask checks, RLE encoding): the pool when the model is on a GPU, so
-    the main thread goes on feeding it; this thread when the model is on the CPU, whose cores the pool's threads
-    would take from the model calls (measured: slower in all)."""
-    return POOL if on_gpu(device) else INLINE
-
-
-def after(futures: list[Future[Any]], then: Callable[[], R]) -> Future[R]:
-    """A future of ``then()``, called once every one of ``futures`` is done (by the thread that finishes the last,
-    or here when all are done already), without a thread waiting for them; an error of ``then`` goes to the
-    future."""
-    result: Future[R] = Future()
-    # `then` is dropped once called: the futures' callbacks keep no reference to what it holds (e.g. GPU tensors)
-    waiting: dict[str, Any] = {"left": len(futures), "then": then}
-    lock = threading.Lock()
-
-    def finish() -> None:
-        _fulfil(result, waiting.pop("then"))
-
-    def one_done(_: Future[Any]) -> None:
-        with lock:
-            waiting["left"] -= 1
-            last = waiting["left"] == 0
-        if last:
-            finish()
-
-    if not futures:
-        finish()
-    for future in futures:
-        future.add_done_callback(one_done)
-    return result
 
 
 _END, _ABORT = object(), object()
@@ -136,14 +100,25 @@ def consume_in_thread(consumer: Callable[[Iterator[T]], R], items: Iterable[T], 
         except BaseException as err:  # handed to the producing thread
             outcome["error"] = err
 
-    worker = threading.Thread(target=work, name="syngen-consumer", daemon=True)
-    worker.start()
+    worker: threading.Thread | None = None
+
+    def started() -> threading.Thread:
+        # started at the first item, in this thread's context as it is then (the run's bindings, made as the
+        # stream starts)
+        context = contextvars.copy_context()
+        thread = threading.Thread(target=context.run, args=(work,), name="syngen-consumer", daemon=True)
+        thread.start()
+        return thread
+
     try:
         for item in items:
+            worker = worker or started()
             if not _put(waiting, item, worker):
                 break  # the consumer failed: its error is raised below
+        worker = worker or started()
         _put(waiting, _END, worker)
     except BaseException:  # the items still queued are dropped: the consumer stops after the one in hand
+        worker = worker or started()
         _drain(waiting)
         _put(waiting, _ABORT, worker)
         worker.join()
@@ -170,12 +145,3 @@ def _put(waiting: queue.Queue[Any], item: Any, worker: threading.Thread) -> bool
         except queue.Full:
             continue
     return False
-
-
-def apply_threads(threads: Threads) -> None:
-    """Sets torch's intra-op threads and syngen's pool to ``threads`` (a :func:`syngen.cpus.plan`)."""
-    import torch
-
-    torch.set_num_threads(threads.torch)
-    POOL.resize(threads.pool)
-    log.debug("CPU threads: torch %d, pool %d", threads.torch, threads.pool)

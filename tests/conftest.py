@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from syngen.threads import POOL
 from tests.helpers import draw_shapes
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -26,12 +25,11 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(autouse=True)
 def _threads_as_they_were() -> Iterator[None]:
-    """A run sizes torch's threads and syngen's pool to its CPU share (syngen.cpus): each test starts from the sizes
-    the session started with (a pool sized 0 under OMP_NUM_THREADS=1 would run the pool's tests inline)."""
-    torch_threads, workers = torch.get_num_threads(), POOL.workers
+    """A run sizes torch's threads to its CPU share (syngen.cpus): each test starts from the count the session
+    started with."""
+    torch_threads = torch.get_num_threads()
     yield
     torch.set_num_threads(torch_threads)
-    POOL.resize(workers)
 
 
 @pytest.fixture

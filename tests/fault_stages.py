@@ -25,7 +25,7 @@ from syngen import stages as registry
 from syngen.masks import encode_rle
 from syngen.sample import Failure, Sample
 from syngen.stages import stage_class
-from syngen.stages.base import ModelRef, Result, Stage, StageConfig
+from syngen.stages.base import ModelRef, Outcome, Stage, StageConfig
 
 STAGE_NAMES = ("caption", "synthesize", "phrases", "ground", "segment", "negatives", "views")
 
@@ -50,7 +50,7 @@ def _box_mask(box: list[float], size: int = 24) -> dict[str, Any]:
 class _Fake(Stage):
     Config = FakeConfig
 
-    def process(self, samples: list[Sample], model: Any = None) -> list[Result]:
+    def process(self, samples: list[Sample], model: Any = None) -> list[Outcome]:
         time.sleep(self.config.delay)  # type: ignore[attr-defined]
         return [
             Failure("planted", f"{self.name} refuses {s['id']}")
@@ -59,21 +59,21 @@ class _Fake(Stage):
             for s in samples
         ]
 
-    def one(self, sample: Sample) -> Result:
+    def one(self, sample: Sample) -> Outcome:
         raise NotImplementedError
 
 
 class Caption(_Fake):
     name, needs, adds = "caption", ("image",), ("caption",)
 
-    def one(self, sample: Sample) -> Result:
+    def one(self, sample: Sample) -> Outcome:
         return {"caption": f"a red box number {_n(sample['id'], 'c') % 100}"}
 
 
 class Synthesize(_Fake):
     name, needs, adds = "synthesize", ("caption",), ("image", "width", "height", "synth")
 
-    def one(self, sample: Sample) -> Result:
+    def one(self, sample: Sample) -> Outcome:
         outputs = []
         for index in range(2):
             colour = tuple(_n(sample["id"], f"s{index}{k}") % 256 for k in range(3))
@@ -88,14 +88,14 @@ class Synthesize(_Fake):
 class Phrases(_Fake):
     name, needs, adds = "phrases", ("caption",), ("phrases",)
 
-    def one(self, sample: Sample) -> Result:
+    def one(self, sample: Sample) -> Outcome:
         return {"phrases": ["red box"]}
 
 
 class Ground(_Fake):
     name, needs, adds = "ground", ("image", "phrases"), ("regions",)
 
-    def one(self, sample: Sample) -> Result:
+    def one(self, sample: Sample) -> Outcome:
         x = _n(sample["id"], "g") % 10
         return {"regions": [{"phrase": "red box", "box": [x, 2.0, x + 10.0, 14.0], "box_score": 0.5}]}
 
@@ -103,7 +103,7 @@ class Ground(_Fake):
 class Segment(_Fake):
     name, needs, adds = "segment", ("image", "regions"), ("regions",)
 
-    def one(self, sample: Sample) -> Result:
+    def one(self, sample: Sample) -> Outcome:
         regions = [r | {"mask": _box_mask(r["box"]), "mask_score": 0.9} for r in sample["regions"]]
         return {"regions": regions}
 
@@ -111,7 +111,7 @@ class Segment(_Fake):
 class Negatives(_Fake):
     name, needs, adds = "negatives", ("image", "regions"), ("regions",)
 
-    def one(self, sample: Sample) -> Result:
+    def one(self, sample: Sample) -> Outcome:
         regions = []
         for r in sample["regions"]:
             x1, y1, x2, y2 = r["box"]
@@ -131,7 +131,7 @@ class Negatives(_Fake):
 class Views(_Fake):
     name, needs, adds = "views", ("image", "regions"), ("regions",)
 
-    def one(self, sample: Sample) -> Result:
+    def one(self, sample: Sample) -> Outcome:
         view = {"t": 0.5, "box": [0.0, 0.0, 24.0, 24.0], "region_box": [0.0, 0.0, 24.0, 24.0], "size": 24, "score": 1.0}
         return {"regions": [r | {"views": [view]} for r in sample["regions"]]}
 

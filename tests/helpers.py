@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image, ImageDraw
-
-from syngen.stages.base import finished
-from syngen.threads import POOL
 
 
 def draw_shapes(size: tuple[int, int] = (128, 96), seed: int = 0) -> Image.Image:
@@ -25,30 +18,6 @@ def draw_shapes(size: tuple[int, int] = (128, 96), seed: int = 0) -> Image.Image
     draw.rectangle([w * 0.1, h * 0.1, w * 0.45, h * 0.6], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
     draw.ellipse([w * 0.55, h * 0.3, w * 0.9, h * 0.9], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
     return img
-
-
-def assert_finishes_beside_a_gpu(
-    monkeypatch: pytest.MonkeyPatch, module: ModuleType, process: Callable[[], list], inline: list
-) -> None:
-    """With a stage module's CPU work beside a GPU (in the pool): ``process()`` returns before its masks' RLEs are
-    encoded (the main thread goes on feeding the GPU), they are encoded in the pool's threads, and the finished
-    results equal ``inline`` (the work done on the calling thread, as beside a CPU model)."""
-    threads: set[str] = set()
-    encode, gate = module.encode_rle, threading.Event()
-    POOL.resize(2)  # a pool with threads whatever the session's CPU share (conftest restores its size)
-    monkeypatch.setattr(module, "beside_model", lambda device: POOL)
-
-    def gated(mask: np.ndarray) -> dict:
-        threads.add(threading.current_thread().name)
-        gate.wait(10)
-        return encode(mask)
-
-    monkeypatch.setattr(module, "encode_rle", gated)
-    results = process()
-    assert not any(result.done() for result in results)
-    gate.set()
-    assert finished(results) == inline
-    assert threads and all(name.startswith("syngen-cpu") for name in threads)
 
 
 class Calls:

@@ -10,7 +10,6 @@ import pytest
 
 from syngen import cpus
 from syngen.cpus import Threads, cpu_share, plan, quota_cpus, usable_cpus
-from syngen.threads import apply_threads
 
 V2 = "0::/user.slice/job\n"
 V1 = "12:cpu,cpuacct:/docker/abc\n3:memory:/docker/abc\n"
@@ -142,20 +141,6 @@ def test_torch_and_the_pool_together_stay_within_the_share(
     assert threads == expected
     share = 4 if setting == "auto" else setting
     assert threads.torch + threads.pool <= max(1, share // processes)  # type: ignore[operator]
-
-
-def test_apply_sets_torch_and_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-
-    from syngen.threads import POOL
-
-    before = (torch.get_num_threads(), POOL.workers)
-    try:
-        apply_threads(Threads(torch=1, pool=3))
-        assert (torch.get_num_threads(), POOL.workers) == (1, 3)
-    finally:
-        torch.set_num_threads(before[0])
-        POOL.resize(before[1])
 
 
 @pytest.mark.parametrize(

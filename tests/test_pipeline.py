@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -10,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -21,10 +24,8 @@ from typer.testing import CliRunner
 
 from syngen.cli import app
 from syngen.data import load_preference
+from syngen.engine import stage as engine_stage
 from syngen.masks import decode_rle
-from syngen.stages import negatives as negatives_module
-from syngen.stages import segment as segment_module
-from syngen.threads import POOL
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "recipes" / "quickstart.yaml"
@@ -55,10 +56,50 @@ def comparable(out: Path) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The quickstart, run with one torch thread whatever the machine's cores (floats' last digits follow it)."""
     out = tmp_path_factory.mktemp("ref") / "quickstart"
-    finish(syngen("run", str(QUICKSTART), "--out", str(out), "--no-progress"))
-    return out
+    threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"  # caps syngen's CPU share (syngen.cpus): torch gets one thread
+    try:
+        finish(syngen("run", str(QUICKSTART), "--out", str(out), "--no-progress"))
+    finally:
+        if threads is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads
+    yield out
+
+
+def rounded(value: Any) -> Any:
+    """``value`` with every float to 6 significant digits: another CPU's kernels may change the last bits."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return value
+
+
+# sha256 of the quickstart's rows per config (every column but the overlay drawing and the provenance, floats to 6
+# significant digits, as JSON with bytes in hex, keys sorted), computed from the export of the commit before the
+# engine change of issue 23 (894da99), on CPU with one torch thread: moving the scheduling must not change a row
+QUICKSTART_ROWS = {
+    "grounding": "4358ab9133c5f8f267865fa7a9068c76b470bd13ee2748bdb0e0d2e46476ca72",
+    "preference": "d89601672926fb118816eb4503697f4bdd033b02df4ce83e1141753a7f734e71",
+}
+
+
+@pytest.mark.parametrize("config", sorted(QUICKSTART_ROWS))
+def test_quickstart_rows_are_those_pinned(reference: Path, config: str) -> None:
+    assert rows_digest(reference, config) == QUICKSTART_ROWS[config]
+
+
+def rows_digest(out: Path, config: str) -> str:
+    table = [{k: v for k, v in row.items() if k not in ("overlay", "provenance")} for row in rows(out, config)]
+    blob = json.dumps(rounded(table), sort_keys=True, default=lambda b: b.hex()).encode()
+    return hashlib.sha256(blob).hexdigest()
 
 
 def test_quickstart_makes_both_configs(reference: Path) -> None:
@@ -149,9 +190,10 @@ def test_sigkill_at_any_moment_then_rerun_matches(reference: Path, tmp_path: Pat
 
 
 def test_results_finishing_beside_a_gpu_give_the_same_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Beside a GPU, segment and negatives hand their results over as futures that finish in the thread pool while
-    the runner calls the next batch: with that scheduling (batches of 1, so every batch but the last is held over
-    a call) the dataset is the one made inline with the same batches (other batch sizes round SAM differently)."""
+    """Beside a GPU, the engine runs the stages' finish (segment's and negatives' masks and RLEs, synthesize's PNGs)
+    in the run's thread pool while it calls the next batch: with that scheduling (batches of 1, so every batch but
+    the last is held over a call) the dataset is the one made inline with the same batches (other batch sizes
+    round SAM differently)."""
     recipe = yaml.safe_load(QUICKSTART.read_text())
     recipe["source"]["path"] = str(REPO / "recipes" / "seeds" / "quickstart")
     recipe["stages"]["segment"]["batch_size"] = recipe["stages"]["negatives"]["batch_size"] = 1
@@ -161,8 +203,7 @@ def test_results_finishing_beside_a_gpu_give_the_same_dataset(tmp_path: Path, mo
     made = {}
     for where in ("inline", "pool"):
         if where == "pool":
-            for module in (segment_module, negatives_module):
-                monkeypatch.setattr(module, "beside_model", lambda device: POOL)
+            monkeypatch.setattr(engine_stage, "on_gpu", lambda device: True)
         result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / where), "--no-progress"])
         assert result.exit_code == 0, result.output
         made[where] = comparable(tmp_path / where)

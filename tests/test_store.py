@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from syngen.store import StageStore, StaleStore, to_json
+from syngen.threads import Pool
 
 
 def row(input_id: str, out_id: str | None, status: str = "ok", data: str = "{}") -> dict:
@@ -290,7 +291,7 @@ def test_a_write_without_waiting_lands_in_the_writer_thread_before_anything_read
         return real_write(table, where, **kw)
 
     monkeypatch.setattr("syngen.store.pq.write_table", slow_write)
-    store = StageStore(tmp_path, "caption")
+    store = StageStore(tmp_path, "caption", writer=Pool(1, "syngen-store"))
     store.open("fp")
     store.write([row("a", "a")], wait=False)
     events.append(("returned", threading.current_thread().name))
@@ -315,7 +316,7 @@ def test_an_error_of_a_write_without_waiting_is_raised_by_the_next_call(
         return real_write(table, where, **kw)
 
     monkeypatch.setattr("syngen.store.pq.write_table", full_disk)
-    store = StageStore(tmp_path, "caption")
+    store = StageStore(tmp_path, "caption", writer=Pool(1, "syngen-store"))
     store.open("fp")
     store.write([row("a", "a")], wait=False)  # returns: the error comes later
     with pytest.raises(OSError, match="No space left"):

@@ -1,14 +1,12 @@
 """consume_in_thread: the consumer gets the stream in order; errors on either side stop both and are raised.
-beside_model: where a model stage's CPU work runs; on_gpu:
-whether a device is a GPU. after: work chained to futures."""
+on_gpu: whether a device is a GPU. Pool: where its tasks run, in whose context."""
 
 from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Iterator
-from concurrent.futures import Future
+from contextvars import ContextVar
 from typing import Any
 
 import pytest
@@ -16,11 +14,8 @@ import torch
 
 from syngen.threads import (
     INLINE,
-    POOL,
     Pool,
     ProducerFailed,
-    after,
-    beside_model,
     consume_in_thread,
     on_gpu,
 )
@@ -91,18 +86,17 @@ def test_a_consumer_error_stops_the_producer_and_is_raised() -> None:
 
 
 @pytest.mark.parametrize(
-    ("device", "expected"),
+    ("device", "gpu"),
     [
-        pytest.param("cuda", POOL, id="cuda"),
-        pytest.param("cuda:1", POOL, id="cuda-index"),
-        pytest.param(torch.device("cuda", 0), POOL, id="torch-cuda"),
-        pytest.param("cpu", INLINE, id="cpu"),
-        pytest.param(torch.device("cpu"), INLINE, id="torch-cpu"),
+        pytest.param("cuda", True, id="cuda"),
+        pytest.param("cuda:1", True, id="cuda-index"),
+        pytest.param(torch.device("cuda", 0), True, id="torch-cuda"),
+        pytest.param("cpu", False, id="cpu"),
+        pytest.param(torch.device("cpu"), False, id="torch-cpu"),
     ],
 )
-def test_model_stages_work_beside_a_gpu_in_the_pool_and_beside_a_cpu_inline(device: Any, expected: Any) -> None:
-    assert beside_model(device) is expected
-    assert on_gpu(device) == (expected is POOL)
+def test_on_gpu(device: Any, gpu: bool) -> None:
+    assert on_gpu(device) == gpu
 
 
 def test_the_inline_executor_runs_on_the_calling_thread_and_keeps_errors_for_result() -> None:
@@ -114,59 +108,41 @@ def test_the_inline_executor_runs_on_the_calling_thread_and_keeps_errors_for_res
         failed.result()
 
 
-@pytest.mark.parametrize("order", [[0, 1, 2], [2, 0, 1]], ids=["in-order", "out-of-order"])
-def test_after_calls_then_once_when_the_last_future_is_done(order: list[int]) -> None:
-    futures: list[Future[int]] = [Future() for _ in range(3)]
-    calls: list[list[int]] = []
-    result = after(futures, lambda: calls.append([f.result() for f in futures]) or "made")
-    for n, k in enumerate(order):
-        assert not result.done() and not calls
-        futures[k].set_result(k)
-        assert result.done() == (n == len(order) - 1)
-    assert result.result() == "made" and calls == [[0, 1, 2]]
-
-
-@pytest.mark.parametrize(
-    ("futures", "then", "expected"),
-    [
-        pytest.param([], lambda: "now", "now", id="no-futures"),
-        pytest.param([INLINE.submit(int)], lambda: "done", "done", id="already-done"),
-        pytest.param([INLINE.submit(lambda: 1 / 0)], lambda: "done", "done", id="a-failed-future-is-still-done"),
-        pytest.param([], lambda: 1 / 0, ZeroDivisionError, id="then-raises"),
-    ],
-)
-def test_after_gives_then_s_result_or_error(futures: list, then: Any, expected: Any) -> None:
-    result = after(futures, then)
-    assert result.done()
-    if isinstance(expected, type):
-        with pytest.raises(expected):
-            result.result()
-    else:
-        assert result.result() == expected
-
-
-def test_after_keeps_no_reference_to_then_once_called() -> None:
-    class Held:
-        def make(self) -> str:
-            return "made"
-
-    future: Future[int] = Future()
-    held = Held()
-    result, ref = after([future], held.make), weakref.ref(held)
-    del held
-    assert ref() is not None  # still waiting: `then` is kept
-    future.set_result(1)
-    assert result.result() == "made" and ref() is None
-
-
 @pytest.mark.parametrize(
     ("workers", "in_worker"),
     [pytest.param(0, False, id="none-runs-inline"), pytest.param(2, True, id="two-threads")],
 )
 def test_the_pool_runs_its_tasks_where_its_size_says(workers: int, in_worker: bool) -> None:
-    pool = Pool(3)
-    pool.resize(workers)
+    pool = Pool(workers)
     names = list(pool.map(lambda _: threading.current_thread().name, range(6)))
     assert all(name.startswith("syngen-cpu") == in_worker for name in names), names
     assert pool.workers == workers
     assert list(pool.map(lambda i: i * i, range(50))) == [i * i for i in range(50)]  # in order
+
+
+SEEN: ContextVar[str] = ContextVar("seen", default="unset")
+
+
+def test_the_pool_runs_tasks_in_the_submitter_s_context_and_starts_again_after_shutdown() -> None:
+    pool = Pool(2)
+    token = SEEN.set("the run's")
+    try:
+        assert pool.submit(SEEN.get).result() == "the run's"
+    finally:
+        SEEN.reset(token)
+    pool.shutdown()
+    assert pool._executor is None  # its threads are gone ...
+    assert pool.submit(lambda: threading.current_thread().name).result().startswith("syngen-cpu")  # ... and back
+
+
+def test_the_consumer_runs_in_the_producer_s_context_as_of_the_first_item() -> None:
+    """A stream that binds a value as it starts (as a run binds its resources) hands it to the consumer."""
+
+    def produce() -> Iterator[int]:
+        token = SEEN.set("bound by the stream")
+        try:
+            yield from range(3)
+        finally:
+            SEEN.reset(token)
+
+    assert consume_in_thread(lambda items: (list(items), SEEN.get()), produce()) == ([0, 1, 2], "bound by the stream")

@@ -2,17 +2,18 @@
 
 A stage subclass sets ``name``, ``needs`` (columns it reads), ``adds`` (columns it writes), ``Config`` (a
 :class:`StageConfig` subclass whose fields carry their help text; :class:`ModelStageConfig` for stages with a
-model) and ``role`` (the model role it runs, None for none), and implements :meth:`Stage.process`, which gets
-the loaded model from the runner. The first stage is a :class:`SourceStage`: it also enumerates the seed items.
+model) and ``role`` (the model role it runs, None for none), and implements :meth:`Stage.process` (the batch's
+model calls, given the loaded model by the engine) and, for CPU work on their output, :meth:`Stage.finish`.
+The first stage is a :class:`SourceStage`: it also enumerates the seed items.
 It declares what it publishes in the exported dataset in ``publishes`` (column -> datasets feature type and
-the card's line about it; see :mod:`syngen.columns`). A stage never decides where data is stored; the
-runner never knows what it computes.
+the card's line about it; see :mod:`syngen.columns`). A stage only computes: it never decides where data
+is stored nor where its work runs (the engine runs ``finish`` on the calling thread beside a CPU model and in the
+run's pool beside a GPU, while the next batch's model calls run); the engine never knows what it computes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
@@ -36,12 +37,10 @@ __all__ = [
     "ModelRef",
     "ModelStageConfig",
     "Outcome",
-    "Result",
     "SourceStage",
     "Stage",
     "StageConfig",
     "Update",
-    "finished",
 ]
 
 
@@ -110,19 +109,9 @@ class Context:
         return self.recipe_dir / path
 
 
-# an output sample's fields; its "image" (bytes) may still be encoding, a Future of the bytes. A result may be a
-# Future as a whole (CPU work left running beside the model: see syngen.threads.beside_model). The runner stores
-# a batch with such futures still running once the stage's next batch has been called, so that work overlaps the
-# next call (a batch whose futures are done is stored at once).
+# an output sample's fields (its "image": the encoded bytes)
 Update = dict[str, Any]
-Outcome = Update | list[Update] | Failure  # a result once finished
-Result = Outcome | Future[Outcome]
-
-
-def finished(results: list[Result]) -> list[Outcome]:
-    """A stage's results with those still running beside the model waited for (what :meth:`Stage.process`
-    returns, as a caller outside the runner uses it)."""
-    return [result.result() if isinstance(result, Future) else result for result in results]
+Outcome = Update | list[Update] | Failure  # a sample's result
 
 
 M = TypeVar("M")  # the model a stage runs: a role Protocol of syngen.models.roles, or None
@@ -130,12 +119,16 @@ C = TypeVar("C", bound=StageConfig)
 
 
 class Stage(Generic[C, M]):
-    """Base class. Subclasses set the class attributes and implement :meth:`process`.
+    """Base class. Subclasses set the class attributes and implement :meth:`process`, and :meth:`finish` for CPU
+    work on the model's output.
 
-    ``process`` takes a batch of samples and the loaded model (None for a stage with no ``role``) and returns one
-    result per sample, in order: a dict of the columns added (same id), a list of such dicts each with its own
-    ``id`` (fan-out, e.g. several images per caption), a :class:`Failure`, or a Future of one of these (work
-    finishing beside the model; :func:`finished` waits for them).
+    ``process`` takes a batch of samples and the loaded model (None for a stage with no ``role``) and makes the
+    batch's model calls; it returns one entry per sample, in order, which ``finish(sample, entry)`` turns into the
+    sample's outcome: a dict of the columns added (same id), a list of such dicts each with its own ``id``
+    (fan-out, e.g. several images per caption) or a :class:`Failure` (an entry that is a Failure is one already).
+    ``finish`` is pure CPU work (mask checks, RLEs, PNG encoding): it touches no model and nothing shared, as it
+    may run in another thread while the next batch's ``process`` does; an error in it fails that sample alone.
+    :meth:`outcomes` runs both here, as a caller outside the engine does.
     """
 
     name: ClassVar[str]
@@ -212,8 +205,17 @@ class Stage(Generic[C, M]):
         whose calls hold more than its batch (e.g. several images per caption) overrides this."""
         return False
 
-    def process(self, samples: list[Sample], model: M) -> list[Result]:
+    def process(self, samples: list[Sample], model: M) -> list[Any]:
         raise NotImplementedError
+
+    def finish(self, sample: Sample, raw: Any) -> Outcome:
+        """``sample``'s outcome from its entry of :meth:`process`; by default the entry is the outcome."""
+        return raw
+
+    def outcomes(self, samples: list[Sample], model: M) -> list[Outcome]:
+        """:meth:`process` then :meth:`finish` for each sample, on this thread."""
+        raws = self.process(samples, model)
+        return [raw if isinstance(raw, Failure) else self.finish(s, raw) for s, raw in zip(samples, raws, strict=True)]
 
 
 class SourceStage(Stage[C, None]):

@@ -21,7 +21,7 @@ from syngen.models.roles import Captioner
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample, load_image
 from syngen.settings import SomePath
-from syngen.stages.base import Context, ModelStageConfig, Result, Stage, model_field
+from syngen.stages.base import Context, ModelStageConfig, Outcome, Stage, model_field
 
 
 class CaptionConfig(ModelStageConfig):
@@ -53,7 +53,7 @@ class Caption(Stage[CaptionConfig, Captioner]):
         super().__init__(config, ctx)
         self.prompt = ctx.resolve_path(config.prompt).read_text(encoding="utf-8").strip()
 
-    def process(self, samples: list[Sample], model: Captioner) -> list[Result]:
+    def process(self, samples: list[Sample], model: Captioner) -> list[Outcome]:
         images = [load_image(sample) for sample in samples]
         captions = model.caption(images, self.prompt, self.config.max_new_tokens)
         empty = Failure(kind="empty_caption", message="the captioner returned no text")

@@ -4,6 +4,7 @@ and mask every instance of it with SAM 3 (docs/sam3.md)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from datasets import List, Value
@@ -14,8 +15,7 @@ from syngen.masks import box_area, box_iou, clip_box, encode_rle, is_valid_box
 from syngen.models.roles import Grounder, InstanceGrounder
 from syngen.refs import ModelRef
 from syngen.sample import Region, Sample, load_image
-from syngen.stages.base import ADDED_LATER, ModelStageConfig, Result, Stage, StageConfig, Update, model_field
-from syngen.threads import beside_model
+from syngen.stages.base import ADDED_LATER, ModelStageConfig, Outcome, Stage, StageConfig, Update, model_field
 
 _REGION = {"phrase": Value("string"), "box": BOX, "box_score": Value("float32"), "label": Value("string")}
 
@@ -74,6 +74,17 @@ class GroundConfig(ModelStageConfig):
         return self
 
 
+@dataclass
+class _Instances:
+    """A SAM 3 sample's instances as found (detections with their masks) and its image's size, for
+    :meth:`Ground.finish`."""
+
+    dets: list[dict[str, Any]]
+    width: int
+    height: int
+    stats: dict[str, int]
+
+
 class Ground(Stage[GroundConfig, Grounder | InstanceGrounder]):
     """Boxes for a sample's phrases.
 
@@ -103,7 +114,7 @@ class Ground(Stage[GroundConfig, Grounder | InstanceGrounder]):
     Example::
 
         stage = Ground(GroundConfig(), ctx)
-        stage.process([{"id": "x", "image": png, "phrases": ["red circle", "blue box"]}], grounder)
+        stage.outcomes([{"id": "x", "image": png, "phrases": ["red circle", "blue box"]}], grounder)
         # -> [{"regions": [{"phrase": "red circle", "box": [...], "box_score": 0.8}], "ground_stats": {...}}]
     """
 
@@ -134,7 +145,7 @@ class Ground(Stage[GroundConfig, Grounder | InstanceGrounder]):
             )
         }
 
-    def process(self, samples: list[Sample], model: Grounder | InstanceGrounder) -> list[Result]:
+    def process(self, samples: list[Sample], model: Grounder | InstanceGrounder) -> list[Outcome | _Instances]:
         if isinstance(model, InstanceGrounder):
             return self._instances(samples, model)
         images = [load_image(sample) for sample in samples]
@@ -166,7 +177,7 @@ class Ground(Stage[GroundConfig, Grounder | InstanceGrounder]):
             for dets, image, stat, sample in zip(found, images, stats, samples, strict=True)
         ]
 
-    def _instances(self, samples: list[Sample], model: InstanceGrounder) -> list[Result]:
+    def _instances(self, samples: list[Sample], model: InstanceGrounder) -> list[Outcome | _Instances]:
         """The SAM 3 path (see the class docstring): one embedding per image, every phrase in one call."""
         stats = [dict.fromkeys((*_STATS, "dropped_empty_mask"), 0) for _ in samples]
         limit = min(self.config.max_text_tokens, model.max_text_tokens)
@@ -182,17 +193,21 @@ class Ground(Stage[GroundConfig, Grounder | InstanceGrounder]):
         if keys:
             model.embed(list(images.values()), keys)
         found = model.ground(keys, [phrases[i] for i in todo], self.config.box_threshold) if keys else []
-        # filtering, and encoding the kept masks: beside a GPU in the pool, while the runner calls the next batch
-        executor = beside_model(getattr(model, "device", "cpu"))
-        results: list[Result] = [{"regions": [], "ground_stats": stat} for stat in stats]
+        results: list[Outcome | _Instances] = [{"regions": [], "ground_stats": stat} for stat in stats]
         for i, per_phrase in zip(todo, found, strict=True):
             dets = [
                 {"phrase": phrase, "box": instance["box"], "box_score": instance["score"], "mask": instance["mask"]}
                 for phrase, instances in zip(phrases[i], per_phrase, strict=True)
                 for instance in instances
             ]
-            results[i] = executor.submit(self._masked, dets, images[i].width, images[i].height, stats[i], samples[i])
+            results[i] = _Instances(dets, images[i].width, images[i].height, stats[i])
         return results
+
+    def finish(self, sample: Sample, raw: Outcome | _Instances) -> Outcome:
+        """A SAM 3 sample's instances filtered and their masks encoded (:meth:`_masked`); any other result as is."""
+        if isinstance(raw, _Instances):
+            return self._masked(raw.dets, raw.width, raw.height, raw.stats, sample)
+        return raw
 
     def _masked(
         self, dets: list[dict[str, Any]], width: int, height: int, stats: dict[str, int], sample: Sample

@@ -48,28 +48,26 @@ sibling instance). Identity: ``boundary_accepted + semantic_accepted + instance_
 Example::
 
     stage = Negatives(NegativesConfig(model="tiny:segmenter"), ctx)
-    [update] = finished(stage.process([sample], segmenter))  # the adapter the segment stage embedded the images with
+    [update] = stage.outcomes([sample], segmenter)  # the adapter the segment stage embedded the images with
     update["regions"][0]["negatives"][0]["kind"]  # "boundary"
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator
 
 from syngen.masks import RLE, box_mask, box_span, clip_box, decode_rle, edge_band, encode_rle
-from syngen.models.roles import Role, Segmenter
+from syngen.models.roles import Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Region, Sample, item_seed, load_image
 from syngen.settings import Seed
-from syngen.stages.base import ADDED_LATER, ModelStageConfig, Result, Stage, StageConfig, Update
-from syngen.threads import after, beside_model, on_gpu
+from syngen.stages.base import ADDED_LATER, ModelStageConfig, Stage, Update
 
 Points = tuple[list[list[int]], list[int]]
 STATS = ("boundary_accepted", "semantic_accepted", "instance_accepted", "tries", "gave_up")
@@ -245,7 +243,7 @@ class _Slot:
 class _Image:
     """One sample's work: the regions that receive negatives, their stats and slots, ``refs``, each usable
     region's positive mask and box mask as rows (2 * regions, H * W) as :func:`_references` gives them, and the
-    accepted candidates, in order, each with its mask's RLE to come (see :func:`syngen.threads.beside_model`)."""
+    accepted candidates, in order, each with its mask's RLE (None: encoded by :meth:`update`)."""
 
     key: str
     regions: list[Region]
@@ -253,10 +251,10 @@ class _Image:
     slots: list[_Slot] = field(default_factory=list)
     refs: torch.Tensor | np.ndarray | None = None
     width: int = 0
-    accepted: list[tuple[_Slot, _Candidate, Future[RLE]]] = field(default_factory=list)
+    accepted: list[tuple[_Slot, _Candidate, RLE | None]] = field(default_factory=list)
 
-    def result(self) -> Update:
-        """The sample's update once its accepted masks are encoded: ``regions`` with ``negatives``, and
+    def update(self) -> Update:
+        """The sample's update, its accepted masks RLE-encoded: ``regions`` with ``negatives``, and
         ``negatives_stats``."""
         self.stats["gave_up"] += sum(not s.done for s in self.slots)
         for slot, candidate, rle in self.accepted:
@@ -267,7 +265,7 @@ class _Image:
                     "labels": candidate.labels,
                     "iou": candidate.iou,
                     "seed": candidate.seed,
-                    "mask": rle.result(),
+                    "mask": encode_rle(candidate.mask.cpu().numpy()) if rle is None else rle,
                     "score": candidate.score,
                     "multimask": slot.kind == "semantic",
                 }
@@ -293,7 +291,7 @@ def _references(masks: np.ndarray, device: Any) -> torch.Tensor | np.ndarray:
     """An image's reference masks, (rows, H * W) bools, as :func:`_measure` counts against them: on the CPU their
     packed bits (uint8, (rows, ceil(H * W / 8))), elsewhere 0/1 floats on ``device`` (float32 counts pixels exactly
     up to 2**24 per image, float64 beyond)."""
-    if not on_gpu(device):
+    if torch.device(device).type != "cuda":
         return np.packbits(masks, axis=1)
     dtype = torch.float32 if masks.shape[1] <= 2**24 else torch.float64
     return torch.as_tensor(masks, device=device).to(dtype)
@@ -319,25 +317,24 @@ def _pending(slots: list[_Slot], kind: str) -> list[_Slot]:
     return [s for s in slots if s.kind == kind and not s.done]
 
 
-class Negatives(Stage):
+class Negatives(Stage[NegativesConfig, Segmenter]):
     """Adds SAM-perturbed boundary and semantic hard negatives to every region (see the module docstring)."""
 
-    name: ClassVar[str] = "negatives"
-    needs: ClassVar[tuple[str, ...]] = ("image", "regions")
-    adds: ClassVar[tuple[str, ...]] = ("regions", "negatives_stats")
-    Config: ClassVar[type[StageConfig]] = NegativesConfig
-    role: ClassVar[Role | None] = "segmenter"
-    default_backend: ClassVar[str | None] = "sam"
+    name = "negatives"
+    needs = ("image", "regions")
+    adds = ("regions", "negatives_stats")
+    Config = NegativesConfig
+    role = "segmenter"
+    default_backend = "sam"
 
-    def process(self, samples: list[Sample], model: Segmenter) -> list[Result]:
-        """One update per sample, a Future (see :meth:`_Image.result`): ``regions`` with ``negatives``, and
-        ``negatives_stats``."""
+    def process(self, samples: list[Sample], model: Segmenter) -> list[_Image]:
+        """Per sample, its negatives chosen (:meth:`finish` encodes their masks): the SAM decoder rounds over the
+        whole batch, each sample accepting candidates one attempt at a time."""
         todo = [s for s in samples if any(r.get("mask") for r in s.get("regions") or [])]
         if todo:  # a cache hit for images the segment stage embedded
             model.embed([load_image(s) for s in todo], [s["id"] for s in todo])
         device = getattr(model, "device", "cpu")
-        executor = beside_model(device)  # the full-resolution pixel pools and RLEs: beside a GPU, in the pool
-        images = list(executor.map(lambda sample: self._prepare(sample, device), samples))
+        images = [self._prepare(sample, device) for sample in samples]
         attempt, span = 0, 1
         while attempt < self.config.max_tries and any(not s.done for image in images for s in image.slots):
             attempts = range(attempt, min(attempt + span, self.config.max_tries))
@@ -347,10 +344,13 @@ class Negatives(Stage):
                     for kind in KINDS:
                         for slot in _pending(image.slots, kind):
                             image.stats["tries"] += 1
-                            self._consider(candidates[kind][i, slot.region, slot.number, a], slot, image, executor)
+                            self._consider(candidates[kind][i, slot.region, slot.number, a], slot, image)
             attempt, span = attempt + span, ROUND_GROWTH * span
-        # each result is ready when its masks' RLEs are: beside a GPU, while the runner calls the next batch
-        return [after([rle for *_, rle in image.accepted], image.result) for image in images]
+        return images
+
+    def finish(self, sample: Sample, image: _Image) -> Update:
+        """``regions`` with ``negatives`` (the accepted masks RLE-encoded), and ``negatives_stats``."""
+        return image.update()
 
     def _prepare(self, sample: Sample, device: Any) -> _Image:
         """A sample's regions (each with an empty ``negatives``), slots and reference masks; regions without a
@@ -412,9 +412,8 @@ class Negatives(Stage):
                     shared.accepted.append((area, on_device))
                     score = image.regions[j].get("mask_score")
                     candidate = _Candidate(on_device, [], [], None, score, area, ious[i, j], 0.0)
-                    rle: Future[RLE] = Future()
-                    rle.set_result(image.regions[j]["mask"])
-                    image.accepted.append((_Slot(i, "instance", len(taken) - 1, (), shared, True), candidate, rle))
+                    slot = _Slot(i, "instance", len(taken) - 1, (), shared, True)
+                    image.accepted.append((slot, candidate, image.regions[j]["mask"]))
                 image.stats["instance_accepted"] += len(taken)
                 image.stats["gave_up"] += cfg.instance_per_mask - len(taken)
 
@@ -478,17 +477,15 @@ class Negatives(Stage):
                 )
         return candidates
 
-    def _consider(self, candidate: _Candidate, slot: _Slot, image: _Image, executor: Executor) -> None:
+    def _consider(self, candidate: _Candidate, slot: _Slot, image: _Image) -> None:
         """Accepts ``candidate`` for ``slot`` when it meets the bounds of its kind and equals no negative already
-        accepted for the region (the mask comes to the host only then, RLE-encoded in ``executor``)."""
+        accepted for the region (the mask comes to the host only then, in :meth:`finish`)."""
         if not self._acceptable(slot.kind, candidate) or any(
             area == candidate.area and torch.equal(candidate.mask, other) for area, other in slot.shared.accepted
         ):
             return
         slot.shared.accepted.append((candidate.area, candidate.mask))
-        image.accepted.append(
-            (slot, candidate, executor.submit(lambda mask: encode_rle(mask.cpu().numpy()), candidate.mask))
-        )
+        image.accepted.append((slot, candidate, None))
         slot.done = True
         image.stats[f"{slot.kind}_accepted"] += 1
 

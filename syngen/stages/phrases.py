@@ -26,7 +26,7 @@ from syngen.models.roles import ChatLLM
 from syngen.refs import ModelRef
 from syngen.sample import Failure, Sample
 from syngen.settings import SomePath
-from syngen.stages.base import Context, ModelStageConfig, Result, Stage, model_field
+from syngen.stages.base import Context, ModelStageConfig, Outcome, Stage, model_field
 
 PLACEHOLDER = "{caption}"
 
@@ -62,7 +62,7 @@ class Phrases(Stage[PhrasesConfig, ChatLLM]):
         if PLACEHOLDER not in self.template:
             raise ValueError(f"prompt file {path} has no {PLACEHOLDER} placeholder")
 
-    def process(self, samples: list[Sample], model: ChatLLM) -> list[Result]:
+    def process(self, samples: list[Sample], model: ChatLLM) -> list[Outcome]:
         cfg = self.config
         fit = getattr(model, "fit", None)  # an adapter that knows its context length cuts what does not fit
         frame = self.template.replace(PLACEHOLDER, "")
@@ -70,7 +70,7 @@ class Phrases(Stage[PhrasesConfig, ChatLLM]):
         # str.replace, not str.format: prompt files hold JSON examples with braces
         prompts = [self.template.replace(PLACEHOLDER, text) for text in texts]
         answers = model.chat(prompts, cfg.max_new_tokens)
-        results: list[Result] = []
+        results: list[Outcome] = []
         for sample, text, answer in zip(samples, texts, answers, strict=True):
             phrases = parse_phrases(answer, sample["caption"], cfg.max_words, cfg.max_phrases)
             if phrases:

@@ -11,8 +11,9 @@ from syngen.masks import encode_rle, share_in_box
 from syngen.models.roles import Segmenter
 from syngen.refs import ModelRef
 from syngen.sample import Sample, load_image
-from syngen.stages.base import ADDED_LATER, ModelStageConfig, Result, Stage, Update, model_field
-from syngen.threads import beside_model
+from syngen.stages.base import ADDED_LATER, ModelStageConfig, Stage, Update, model_field
+
+Predicted = tuple[np.ndarray, np.ndarray]  # an image's masks (boxes, H, W) and their scores
 
 
 class SegmentConfig(ModelStageConfig):
@@ -46,13 +47,13 @@ class Segment(Stage[SegmentConfig, Segmenter]):
     ``segment_stats``: ``masks`` (kept), ``dropped_empty``, ``filtered_mask_score`` (below ``min_mask_score``),
     ``filtered_outside_box`` (more than ``max_outside_box`` of the mask outside the box). Each image of the batch
     is embedded once (under the sample's id, so later stages reuse the embedding on the same adapter), then the
-    boxes of every image of the batch go through the mask decoder in one call. Each result is a Future: beside a
-    GPU the masks are checked and encoded in the pool while the next batch runs (``finished`` waits for them).
+    boxes of every image of the batch go through the mask decoder in one call (:meth:`process`); :meth:`finish`
+    checks and encodes a sample's masks.
 
     Example::
 
         stage = Segment(SegmentConfig(), ctx)
-        finished(stage.process([{"id": "x", "image": png, "regions": [{"phrase": "cat", "box": [4, 4, 60, 40]}]}], sam))
+        stage.outcomes([{"id": "x", "image": png, "regions": [{"phrase": "cat", "box": [4, 4, 60, 40]}]}], sam)
         # -> [{"regions": [{..., "mask": {"size": [H, W], "counts": "..."}, "mask_score": 0.9}],
         #      "segment_stats": {"masks": 1, "dropped_empty": 0, "filtered_mask_score": 0, ...}}]
     """
@@ -70,18 +71,16 @@ class Segment(Stage[SegmentConfig, Segmenter]):
     role = "segmenter"
     default_backend = "sam"
 
-    def process(self, samples: list[Sample], model: Segmenter) -> list[Result]:
+    def process(self, samples: list[Sample], model: Segmenter) -> list[Predicted | None]:
+        """Per sample, its boxes' masks and scores (None: no region)."""
         todo = [sample for sample in samples if sample["regions"]]
         keys = [sample["id"] for sample in todo]
         model.embed([load_image(sample) for sample in todo], keys)
         boxes = [np.array([region["box"] for region in s["regions"]], dtype=np.float32) for s in todo]
         predicted = dict(zip(keys, model.predict_batch(keys, boxes=boxes), strict=True)) if todo else {}
-        # the full-resolution checks and RLE encoding of each sample's masks: beside a GPU, in the pool, while the
-        # runner calls the next batch (the results are futures)
-        executor = beside_model(getattr(model, "device", "cpu"))
-        return [executor.submit(self._segment, sample, predicted.get(sample["id"])) for sample in samples]
+        return [predicted.get(sample["id"]) for sample in samples]
 
-    def _segment(self, sample: Sample, predicted: tuple[np.ndarray, np.ndarray] | None) -> Update:
+    def finish(self, sample: Sample, predicted: Predicted | None) -> Update:
         """The sample's regions with their masks (``predicted``: masks and scores of its boxes, None for none)."""
         regions = sample["regions"]
         stats = dict.fromkeys(("masks", "dropped_empty", "filtered_mask_score", "filtered_outside_box"), 0)

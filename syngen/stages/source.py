@@ -30,9 +30,9 @@ from pydantic import Field
 
 from syngen.columns import Column
 from syngen.errors import excerpt, printable
-from syngen.sample import DECODED, Failure, Sample, image_bytes, make_id
+from syngen.sample import Failure, Sample, image_bytes, keep_decoded, make_id
 from syngen.settings import SomePath
-from syngen.stages.base import Context, Result, SourceStage, StageConfig
+from syngen.stages.base import Context, Outcome, SourceStage, StageConfig
 
 KEPT_AS_IS = {"JPEG": ("RGB", "L"), "PNG": ("RGB", "L"), "WEBP": ("RGB",)}  # format -> modes stored unchanged
 ORIENTATION = 0x0112  # the EXIF tag
@@ -88,7 +88,7 @@ class Source(SourceStage[SourceConfig]):
                 return
             yield {"id": make_id("source", cfg.kind, item), "source": {"kind": cfg.kind, "item": item}}
 
-    def process(self, samples: list[Sample], model: None = None) -> list[Result]:
+    def process(self, samples: list[Sample], model: None = None) -> list[Outcome]:
         load = {"images": self._load_image_file, "dataset": self._load_row, "captions": self._load_caption}
         return [load[self.config.kind](s["source"]["item"]) for s in samples]
 
@@ -122,7 +122,7 @@ class Source(SourceStage[SourceConfig]):
                     self._files[item] = path
         yield from sorted(self._files)
 
-    def _load_image_file(self, item: str) -> Result:
+    def _load_image_file(self, item: str) -> Outcome:
         return _checked_image(self._files.get(item, self._root() / item).read_bytes())
 
     # dataset -----------------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ class Source(SourceStage[SourceConfig]):
     def _dataset_keys(self) -> Iterator[str]:
         yield from (str(i) for i in range(len(self._dataset())))
 
-    def _load_row(self, item: str) -> Result:
+    def _load_row(self, item: str) -> Outcome:
         cfg = self.config
         row = self._dataset()[int(item)]
         value = row[cfg.image_column]
@@ -173,7 +173,7 @@ class Source(SourceStage[SourceConfig]):
     def _caption_keys(self) -> Iterator[str]:
         yield from (str(i) for i in range(len(self._caption_lines())))
 
-    def _load_caption(self, item: str) -> Result:
+    def _load_caption(self, item: str) -> Outcome:
         """The caption of one line; a blank, non-UTF-8 or malformed line is a failure naming its line number."""
         number, raw = int(item) + 1, self._caption_lines()[int(item)]
         try:
@@ -260,7 +260,7 @@ def _open_dataset(path: Path, split: str) -> Any:
     return read_parquet([str(path)] if path.is_file() else sorted(str(p) for p in path.rglob("*.parquet")))
 
 
-def _checked_image(data: bytes | None) -> Result:
+def _checked_image(data: bytes | None) -> Outcome:
     """``{"image", "width", "height"}`` for bytes that decode fully as an image, else a Failure saying why.
 
     JPEG, PNG and WebP in plain RGB or grayscale keep their bytes; anything else becomes an upright RGB PNG of
@@ -273,7 +273,7 @@ def _checked_image(data: bytes | None) -> Result:
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 if img.mode in KEPT_AS_IS.get(img.format or "", ()) and img.getexif().get(ORIENTATION, 1) == 1:
-                    DECODED.put(data, img.convert("RGB"))  # decoded here: the next stage need not decode it again
+                    keep_decoded(data, img.convert("RGB"))  # decoded here: the next stage need not decode it again
                     return {"image": data, "width": img.width, "height": img.height}
                 rgb = _to_rgb(ImageOps.exif_transpose(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -281,7 +281,7 @@ def _checked_image(data: bytes | None) -> Result:
     except Exception as err:  # PIL raises many types for corrupt data
         return Failure("bad_image", f"cannot decode image: {type(err).__name__}: {err}")
     data = image_bytes(rgb)
-    DECODED.put(data, rgb)
+    keep_decoded(data, rgb)
     return {"image": data, "width": rgb.width, "height": rgb.height}
 
 

@@ -7,20 +7,18 @@ so a rerun on the same device makes the same images. All prompts of a batch (× 
 in as few calls of at most ``batch_size`` images as possible, of near-equal sizes (7 images, batch_size 3: calls of
 2, 2 and 3). An image's pixels depend on the number of images in its call, not on which prompts share it: see
 docs/limits.md. After a CUDA out-of-memory error the runner halves that call size (:meth:`Synthesize.shrink`), down
-to one image per call. Images are PNG-encoded in the shared thread pool while the next call runs: ``image`` is
-handed over as a ``Future`` of the bytes, which the runner waits for after calling the stage's next batch. A
-sample with an empty caption is a failure of kind ``empty_caption``.
+to one image per call. :meth:`Synthesize.finish` PNG-encodes a sample's images. A sample with an empty caption is a
+failure of kind ``empty_caption``.
 
 Example::
 
     stage = Synthesize(SynthesizeConfig(steps=2, images_per_caption=2), ctx)
     pipe, _ = load(stage.config.model, Synthesize.default_backend, "cpu", "float32")
-    [[first, second]] = stage.process([{"id": "p1", "caption": "a red ball on a table"}], pipe)
+    [[first, second]] = stage.outcomes([{"id": "p1", "caption": "a red ball on a table"}], pipe)
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from itertools import pairwise
 from typing import Any
 
@@ -33,10 +31,11 @@ from syngen.columns import Column
 from syngen.models.loading import resolve
 from syngen.models.roles import TextToImage
 from syngen.refs import ModelRef
-from syngen.sample import DECODED, Failure, Sample, image_bytes, item_seed, make_id
+from syngen.sample import Failure, Sample, image_bytes, item_seed, keep_decoded, make_id
 from syngen.settings import MAX_SIDE, Seed
-from syngen.stages.base import ADDED_LATER, RUNTIME_ONLY, Context, ModelStageConfig, Result, Stage, Update, model_field
-from syngen.threads import POOL
+from syngen.stages.base import ADDED_LATER, RUNTIME_ONLY, Context, ModelStageConfig, Stage, Update, model_field
+
+Made = tuple[Update, Image.Image]  # an image made and its update (every column but ``image``)
 
 
 class SynthesizeConfig(ModelStageConfig):
@@ -160,8 +159,9 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
         """The generator seed of image ``index`` made from sample ``parent_id``."""
         return item_seed(self.config.seed, parent_id, index, bits=31)
 
-    def process(self, samples: list[Sample], model: TextToImage) -> list[Result]:
-        """Per sample, its ``images_per_caption`` updates (``image`` a Future of the PNG bytes), or a Failure."""
+    def process(self, samples: list[Sample], model: TextToImage) -> list[list[Made] | Failure]:
+        """Per sample, its ``images_per_caption`` updates each with its image (encoded by :meth:`finish`), or a
+        Failure."""
         cfg = self.config
         jobs = [
             (n, index, self.image_seed(sample["id"], index))
@@ -170,7 +170,6 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
             for index in range(cfg.images_per_caption)
         ]
         images: list[Image.Image] = []
-        pngs: list[Future[bytes]] = []  # encoded in the shared pool while the next chunk (or batch) is generated
         # as few calls as call_size allows, of near-equal sizes: no lone last image (see docs/limits.md)
         calls = -(-len(jobs) // self.call_size)
         bounds = [len(jobs) * i // calls for i in range(calls + 1)]
@@ -186,25 +185,25 @@ class Synthesize(Stage[SynthesizeConfig, TextToImage]):
                 width=cfg.width,
             )
             images += made
-            pngs += [POOL.submit(_encoded, image, cfg.png_compress_level) for image in made]
-        updates: list[list[Update]] = [[] for _ in samples]
-        for (n, index, seed), image, png in zip(jobs, images, pngs, strict=True):
+        updates: list[list[Made]] = [[] for _ in samples]
+        for (n, index, seed), image in zip(jobs, images, strict=True):
             parent = samples[n]["id"]
-            updates[n].append(
-                {
-                    "id": make_id(parent, "synthesize", index, cfg.seed),
-                    "image": png,
-                    "width": image.width,
-                    "height": image.height,
-                    "synth": {"seed": seed, "index": index, "parent": parent, "prompt": samples[n]["caption"]},
-                }
-            )
+            update = {
+                "id": make_id(parent, "synthesize", index, cfg.seed),
+                "width": image.width,
+                "height": image.height,
+                "synth": {"seed": seed, "index": index, "parent": parent, "prompt": samples[n]["caption"]},
+            }
+            updates[n].append((update, image))
         return [made or Failure(kind="empty_caption", message="the caption is empty") for made in updates]
 
-
-def _encoded(image: Image.Image, level: int | None = None) -> bytes:
-    """The image's PNG bytes at zlib ``level`` (None: PIL's default); the image is kept decoded under them, so the
-    next stages need not decode it."""
-    data = image_bytes(image, "PNG", **({} if level is None else {"compress_level": level}))
-    DECODED.put(data, image)
-    return data
+    def finish(self, sample: Sample, made: list[Made]) -> list[Update]:
+        """The sample's updates with their images PNG-encoded at ``png_compress_level`` (None: PIL's default); each
+        image is kept decoded under its bytes, so the next stages need not decode it."""
+        level = self.config.png_compress_level
+        updates = []
+        for update, image in made:
+            data = image_bytes(image, "PNG", **({} if level is None else {"compress_level": level}))
+            keep_decoded(data, image)
+            updates.append(update | {"image": data})
+        return updates

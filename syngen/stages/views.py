@@ -33,7 +33,7 @@ from syngen.columns import BOX, Column
 from syngen.masks import clip_box
 from syngen.sample import Region, Sample, View, item_seed, load_image
 from syngen.settings import MAX_SIDE, Seed
-from syngen.stages.base import Result, Stage, StageConfig
+from syngen.stages.base import Outcome, Stage, StageConfig
 
 
 class ViewsConfig(StageConfig):
@@ -159,7 +159,7 @@ class Views(Stage[ViewsConfig, None]):
     }
     Config: ClassVar[type[StageConfig]] = ViewsConfig
 
-    def process(self, samples: list[Sample], model: None = None) -> list[Result]:
+    def process(self, samples: list[Sample], model: None = None) -> list[Outcome]:
         """One update per sample: ``regions`` with ``views``. Computed on this thread: the pHashes are many small
         steps that hold the GIL, so threads would queue for it (docs/benchmarks.md#figures-behind-the-code)."""
         return [self._views(s) for s in samples]

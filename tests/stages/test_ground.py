@@ -16,7 +16,7 @@ from syngen.masks import box_mask, decode_rle
 from syngen.models.grounding_dino import GroundingDino
 from syngen.models.loading import build_tiny
 from syngen.sample import Failure, image_bytes
-from syngen.stages.base import Context, finished
+from syngen.stages.base import Context
 from syngen.stages.ground import Ground, GroundConfig
 from syngen.store import to_json
 from tests.helpers import draw_shapes
@@ -34,7 +34,7 @@ def sample(phrases: list[str], n: int = 0) -> dict[str, Any]:
 
 def run(grounder: Any, samples: list[dict], **config: Any) -> list:
     stage = Ground(GroundConfig(**config), Context(recipe_dir=Path(".")))
-    return stage.process(samples, grounder)
+    return stage.outcomes(samples, grounder)
 
 
 def asked(grounder: FakeGrounder) -> list[str]:
@@ -342,7 +342,7 @@ CAT = [([10, 10, 50, 40], 0.9), ([60, 20, 100, 70], 0.6), ([0, 50, 30, 90], 0.3)
 
 def masked(instances: dict, samples: list[dict], **config: Any) -> tuple[FakeInstanceGrounder, list]:
     grounder = FakeInstanceGrounder(instances)
-    return grounder, finished(run(grounder, samples, model="tiny:sam3", **config))
+    return grounder, run(grounder, samples, model="tiny:sam3", **config)
 
 
 @pytest.mark.parametrize(

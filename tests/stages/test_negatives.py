@@ -17,8 +17,7 @@ from syngen.export.rows import preference_rows
 from syngen.masks import box_mask, box_span, decode_rle, edge_band, encode_rle
 from syngen.refs import ModelRef
 from syngen.sample import image_bytes
-from syngen.stages import negatives as negatives_module
-from syngen.stages.base import Context, finished
+from syngen.stages.base import Context
 from syngen.stages.ground import Ground, GroundConfig
 from syngen.stages.negatives import (
     Negatives,
@@ -32,7 +31,6 @@ from syngen.stages.negatives import (
     semantic_prompt,
 )
 from syngen.stages.segment import Segment, SegmentConfig
-from tests.helpers import assert_finishes_beside_a_gpu
 
 W, H = 64, 48
 BACKGROUND, LEFT, RIGHT, ELLIPSE = (90, 90, 90), (200, 40, 40), (40, 40, 200), (40, 200, 40)
@@ -85,7 +83,7 @@ def _batch() -> list[dict[str, Any]]:
 def _run(config: NegativesConfig, samples: list[dict[str, Any]], model: Any = None) -> tuple[list[dict], Any]:
     stage = Negatives(config, Context(recipe_dir=Path(".")))
     model = model or FloodFillSegmenter()
-    return finished(stage.process(samples, model)), model
+    return stage.outcomes(samples, model), model
 
 
 def _slots(config: NegativesConfig) -> int:
@@ -544,18 +542,6 @@ def test_single_clicks_use_sam_best_of_three_and_record_it() -> None:
     assert model.predict_multimask[:2] == [False, True]
 
 
-def test_beside_a_gpu_the_pixel_pools_and_rles_run_in_the_pool_with_the_same_results(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A GPU model gets its CPU work done in the pool: the stage returns before it is done (the main thread goes on
-    feeding the GPU), and the results are those of the work done inline, as beside a CPU model."""
-    inline, _ = _run(NegativesConfig(), _batch())
-    stage = Negatives(NegativesConfig(), Context(recipe_dir=Path(".")))
-    assert_finishes_beside_a_gpu(
-        monkeypatch, negatives_module, lambda: stage.process(_batch(), FloodFillSegmenter()), inline
-    )
-
-
 # Sibling-instance negatives (docs/methods.md): three cups of one colour, a ball of another
 CUPS = [[4.0, 4.0, 20.0, 20.0], [26.0, 4.0, 42.0, 20.0], [4.0, 26.0, 20.0, 42.0]]
 BALL = [44.0, 28.0, 60.0, 44.0]
@@ -573,8 +559,8 @@ def _cups_and_ball() -> dict[str, Any]:
     detections = [{"phrase": "cup", "label": "cup", "box": box, "score": 0.9 - i / 10} for i, box in enumerate(CUPS)]
     grounder = FakeGrounder([*detections, {"phrase": "ball", "label": "ball", "box": BALL, "score": 0.8}])
     ctx = Context(recipe_dir=Path("."))
-    [grounded] = finished(Ground(GroundConfig(keep="all"), ctx).process([sample], grounder))
-    [segmented] = finished(Segment(SegmentConfig(), ctx).process([sample | grounded], FloodFillSegmenter()))
+    [grounded] = Ground(GroundConfig(keep="all"), ctx).outcomes([sample], grounder)
+    [segmented] = Segment(SegmentConfig(), ctx).outcomes([sample | grounded], FloodFillSegmenter())
     return sample | grounded | segmented
 
 

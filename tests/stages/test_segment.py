@@ -14,11 +14,10 @@ from syngen.devtools.fakes import FakeSegmenter
 from syngen.models.loading import build_tiny
 from syngen.models.sam_hf import HFSam
 from syngen.sample import image_bytes
-from syngen.stages import segment as segment_module
-from syngen.stages.base import Context, finished
+from syngen.stages.base import Context
 from syngen.stages.segment import Segment, SegmentConfig
 from syngen.store import to_json
-from tests.helpers import assert_finishes_beside_a_gpu, draw_shapes
+from tests.helpers import draw_shapes
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +38,7 @@ def sample(n: int, size: tuple[int, int], regions: list[dict]) -> dict[str, Any]
 
 def run(model: Any, samples: list[dict]) -> list:
     stage = Segment(SegmentConfig(), Context(recipe_dir=Path(".")))
-    return finished(stage.process(samples, model))
+    return stage.outcomes(samples, model)
 
 
 def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
@@ -143,7 +142,7 @@ INSIDE, QUARTER_OUT, HALF_OUT, ALL_OUT = _columns(0, 64), _columns(16, 80), _col
 def test_quality_filters_drop_and_count(limits: dict, scores: list[float], kept: list[str], stats: dict) -> None:
     segmenter = ScriptedSegmenter([INSIDE, QUARTER_OUT, HALF_OUT, ALL_OUT], scores)
     stage = Segment(SegmentConfig(**limits), Context(recipe_dir=Path(".")))
-    [result] = finished(stage.process([sample(0, (128, 96), [region(p, BOX) for p in "abcd"])], segmenter))
+    [result] = stage.outcomes([sample(0, (128, 96), [region(p, BOX) for p in "abcd"])], segmenter)
     assert [r["phrase"] for r in result["regions"]] == kept
     assert result["segment_stats"] == {"masks": len(kept), **NOTHING_DROPPED, **stats}
 
@@ -165,12 +164,3 @@ def test_fingerprint_at_defaults_is_the_one_stored_before_the_filters_existed() 
     for changed in ({"min_mask_score": 0.0}, {"max_outside_box": 0.5}):
         other = Segment(SegmentConfig(model="facebook/sam-vit-base", **changed), Context(recipe_dir=Path(".")))
         assert to_json(other.fingerprint()) != before
-
-
-def test_beside_a_gpu_masks_are_checked_and_encoded_in_the_pool_with_the_same_results(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    samples = [sample(n, (128, 96), [region("a", [0, 0, 40, 40]), region("b", [50, 20, 120, 90])]) for n in range(3)]
-    inline = run(FakeSegmenter(), samples)
-    stage = Segment(SegmentConfig(), Context(recipe_dir=Path(".")))
-    assert_finishes_beside_a_gpu(monkeypatch, segment_module, lambda: stage.process(samples, FakeSegmenter()), inline)

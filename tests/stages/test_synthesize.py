@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +41,7 @@ def run(sd: Any, samples: list[dict], **config: Any) -> tuple[list, list[int]]:
         return sd.generate(prompts, seeds, **kwargs)
 
     recording = type("Recording", (), {"generate": staticmethod(generate)})()
-    results = stage.process(samples, recording)
-    for updates in results:
-        for update in updates if isinstance(updates, list) else []:
-            assert isinstance(update["image"], Future)  # still encoding in the pool: the runner waits for it
-            update["image"] = update["image"].result()
-    return results, calls
+    return stage.outcomes(samples, recording), calls
 
 
 def test_fan_out_with_derived_ids_and_seeds(sd: DiffusersTextToImage) -> None:

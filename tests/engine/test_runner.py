@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -16,16 +17,20 @@ import yaml
 from pydantic import Field
 from typer.testing import CliRunner
 
+from syngen import sample as sample_module
 from syngen import stages as stage_registry
 from syngen.cli import app
+from syngen.engine import context as context_module
+from syngen.engine import stage as engine_stage
 from syngen.executors.local import run
 from syngen.recipe import load_recipe
 from syngen.refs import ModelRef
 from syngen.runner import Runner, Stopped, split_model_free
-from syngen.sample import DECODED, Failure, image_bytes
+from syngen.sample import DecodedImages, Failure, image_bytes
 from syngen.stages.base import Context, ModelStageConfig, Stage, StageConfig
 from syngen.stages.source import Source
 from syngen.store import StageStore
+from syngen.threads import Pool
 from tests.helpers import draw_shapes
 
 CALLS: Counter = Counter()
@@ -140,7 +145,7 @@ def test_models_stay_resident_across_waves_while_they_fit(
     stages = {"caption": {}, "phrases": {"model": {"id": phrases_model, "backend": "blip"}}}
     recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=1)  # three waves
     recipe.top.runtime.memory_budget = budget_gib
-    with caplog.at_level(logging.INFO, logger="syngen.runner"):
+    with caplog.at_level(logging.INFO, logger="syngen.engine.stage"):
         samples, report = run_all(recipe, tmp_path / "out")
     assert [r.getMessage() for r in caplog.records if "loaded" in r.getMessage()] == [
         f"{'caption' if name == 'org/one' else 'phrases'}: loaded {name} (blip) in 0.0 s" for name in expected_loads
@@ -248,7 +253,7 @@ def test_out_of_memory_halves_the_batch(tmp_path: Path, fakes: None, caplog: pyt
     recipe = make_recipe(
         tmp_path, [f"{c}.png" for c in "abcdefgh"], {"caption": {"batch_size": 8, "oom_above": 2}}, wave_size=8
     )
-    with caplog.at_level(logging.WARNING, logger="syngen.runner"):
+    with caplog.at_level(logging.WARNING, logger="syngen.engine.stage"):
         samples, report = run_all(recipe, tmp_path / "out")
     assert len(samples) == 8 and report["stages"]["caption"]["failed"] == 0
     assert CALLS["caption"] == 8  # every sample captioned exactly once, in batches of at most 2
@@ -301,14 +306,28 @@ class BoxGround(Stage):
         return [{"regions": [{"phrase": p, "box": b, "box_score": 0.9} for p, b in boxes.items()]} for _ in samples]
 
 
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """Counts the images decoded (``decodes["images"]``); each run's decoded-image cache starts at one image, so
+    only the engine's sizing (the waves in flight) keeps them."""
+    count: Counter = Counter()
+    decode = sample_module.decode
+
+    def counted(data: bytes) -> Any:
+        count["images"] += 1
+        return decode(data)
+
+    monkeypatch.setattr(sample_module, "decode", counted)
+    monkeypatch.setattr(context_module, "DecodedImages", lambda: DecodedImages(limit=1))
+    return count
+
+
 @pytest.mark.parametrize("overlap", ["off", "on"])
 def test_after_fan_out_negatives_encodes_no_image_and_each_image_is_decoded_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overlap: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decodes: Counter, overlap: str
 ) -> None:
     """The SAM embedding cache holds the whole wave after synthesize's fan-out (4 images from a wave of 2), and
     the decoded-image cache every wave in flight (with overlap: the source's next wave and views' last too)."""
-    monkeypatch.setattr(DECODED, "limit", 1)
-    monkeypatch.setattr(DECODED, "_images", type(DECODED._images)())
     monkeypatch.setitem(stage_registry.STAGES, "synthesize", f"{__name__}:DrawnSynthesize")
     monkeypatch.setitem(stage_registry.STAGES, "ground", f"{__name__}:BoxGround")
     encoded: Counter = Counter()
@@ -326,12 +345,11 @@ def test_after_fan_out_negatives_encodes_no_image_and_each_image_is_decoded_once
     stages = {"synthesize": {}, "ground": {}, "segment": segment, "negatives": {"max_tries": 2}, "views": {}}
     recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=2)
     recipe.top.runtime.overlap = overlap
-    decodes = DECODED.decodes
     samples, report = run_all(recipe, tmp_path / "out")
     assert len(samples) == 6
     assert report["stages"]["negatives"]["stats"]["tries"] > 0  # the negatives stage did use the embeddings
     assert encoded == {"segment": 6, "negatives": 0}
-    assert DECODED.decodes - decodes == 6  # segment and negatives (and views) decode each image once
+    assert decodes["images"] == 6  # segment and negatives (and views) decode each image once
 
 
 SYNTHESIZED = {"synthesize": {"steps": 1, "width": 128, "height": 96}}
@@ -347,18 +365,15 @@ SYNTHESIZED = {"synthesize": {"steps": 1, "width": 128, "height": 96}}
     ],
 )
 def test_a_stage_that_made_or_checked_an_image_hands_it_on_decoded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stages: dict, overlap: str, exported: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decodes: Counter, stages: dict, overlap: str, exported: bool
 ) -> None:
     """The source decodes each seed to check it and synthesize has its images at hand: the views stage, which
     crops every image, decodes none; nor does the export, which draws every image's overlay a wave behind."""
     monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeCaption")
     monkeypatch.setitem(stage_registry.STAGES, "ground", f"{__name__}:BoxGround")
-    monkeypatch.setattr(DECODED, "limit", 1)
-    monkeypatch.setattr(DECODED, "_images", type(DECODED._images)())
     names = ["a.png", "b.png", "c.png"]
     recipe = make_recipe(tmp_path, names, {"caption": {}, **stages, "ground": {}, "views": {}}, wave_size=1)
     recipe.top.runtime.overlap = overlap
-    decodes = DECODED.decodes
     if exported:
         report = run(recipe, tmp_path / "out", progress=False)
         assert report["stages"]["views"]["items_out"] == 3
@@ -366,7 +381,7 @@ def test_a_stage_that_made_or_checked_an_image_hands_it_on_decoded(
     else:
         samples, report = run_all(recipe, tmp_path / "out")
         assert len(samples) == 3 and all(len(s["regions"][0]["views"]) == 3 for s in samples)
-    assert DECODED.decodes - decodes == 0
+    assert decodes["images"] == 0
 
 
 MODEL_STAGES = ["caption", "synthesize", "phrases", "ground", "segment", "negatives"]
@@ -483,7 +498,7 @@ class TailViews(Stage):
         if wave == "a.png" and TAIL["overlap"] == "on":
             assert TAIL["phrases_started"]["c.png"].wait(10), "the next wave's model stages did not run beside"
             if TAIL.get("stop_on"):
-                assert TAIL["runner"]._stop.wait(10)
+                assert TAIL["runner"].executor.stop.wait(10)
         return [{"regions": []} for _ in samples]
 
 
@@ -593,51 +608,59 @@ HELD: dict = {}
 
 
 class Lazy(Future):
-    """A future that is done only once asked for its result (work still running beside the model until then)."""
+    """A future of ``fn(*args)``, run only once asked for its result (work still finishing in the pool until then)."""
 
-    def __init__(self, value: Any) -> None:
+    def __init__(self, fn: Any, *args: Any) -> None:
         super().__init__()
-        self.value = value
+        self.fn, self.args = fn, args
 
     def result(self, timeout: float | None = None) -> Any:
         if not self.done():
-            if isinstance(self.value, BaseException):
-                self.set_exception(self.value)
-            else:
-                self.set_result(self.value)
+            try:
+                self.set_result(self.fn(*self.args))
+            except Exception as err:
+                self.set_exception(err)
         return super().result(timeout)
 
 
-class EncodingSynthesize(Stage):
-    """Hands its images over as futures (as the synthesize stage does while they encode), or with
-    ``HELD["whole"]`` each result as a future (as segment and negatives do beside a GPU); with ``HELD["done"]``
-    the futures are done when the stage returns (as beside a CPU model). The image of a caption named broken*
-    raises; with ``HELD["stop"]`` the run stops after the first batch."""
+class FinishingSynthesize(Stage):
+    """Makes each sample's image from its caption in :meth:`finish`; the image of a caption named broken* raises
+    there. With ``HELD["stop"]`` the run stops after the first batch."""
 
     name, needs, adds = "synthesize", ("caption",), ("image",)
 
     def process(self, samples, model=None):
         HELD["events"].append(("call", [s["caption"] for s in samples]))
-        results = []
-        for s in samples:
-            if s["caption"].startswith("broken"):
-                made = Lazy(OSError("disk full"))
-            elif HELD.get("whole"):
-                made = Lazy([{"id": s["id"] + "-0", "image": s["caption"].encode()}])
-            else:
-                made = Lazy(s["caption"].encode())
-            if HELD.get("done"):
-                made.result()
-            results.append(made if HELD.get("whole") else [{"id": s["id"] + "-0", "image": made}])
         if HELD.get("stop"):
-            HELD["runner"]._stop.set()
-        return results
+            HELD["runner"].executor.stop.set()
+        return [s["caption"] for s in samples]
+
+    def finish(self, sample, caption):
+        if caption.startswith("broken"):
+            raise OSError("disk full")
+        return [{"id": sample["id"] + "-0", "image": caption.encode()}]
 
 
 @pytest.fixture
 def held(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The synthesize stage finishing beside a "GPU", its pool's tasks done only once their result is asked for
+    (with ``HELD["done"]``: at once, as on a CPU model); every write of the stage's rows logged."""
     monkeypatch.setitem(stage_registry.STAGES, "caption", f"{__name__}:FakeCaption")
-    monkeypatch.setitem(stage_registry.STAGES, "synthesize", f"{__name__}:EncodingSynthesize")
+    monkeypatch.setitem(stage_registry.STAGES, "synthesize", f"{__name__}:FinishingSynthesize")
+    monkeypatch.setattr(engine_stage, "on_gpu", lambda device: True)
+
+    submit = Pool.submit
+
+    def lazily(pool: Pool, fn: Any, *args: Any) -> Future:
+        if pool.name != "syngen-cpu":  # the store's writer
+            return submit(pool, fn, *args)
+        future = Lazy(fn, *args)
+        if HELD.get("done"):
+            with contextlib.suppress(Exception):  # kept for result(), as a pool keeps it
+                future.result()
+        return future
+
+    monkeypatch.setattr(Pool, "submit", lazily)
     write = StageStore.write
 
     def logged(store: StageStore, rows: list, **how: bool) -> None:
@@ -650,12 +673,7 @@ def held(monkeypatch: pytest.MonkeyPatch) -> None:
     HELD["events"] = []
 
 
-FINISHING = [pytest.param(False, id="images-encoding"), pytest.param(True, id="results-finishing")]
-
-
-@pytest.mark.parametrize("whole", FINISHING)
-def test_a_batch_still_finishing_is_stored_after_the_next_call(tmp_path: Path, held: None, whole: bool) -> None:
-    HELD["whole"] = whole
+def test_a_batch_still_finishing_is_stored_after_the_next_call(tmp_path: Path, held: None) -> None:
     names = ["a.png", "b.png", "c.png", "d.png", "e.png"]
     recipe = make_recipe(tmp_path, names, {"caption": {}, "synthesize": {"batch_size": 2}}, wave_size=5)
     samples, _ = run_all(recipe, tmp_path / "out")
@@ -673,7 +691,7 @@ def test_a_batch_still_finishing_is_stored_after_the_next_call(tmp_path: Path, h
 
 
 def test_a_batch_whose_futures_are_done_is_stored_at_once(tmp_path: Path, held: None) -> None:
-    HELD["whole"] = HELD["done"] = True
+    HELD["done"] = True
     recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], {"caption": {}, "synthesize": {"batch_size": 2}}, 3)
     samples, _ = run_all(recipe, tmp_path / "out")
     assert sorted(s["image"] for s in samples) == [b"a.png", b"b.png", b"c.png"]
@@ -681,9 +699,7 @@ def test_a_batch_whose_futures_are_done_is_stored_at_once(tmp_path: Path, held: 
     assert HELD["events"] == [("call", calls[0]), ("write", calls[0]), ("call", calls[1]), ("write", calls[1])]
 
 
-@pytest.mark.parametrize("whole", FINISHING)
-def test_a_stop_stores_the_held_batch_before_it_stops(tmp_path: Path, held: None, whole: bool) -> None:
-    HELD["whole"] = whole
+def test_a_stop_stores_the_held_batch_before_it_stops(tmp_path: Path, held: None) -> None:
     stages = {"caption": {}, "synthesize": {"batch_size": 1}}
     recipe = make_recipe(tmp_path, ["a.png", "b.png", "c.png"], stages, wave_size=3)
     runner = Runner(recipe, tmp_path / "out", progress=False)
@@ -696,24 +712,16 @@ def test_a_stop_stores_the_held_batch_before_it_stops(tmp_path: Path, held: None
     assert len(runner.stores["synthesize"].index()) == 1
 
 
-@pytest.mark.parametrize(
-    ("whole", "message"),
-    [
-        pytest.param(False, "encoding the image failed: disk full", id="images-encoding"),
-        pytest.param(True, "disk full", id="results-finishing"),
-    ],
-)
-def test_work_that_raised_after_the_call_fails_its_sample_alone(
-    tmp_path: Path, held: None, whole: bool, message: str
-) -> None:
-    HELD["whole"] = whole
+@pytest.mark.parametrize("done", [pytest.param(False, id="finishing-in-the-pool"), pytest.param(True, id="inline")])
+def test_a_finish_that_raised_fails_its_sample_alone(tmp_path: Path, held: None, done: bool) -> None:
+    HELD["done"] = done
     recipe = make_recipe(tmp_path, ["a.png", "broken.png", "c.png"], {"caption": {}, "synthesize": {}}, wave_size=3)
     samples, report = run_all(recipe, tmp_path / "out")
     assert sorted(s["image"] for s in samples) == [b"a.png", b"c.png"]
     syn = report["stages"]["synthesize"]
     assert (syn["items_in"], syn["items_out"], syn["failed"], syn["failures"]) == (3, 2, 1, {"OSError": 1})
     failure = json.loads((tmp_path / "out" / "failures.jsonl").read_text().splitlines()[0])
-    assert failure["message"] == message and failure["item"] == "broken.png"
+    assert failure["message"] == "disk full" and failure["item"] == "broken.png"
     assert "OSError: disk full" in failure["detail"]
     CALLS.clear()
     again, _ = run_all(recipe, tmp_path / "out")  # stored: nothing is computed again
@@ -729,14 +737,7 @@ def test_a_run_sizes_torch_and_the_pool_to_runtime_cpu_threads(
 ) -> None:
     import torch
 
-    from syngen.threads import POOL
-
     recipe = make_recipe(tmp_path, ["a.png"], {})
     recipe.top.runtime.cpu_threads = setting
-    before = (torch.get_num_threads(), POOL.workers)
-    try:
-        Runner(recipe, tmp_path / "out", progress=False)
-        assert (torch.get_num_threads(), POOL.workers) == (torch_threads, pool)
-    finally:
-        torch.set_num_threads(before[0])
-        POOL.resize(before[1])
+    runner = Runner(recipe, tmp_path / "out", progress=False)  # the autouse fixture sets torch's threads back
+    assert (torch.get_num_threads(), runner.context.pool.workers) == (torch_threads, pool)

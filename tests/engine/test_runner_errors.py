@@ -19,7 +19,7 @@ from syngen import stages as registry
 from syngen.executors.local import run
 from syngen.recipe import load_recipe
 from syngen.sample import Sample
-from syngen.stages.base import Result
+from syngen.stages.base import Outcome
 from tests import fault_stages
 from tests.fault_stages import Caption, FakeConfig
 
@@ -39,7 +39,7 @@ class ProbeCaption(Caption):
 
     Config = ProbeConfig
 
-    def process(self, samples: list[Sample], model: Any = None) -> list[Result]:
+    def process(self, samples: list[Sample], model: Any = None) -> list[Outcome]:
         cfg: ProbeConfig = self.config  # type: ignore[assignment]
         SEEN.append(len(samples))
         if cfg.oom_above and len(samples) > cfg.oom_above:
