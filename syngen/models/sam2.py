@@ -16,11 +16,10 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from transformers import Sam2Model
 
-from syngen.models.sam_hf import CachedSegmenter, Embedding, Prompts, decode_rows, one_per_row
+from syngen.models.sam_hf import CachedSegmenter, Embedding, Prompts, decode_levels
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -98,13 +97,5 @@ class HFSam2(CachedSegmenter):
     def _decode(
         self, embeddings: list[Embedding], prompts: list[Prompts], multimask: bool
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        counts, boxes, points, labels = one_per_row(prompts)
-        levels = [  # each feature level, finest first, with each image's embedding repeated for its prompts
-            torch.cat([level.expand(n, -1, -1, -1) for level, n in zip(per_image, counts, strict=True)])
-            for per_image in zip(*[[*cast(Sam2Embedding, e).high_res, e.features] for e in embeddings], strict=True)
-        ]
-        low_res, scores = decode_rows(self.model, levels, boxes, points, labels, multimask, self.dtype)
-        return [
-            (F.interpolate(logits.float(), e.original_size, mode="bilinear", align_corners=False)[:, 0] > 0, score)
-            for logits, score, e in zip(low_res.split(counts), scores.split(counts), embeddings, strict=True)
-        ]
+        levels = [[*cast(Sam2Embedding, e).high_res, e.features] for e in embeddings]  # finest first
+        return decode_levels(self.model, levels, embeddings, prompts, multimask, self.dtype)

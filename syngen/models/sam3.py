@@ -27,7 +27,7 @@ from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
 from syngen.models.base import timed
 from syngen.models.roles import Instance
-from syngen.models.sam_hf import CachedSegmenter, Embedding, Prompts, decode_rows, one_per_row
+from syngen.models.sam_hf import CachedSegmenter, Embedding, Prompts, decode_levels, repeat_rows
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Sam3(CachedSegmenter):
         ).to(self.device)
         levels, positions = (
             [
-                _repeat([e.detector[part][level] for e in embeddings], counts)
+                repeat_rows([e.detector[part][level] for e in embeddings], counts)
                 for level in range(len(embeddings[0].detector[part]))
             ]
             for part in (0, 1)
@@ -163,18 +163,5 @@ class Sam3(CachedSegmenter):
     def _decode(
         self, embeddings: list[Embedding], prompts: list[Prompts], multimask: bool
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        counts, boxes, points, labels = one_per_row(prompts)
-        features = [_repeat([cast(Sam3Embedding, e).tracker[level] for e in embeddings], counts) for level in range(3)]
-        low_res, scores = decode_rows(self.tracker, features, boxes, points, labels, multimask, self.dtype)
-        return [
-            (F.interpolate(masks.float(), size=e.original_size, mode="bilinear", align_corners=False)[:, 0] > 0, s)
-            for e, masks, s in zip(embeddings, low_res.split(counts), scores.split(counts), strict=True)
-        ]
-
-
-def _repeat(tensors: list[torch.Tensor], counts: list[int]) -> torch.Tensor:
-    """Image ``i``'s (1, ...) tensor repeated ``counts[i]`` times along the batch: one image's expanded (no
-    copy), several images' concatenated."""
-    if len(tensors) == 1:
-        return tensors[0].expand(counts[0], *tensors[0].shape[1:])
-    return torch.cat([t.expand(n, *t.shape[1:]) for t, n in zip(tensors, counts, strict=True)])
+        levels = [cast(Sam3Embedding, e).tracker for e in embeddings]
+        return decode_levels(self.tracker, levels, embeddings, prompts, multimask, self.dtype)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from transformers import (
     SamConfig,
@@ -226,6 +227,34 @@ def decode_rows(
         multimask_output=multimask,
     )
     return best_mask(outputs.pred_masks[:, 0], outputs.iou_scores[:, 0])
+
+
+def repeat_rows(tensors: list[torch.Tensor], counts: list[int]) -> torch.Tensor:
+    """Image ``i``'s (1, ...) tensor repeated ``counts[i]`` times along the batch: one image's expanded (no
+    copy), several images' concatenated."""
+    if len(tensors) == 1:
+        return tensors[0].expand(counts[0], *tensors[0].shape[1:])
+    return torch.cat([t.expand(n, *t.shape[1:]) for t, n in zip(tensors, counts, strict=True)])
+
+
+def decode_levels(
+    model: Any,
+    levels: list[list[torch.Tensor]],
+    embeddings: list[Embedding],
+    prompts: list[Prompts],
+    multimask: bool,
+    dtype: torch.dtype,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:meth:`CachedSegmenter._decode` for a SAM-family model fed multi-level features (SAM 2, SAM 3's interactive
+    head): ``levels[i]`` are image ``i``'s (1, ...) feature levels, finest first. One decoder call, then each
+    image's low-resolution logits resized to its original size and thresholded at 0 (no padding to undo)."""
+    counts, boxes, points, labels = one_per_row(prompts)
+    features = [repeat_rows(list(level), counts) for level in zip(*levels, strict=True)]
+    low_res, scores = decode_rows(model, features, boxes, points, labels, multimask, dtype)
+    return [
+        (F.interpolate(masks.float(), size=e.original_size, mode="bilinear", align_corners=False)[:, 0] > 0, score)
+        for e, masks, score in zip(embeddings, low_res.split(counts), scores.split(counts), strict=True)
+    ]
 
 
 class HFSam(CachedSegmenter):
