@@ -8,8 +8,11 @@ on a loaded machine. How each part is counted:
   thread and after it (a ``generate`` loop counts its forwards; its token handling in between counts as the
   wrapper's). Torch must run one intra-op thread: CPU time of its other threads would be missed;
 - a model wrapper's call: ``model_cpu_seconds`` (:func:`syngen.models.base.timed`), less its forward passes;
-- a stage: the main thread's CPU time in the runner's ``_run_stage``, less its model calls and model loads;
+- a stage: the main thread's CPU time in the stage executor's ``run``, less its model calls, model loads and image
+  encoding;
 - the pool's, the store writer's and the export's work: the CPU time of each task in the thread that runs it;
+- image encoding (PIL's ``Image.save``: PNG, JPEG), in whichever thread it runs, by format; the part around it
+  leaves it out;
 - the whole process: ``getrusage`` (every thread, those already ended too); what no part above holds is "rest"
   (the main thread between stages, other threads).
 """
@@ -25,6 +28,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from PIL import Image
 
 from syngen.engine.stage import StageExecutor
 from syngen.executors import base
@@ -45,19 +49,20 @@ class Ledger:
     def __init__(self) -> None:
         self.parts: defaultdict[str, float] = defaultdict(float)
         self.total = 0.0
-        self._local = threading.local()  # per thread: module call depth, model seconds so far
+        self._local = threading.local()  # per thread: module call depth, claimed seconds so far
         self._lock = threading.Lock()
 
-    def _model_s(self) -> float:
-        """This thread's CPU seconds so far in forward passes and model loads (counted apart from the rest)."""
-        return getattr(self._local, "model", 0.0)
+    def _claimed_s(self) -> float:
+        """This thread's CPU seconds so far in the parts counted apart wherever they run (forward passes, model
+        loads, image encoding): the part around them leaves them out."""
+        return getattr(self._local, "claimed", 0.0)
 
-    def _add(self, part: str, seconds: float, model: bool = False) -> None:
-        """Adds ``seconds`` to ``part``; ``model``: to this thread's model seconds too."""
+    def _add(self, part: str, seconds: float, claimed: bool = False) -> None:
+        """Adds ``seconds`` to ``part``; ``claimed``: to this thread's claimed seconds too."""
         with self._lock:
             self.parts[part] += seconds
-        if model:
-            self._local.model = self._model_s() + seconds
+        if claimed:
+            self._local.claimed = self._claimed_s() + seconds
 
     def _enter(self, *_: Any) -> None:
         depth = getattr(self._local, "depth", 0)
@@ -65,10 +70,16 @@ class Ledger:
             self._local.start = time.thread_time()
         self._local.depth = depth + 1
 
+    def _forward_s(self) -> float:
+        """This thread's CPU seconds so far in forward passes."""
+        return getattr(self._local, "forward", 0.0)
+
     def _leave(self, *_: Any) -> None:
         self._local.depth -= 1
         if self._local.depth == 0:
-            self._add("model forward passes", time.thread_time() - self._local.start, model=True)
+            seconds = time.thread_time() - self._local.start
+            self._local.forward = self._forward_s() + seconds
+            self._add("model forward passes", seconds, claimed=True)
 
     @contextmanager
     def _counting(self, part: str, main_too: bool = True) -> Iterator[None]:
@@ -77,11 +88,11 @@ class Ledger:
         if not main_too and threading.current_thread() is threading.main_thread():
             yield
             return
-        cpu, model = time.thread_time(), self._model_s()
+        cpu, claimed = time.thread_time(), self._claimed_s()
         try:
             yield
         finally:
-            self._add(part, time.thread_time() - cpu - (self._model_s() - model))
+            self._add(part, time.thread_time() - cpu - (self._claimed_s() - claimed))
 
     def _task(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` counted under ``part`` where it runs outside the main thread."""
@@ -103,28 +114,36 @@ class Ledger:
 
         run_stage, process, preflight = StageExecutor.run, StageExecutor._process, Runner.preflight
         get, consume = ModelPool.get, base.consume_in_thread
-        pool_submit = Pool.submit
+        pool_submit, save = Pool.submit, Image.Image.save
 
         def counted_stage(executor: StageExecutor, stage: Any, wave: list, compute: bool) -> list:
             with self._counting(f"stage {stage.name}"):
                 return run_stage(executor, stage, wave, compute)
 
         def counted_process(executor: StageExecutor, stage: Any, batch: list, model: Any) -> list:
-            calls, model_s = getattr(model, "model_cpu_seconds", 0.0), self._model_s()
+            calls, forward = getattr(model, "model_cpu_seconds", 0.0), self._forward_s()
             try:
                 return process(executor, stage, batch, model)
             finally:
                 calls = getattr(model, "model_cpu_seconds", 0.0) - calls
-                wrapper = calls - (self._model_s() - model_s)
+                wrapper = calls - (self._forward_s() - forward)  # no wrapper encodes images: nothing else claimed
                 self._add(f"stage {stage.name}", -wrapper)  # the stage's own work: what its model calls leave
                 self._add(f"wrapper {stage.name}", wrapper)
 
         def counted_get(pool: ModelPool, *args: Any, **kwargs: Any) -> Any:
-            cpu, model_s = time.thread_time(), self._model_s()
+            cpu, claimed = time.thread_time(), self._claimed_s()
             try:
                 return get(pool, *args, **kwargs)
             finally:
-                self._add("model loading", time.thread_time() - cpu - (self._model_s() - model_s), model=True)
+                self._add("model loading", time.thread_time() - cpu - (self._claimed_s() - claimed), claimed=True)
+
+        def counted_save(image: Image.Image, fp: Any, format: str | None = None, **params: Any) -> None:
+            cpu, claimed = time.thread_time(), self._claimed_s()
+            try:
+                save(image, fp, format, **params)
+            finally:
+                part = f"image encoding ({(format or image.format or '?').upper()})"
+                self._add(part, time.thread_time() - cpu - (self._claimed_s() - claimed), claimed=True)
 
         def counted_preflight(runner: Runner) -> None:
             with self._counting("preflight"):  # building tiny twins: left out of syngen's figure, as loads are
@@ -143,6 +162,7 @@ class Ledger:
         patch(ModelPool, "get", counted_get)
         patch(base, "consume_in_thread", counted_consume)
         patch(Pool, "submit", counted_submit)
+        patch(Image.Image, "save", counted_save)
         hooks = [
             torch.nn.modules.module.register_module_forward_pre_hook(self._enter),
             torch.nn.modules.module.register_module_forward_hook(self._leave, always_call=True),
