@@ -134,6 +134,53 @@ def test_box_mask_takes_pixels_whose_centres_are_inside(box: list[float], rows: 
         assert not np.zeros((5, 6))[row_span, col_span].size
 
 
+def _span_by_centres(low: float, high: float, n: int) -> slice:
+    """box_span's rule written out over every centre (its former implementation): the reference."""
+    centres = np.arange(n) + 0.5
+    inside = np.flatnonzero((centres >= low) & (centres < high))
+    return slice(int(inside[0]), int(inside[-1]) + 1) if len(inside) else slice(0, 0)
+
+
+SPAN_RNG = np.random.default_rng(7)
+SPAN_BOXES = {
+    "random": [list(SPAN_RNG.uniform(-5, 40, 4)) for _ in range(200)],
+    "on-centres-and-edges": [list(SPAN_RNG.integers(-2, 40, 4) / 2) for _ in range(200)],
+    "a-hair-from-centres": [
+        list(np.nextafter(centres, centres + SPAN_RNG.choice([-1, 1], 4)))
+        for centres in SPAN_RNG.integers(-2, 40, (200, 4)) + 0.5
+    ],
+    "float32": [list(SPAN_RNG.uniform(-5, 40, 4).astype(np.float32)) for _ in range(200)],
+    "integers": [[int(v) for v in SPAN_RNG.integers(-3, 40, 4)] for _ in range(200)],
+    "huge-and-tiny": [[-1e300, 1e-300, 1e300, 5e-324], [1e-17, 0.5 - 1e-17, 30.5 + 2e-15, 31.5]],
+    "non-finite": [
+        [math.nan, 0, 10, 10],
+        [0, math.nan, 10, 10],
+        [0, 0, math.nan, 10],
+        [0, 0, 10, math.nan],
+        [-math.inf, -math.inf, math.inf, math.inf],
+        [math.inf, 0, -math.inf, 10],
+    ],
+}
+
+
+@pytest.mark.parametrize("boxes", SPAN_BOXES.values(), ids=SPAN_BOXES.keys())
+@pytest.mark.parametrize(("height", "width"), [(24, 32), (1, 1), (0, 3)], ids=["24x32", "1x1", "no-rows"])
+def test_box_span_equals_testing_every_centre(boxes: list[list[float]], height: int, width: int) -> None:
+    for box in boxes:
+        expected = (_span_by_centres(box[1], box[3], height), _span_by_centres(box[0], box[2], width))
+        assert box_span(box, height, width) == expected, box
+
+
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0], ids=["empty-mask", "sparse-mask", "half-mask", "full-mask"])
+def test_share_in_box_equals_the_full_image_count(density: float) -> None:
+    rng = np.random.default_rng(int(density * 100))
+    for box in SPAN_BOXES["random"] + SPAN_BOXES["on-centres-and-edges"]:
+        mask = rng.random((24, 32)) < density
+        area = mask.sum()  # the former computation: the mask against the box's full-image mask
+        expected = float(np.logical_and(mask, box_mask(box, 24, 32)).sum() / area) if area else 0.0
+        assert share_in_box(mask, box) == expected
+
+
 @pytest.mark.parametrize(
     "mask,box,share",
     [
