@@ -195,12 +195,28 @@ def test_share_in_box(mask: np.ndarray, box: list[float], share: float) -> None:
     assert share_in_box(mask, box) == share
 
 
-@pytest.mark.parametrize("radius", [0, 1, 2, 5], ids=["r0", "r1", "r2", "r5"])
-def test_erode_matches_scipy(radius: int) -> None:
-    mask = np.random.default_rng(radius).random((31, 37)) < 0.8
-    mask[5:25, 8:30] = True
+ERODED = {
+    "dense-block": ((31, 37), 0.8, True),
+    "sparse-noise": ((31, 37), 0.3, False),
+    "one-row": ((1, 40), 0.9, False),
+    "one-column": ((40, 1), 0.9, False),
+    "all-set": ((12, 9), 1.0, False),
+    "empty": ((12, 9), 0.0, False),
+}
+
+
+@pytest.mark.parametrize("case", ERODED.values(), ids=ERODED.keys())
+@pytest.mark.parametrize("radius", [0, 1, 2, 5, 40], ids=["r0", "r1", "r2", "r5", "r40-wider-than-the-mask"])
+def test_erode_matches_scipy(case: tuple[tuple[int, int], float, bool], radius: int) -> None:
+    shape, density, block = case
+    mask = np.random.default_rng(radius).random(shape) < density
+    if block:
+        mask[5:25, 8:30] = True
     expected = ndimage.binary_erosion(mask, np.ones((2 * radius + 1,) * 2, bool), border_value=0)
     assert np.array_equal(erode(mask, radius), expected)
+    assert np.array_equal(erode(mask.astype(np.uint8), radius), expected)  # 0/1 masks as bools
+    assert np.array_equal(erode(np.asfortranarray(mask), radius), expected)  # as pycocotools decodes them
+    assert np.array_equal(erode(mask[:, ::-1], radius), expected[:, ::-1])  # a strided view
 
 
 def test_edge_band_is_a_ring_of_the_given_width() -> None:
