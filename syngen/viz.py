@@ -63,7 +63,7 @@ def draw_overlay(
     :func:`tint`), ``box`` (xyxy pixels) outlined, ``phrase`` (optional) written beside the box (see :func:`_label`).
     Region i gets ``palette[i % len(palette)]``. Masks must have the image's size (they are decoded at it, so they
     line up pixel for pixel); ``decode`` turns an RLE into its bool mask (the export passes one that keeps it)."""
-    pixels = np.asarray(image.convert("RGB"))
+    pixels = rgb_pixels(image)
     masks = []
     for i, region in enumerate(regions):
         if region.get("mask") is not None:
@@ -130,6 +130,12 @@ def _classes(masks: Sequence[np.ndarray], height: int, width: int) -> tuple[list
     return classes, labels
 
 
+def rgb_pixels(image: Image.Image) -> np.ndarray:
+    """The (H, W, 3) uint8 pixels of ``image`` as RGB (an RGB image is read as it is, not converted to a copy
+    first)."""
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
 def _mask_at(mask: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """``mask``, checked to have the size of the (H, W, 3) ``pixels`` (ValueError if not)."""
     if mask.shape != pixels.shape[:2]:
@@ -163,7 +169,7 @@ def draw_difference(image: Image.Image, pair: Mapping[str, Any], alpha: float = 
     """``image`` with a preference pair's masks compared (both RLE at the image's size): pixels only in ``chosen``
     tinted CHOSEN, only in ``rejected`` REJECTED, in both BOTH; its ``box`` outlined in white and labelled with
     its ``kind`` and ``iou``."""
-    pixels = np.asarray(image.convert("RGB"))
+    pixels = rgb_pixels(image)
     chosen, rejected = (_mask_at(decode_rle(pair[key]), pixels) for key in ("chosen", "rejected"))
     parts = [(chosen & ~rejected, CHOSEN), (rejected & ~chosen, REJECTED), (chosen & rejected, BOTH)]
     out = Image.fromarray(tint(pixels, parts, alpha))
