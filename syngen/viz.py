@@ -49,7 +49,7 @@ TILE = 256
 COLOUR_BAR = 40  # height of the heat map sheet's colour bar
 TAG_BAND = 16  # height of a tile's band with its tag
 _BACKGROUND: RGB = (32, 32, 32)
-_CODES = 1 << 16  # most pixel codes tint() counts at once (see _classes)
+_CODES = 1 << 16  # most pixel codes _tint() counts at once (see _classes)
 
 
 def draw_overlay(
@@ -60,15 +60,15 @@ def draw_overlay(
     decode: Callable[[Any], np.ndarray] = decode_rle,
 ) -> Image.Image:
     """``image`` with each region drawn in its colour: ``mask`` (RLE, optional) blended in at ``alpha`` (see
-    :func:`tint`), ``box`` (xyxy pixels) outlined, ``phrase`` (optional) written beside the box (see :func:`_label`).
+    :func:`_tint`), ``box`` (xyxy pixels) outlined, ``phrase`` (optional) written beside the box (see :func:`_label`).
     Region i gets ``palette[i % len(palette)]``. Masks must have the image's size (they are decoded at it, so they
     line up pixel for pixel); ``decode`` turns an RLE into its bool mask (the export passes one that keeps it)."""
-    pixels = rgb_pixels(image)
+    pixels = _rgb_pixels(image)
     masks = []
     for i, region in enumerate(regions):
         if region.get("mask") is not None:
             masks.append((_mask_at(decode(region["mask"]), pixels), palette[i % len(palette)]))
-    out = Image.fromarray(tint(pixels, masks, alpha))
+    out = Image.fromarray(_tint(pixels, masks, alpha))
     draw = ImageDraw.Draw(out)
     line = max(1, round(min(out.size) / 160))
     font = _font(max(10, round(min(out.size) / 24)))
@@ -80,7 +80,7 @@ def draw_overlay(
     return out
 
 
-def tint(pixels: np.ndarray, masks: Sequence[tuple[np.ndarray, RGB]], alpha: float) -> np.ndarray:
+def _tint(pixels: np.ndarray, masks: Sequence[tuple[np.ndarray, RGB]], alpha: float) -> np.ndarray:
     """``pixels`` ((H, W, 3) uint8) with each (H, W) bool mask of ``masks`` blended in its colour, in order: every
     pixel under a mask becomes ``(1 - alpha) * pixel + alpha * colour`` in float32, the result rounded to uint8 at
     the end. The same values as blending the whole image as float32 mask by mask, computed differently: pixels
@@ -130,7 +130,7 @@ def _classes(masks: Sequence[np.ndarray], height: int, width: int) -> tuple[list
     return classes, labels
 
 
-def rgb_pixels(image: Image.Image) -> np.ndarray:
+def _rgb_pixels(image: Image.Image) -> np.ndarray:
     """The (H, W, 3) uint8 pixels of ``image`` as RGB (an RGB image is read as it is, not converted to a copy
     first)."""
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
@@ -169,10 +169,10 @@ def draw_difference(image: Image.Image, pair: Mapping[str, Any], alpha: float = 
     """``image`` with a preference pair's masks compared (both RLE at the image's size): pixels only in ``chosen``
     tinted CHOSEN, only in ``rejected`` REJECTED, in both BOTH; its ``box`` outlined in white and labelled with
     its ``kind`` and ``iou``."""
-    pixels = rgb_pixels(image)
+    pixels = _rgb_pixels(image)
     chosen, rejected = (_mask_at(decode_rle(pair[key]), pixels) for key in ("chosen", "rejected"))
     parts = [(chosen & ~rejected, CHOSEN), (rejected & ~chosen, REJECTED), (chosen & rejected, BOTH)]
-    out = Image.fromarray(tint(pixels, parts, alpha))
+    out = Image.fromarray(_tint(pixels, parts, alpha))
     label = f"{pair['kind']} IoU {pair['iou']:.2f}"
     return draw_overlay(out, [{"box": pair["box"], "phrase": label}], [WHITE])
 

@@ -212,6 +212,24 @@ def test_overlay_equals_the_blend_over_the_whole_image(
     assert np.array_equal(drawn, blended_whole(picture, masks, list(PALETTE), alpha))
 
 
+@pytest.mark.parametrize(
+    ("chosen_share", "rejected_share", "alpha"),
+    [(0.5, 0.5, 0.55), (0.9, 0.1, 0.55), (0.0, 0.7, 0.3), (1.0, 1.0, 0.55)],
+    ids=["half-and-half", "mostly-chosen", "no-chosen-alpha-0.3", "both-everywhere"],
+)
+def test_difference_view_equals_the_blend_over_the_whole_image(
+    chosen_share: float, rejected_share: float, alpha: float
+) -> None:
+    rng = np.random.default_rng(7)
+    picture = Image.fromarray(rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
+    chosen, rejected = (rng.random((HEIGHT, WIDTH)) < share for share in (chosen_share, rejected_share))
+    pair = {"chosen": encode_rle(chosen), "rejected": encode_rle(rejected), "box": [-9, -9, -9, -9]}
+    drawn = np.asarray(draw_difference(picture, pair | {"kind": "boundary", "iou": 0.5}, alpha=alpha))
+    parts = [chosen & ~rejected, rejected & ~chosen, chosen & rejected]
+    expected = blended_whole(picture, parts, [CHOSEN, REJECTED, BOTH], alpha)
+    assert np.array_equal(drawn[HEIGHT // 4 :], expected[HEIGHT // 4 :])  # the label sits at the top left
+
+
 def label_box(out: np.ndarray, rows: slice, colour: tuple[int, int, int]) -> tuple[int, int, int, int]:
     """The (top, left, bottom, right) of the pixels of ``colour`` within ``rows``, asserting that the label's
     margin (its outermost rows and columns) is whole: nothing of it was cut off at an edge."""
