@@ -66,6 +66,15 @@ def _main(
     log.setup(-1 if quiet else verbose)
 
 
+def _hub_repo(value: str | None) -> str | None:
+    """A ``--repo-id`` checked before any work: None or a repo id the Hub takes (else a usage error, exit 2)."""
+    from syngen.refs import HUB_ID_RULE, is_hub_id
+
+    if value is not None and not is_hub_id(value):
+        raise typer.BadParameter(f"{value!r}: expected {HUB_ID_RULE}")
+    return value
+
+
 def _load(recipe: Path) -> Any:  # -> Recipe
     from syngen.recipe import load_recipe
 
@@ -258,7 +267,9 @@ def export(
     repo_id: Annotated[
         str | None,
         typer.Option(
-            "--repo-id", help="Hub repo the card's loading code names; default: the recipe's output.push_to_hub."
+            "--repo-id",
+            help="Hub repo the card's loading code names; default: the recipe's output.push_to_hub.",
+            callback=_hub_repo,
         ),
     ] = None,
     partial: Annotated[
@@ -356,7 +367,7 @@ def _push(out: Path, repo_id: str, private: bool, revision: str | None) -> None:
 @app.command()
 def push(
     out: Annotated[Path, typer.Argument(help="A run's output folder.")],
-    repo_id: Annotated[str, typer.Option("--repo-id", help="Hub dataset repo (org/name).")],
+    repo_id: Annotated[str, typer.Option("--repo-id", help="Hub dataset repo (org/name).", callback=_hub_repo)],
     private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
     revision: Annotated[
         str | None, typer.Option("--revision", help="Branch to push to (created when missing).")

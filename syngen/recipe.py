@@ -203,13 +203,10 @@ class OutputConfig(BaseModel):
     @classmethod
     def _hub_id(cls, value: str | None) -> str | None:
         """A repo id the Hub takes, checked here rather than when the push fails after the whole run."""
-        from syngen.refs import is_hub_id
+        from syngen.refs import HUB_ID_RULE, is_hub_id
 
         if value is not None and not is_hub_id(value):
-            raise ValueError(
-                "expected a Hub repo id, name or namespace/name: letters, digits, '-', '_' and '.', neither starting "
-                "nor ending with '-' or '.', no '--' or '..', at most 96 characters"
-            )
+            raise ValueError(f"expected {HUB_ID_RULE}")
         return value
 
 

@@ -47,6 +47,12 @@ class ModelRef(BaseModel):
         return self.id[len(TINY_PREFIX) :] if self.id.startswith(TINY_PREFIX) else None
 
 
+HUB_ID_RULE = (
+    "a Hub repo id, name or namespace/name: letters, digits, '-', '_' and '.', neither starting nor ending with '-' "
+    "or '.', no '--' or '..', at most 96 characters"
+)
+
+
 def is_hub_id(value: str) -> bool:
     """Whether the Hub takes ``value`` as a repo id (``name`` or ``namespace/name``)."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id

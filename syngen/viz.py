@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,30 +49,26 @@ TILE = 256
 COLOUR_BAR = 40  # height of the heat map sheet's colour bar
 TAG_BAND = 16  # height of a tile's band with its tag
 _BACKGROUND: RGB = (32, 32, 32)
+_CODES = 1 << 16  # most pixel codes _tint() counts at once (see _classes)
 
 
 def draw_overlay(
-    image: Image.Image, regions: Sequence[Mapping[str, Any]], palette: Sequence[RGB] = PALETTE, alpha: float = 0.45
+    image: Image.Image,
+    regions: Sequence[Mapping[str, Any]],
+    palette: Sequence[RGB] = PALETTE,
+    alpha: float = 0.45,
+    decode: Callable[[Any], np.ndarray] = decode_rle,
 ) -> Image.Image:
-    """``image`` with each region drawn in its colour: ``mask`` (RLE, optional) blended in at ``alpha``, ``box``
-    (xyxy pixels) outlined, ``phrase`` (optional) written beside the box (see :func:`_label`). Region i gets
-    ``palette[i % len(palette)]``.
-    Masks must have the image's size (they are decoded at it, so they line up pixel for pixel)."""
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32).copy()
+    """``image`` with each region drawn in its colour: ``mask`` (RLE, optional) blended in at ``alpha`` (see
+    :func:`_tint`), ``box`` (xyxy pixels) outlined, ``phrase`` (optional) written beside the box (see :func:`_label`).
+    Region i gets ``palette[i % len(palette)]``. Masks must have the image's size (they are decoded at it, so they
+    line up pixel for pixel); ``decode`` turns an RLE into its bool mask (the export passes one that keeps it)."""
+    pixels = _rgb_pixels(image)
+    masks = []
     for i, region in enumerate(regions):
-        if region.get("mask") is None:
-            continue
-        mask = decode_rle(region["mask"])
-        if mask.shape != pixels.shape[:2]:
-            raise ValueError(f"mask of size {list(mask.shape)} on an image of size {list(pixels.shape[:2])}")
-        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        if not len(rows):
-            continue
-        # blended within the mask's bounding box only (the same values as over the whole image, in half the time)
-        window = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        blended = (1 - alpha) * pixels[window] + alpha * np.array(palette[i % len(palette)], dtype=np.float32)
-        np.copyto(pixels[window], blended, where=mask[window][..., None])
-    out = Image.fromarray(pixels.round().astype(np.uint8))
+        if region.get("mask") is not None:
+            masks.append((_mask_at(decode(region["mask"]), pixels), palette[i % len(palette)]))
+    out = Image.fromarray(_tint(pixels, masks, alpha))
     draw = ImageDraw.Draw(out)
     line = max(1, round(min(out.size) / 160))
     font = _font(max(10, round(min(out.size) / 24)))
@@ -82,6 +78,69 @@ def draw_overlay(
         draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=line)
         _label(draw, region.get("phrase", ""), (x1, y1, x2, y2), colour, font)
     return out
+
+
+def _tint(pixels: np.ndarray, masks: Sequence[tuple[np.ndarray, RGB]], alpha: float) -> np.ndarray:
+    """``pixels`` ((H, W, 3) uint8) with each (H, W) bool mask of ``masks`` blended in its colour, in order: every
+    pixel under a mask becomes ``(1 - alpha) * pixel + alpha * colour`` in float32, the result rounded to uint8 at
+    the end. The same values as blending the whole image as float32 mask by mask, computed differently: pixels
+    covered by the same masks form a class, each class gets a table of what each of the 256 values of a channel
+    becomes (the same float32 operations on ``arange(256)``), and each pixel is looked up in its class's table."""
+    if not masks:
+        return pixels.copy()
+    height, width = pixels.shape[:2]
+    classes, labels = _classes([mask for mask, _ in masks], height, width)
+    tables = np.empty((len(classes), 3, 256), np.uint8)
+    for label, members in enumerate(classes):
+        values = np.repeat(np.arange(256, dtype=np.float32)[None], 3, axis=0)  # channel by channel
+        for k in members:
+            values[...] = (1 - alpha) * values + alpha * np.array(masks[k][1], dtype=np.float32)[:, None]
+        tables[label] = values.round().astype(np.uint8)
+    out = np.empty_like(pixels)
+    first = labels * (3 * 256)  # where each pixel's class's table starts in the flat tables
+    for channel in range(3):
+        index = first + pixels[..., channel]
+        index += channel * 256
+        np.take(tables.ravel(), index, out=out[..., channel])
+    return out
+
+
+def _classes(masks: Sequence[np.ndarray], height: int, width: int) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """The classes of pixels that the same ``masks`` cover (each as the indices of its masks) and each pixel's
+    class, an (H, W) array of indices into the classes. A pixel's code gains a bit per mask; the codes are
+    renumbered to the classes found whenever more bits would make too many codes."""
+    classes: list[tuple[int, ...]] = [()]
+    labels = np.zeros((height, width), np.intp)
+    pending: list[int] = []  # the masks whose bits the codes hold (the last one in the lowest bit)
+    for k, mask in enumerate(masks):
+        labels <<= 1
+        labels |= mask
+        pending.append(k)
+        if k == len(masks) - 1 or len(classes) << (len(pending) + 1) > _CODES:
+            bits = len(pending)
+            found = np.flatnonzero(np.bincount(labels.ravel(), minlength=len(classes) << bits))
+            renumber = np.zeros(len(classes) << bits, np.intp)
+            renumber[found] = np.arange(len(found))
+            classes = [
+                classes[code >> bits] + tuple(m for b, m in enumerate(pending) if code >> (bits - 1 - b) & 1)
+                for code in found.tolist()
+            ]
+            labels = renumber[labels]
+            pending = []
+    return classes, labels
+
+
+def _rgb_pixels(image: Image.Image) -> np.ndarray:
+    """The (H, W, 3) uint8 pixels of ``image`` as RGB (an RGB image is read as it is, not converted to a copy
+    first)."""
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
+def _mask_at(mask: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """``mask``, checked to have the size of the (H, W, 3) ``pixels`` (ValueError if not)."""
+    if mask.shape != pixels.shape[:2]:
+        raise ValueError(f"mask of size {list(mask.shape)} on an image of size {list(pixels.shape[:2])}")
+    return mask
 
 
 def contact_sheet(out_dir: Path, n: int = 16) -> tuple[Path, Path]:
@@ -110,14 +169,10 @@ def draw_difference(image: Image.Image, pair: Mapping[str, Any], alpha: float = 
     """``image`` with a preference pair's masks compared (both RLE at the image's size): pixels only in ``chosen``
     tinted CHOSEN, only in ``rejected`` REJECTED, in both BOTH; its ``box`` outlined in white and labelled with
     its ``kind`` and ``iou``."""
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32).copy()
-    chosen, rejected = decode_rle(pair["chosen"]), decode_rle(pair["rejected"])
-    for mask in (chosen, rejected):
-        if mask.shape != pixels.shape[:2]:
-            raise ValueError(f"mask of size {list(mask.shape)} on an image of size {list(pixels.shape[:2])}")
-    for mask, colour in ((chosen & ~rejected, CHOSEN), (rejected & ~chosen, REJECTED), (chosen & rejected, BOTH)):
-        pixels[mask] = (1 - alpha) * pixels[mask] + alpha * np.array(colour, dtype=np.float32)
-    out = Image.fromarray(pixels.round().astype(np.uint8))
+    pixels = _rgb_pixels(image)
+    chosen, rejected = (_mask_at(decode_rle(pair[key]), pixels) for key in ("chosen", "rejected"))
+    parts = [(chosen & ~rejected, CHOSEN), (rejected & ~chosen, REJECTED), (chosen & rejected, BOTH)]
+    out = Image.fromarray(_tint(pixels, parts, alpha))
     label = f"{pair['kind']} IoU {pair['iou']:.2f}"
     return draw_overlay(out, [{"box": pair["box"], "phrase": label}], [WHITE])
 

@@ -323,3 +323,18 @@ def test_models_lists_sam3_backend_with_both_roles_and_its_twin() -> None:
     assert result.exit_code == 0, result.output
     assert "tiny:sam3" in result.output
     assert "sam3 (grounder, segmenter)" in result.output
+
+
+@pytest.mark.parametrize("command", ["push", "export"])
+@pytest.mark.parametrize(
+    "repo_id", ["org/a b", "a--b", "org/name/extra", "-name"], ids=["space", "dashes", "three-parts", "leading-dash"]
+)
+def test_a_bad_repo_id_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, repo_id: str
+) -> None:
+    touched: list[str] = []
+    monkeypatch.setattr("syngen.push.push_dataset", lambda *a, **k: touched.append("push"))
+    monkeypatch.setattr("syngen.executors.base.export", lambda *a, **k: touched.append("export"))
+    code, output = syngen(command, tmp_path, "--repo-id", repo_id)
+    assert code == 2 and f"'{repo_id}': expected a Hub repo id" in output
+    assert touched == []

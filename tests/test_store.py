@@ -393,3 +393,55 @@ def test_a_shard_reindexes_after_another_compacts_a_file_it_had_indexed(tmp_path
     assert not list(shard1.dir.glob("part-*"))
     rows = shard0.read([f"s{i}" for i in range(6)])
     assert [rows[f"s{i}"][0]["id"] for i in range(6)] == [f"s{i}-0" for i in range(6)]
+
+
+def varied_rows(seed: int, n: int) -> list[dict]:
+    """Rows as stages write them: images (PNG-like random bytes, empty, none), JSON with RLE-like counts, unicode
+    and escapes, fan-out rows and failures."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        counts = "".join(chr(c) for c in rng.integers(48, 112, int(rng.integers(0, 3000))))
+        data = to_json({"mask": {"size": [96, 128], "counts": counts}, "caption": f'ünï "{i}"\n\t', "k": i})
+        image = [None, b"", rng.bytes(int(rng.integers(1, 50_000)))][i % 3]
+        status = "failed" if i % 7 == 3 else "ok"
+        rows += [
+            {"input_id": f"s{seed}-{i}", "id": f"s{seed}-{i}-{k}", "status": status, "image": image, "data": data}
+            for k in range(1 + i % 2)
+        ]
+    return rows
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2], ids=["seed-0", "seed-1", "seed-2"])
+def test_rows_round_trip_through_parts_chunks_and_drop_failed_beside_old_snappy_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Data files are written without compression or dictionaries; what is read back is what was written, byte for
+    byte, from these and from files written the old way (snappy, dictionaries: pyarrow's defaults) alike."""
+    store = StageStore(tmp_path, "segment")
+    store.open("fp")
+    old = varied_rows(seed, 40)
+    with monkeypatch.context() as patch:
+        patch.setattr("syngen.store.DATA_OPTIONS", {})  # as syngen wrote its files before
+        store.write(old[:30])
+        store.write(old[30:])
+    new = varied_rows(seed + 10, 40)
+    store.write(new)
+    written = {r["input_id"] for r in old + new}
+    expected = {i: [r for r in old + new if r["input_id"] == i] for i in written}
+    assert store.read(sorted(written)) == expected
+    codecs = {
+        pq.read_metadata(f).row_group(0).column(4).compression: f.name for f in store.data_files()
+    }  # the data column
+    assert set(codecs) == {"SNAPPY", "UNCOMPRESSED"}
+    fresh = StageStore(tmp_path, "segment")
+    fresh.open("fp")
+    fresh.compact()
+    assert [pq.read_metadata(f).row_group(0).column(4).compression for f in fresh.data_files()] == ["UNCOMPRESSED"]
+    assert fresh.read(sorted(written)) == expected
+    fresh.drop_failed()
+    kept = {i: [r for r in rows if r["status"] == "ok"] for i, rows in expected.items()}
+    kept = {i: rows for i, rows in kept.items() if rows}
+    again = StageStore(tmp_path, "segment")
+    again.open("fp")
+    assert set(again.index()) == set(kept) and again.read(sorted(kept)) == kept

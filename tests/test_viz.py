@@ -148,34 +148,86 @@ def test_contact_sheet_of_a_dataset_without_regions(tmp_path: Path) -> None:
     assert Image.open(sheet).size == (2 * TILE, TILE)
 
 
+def speckled(rng: np.random.Generator, rows: slice, cols: slice, size: tuple[int, int]) -> np.ndarray:
+    """A mask of ``size`` (H, W) set at random (70 %) within ``rows`` x ``cols``: its bounding box holds pixels
+    outside it too, and masks drawn so overlap in every combination."""
+    mask = np.zeros(size, dtype=bool)
+    mask[rows, cols] = rng.random(mask[rows, cols].shape) > 0.3
+    return mask
+
+
+def blended_whole(picture: Image.Image, masks: list[np.ndarray], palette: list, alpha: float) -> np.ndarray:
+    """The overlay's masks blended the old way, written out apart from draw_overlay's code: the whole image as
+    float32, mask by mask in order, rounded to uint8 at the end."""
+    pixels = np.asarray(picture.convert("RGB"), dtype=np.float32).copy()
+    for i, mask in enumerate(masks):
+        colour = np.array(palette[i % len(palette)], dtype=np.float32)
+        pixels[mask] = (1 - alpha) * pixels[mask] + alpha * colour
+    return pixels.round().astype(np.uint8)
+
+
+WHOLE = (slice(None), slice(None))
+
+
 @pytest.mark.parametrize(
-    "shapes",
+    ("shapes", "alpha", "mode", "size"),
     [
-        pytest.param([(slice(5, 60), slice(10, 90))], id="one-blob"),
-        pytest.param([(slice(0, HEIGHT), slice(0, WIDTH))], id="whole-image"),
-        pytest.param([(slice(0, 3), slice(0, 2)), (slice(HEIGHT - 2, HEIGHT), slice(WIDTH - 5, WIDTH))], id="corners"),
-        pytest.param([(slice(10, 50), slice(10, 50)), (slice(30, 80), slice(30, 80))], id="overlapping-regions"),
-        pytest.param([(slice(0, 0), slice(0, 0))], id="empty-mask"),
+        pytest.param([(slice(5, 60), slice(10, 90))], ALPHA, "RGB", (HEIGHT, WIDTH), id="one-blob"),
+        pytest.param([WHOLE], ALPHA, "RGB", (HEIGHT, WIDTH), id="whole-image"),
+        pytest.param(
+            [(slice(0, 3), slice(0, 2)), (slice(-2, None), slice(-5, None))],
+            ALPHA,
+            "RGB",
+            (HEIGHT, WIDTH),
+            id="corners",
+        ),
+        pytest.param(
+            [(slice(10, 50), slice(10, 50)), (slice(30, 80), slice(30, 80))],
+            ALPHA,
+            "RGB",
+            (HEIGHT, WIDTH),
+            id="overlapping-regions",
+        ),
+        pytest.param([(slice(0, 0), slice(0, 0))], ALPHA, "RGB", (HEIGHT, WIDTH), id="empty-mask"),
+        pytest.param([WHOLE] * 5, ALPHA, "RGB", (HEIGHT, WIDTH), id="five-over-every-pixel"),
+        pytest.param([WHOLE] * 15, ALPHA, "RGB", (HEIGHT, WIDTH), id="fifteen-palette-wraps"),
+        pytest.param([WHOLE] * 40, ALPHA, "RGB", (37, 53), id="forty-masks-codes-renumbered-often"),
+        pytest.param([WHOLE] * 6, 1 / 3, "RGB", (31, 17), id="alpha-third-odd-size"),
+        pytest.param([WHOLE] * 4, 0.999, "RGB", (HEIGHT, WIDTH), id="alpha-near-one"),
+        pytest.param([WHOLE] * 3, 0.0, "RGB", (HEIGHT, WIDTH), id="alpha-zero"),
+        pytest.param([WHOLE] * 3, ALPHA, "L", (HEIGHT, WIDTH), id="grey-image"),
+        pytest.param([WHOLE] * 3, ALPHA, "RGBA", (1, 1), id="one-pixel-rgba"),
     ],
 )
-def test_overlay_equals_the_blend_over_the_whole_image(shapes: list[tuple[slice, slice]]) -> None:
-    """Blending within each mask's bounding box gives what blending over the whole image gives (a speck-strewn
-    mask, so the box holds pixels outside the mask too)."""
-    rng = np.random.default_rng(0)
+def test_overlay_equals_the_blend_over_the_whole_image(
+    shapes: list[tuple[slice, slice]], alpha: float, mode: str, size: tuple[int, int]
+) -> None:
+    """Tinting through per-class lookup tables gives, byte for byte, what blending the whole image as float32 mask
+    by mask gives: every pixel value, alpha and number of overlapping masks."""
+    rng = np.random.default_rng(len(shapes))
+    picture = Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).convert(mode)
+    masks = [speckled(rng, rows, cols, size) for rows, cols in shapes]
+    regions = [{"phrase": "", "box": [-9, -9, -9, -9], "mask": encode_rle(mask)} for mask in masks]  # boxes off-image
+    drawn = np.asarray(draw_overlay(picture, regions, alpha=alpha))
+    assert np.array_equal(drawn, blended_whole(picture, masks, list(PALETTE), alpha))
+
+
+@pytest.mark.parametrize(
+    ("chosen_share", "rejected_share", "alpha"),
+    [(0.5, 0.5, 0.55), (0.9, 0.1, 0.55), (0.0, 0.7, 0.3), (1.0, 1.0, 0.55)],
+    ids=["half-and-half", "mostly-chosen", "no-chosen-alpha-0.3", "both-everywhere"],
+)
+def test_difference_view_equals_the_blend_over_the_whole_image(
+    chosen_share: float, rejected_share: float, alpha: float
+) -> None:
+    rng = np.random.default_rng(7)
     picture = Image.fromarray(rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
-    regions, masks = [], []
-    for rows, cols in shapes:
-        mask = np.zeros((HEIGHT, WIDTH), dtype=bool)
-        mask[rows, cols] = rng.random(mask[rows, cols].shape) > 0.3
-        masks.append(mask)
-        regions.append({"phrase": "", "box": [0, 0, 0, 0], "mask": encode_rle(mask)})
-    expected = np.asarray(picture, dtype=np.float32).copy()
-    for i, mask in enumerate(masks):  # the whole-image formula, written out apart from draw_overlay's code
-        colour = np.array(PALETTE[i % len(PALETTE)], dtype=np.float32)
-        expected[mask] = (1 - ALPHA) * expected[mask] + ALPHA * colour
-    drawn = np.asarray(draw_overlay(picture, regions, alpha=ALPHA))
-    # the zero-size boxes draw a 1-pixel outline at the origin: compare everywhere else
-    assert np.array_equal(drawn[2:, 2:], expected.round().astype(np.uint8)[2:, 2:])
+    chosen, rejected = (rng.random((HEIGHT, WIDTH)) < share for share in (chosen_share, rejected_share))
+    pair = {"chosen": encode_rle(chosen), "rejected": encode_rle(rejected), "box": [-9, -9, -9, -9]}
+    drawn = np.asarray(draw_difference(picture, pair | {"kind": "boundary", "iou": 0.5}, alpha=alpha))
+    parts = [chosen & ~rejected, rejected & ~chosen, chosen & rejected]
+    expected = blended_whole(picture, parts, [CHOSEN, REJECTED, BOTH], alpha)
+    assert np.array_equal(drawn[HEIGHT // 4 :], expected[HEIGHT // 4 :])  # the label sits at the top left
 
 
 def label_box(out: np.ndarray, rows: slice, colour: tuple[int, int, int]) -> tuple[int, int, int, int]:

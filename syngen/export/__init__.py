@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from syngen.export.card import CardInfo, dataset_card, set_repo_id
-from syngen.export.rows import grounding_row, preference_rows
+from syngen.export.rows import SampleMasks, grounding_row, preference_rows
 from syngen.export.schema import Column, ConfigSchema, build, published
 from syngen.export.shards import ShardWriter
 from syngen.owned import replacing
@@ -68,8 +68,9 @@ def export_dataset(
         }
         grounding = configs["grounding"].features
         for sample in samples:
-            writers["grounding"].add(grounding_row(sample, grounding, models))
-            for row in preference_rows(sample, embed_images):
+            masks = SampleMasks()
+            writers["grounding"].add(grounding_row(sample, grounding, models, masks))
+            for row in preference_rows(sample, embed_images, masks):
                 writers["preference"].add(row)
         infos = {name: writer.close() for name, writer in writers.items()}
         (building / "README.md").write_text(dataset_card(info, infos, configs, out_dir / "dataset"), encoding="utf-8")

@@ -3,7 +3,8 @@
 A ``grounding`` row holds each schema column taken from the sample and cut to its declared type (a struct keeps
 only its declared fields, a missing list is empty, image bytes become an ``Image`` cell), plus the columns the
 export makes: ``overlay`` and ``provenance``. ``preference`` rows join each region with each of its negatives (and
-carry the image only when asked: by default a pair refers to it by ``image_id``).
+carry the image only when asked: by default a pair refers to it by ``image_id``). The rows of one sample share its
+:class:`SampleMasks`: each mask is decoded once (the overlay and the pairs' PNGs) and each PNG encoded once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import io
 import json
 from typing import Any
 
+import numpy as np
 from datasets import Features, List
 from datasets import Image as ImageFeature
 from PIL import Image
@@ -32,12 +34,46 @@ def project(value: Any, feature: Any) -> Any:
     return value
 
 
-def grounding_row(sample: Sample, features: Features, models: list[ModelInfo]) -> dict[str, Any]:
-    """The ``grounding`` row of a final sample under ``features`` (see :func:`syngen.export.schema.build`)."""
+class SampleMasks:
+    """The masks of one sample: each RLE decoded once (:meth:`array`, kept) and each PNG encoded once
+    (:meth:`png`), by its size and counts. Made anew for each sample, so it holds one sample's masks at most."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[tuple[Any, ...], np.ndarray] = {}
+        self._pngs: dict[tuple[Any, ...], bytes] = {}
+
+    def array(self, rle: RLE) -> np.ndarray:
+        """The (H, W) bool mask of ``rle``, kept for this sample's PNG of it."""
+        key = _key(rle)
+        if key not in self._arrays:
+            self._arrays[key] = decode_rle(rle)
+        return self._arrays[key]
+
+    def png(self, rle: RLE) -> bytes:
+        """``rle`` as a 1-bit PNG (white = mask), from the kept mask where :meth:`array` decoded it."""
+        key = _key(rle)
+        if key not in self._pngs:
+            mask = self._arrays.get(key)
+            self._pngs[key] = image_bytes(Image.fromarray(decode_rle(rle) if mask is None else mask))
+        return self._pngs[key]
+
+
+def _key(rle: RLE) -> tuple[Any, ...]:
+    return (*rle["size"], rle["counts"])
+
+
+def grounding_row(
+    sample: Sample, features: Features, models: list[ModelInfo], masks: SampleMasks | None = None
+) -> dict[str, Any]:
+    """The ``grounding`` row of a final sample under ``features`` (see :func:`syngen.export.schema.build`);
+    ``masks``: the sample's, shared with its :func:`preference_rows`."""
     row = {name: project(sample.get(name), feature) for name, feature in features.items()}
     if "overlay" in features:
         overlay = io.BytesIO()
-        draw_overlay(load_image(sample), sample.get("regions") or []).save(overlay, format="JPEG", quality=80)
+        decode = (masks or SampleMasks()).array
+        draw_overlay(load_image(sample), sample.get("regions") or [], decode=decode).save(
+            overlay, format="JPEG", quality=80
+        )
         row["overlay"] = {"bytes": overlay.getvalue(), "path": None}
     row["provenance"] = provenance(sample, models)
     return row
@@ -59,14 +95,18 @@ def provenance(sample: Sample, models: list[ModelInfo]) -> Provenance:
     }
 
 
-def preference_rows(sample: Sample, embed_images: bool = False) -> list[dict[str, Any]]:
+def preference_rows(
+    sample: Sample, embed_images: bool = False, masks: SampleMasks | None = None
+) -> list[dict[str, Any]]:
     """One row per (region, negative) of the sample; the id joins image id, region index and negative index. The
-    image is in the row only with ``embed_images`` (else ``image_id`` finds it in ``grounding``)."""
+    image is in the row only with ``embed_images`` (else ``image_id`` finds it in ``grounding``). ``masks``: the
+    sample's, shared with its :func:`grounding_row`."""
+    masks = masks or SampleMasks()
     rows = []
     for r, region in enumerate(sample.get("regions") or []):
         if region.get("mask") is None or not region.get("negatives"):
             continue  # no pair: its mask's PNG is not needed
-        chosen_png = mask_png(region["mask"])
+        chosen_png = masks.png(region["mask"])
         for n, negative in enumerate(region.get("negatives") or []):
             rows.append(
                 {
@@ -79,7 +119,7 @@ def preference_rows(sample: Sample, embed_images: bool = False) -> list[dict[str
                     "chosen": region["mask"],
                     "rejected": negative["mask"],
                     "chosen_mask": {"bytes": chosen_png, "path": None},
-                    "rejected_mask": {"bytes": mask_png(negative["mask"]), "path": None},
+                    "rejected_mask": {"bytes": masks.png(negative["mask"]), "path": None},
                     "kind": negative["kind"],
                     "iou": negative["iou"],
                     "chosen_score": region.get("mask_score"),
@@ -91,8 +131,3 @@ def preference_rows(sample: Sample, embed_images: bool = False) -> list[dict[str
                 }
             )
     return rows
-
-
-def mask_png(rle: RLE) -> bytes:
-    """A binary mask as a 1-bit PNG (white = mask)."""
-    return image_bytes(Image.fromarray(decode_rle(rle)))

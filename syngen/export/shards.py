@@ -12,6 +12,7 @@ from typing import Any
 from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 from datasets import Image as ImageFeature
 from datasets.arrow_writer import ParquetWriter
+from datasets.features.features import encode_nested_example
 
 from syngen.stats import config_dir
 
@@ -34,7 +35,7 @@ class ShardWriter:
         if self.writer is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.writer = ParquetWriter(features=self.features, path=str(self._path()))
-        self.writer.write(self.features.encode_example(row))
+        self.writer.write(encode(self.features, row))
         self.rows += 1
         self.bytes += sum(len(row[name]["bytes"]) for name in self.images if row[name] is not None)
         if self.rows >= self.max_rows or self.bytes >= self.max_bytes:
@@ -70,3 +71,23 @@ class ShardWriter:
         self.written += rows
         self.shards += 1
         self.writer, self.rows, self.bytes = None, 0, 0
+
+
+PLAIN = frozenset({str, int, float, bool, bytes, type(None)})  # what datasets' casting pass leaves as it is
+
+
+def encode(features: Features, row: dict[str, Any]) -> dict[str, Any]:
+    """``features.encode_example(row)``, without its first pass where ``row`` holds plain python values only (dicts,
+    lists, tuples, str, int, float, bool, bytes, None: a row from the stores' JSON): that pass casts numpy, torch,
+    pandas or PIL values to python and returns plain ones as they are, walking every dict of the row to find out."""
+    return encode_nested_example(features, row) if plain(row) else features.encode_example(row)
+
+
+def plain(value: Any) -> bool:
+    """Whether ``value`` is made of plain python values only (exact types: a subclass such as numpy's str_ is not)."""
+    kind = type(value)
+    if kind is dict:
+        return all(plain(item) for item in value.values())
+    if kind is list or kind is tuple:
+        return all(plain(item) for item in value)
+    return kind in PLAIN

@@ -282,9 +282,31 @@ class HFSam(CachedSegmenter):
         counts, boxes, points, labels = one_per_row(prompts)
         features = torch.cat([e.features.expand(n, -1, -1, -1) for e, n in zip(embeddings, counts, strict=True)])
         low_res, scores = decode_rows(self.model, features, boxes, points, labels, multimask, self.dtype)
-        masks = self.processor.post_process_masks(
-            list(low_res.float().split(counts)),
-            [e.original_size for e in embeddings],
-            [e.input_size for e in embeddings],
-        )
-        return [(mask[:, 0], score) for mask, score in zip(masks, scores.split(counts), strict=True)]
+        pad = self.processor.image_processor.pad_size
+        return [
+            (upscale(masks.float(), (pad["height"], pad["width"]), e.input_size, e.original_size)[:, 0], score)
+            for e, masks, score in zip(embeddings, low_res.split(counts), scores.split(counts), strict=True)
+        ]
+
+
+def upscale(
+    low_res: torch.Tensor, pad: tuple[int, int], input_size: tuple[int, int], original_size: tuple[int, int]
+) -> torch.Tensor:
+    """SAM's low-resolution mask logits (N, C, h, w) -> masks (N, C, H, W) bool at the image's ``original_size``:
+    the same values as ``SamProcessor.post_process_masks`` (logits resized to the ``pad`` square, cut to the
+    resized image's ``input_size``, resized to ``original_size``, thresholded at 0), bit for bit.
+
+    Where the pad square is a whole multiple ``k`` of the logits' size (1024 / 256 for SAM), only the rows and
+    columns of logits that the cut keeps are resized: the same scale (1 / k exactly), so every kept value is the
+    same, for a fraction of the work (a 4:3 image: 3/4 of the rows, and no 1024 x 1024 tensor per mask).
+    """
+    (h, w), keep = low_res.shape[-2:], list(pad)
+    for axis, (size, padded, cut) in enumerate(zip((h, w), pad, input_size, strict=True)):
+        k = padded // size
+        if k * size == padded:
+            # the last row the cut reads from is floor((cut - 0.5) / k - 0.5) + 1 <= cut // k + 1
+            keep[axis] = min(size, cut // k + 2) * k
+    rows, cols = keep[0] * h // pad[0], keep[1] * w // pad[1]
+    resized = F.interpolate(low_res[..., :rows, :cols], keep, mode="bilinear", align_corners=False)
+    resized = resized[..., : input_size[0], : input_size[1]]
+    return F.interpolate(resized, original_size, mode="bilinear", align_corners=False) > 0

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 
 from syngen.errors import ConfigError
+from syngen.refs import HUB_ID_RULE, is_hub_id
 
 C = TypeVar("C", bound="TrainConfig")
 log = logging.getLogger(__name__)
@@ -177,8 +178,17 @@ class TrainConfig:
                 "out part of the training data"
             )
         self.report_to = check_report_to(self.report_to)
+        if self.push_to_hub and not is_hub_id(self.hub_repo):
+            # checked now, not when the push fails after the whole run
+            named = "hub_model_id" if self.hub_model_id else "hub_model_id (default: output_dir's folder name)"
+            raise ConfigError(f"{named}: expected {HUB_ID_RULE}; got {self.hub_repo!r}")
         if self.logging_steps == 0:
             self.logging_steps = 1
+
+    @property
+    def hub_repo(self) -> str:
+        """The Hub model repo ``push_to_hub`` uploads to: ``hub_model_id``, or ``output_dir``'s folder name."""
+        return self.hub_model_id or Path(self.output_dir).resolve().name
 
     @property
     def has_eval_split(self) -> bool:

@@ -161,8 +161,7 @@ def train(objective: Objective) -> Path:
     if main:
         plot_curves(logger.history, out / "curves.png", f"syngen train {objective.name}: {out.name}")
     if main and config.push_to_hub:
-        repo = config.hub_model_id or out.resolve().name
-        accelerator.print(f"pushed: {push_model(out, repo, private=config.hub_private_repo)}")
+        accelerator.print(f"pushed: {push_model(out, config.hub_repo, private=config.hub_private_repo)}")
     accelerator.end_training()
     return out
 

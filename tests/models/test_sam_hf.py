@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from transformers import SamImageProcessorPil
 
 from syngen.models.loading import build_tiny
-from syngen.models.sam_hf import HFSam
+from syngen.models.sam_hf import HFSam, upscale
 from syngen.models.twins.sam import build_sam
 from tests.helpers import Calls, draw_shapes
 
@@ -219,3 +220,36 @@ def test_tiny_twin_is_deterministic(tmp_path: Path) -> None:
     for name in ("a", "b"):
         build_sam(tmp_path / name)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("pad", "low", "input_size", "original_size"),
+    [
+        (1024, 256, (768, 1024), (240, 320)),
+        (1024, 256, (1024, 683), (1500, 1000)),
+        (1024, 256, (1024, 1024), (37, 37)),
+        (1024, 256, (1021, 1024), (2000, 2005)),
+        (1024, 256, (3, 1024), (2, 700)),
+        (1024, 256, (1024, 5), (900, 4)),
+        (256, 64, (192, 256), (96, 128)),
+        (1000, 256, (750, 1000), (300, 400)),
+    ],
+    ids=[
+        "sam-4:3",
+        "sam-portrait",
+        "sam-square-upscaled",
+        "sam-odd-rows",
+        "sam-3-rows",
+        "sam-5-cols",
+        "twin",
+        "pad-not-a-multiple",
+    ],
+)
+def test_upscale_equals_the_processors_post_processing(
+    pad: int, low: int, input_size: tuple[int, int], original_size: tuple[int, int]
+) -> None:
+    # only the logits the cut keeps are resized: every value must still be the processor's, bit for bit
+    logits = torch.randn(5, 1, low, low, generator=torch.Generator().manual_seed(pad + low))
+    processor = SamImageProcessorPil(pad_size={"height": pad, "width": pad})
+    [expected] = processor.post_process_masks([logits.clone()], [original_size], [input_size])
+    assert torch.equal(upscale(logits, (pad, pad), input_size, original_size), expected)

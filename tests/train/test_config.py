@@ -157,11 +157,36 @@ def test_an_old_checkpoints_training_config_loads_with_the_new_names(tmp_path: P
             "label_smoothing: applies to the sigmoid loss only",
             id="smoothing-ipo",
         ),
+        pytest.param(
+            SftConfig,
+            {"push_to_hub": True, "hub_model_id": "org/a b"},
+            "hub_model_id: expected a Hub repo id",
+            id="hub-id-with-a-space",
+        ),
+        pytest.param(
+            SftConfig,
+            {"push_to_hub": True, "output_dir": "runs/sft run"},
+            r"hub_model_id \(default: output_dir's folder name\): expected a Hub repo id, .*; got 'sft run'",
+            id="hub-id-from-the-folder-name",
+        ),
     ],
 )
 def test_bad_values_name_the_option(cls: type, values: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         cls(**{**REQUIRED, **values})
+
+
+@pytest.mark.parametrize(
+    ("values", "repo"),
+    [
+        ({"push_to_hub": True, "hub_model_id": "org/name"}, "org/name"),
+        ({"push_to_hub": True, "output_dir": "runs/sft-1"}, "sft-1"),
+        ({"push_to_hub": False, "hub_model_id": "not checked/without/a push"}, "not checked/without/a push"),
+    ],
+    ids=["named", "folder-name", "no-push"],
+)
+def test_the_hub_repo_is_checked_only_for_a_push(values: dict, repo: str) -> None:
+    assert SftConfig(**{**REQUIRED, **values}).hub_repo == repo
 
 
 def test_max_steps_minus_one_means_epochs() -> None:
