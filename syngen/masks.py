@@ -123,11 +123,23 @@ def box_span(box: Sequence[float], height: int, width: int) -> tuple[slice, slic
     slices (``slice(0, 0)`` when there are none)."""
 
     def span(low: float, high: float, n: int) -> slice:
-        centres = np.arange(n) + 0.5
-        inside = np.flatnonzero((centres >= low) & (centres < high))
-        return slice(int(inside[0]), int(inside[-1]) + 1) if len(inside) else slice(0, 0)
+        start, stop = _centres_below(low, n), _centres_below(high, n)
+        return slice(start, stop) if start < stop and not math.isnan(low) else slice(0, 0)
 
     return span(box[1], box[3], height), span(box[0], box[2], width)
+
+
+def _centres_below(value: float, n: int) -> int:
+    """How many of the pixel centres ``x + 0.5`` (``x`` in ``0 .. n - 1``) lie below ``value`` (none below NaN).
+
+    ``x + 0.5 < value`` holds for ``x < ceil(value - 0.5)``, and ``value - 0.5`` is exact in float64 wherever the
+    count is not clamped to 0 or ``n`` (``0.5 <= |value| < 2**52``), so no rounding moves the count."""
+    value = float(value)  # a float32 coordinate compares as a float64, as it does against an array of centres
+    if math.isnan(value):
+        return 0
+    if math.isinf(value):
+        return n if value > 0 else 0
+    return min(max(math.ceil(value - 0.5), 0), n)
 
 
 def box_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
@@ -139,23 +151,18 @@ def box_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
 
 def share_in_box(mask: np.ndarray, box: Sequence[float]) -> float:
     """Share of a bool mask's pixels that lie inside the xyxy box; 0.0 for an empty mask."""
-    area = mask.sum()
-    return float(np.logical_and(mask, box_mask(box, *mask.shape)).sum() / area) if area else 0.0
+    area = np.count_nonzero(mask)
+    inside = np.count_nonzero(mask[box_span(box, *mask.shape)])
+    return float(np.int64(inside) / np.int64(area)) if area else 0.0
 
 
 def erode(mask: np.ndarray, radius: int) -> np.ndarray:
     """A bool mask eroded by a (2r+1)-pixel square; pixels outside the image count as background."""
-    out = mask.astype(bool)
-    for axis in (0, 1):
-        # running count of background pixels; a pixel survives when its window along `axis` holds none
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (radius + 1, radius)
-        holes = np.cumsum(np.pad(~out, pad, constant_values=True), axis=axis, dtype=np.int32)
-        n = out.shape[axis]
-        ahead, behind = [slice(None)] * 2, [slice(None)] * 2
-        ahead[axis], behind[axis] = slice(2 * radius + 1, 2 * radius + 1 + n), slice(0, n)
-        out = holes[tuple(ahead)] == holes[tuple(behind)]
-    return out
+    from scipy import ndimage  # here, not at the top: importing it doubles the CLI's start-up
+
+    # a pixel survives when its whole square is set: the square's minimum, outside the image 0 (separable: a
+    # running minimum along each axis, a quarter of the time of running counts)
+    return ndimage.minimum_filter(np.asarray(mask, bool), size=2 * radius + 1, mode="constant", cval=0)
 
 
 def edge_band(mask: np.ndarray, width: int) -> np.ndarray:

@@ -141,10 +141,13 @@ def _utf8(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+# what json.dumps(parts, sort_keys=True, default=str) builds on every call, built once (encode keeps no state)
+_ID_JSON = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def make_id(*parts: Any) -> str:
     """A stable 16-hex-digit id from JSON-serialisable parts (the source item and the settings that made it)."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha1(blob).hexdigest()[:16]
+    return hashlib.sha1(_ID_JSON.encode(parts).encode()).hexdigest()[:16]
 
 
 def decode(data: bytes) -> Image.Image:

@@ -134,6 +134,53 @@ def test_box_mask_takes_pixels_whose_centres_are_inside(box: list[float], rows: 
         assert not np.zeros((5, 6))[row_span, col_span].size
 
 
+def _span_by_centres(low: float, high: float, n: int) -> slice:
+    """box_span's rule written out over every centre (its former implementation): the reference."""
+    centres = np.arange(n) + 0.5
+    inside = np.flatnonzero((centres >= low) & (centres < high))
+    return slice(int(inside[0]), int(inside[-1]) + 1) if len(inside) else slice(0, 0)
+
+
+SPAN_RNG = np.random.default_rng(7)
+SPAN_BOXES = {
+    "random": [list(SPAN_RNG.uniform(-5, 40, 4)) for _ in range(200)],
+    "on-centres-and-edges": [list(SPAN_RNG.integers(-2, 40, 4) / 2) for _ in range(200)],
+    "a-hair-from-centres": [
+        list(np.nextafter(centres, centres + SPAN_RNG.choice([-1, 1], 4)))
+        for centres in SPAN_RNG.integers(-2, 40, (200, 4)) + 0.5
+    ],
+    "float32": [list(SPAN_RNG.uniform(-5, 40, 4).astype(np.float32)) for _ in range(200)],
+    "integers": [[int(v) for v in SPAN_RNG.integers(-3, 40, 4)] for _ in range(200)],
+    "huge-and-tiny": [[-1e300, 1e-300, 1e300, 5e-324], [1e-17, 0.5 - 1e-17, 30.5 + 2e-15, 31.5]],
+    "non-finite": [
+        [math.nan, 0, 10, 10],
+        [0, math.nan, 10, 10],
+        [0, 0, math.nan, 10],
+        [0, 0, 10, math.nan],
+        [-math.inf, -math.inf, math.inf, math.inf],
+        [math.inf, 0, -math.inf, 10],
+    ],
+}
+
+
+@pytest.mark.parametrize("boxes", SPAN_BOXES.values(), ids=SPAN_BOXES.keys())
+@pytest.mark.parametrize(("height", "width"), [(24, 32), (1, 1), (0, 3)], ids=["24x32", "1x1", "no-rows"])
+def test_box_span_equals_testing_every_centre(boxes: list[list[float]], height: int, width: int) -> None:
+    for box in boxes:
+        expected = (_span_by_centres(box[1], box[3], height), _span_by_centres(box[0], box[2], width))
+        assert box_span(box, height, width) == expected, box
+
+
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0], ids=["empty-mask", "sparse-mask", "half-mask", "full-mask"])
+def test_share_in_box_equals_the_full_image_count(density: float) -> None:
+    rng = np.random.default_rng(int(density * 100))
+    for box in SPAN_BOXES["random"] + SPAN_BOXES["on-centres-and-edges"]:
+        mask = rng.random((24, 32)) < density
+        area = mask.sum()  # the former computation: the mask against the box's full-image mask
+        expected = float(np.logical_and(mask, box_mask(box, 24, 32)).sum() / area) if area else 0.0
+        assert share_in_box(mask, box) == expected
+
+
 @pytest.mark.parametrize(
     "mask,box,share",
     [
@@ -148,12 +195,28 @@ def test_share_in_box(mask: np.ndarray, box: list[float], share: float) -> None:
     assert share_in_box(mask, box) == share
 
 
-@pytest.mark.parametrize("radius", [0, 1, 2, 5], ids=["r0", "r1", "r2", "r5"])
-def test_erode_matches_scipy(radius: int) -> None:
-    mask = np.random.default_rng(radius).random((31, 37)) < 0.8
-    mask[5:25, 8:30] = True
+ERODED = {
+    "dense-block": ((31, 37), 0.8, True),
+    "sparse-noise": ((31, 37), 0.3, False),
+    "one-row": ((1, 40), 0.9, False),
+    "one-column": ((40, 1), 0.9, False),
+    "all-set": ((12, 9), 1.0, False),
+    "empty": ((12, 9), 0.0, False),
+}
+
+
+@pytest.mark.parametrize("case", ERODED.values(), ids=ERODED.keys())
+@pytest.mark.parametrize("radius", [0, 1, 2, 5, 40], ids=["r0", "r1", "r2", "r5", "r40-wider-than-the-mask"])
+def test_erode_matches_scipy(case: tuple[tuple[int, int], float, bool], radius: int) -> None:
+    shape, density, block = case
+    mask = np.random.default_rng(radius).random(shape) < density
+    if block:
+        mask[5:25, 8:30] = True
     expected = ndimage.binary_erosion(mask, np.ones((2 * radius + 1,) * 2, bool), border_value=0)
     assert np.array_equal(erode(mask, radius), expected)
+    assert np.array_equal(erode(mask.astype(np.uint8), radius), expected)  # 0/1 masks as bools
+    assert np.array_equal(erode(np.asfortranarray(mask), radius), expected)  # as pycocotools decodes them
+    assert np.array_equal(erode(mask[:, ::-1], radius), expected[:, ::-1])  # a strided view
 
 
 def test_edge_band_is_a_ring_of_the_given_width() -> None:

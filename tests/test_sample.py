@@ -40,6 +40,21 @@ def test_item_seed_reproduces_the_stage_derivations(parts: tuple, bits: int, old
     assert 0 <= item_seed(*parts, bits=bits) < 2**bits
 
 
+ID_PARTS = {
+    "ints-and-text": (0, "abc", 2, "boundary", 1, 9),
+    "nested-dict-keys-unsorted": ({"b": 1, "a": [1.5, None, True]}, "x"),
+    "non-ascii-text": ("caf\u00e9 \u732b", "\ud83d\ude00"),
+    "floats": (0.1, 1e300, -0.0, 2.5),
+    "not-json-by-default-str": (Path("seeds/a.png"), ("t", b"bytes")),
+    "no-parts": (),
+}
+
+
+@pytest.mark.parametrize("parts", ID_PARTS.values(), ids=ID_PARTS.keys())
+def test_make_id_is_the_sha1_of_json_dumps(parts: tuple) -> None:
+    assert make_id(*parts) == _sha1_hex16(*parts)
+
+
 def test_item_seed_defaults_to_64_bits_and_checks_its_width() -> None:
     assert item_seed("a", 1) == int(make_id("a", 1), 16)
     assert item_seed("a", 1) != item_seed("a", 2)

@@ -289,12 +289,21 @@ class _Candidate:
 
 def _references(masks: np.ndarray, device: Any) -> torch.Tensor | np.ndarray:
     """An image's reference masks, (rows, H * W) bools, as :func:`_measure` counts against them: on the CPU their
-    packed bits (uint8, (rows, ceil(H * W / 8))), elsewhere 0/1 floats on ``device`` (float32 counts pixels exactly
-    up to 2**24 per image, float64 beyond)."""
+    :func:`_packed` bits, elsewhere 0/1 floats on ``device`` (float32 counts pixels exactly up to 2**24 per image,
+    float64 beyond)."""
     if torch.device(device).type != "cuda":
-        return np.packbits(masks, axis=1)
+        return _packed(masks)
     dtype = torch.float32 if masks.shape[1] <= 2**24 else torch.float64
     return torch.as_tensor(masks, device=device).to(dtype)
+
+
+def _packed(masks: np.ndarray) -> np.ndarray:
+    """(rows, N) bools as their bits packed in uint64 words, (rows, ceil(N / 64)), the last padded with zero bits:
+    counting the bits of words costs a fifth of counting those of bytes."""
+    packed = np.packbits(masks, axis=1)
+    if pad := -packed.shape[1] % 8:
+        packed = np.pad(packed, ((0, 0), (0, pad)))
+    return packed.view(np.uint64)
 
 
 def _measure(masks: torch.Tensor, scores: Any, refs: torch.Tensor | np.ndarray | None, rows: list[int]) -> torch.Tensor:
@@ -303,7 +312,7 @@ def _measure(masks: torch.Tensor, scores: Any, refs: torch.Tensor | np.ndarray |
     assert refs is not None  # an image with candidates has usable regions
     score = torch.as_tensor(scores)
     if isinstance(refs, np.ndarray):  # packed bits on the CPU: the pixels both masks hold are the bits both set
-        packed = np.packbits(masks.numpy().reshape(len(masks), -1), axis=1)
+        packed = _packed(masks.numpy().reshape(len(masks), -1))
         positive, box = refs[rows], refs[[row + 1 for row in rows]]
         bits = [np.bitwise_count(b).sum(1, dtype=np.int64) for b in (packed, packed & positive, packed & box)]
         return torch.from_numpy(np.stack([*bits, score.double().numpy()], 1, dtype=np.float64))
@@ -360,14 +369,15 @@ class Negatives(Stage[NegativesConfig, Segmenter]):
         refs: list[np.ndarray] = []
         usable: dict[int, tuple[np.ndarray, _Region]] = {}
         for i, region in enumerate(image.regions):
-            mask = decode_rle(region["mask"]) if region.get("mask") else None
+            # in raster order once (pycocotools decodes column by column), not in every use below
+            mask = np.ascontiguousarray(decode_rle(region["mask"])) if region.get("mask") else None
             if mask is None or not mask.any():
                 image.stats["gave_up"] += cfg.boundary_per_mask + cfg.semantic_per_mask + cfg.instance_per_mask
                 continue
             height, width = mask.shape
             box = clip_box(region["box"], width, height)
             inside = box_mask(box, height, width)
-            shared = _Region(box, len(refs), int(mask.sum()))
+            shared = _Region(box, len(refs), int(np.count_nonzero(mask)))
             usable[i] = (mask, shared)
             refs += [mask, inside]
             image.width = width

@@ -108,21 +108,35 @@ def hash_thumbnail(gray: Image.Image, box: Sequence[float]) -> Image.Image:
 
 
 def phash_bits(thumbnails: Sequence[Image.Image]) -> np.ndarray:
-    """(N, 8, 8) bools: ``imagehash.phash(thumbnail).hash`` of each 32 x 32 thumbnail, all in one call (the same
-    DCT-II of scipy.fftpack along both axes, the 8 x 8 lowest frequencies above their median): a region's eleven
-    hashes cost a third of eleven ``imagehash.phash`` calls."""
-    pixels = np.stack([np.asarray(thumbnail) for thumbnail in thumbnails])
-    low = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=1), axis=2)[:, :8, :8]
+    """(N, 8, 8) bools: ``imagehash.phash(thumbnail).hash`` of each 32 x 32 thumbnail (mode L), all in one call (the
+    same DCT-II of scipy.fftpack along both axes, the 8 x 8 lowest frequencies above their median): a region's
+    eleven hashes cost a third of eleven ``imagehash.phash`` calls."""
+    width, height = thumbnails[0].size
+    pixels = np.frombuffer(b"".join([thumbnail.tobytes() for thumbnail in thumbnails]), np.uint8)
+    pixels = pixels.reshape(len(thumbnails), height, width)
+    # each line transforms alone, so the second DCT of the 8 lowest rows alone gives their values bit for bit
+    low = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=1)[:, :8], axis=2)[:, :, :8]
     return low > np.median(low.reshape(len(low), -1), axis=1)[:, None, None]
 
 
-def phash_scores(gray: Image.Image, box: Sequence[float], candidates: Sequence[float]) -> dict[float, float]:
+def phash_scores(
+    gray: Image.Image,
+    box: Sequence[float],
+    candidates: Sequence[float],
+    thumbnails: dict[tuple[float, ...], Image.Image] | None = None,
+) -> dict[float, float]:
     """``Hamming(pHash(v_0), pHash(v_t)) / t`` for each candidate ``t`` of the region ``box``; ``gray``: the image
     in mode L. Each view is hashed from its :func:`hash_thumbnail`, cut from the image in one resampling (not
-    from its ``size`` x ``size`` crop, which costs a second; figures: docs/benchmarks.md#figures-behind-the-code)."""
+    from its ``size`` x ``size`` crop, which costs a second; figures: docs/benchmarks.md#figures-behind-the-code).
+    ``thumbnails``: those cut from ``gray`` so far by view box, added to (an image's regions share views: their
+    t = 1 view is the whole image)."""
     width, height = gray.size
-    views = [0.0, *candidates]
-    bits = phash_bits([hash_thumbnail(gray, view_box(box, width, height, t)) for t in views])
+    kept = {} if thumbnails is None else thumbnails
+    views = [tuple(view_box(box, width, height, t)) for t in [0.0, *candidates]]
+    for view in views:
+        if view not in kept:
+            kept[view] = hash_thumbnail(gray, view)
+    bits = phash_bits([kept[view] for view in views])
     distances = (bits[1:] != bits[0]).sum(axis=(1, 2))
     return {t: int(d) / t for t, d in zip(candidates, distances, strict=True)}
 
@@ -172,10 +186,11 @@ class Views(Stage[ViewsConfig, None]):
             return {"regions": []}
         image = load_image(sample)
         gray = image.convert("L") if cfg.select == "phash" else None
+        thumbnails: dict[tuple[float, ...], Image.Image] = {}
         out: list[Region] = []
         for i, region in enumerate(regions):
             if gray is not None:
-                phash = phash_scores(gray, region["box"], cfg.candidates)
+                phash = phash_scores(gray, region["box"], cfg.candidates, thumbnails)
                 chosen = select_views(phash, cfg.n_views - 1)
                 scores: dict[float, float | None] = dict(phash)
             else:

@@ -423,10 +423,16 @@ def test_a_semantic_candidate_above_max_iou_is_refused_even_when_little_of_it_is
     [lambda refs: _references(refs, "cpu"), lambda refs: torch.as_tensor(refs).float()],
     ids=["packed-bits-on-cpu", "float-matrix-as-on-a-gpu"],
 )
-def test_measure_counts_areas_and_overlaps_exactly(refs_as: Any) -> None:
-    rng = np.random.default_rng(0)
-    refs = rng.random((6, H * W)) < 0.5  # three regions: positive mask, box mask
-    masks = rng.random((5, H, W)) < 0.3
+@pytest.mark.parametrize(
+    ("height", "width"),
+    [(H, W), (5, 7), (3, 8), (1, 1), (17, 31)],
+    ids=["whole-words", "35-pixels-in-a-padded-word", "a-whole-byte-in-a-padded-word", "one-pixel", "odd-sides"],
+)
+def test_measure_counts_areas_and_overlaps_exactly(refs_as: Any, height: int, width: int) -> None:
+    rng = np.random.default_rng(height * width)
+    refs = rng.random((6, height * width)) < 0.5  # three regions: positive mask, box mask
+    masks = rng.random((5, height, width)) < 0.3
+    masks[0] = True  # every pixel, the padding bits beside them must count none
     rows, scores = [0, 2, 4, 0, 4], rng.random(5).astype(np.float32)
     got = _measure(torch.as_tensor(masks), torch.as_tensor(scores), refs_as(refs), rows)
     flat = masks.reshape(5, -1)

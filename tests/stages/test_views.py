@@ -8,6 +8,7 @@ from typing import Any
 import imagehash
 import numpy as np
 import pytest
+import scipy.fftpack
 from PIL import Image
 from pydantic import ValidationError
 
@@ -132,6 +133,58 @@ def test_phash_bits_equal_imagehash_phash() -> None:
     bits = phash_bits(thumbnails)
     for kind, thumbnail, mine in zip(THUMBNAILS, thumbnails, bits, strict=True):
         assert np.array_equal(mine, imagehash.phash(thumbnail).hash), kind
+
+
+def _phash_bits_from_every_frequency(thumbnails: list[Image.Image]) -> np.ndarray:
+    """phash_bits as it was first written: both DCTs over all 32 lines, then the 8 x 8 lowest (the reference)."""
+    pixels = np.stack([np.asarray(thumbnail) for thumbnail in thumbnails])
+    low = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=1), axis=2)[:, :8, :8]
+    return low > np.median(low.reshape(len(low), -1), axis=1)[:, None, None]
+
+
+def _random_thumbnails(count: int, kind: str, seed: int) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    if kind == "noise":
+        pixels = rng.integers(0, 256, (count, 32, 32))
+    elif kind == "smooth":  # few grey levels: many ties at the median
+        pixels = rng.integers(0, 4, (count, 1, 1)) + np.add.outer(np.arange(32), np.arange(32)) // 16
+    else:  # photo-like: blurred noise
+        noise = rng.integers(0, 256, (count, 40, 40)).astype(float)
+        pixels = sum(noise[:, i : i + 32, j : j + 32] for i in range(9) for j in range(9)) / 81
+    return [Image.fromarray(p.astype(np.uint8)) for p in pixels]
+
+
+PHASH_BATCHES = [(count, kind) for count in (1, 2, 3, 11, 12, 37) for kind in ("noise", "smooth", "blurred")]
+
+
+@pytest.mark.parametrize(("count", "kind"), PHASH_BATCHES, ids=[f"{k}-x{c}" for c, k in PHASH_BATCHES])
+def test_phash_bits_equal_the_transform_of_every_frequency(count: int, kind: str) -> None:
+    for seed in range(20):
+        thumbnails = _random_thumbnails(count, kind, seed)
+        assert np.array_equal(phash_bits(thumbnails), _phash_bits_from_every_frequency(thumbnails))
+        pixels = np.stack([np.asarray(t) for t in thumbnails])
+        every = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=1), axis=2)[:, :8, :8]
+        rows = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=1)[:, :8], axis=2)[:, :, :8]
+        assert every.tobytes() == rows.tobytes()  # bit for bit, not only the hash bits
+
+
+SHARED_VIEWS = {
+    "separate-regions": [[10.0, 10.0, 30.0, 40.0], [50.5, 20.25, 90.0, 60.75], [0.0, 70.0, 15.0, 100.0]],
+    "the-same-box-twice": [[20.0, 20.0, 60.0, 50.0], [20.0, 20.0, 60.0, 50.0]],
+    "a-region-that-is-the-image": [[0.0, 0.0, 100.0, 100.0], [40.0, 40.0, 60.0, 60.0]],
+    "one-region": [[33.3, 12.1, 77.7, 45.9]],
+}
+
+
+@pytest.mark.parametrize("boxes", SHARED_VIEWS.values(), ids=SHARED_VIEWS.keys())
+def test_phash_scores_with_shared_thumbnails_equal_those_cut_for_each_region(boxes: list[list[float]]) -> None:
+    gray = _framed_noise().convert("L")
+    candidates = [round(0.1 * i, 1) for i in range(1, 11)]
+    shared: dict[tuple[float, ...], Image.Image] = {}
+    for box in boxes:
+        assert phash_scores(gray, box, candidates, shared) == phash_scores(gray, box, candidates)
+    assert (0.0, 0.0, 100.0, 100.0) in shared  # the whole image: every region's t = 1 view, cut once
+    assert len(shared) <= len(boxes) * 10 + 1
 
 
 def test_phash_selects_the_views_that_differ_most_per_t() -> None:
