@@ -161,7 +161,7 @@ def erode(mask: np.ndarray, radius: int) -> np.ndarray:
     from scipy import ndimage  # here, not at the top: importing it doubles the CLI's start-up
 
     # a pixel survives when its whole square is set: the square's minimum, outside the image 0 (separable: a
-    # running minimum along each axis, a quarter of the time of running counts)
+    # running minimum along each axis, cheaper than running counts: docs/benchmarks.md#figures-behind-the-code)
     return ndimage.minimum_filter(np.asarray(mask, bool), size=2 * radius + 1, mode="constant", cval=0)
 
 

@@ -40,8 +40,8 @@ def adapter_bytes(adapter: Any) -> int:
 
 
 def free_memory() -> None:
-    """Collects what closed models left in reference cycles (a quarter of a second: done once for all the models
-    freed together) and hands CUDA's cached blocks back to the device."""
+    """Collects what closed models left in reference cycles (costly: done once for all the models freed together;
+    docs/benchmarks.md#figures-behind-the-code) and hands CUDA's cached blocks back to the device."""
     gc.collect()
     torch = sys.modules.get("torch")  # loaded models imported it
     if torch is not None and torch.cuda.is_available():
@@ -109,7 +109,7 @@ class ModelPool:
     def close(self) -> None:
         """Frees every model; collects what they left in reference cycles only on a GPU, whose memory the next
         user of this process needs back at once (on the CPU, Python's own collector gets to it, and the run does
-        not wait a quarter of a second for it)."""
+        not wait for it)."""
         self._free(list(self._resident), collect=on_gpu(self.device))
 
     def _fit(self, incoming: int) -> None:

@@ -299,7 +299,7 @@ def _references(masks: np.ndarray, device: Any) -> torch.Tensor | np.ndarray:
 
 def _packed(masks: np.ndarray) -> np.ndarray:
     """(rows, N) bools as their bits packed in uint64 words, (rows, ceil(N / 64)), the last padded with zero bits:
-    counting the bits of words costs a fifth of counting those of bytes."""
+    words' bits count faster than bytes' (docs/benchmarks.md#figures-behind-the-code)."""
     packed = np.packbits(masks, axis=1)
     if pad := -packed.shape[1] % 8:
         packed = np.pad(packed, ((0, 0), (0, pad)))

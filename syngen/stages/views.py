@@ -109,8 +109,8 @@ def hash_thumbnail(gray: Image.Image, box: Sequence[float]) -> Image.Image:
 
 def phash_bits(thumbnails: Sequence[Image.Image]) -> np.ndarray:
     """(N, 8, 8) bools: ``imagehash.phash(thumbnail).hash`` of each 32 x 32 thumbnail (mode L), all in one call (the
-    same DCT-II of scipy.fftpack along both axes, the 8 x 8 lowest frequencies above their median): a region's
-    eleven hashes cost a third of eleven ``imagehash.phash`` calls."""
+    same DCT-II of scipy.fftpack along both axes, the 8 x 8 lowest frequencies above their median), cheaper than one
+    ``imagehash.phash`` call each (docs/benchmarks.md#figures-behind-the-code)."""
     width, height = thumbnails[0].size
     pixels = np.frombuffer(b"".join([thumbnail.tobytes() for thumbnail in thumbnails]), np.uint8)
     pixels = pixels.reshape(len(thumbnails), height, width)
