@@ -152,8 +152,7 @@ def box_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
 def share_in_box(mask: np.ndarray, box: Sequence[float]) -> float:
     """Share of a bool mask's pixels that lie inside the xyxy box; 0.0 for an empty mask."""
     area = np.count_nonzero(mask)
-    inside = np.count_nonzero(mask[box_span(box, *mask.shape)])
-    return float(np.int64(inside) / np.int64(area)) if area else 0.0
+    return np.count_nonzero(mask[box_span(box, *mask.shape)]) / area if area else 0.0
 
 
 def erode(mask: np.ndarray, radius: int) -> np.ndarray:
