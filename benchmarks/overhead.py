@@ -5,8 +5,9 @@ is syngen's own work: decoding, encoding, masks, the store, the export). Counts 
 figure holds on a loaded machine (benchmarks/cpu_ledger.py says how each part is counted), and prints per sample:
 each stage's own work (main thread), each model wrapper's pre- and post-processing apart from its forward passes,
 the pool's tasks (e.g. PNG encoding), the store writer, the export thread and the rest of the process; then
-syngen's total (everything but forward passes, model loading and preflight) against the target, and the forward
-passes for reference. Then a profile of the top remaining costs from a second, profiled run over
+syngen's total (everything but forward passes, model loading and preflight) against the target, the floor (image
+encoding and the library kernels whose results the pinned rows fix: ``cpu_ledger.KERNELS``) and the rest, and the
+forward passes for reference. Then a profile of the top remaining costs from a second, profiled run over
 ``--profile-samples`` images (cProfile slows the code, so its times are only for ranking).
 
     python benchmarks/overhead.py [--samples 200] [--profile-samples 50] [--top 20] [--overlap auto|on|off]
@@ -72,6 +73,12 @@ def main() -> None:
         encoding = sum(s for part, s in ledger.parts.items() if part.startswith("image encoding"))
         print(f"{1000 * encoding / n:14.1f}    of which image encoding (its bytes are fixed at default settings)")
         print(f"{1000 * (own - encoding) / n:14.1f}    of which the rest")
+        fixed = encoding + sum(ledger.kernels.values())
+        print(f"{1000 * fixed / n:14.1f}  the floor: image encoding and the library kernels whose results the pinned "
+              "rows fix, in any part:")  # fmt: skip
+        for kernel, seconds in sorted(ledger.kernels.items(), key=lambda kv: -kv[1]):
+            print(f"{1000 * seconds / n:14.1f}    {kernel}")
+        print(f"{1000 * (own - fixed) / n:14.1f}  syngen's own work above the floor")
         print(f"model loads: {report.get('model_loads', 'not reported')}")
 
         if args.profile_samples:
